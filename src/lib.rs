@@ -1,0 +1,17 @@
+//! cutover: a CQL migration proxy.
+//!
+//! Module map (see DESIGN.md in the README's design section):
+//!
+//! - [`frame`]: the frame codec (v3–v5 headers, v5 segments, LZ4/Snappy);
+//!   bodies stay `Bytes`.
+//! - [`protocol`]: lazy readers of the request and response bodies the proxy
+//!   looks into, and builders for the frames it answers itself.
+//! - [`cql`]: the CQL lexer shared by the classifier and the embedded node.
+//! - [`node`]: the embedded in-memory CQL node used by `demo`, the tests and
+//!   the benchmarks, with fault injection on a control port.
+#![forbid(unsafe_code)]
+
+pub mod cql;
+pub mod frame;
+pub mod node;
+pub mod protocol;

@@ -1,1 +1,108 @@
-fn main() {}
+//! The `cutover` command line.
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use cutover::node::{self, NodeConfig};
+
+#[derive(Parser)]
+#[command(name = "cutover", version, about = "A CQL migration proxy and its embedded test node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run two embedded in-memory nodes (origin and target) and print how to connect.
+    Demo {
+        /// Origin node address (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9042")]
+        origin: SocketAddr,
+        /// Target node address (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9043")]
+        target: SocketAddr,
+    },
+    /// Run one embedded in-memory CQL node.
+    Node {
+        /// Address for CQL clients (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9042")]
+        listen: SocketAddr,
+        /// Require PasswordAuthenticator logins; repeat for more users.
+        #[arg(long = "user", value_name = "NAME:PASSWORD")]
+        users: Vec<String>,
+        /// Serve the HTTP control port (fault injection, inspection) here.
+        #[arg(long, value_name = "ADDR:PORT")]
+        control: Option<SocketAddr>,
+        /// Largest frame body accepted, in bytes.
+        #[arg(long, default_value_t = cutover::frame::DEFAULT_MAX_FRAME)]
+        max_frame_bytes: usize,
+        /// Cluster name reported in system.local.
+        #[arg(long, default_value = "cutover-embedded")]
+        cluster_name: String,
+    },
+}
+
+fn parse_user(s: &str) -> Result<(String, String)> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => bail!("--user expects NAME:PASSWORD, got {s:?}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Node { listen, users, control, max_frame_bytes, cluster_name } => {
+            let mut cfg = NodeConfig::new(listen);
+            cfg.users = users.iter().map(|u| parse_user(u)).collect::<Result<_>>()?;
+            cfg.control = control;
+            cfg.codec.max_frame = max_frame_bytes;
+            cfg.cluster_name = cluster_name;
+            let running = node::start(cfg).await.with_context(|| format!("cannot listen on {listen}"))?;
+            // Tests and scripts read these two lines to find the ports.
+            println!("cql listening on {}", running.addr);
+            if let Some(c) = running.control_addr {
+                println!("control listening on http://{c}");
+            }
+            wait_for_signal().await;
+            running.shutdown().await;
+        }
+        Command::Demo { origin, target } => {
+            let o = node::start(NodeConfig::new(origin))
+                .await
+                .with_context(|| format!("cannot start the origin node on {origin} (is the port in use? try --origin 127.0.0.1:0)"))?;
+            let t = node::start(NodeConfig::new(target))
+                .await
+                .with_context(|| format!("cannot start the target node on {target} (is the port in use? try --target 127.0.0.1:0)"))?;
+            println!("cutover demo: two embedded in-memory CQL nodes are running.");
+            println!();
+            println!("  origin  {}    cqlsh {} {}", o.addr, o.addr.ip(), o.addr.port());
+            println!("  target  {}    cqlsh {} {}", t.addr, t.addr.ip(), t.addr.port());
+            println!();
+            println!("The proxy that mirrors writes from origin to target is not built yet;");
+            println!("connect any CQL driver to either node. Press Ctrl-C to stop.");
+            wait_for_signal().await;
+            o.shutdown().await;
+            t.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use cutover::node::{self, NodeConfig};
 
 #[derive(Parser)]
-#[command(name = "cutover", version, about = "A CQL migration proxy and its embedded test node")]
+#[command(
+    name = "cutover",
+    version,
+    about = "A CQL migration proxy and its embedded test node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,13 +65,21 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Node { listen, users, control, max_frame_bytes, cluster_name } => {
+        Command::Node {
+            listen,
+            users,
+            control,
+            max_frame_bytes,
+            cluster_name,
+        } => {
             let mut cfg = NodeConfig::new(listen);
             cfg.users = users.iter().map(|u| parse_user(u)).collect::<Result<_>>()?;
             cfg.control = control;
             cfg.codec.max_frame = max_frame_bytes;
             cfg.cluster_name = cluster_name;
-            let running = node::start(cfg).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let running = node::start(cfg)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
             // Tests and scripts read these two lines to find the ports.
             println!("cql listening on {}", running.addr);
             if let Some(c) = running.control_addr {
@@ -85,8 +97,18 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("cannot start the target node on {target} (is the port in use? try --target 127.0.0.1:0)"))?;
             println!("cutover demo: two embedded in-memory CQL nodes are running.");
             println!();
-            println!("  origin  {}    cqlsh {} {}", o.addr, o.addr.ip(), o.addr.port());
-            println!("  target  {}    cqlsh {} {}", t.addr, t.addr.ip(), t.addr.port());
+            println!(
+                "  origin  {}    cqlsh {} {}",
+                o.addr,
+                o.addr.ip(),
+                o.addr.port()
+            );
+            println!(
+                "  target  {}    cqlsh {} {}",
+                t.addr,
+                t.addr.ip(),
+                t.addr.port()
+            );
             println!();
             println!("The proxy that mirrors writes from origin to target is not built yet;");
             println!("connect any CQL driver to either node. Press Ctrl-C to stop.");

@@ -30,7 +30,11 @@ impl fmt::Display for Token {
             Token::QuotedIdent(s) => write!(f, "\"{s}\""),
             Token::Str(s) => write!(f, "'{s}'"),
             Token::Int(s) | Token::Float(s) | Token::Uuid(s) => write!(f, "{s}"),
-            Token::Blob(b) => write!(f, "0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+            Token::Blob(b) => write!(
+                f,
+                "0x{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            ),
             Token::Marker => write!(f, "?"),
             Token::NamedMarker(n) => write!(f, ":{n}"),
             Token::Sym(s) => write!(f, "{s}"),
@@ -77,7 +81,8 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
             continue;
         }
         // Comments: -- and // to end of line, /* ... */.
-        if (c == b'-' && b.get(i + 1) == Some(&b'-')) || (c == b'/' && b.get(i + 1) == Some(&b'/')) {
+        if (c == b'-' && b.get(i + 1) == Some(&b'-')) || (c == b'/' && b.get(i + 1) == Some(&b'/'))
+        {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
@@ -155,8 +160,11 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
                 j += 1;
             }
             let hex = &text[i + 2..j];
-            if hex.len() % 2 != 0 {
-                return Err(err(i, format!("blob literal 0x{hex} has an odd number of digits")));
+            if !hex.len().is_multiple_of(2) {
+                return Err(err(
+                    i,
+                    format!("blob literal 0x{hex} has an odd number of digits"),
+                ));
             }
             let bytes = (0..hex.len())
                 .step_by(2)
@@ -194,10 +202,17 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
             }
             // A number glued to letters is an identifier-ish error, e.g. "1abc".
             if j < b.len() && (b[j].is_ascii_alphabetic() || b[j] == b'_') {
-                return Err(err(i, format!("no viable alternative at input '{}'", &text[i..=j])));
+                return Err(err(
+                    i,
+                    format!("no viable alternative at input '{}'", &text[i..=j]),
+                ));
             }
             let s = text[i..j].to_string();
-            out.push(if float { Token::Float(s) } else { Token::Int(s) });
+            out.push(if float {
+                Token::Float(s)
+            } else {
+                Token::Int(s)
+            });
             i = j;
             continue;
         }
@@ -215,10 +230,15 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
             i = j;
             continue;
         }
-        if c == b':' && b.get(i + 1).is_some_and(|x| x.is_ascii_alphabetic() || *x == b'_' || *x == b'"') {
+        if c == b':'
+            && b.get(i + 1)
+                .is_some_and(|x| x.is_ascii_alphabetic() || *x == b'_' || *x == b'"')
+        {
             let mut j = i + 1;
             if b[j] == b'"' {
-                let end = text[j + 1..].find('"').ok_or_else(|| err(i, "unterminated marker name".into()))?;
+                let end = text[j + 1..]
+                    .find('"')
+                    .ok_or_else(|| err(i, "unterminated marker name".into()))?;
                 out.push(Token::NamedMarker(text[j + 1..j + 1 + end].to_string()));
                 i = j + 1 + end + 1;
                 continue;

@@ -9,8 +9,8 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::segment::{SegmentDecoder, SegmentEncoder};
 use super::{
-    flags, Compression, Frame, FrameError, Header, DEFAULT_MAX_FRAME, DEFAULT_MAX_FRAME_PRE_AUTH, HEADER_LEN,
-    SUPPORTED_VERSIONS,
+    flags, Compression, Frame, FrameError, Header, DEFAULT_MAX_FRAME, DEFAULT_MAX_FRAME_PRE_AUTH,
+    HEADER_LEN, SUPPORTED_VERSIONS,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +23,10 @@ pub struct CodecConfig {
 
 impl Default for CodecConfig {
     fn default() -> Self {
-        CodecConfig { max_frame: DEFAULT_MAX_FRAME, max_frame_pre_auth: DEFAULT_MAX_FRAME_PRE_AUTH }
+        CodecConfig {
+            max_frame: DEFAULT_MAX_FRAME,
+            max_frame_pre_auth: DEFAULT_MAX_FRAME_PRE_AUTH,
+        }
     }
 }
 
@@ -40,13 +43,22 @@ pub struct FrameCodec {
 
 impl FrameCodec {
     pub fn new(config: CodecConfig) -> FrameCodec {
-        FrameCodec { config, authenticated: false, compression: None, segments: None, envelopes: BytesMut::new() }
+        FrameCodec {
+            config,
+            authenticated: false,
+            compression: None,
+            segments: None,
+            envelopes: BytesMut::new(),
+        }
     }
 
     /// A codec for the client side of a connection (tests, benchmarks, the
     /// proxy's upstream legs): the server is trusted to send large results.
     pub fn client() -> FrameCodec {
-        let mut c = FrameCodec::new(CodecConfig { max_frame: 256 * 1024 * 1024, max_frame_pre_auth: 256 * 1024 * 1024 });
+        let mut c = FrameCodec::new(CodecConfig {
+            max_frame: 256 * 1024 * 1024,
+            max_frame_pre_auth: 256 * 1024 * 1024,
+        });
         c.authenticated = true;
         c
     }
@@ -84,7 +96,11 @@ impl FrameCodec {
     }
 
     /// Cuts one frame (envelope) out of `buf`, checking version and size first.
-    fn cut_frame(&self, buf: &mut BytesMut, in_segments: bool) -> Result<Option<Frame>, FrameError> {
+    fn cut_frame(
+        &self,
+        buf: &mut BytesMut,
+        in_segments: bool,
+    ) -> Result<Option<Frame>, FrameError> {
         if buf.is_empty() {
             return Ok(None);
         }
@@ -92,16 +108,27 @@ impl FrameCodec {
         if !SUPPORTED_VERSIONS.contains(&version) {
             // Cassandra answers a bad version as soon as it has a header; a
             // stream id may not even be there yet, in which case 0 is used.
-            let stream = if buf.len() >= 4 { i16::from_be_bytes([buf[2], buf[3]]) } else { 0 };
+            let stream = if buf.len() >= 4 {
+                i16::from_be_bytes([buf[2], buf[3]])
+            } else {
+                0
+            };
             if buf.len() < HEADER_LEN && buf.len() < 4 {
                 return Ok(None);
             }
             return Err(FrameError::UnsupportedVersion { version, stream });
         }
-        let Some(h) = Header::parse(buf) else { return Ok(None) };
+        let Some(h) = Header::parse(buf) else {
+            return Ok(None);
+        };
         let limit = self.limit();
         if h.length as usize > limit {
-            return Err(FrameError::TooLarge { length: h.length as u64, limit, stream: h.stream, version });
+            return Err(FrameError::TooLarge {
+                length: h.length as u64,
+                limit,
+                stream: h.stream,
+                version,
+            });
         }
         let total = HEADER_LEN + h.length as usize;
         if buf.len() < total {
@@ -113,7 +140,10 @@ impl FrameCodec {
         let mut flags_out = h.flags;
         let body = if !in_segments && h.flags & flags::COMPRESSION != 0 {
             let Some(c) = self.compression else {
-                return Err(FrameError::UnexpectedCompression { stream: h.stream, version });
+                return Err(FrameError::UnexpectedCompression {
+                    stream: h.stream,
+                    version,
+                });
             };
             flags_out &= !flags::COMPRESSION;
             c.decompress_body(&raw, limit)?.into()
@@ -124,7 +154,13 @@ impl FrameCodec {
             }
             raw
         };
-        Ok(Some(Frame { version: h.version, flags: flags_out, stream: h.stream, opcode: h.opcode, body }))
+        Ok(Some(Frame {
+            version: h.version,
+            flags: flags_out,
+            stream: h.stream,
+            opcode: h.opcode,
+            body,
+        }))
     }
 }
 
@@ -146,7 +182,9 @@ impl Decoder for FrameCodec {
             }
             match seg.decode(src)? {
                 Some(s) => {
-                    if self.envelopes.len() + s.payload.len() > self.limit() + HEADER_LEN + super::MAX_SEGMENT_PAYLOAD {
+                    if self.envelopes.len() + s.payload.len()
+                        > self.limit() + HEADER_LEN + super::MAX_SEGMENT_PAYLOAD
+                    {
                         return Err(FrameError::TooLarge {
                             length: (self.envelopes.len() + s.payload.len()) as u64,
                             limit: self.limit(),
@@ -222,7 +260,13 @@ mod tests {
         round_trip(|_| {}, &frames);
         round_trip(|c| c.set_compression(Some(Compression::Lz4)), &frames);
         round_trip(|c| c.set_compression(Some(Compression::Snappy)), &frames);
-        let v5: Vec<Frame> = frames.iter().map(|f| Frame { version: 5, ..f.clone() }).collect();
+        let v5: Vec<Frame> = frames
+            .iter()
+            .map(|f| Frame {
+                version: 5,
+                ..f.clone()
+            })
+            .collect();
         round_trip(|c| c.enable_segments(), &v5);
         round_trip(
             |c| {
@@ -232,7 +276,10 @@ mod tests {
             &v5,
         );
         // An envelope larger than one segment payload is split and rejoined.
-        let big = vec![Frame { version: 5, ..query_frame(9, 400_000) }];
+        let big = vec![Frame {
+            version: 5,
+            ..query_frame(9, 400_000)
+        }];
         round_trip(|c| c.enable_segments(), &big);
     }
 
@@ -241,17 +288,30 @@ mod tests {
         let mut c = FrameCodec::new(CodecConfig::default());
         let mut b = BytesMut::from(&[0x42u8, 0, 0, 7, 5, 0, 0, 0, 0][..]);
         match c.decode(&mut b) {
-            Err(FrameError::UnsupportedVersion { version: 0x42, stream: 7 }) => {}
+            Err(FrameError::UnsupportedVersion {
+                version: 0x42,
+                stream: 7,
+            }) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
 
     #[test]
     fn pre_auth_limit_then_full_limit() {
-        let mut c = FrameCodec::new(CodecConfig { max_frame: 100_000, max_frame_pre_auth: 1000 });
+        let mut c = FrameCodec::new(CodecConfig {
+            max_frame: 100_000,
+            max_frame_pre_auth: 1000,
+        });
         let mut b = BytesMut::new();
         query_frame(3, 2000).write_plain(&mut b);
-        assert!(matches!(c.decode(&mut b.clone()), Err(FrameError::TooLarge { limit: 1000, stream: 3, .. })));
+        assert!(matches!(
+            c.decode(&mut b.clone()),
+            Err(FrameError::TooLarge {
+                limit: 1000,
+                stream: 3,
+                ..
+            })
+        ));
         c.set_authenticated();
         assert_eq!(c.decode(&mut b).unwrap().unwrap().body.len(), 2000);
     }
@@ -260,9 +320,15 @@ mod tests {
     fn compressed_flag_without_negotiation_is_an_error() {
         let mut c = FrameCodec::new(CodecConfig::default());
         let mut b = BytesMut::new();
-        let f = Frame { flags: flags::COMPRESSION, ..query_frame(1, 10) };
+        let f = Frame {
+            flags: flags::COMPRESSION,
+            ..query_frame(1, 10)
+        };
         f.write_header(&mut b, flags::COMPRESSION, 10);
         b.extend_from_slice(&f.body);
-        assert!(matches!(c.decode(&mut b), Err(FrameError::UnexpectedCompression { .. })));
+        assert!(matches!(
+            c.decode(&mut b),
+            Err(FrameError::UnexpectedCompression { .. })
+        ));
     }
 }

@@ -33,7 +33,8 @@ impl Compression {
     pub fn compress_body(self, body: &[u8]) -> Vec<u8> {
         match self {
             Compression::Lz4 => {
-                let mut out = Vec::with_capacity(4 + lz4_flex::block::get_maximum_output_size(body.len()));
+                let mut out =
+                    Vec::with_capacity(4 + lz4_flex::block::get_maximum_output_size(body.len()));
                 out.extend_from_slice(&(body.len() as u32).to_be_bytes());
                 out.extend_from_slice(&lz4_flex::block::compress(body));
                 out
@@ -49,7 +50,9 @@ impl Compression {
         match self {
             Compression::Lz4 => {
                 if body.len() < 4 {
-                    return Err(FrameError::Decompress("LZ4 body shorter than its 4-byte length".into()));
+                    return Err(FrameError::Decompress(
+                        "LZ4 body shorter than its 4-byte length".into(),
+                    ));
                 }
                 let n = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
                 if n > limit {
@@ -60,10 +63,12 @@ impl Compression {
                 if n == 0 {
                     return Ok(Vec::new());
                 }
-                lz4_flex::block::decompress(&body[4..], n).map_err(|e| FrameError::Decompress(e.to_string()))
+                lz4_flex::block::decompress(&body[4..], n)
+                    .map_err(|e| FrameError::Decompress(e.to_string()))
             }
             Compression::Snappy => {
-                let n = snap::raw::decompress_len(body).map_err(|e| FrameError::Decompress(e.to_string()))?;
+                let n = snap::raw::decompress_len(body)
+                    .map_err(|e| FrameError::Decompress(e.to_string()))?;
                 if n > limit {
                     return Err(FrameError::Decompress(format!(
                         "uncompressed length {n} exceeds the frame limit {limit}"
@@ -86,7 +91,10 @@ mod tests {
         let body: Vec<u8> = (0..5000u32).map(|i| (i % 13) as u8).collect();
         for c in [Compression::Lz4, Compression::Snappy] {
             let z = c.compress_body(&body);
-            assert!(z.len() < body.len(), "{c:?} should shrink a repetitive body");
+            assert!(
+                z.len() < body.len(),
+                "{c:?} should shrink a repetitive body"
+            );
             assert_eq!(c.decompress_body(&z, 1 << 20).unwrap(), body);
         }
     }
@@ -94,13 +102,18 @@ mod tests {
     #[test]
     fn refuses_a_claimed_length_over_the_limit() {
         let z = Compression::Lz4.compress_body(&[7u8; 100]);
-        assert!(matches!(Compression::Lz4.decompress_body(&z, 50), Err(FrameError::Decompress(_))));
+        assert!(matches!(
+            Compression::Lz4.decompress_body(&z, 50),
+            Err(FrameError::Decompress(_))
+        ));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for c in [Compression::Lz4, Compression::Snappy] {
-            assert!(c.decompress_body(&[0, 0, 0, 9, 0xff, 0xfe, 1], 1 << 20).is_err());
+            assert!(c
+                .decompress_body(&[0, 0, 0, 9, 0xff, 0xfe, 1], 1 << 20)
+                .is_err());
         }
     }
 }

@@ -120,11 +120,23 @@ pub struct Frame {
 
 impl Frame {
     pub fn request(version: u8, stream: i16, opcode: Opcode, body: Bytes) -> Frame {
-        Frame { version: version & 0x7f, flags: 0, stream, opcode: opcode as u8, body }
+        Frame {
+            version: version & 0x7f,
+            flags: 0,
+            stream,
+            opcode: opcode as u8,
+            body,
+        }
     }
 
     pub fn response(version: u8, stream: i16, opcode: Opcode, body: Bytes) -> Frame {
-        Frame { version: (version & 0x7f) | RESPONSE_BIT, flags: 0, stream, opcode: opcode as u8, body }
+        Frame {
+            version: (version & 0x7f) | RESPONSE_BIT,
+            flags: 0,
+            stream,
+            opcode: opcode as u8,
+            body,
+        }
     }
 
     /// The protocol version without the direction bit.
@@ -188,7 +200,12 @@ pub enum FrameError {
     #[error("Invalid or unsupported protocol version ({version}); supported versions are (3/v3, 4/v4, 5/v5)")]
     UnsupportedVersion { version: u8, stream: i16 },
     #[error("Request is too big: length {length} exceeds maximum allowed length {limit}")]
-    TooLarge { length: u64, limit: usize, stream: i16, version: u8 },
+    TooLarge {
+        length: u64,
+        limit: usize,
+        stream: i16,
+        version: u8,
+    },
     #[error("Frame header CRC mismatch: computed {computed:#08x}, received {received:#08x}")]
     HeaderCrc { computed: u32, received: u32 },
     #[error("Frame payload CRC mismatch: computed {computed:#010x}, received {received:#010x}")]
@@ -208,9 +225,10 @@ impl FrameError {
     pub fn reply_stream(&self) -> Option<(i16, u8)> {
         match self {
             FrameError::UnsupportedVersion { stream, .. } => Some((*stream, 0)),
-            FrameError::TooLarge { stream, version, .. } | FrameError::UnexpectedCompression { stream, version } => {
-                Some((*stream, *version))
+            FrameError::TooLarge {
+                stream, version, ..
             }
+            | FrameError::UnexpectedCompression { stream, version } => Some((*stream, *version)),
             _ => None,
         }
     }

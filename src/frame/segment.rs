@@ -104,11 +104,15 @@ impl SegmentDecoder {
             return Err(FrameError::PayloadCrc { computed, received });
         }
         let payload = if self.lz4 && uncompressed_len != 0 {
-            lz4_flex::block::decompress(&wire, uncompressed_len).map_err(|e| FrameError::Decompress(e.to_string()))?
+            lz4_flex::block::decompress(&wire, uncompressed_len)
+                .map_err(|e| FrameError::Decompress(e.to_string()))?
         } else {
             wire.to_vec()
         };
-        Ok(Some(Segment { payload, self_contained }))
+        Ok(Some(Segment {
+            payload,
+            self_contained,
+        }))
     }
 }
 
@@ -139,7 +143,9 @@ impl SegmentEncoder {
             } else {
                 (payload, 0)
             };
-            let header = (wire.len() as u64) | ((uncompressed_len as u64) << 17) | ((self_contained as u64) << 34);
+            let header = (wire.len() as u64)
+                | ((uncompressed_len as u64) << 17)
+                | ((self_contained as u64) << 34);
             dst.reserve(5 + 3 + wire.len() + 4);
             put_le(dst, header, 5);
             put_le(dst, crc24(header, 5) as u64, 3);
@@ -171,7 +177,13 @@ mod tests {
     #[test]
     fn round_trip_small_and_split_payloads() {
         for lz4 in [false, true] {
-            for size in [0usize, 10, MAX_SEGMENT_PAYLOAD, MAX_SEGMENT_PAYLOAD + 1, 300_000] {
+            for size in [
+                0usize,
+                10,
+                MAX_SEGMENT_PAYLOAD,
+                MAX_SEGMENT_PAYLOAD + 1,
+                300_000,
+            ] {
                 let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
                 let mut buf = BytesMut::new();
                 SegmentEncoder { lz4 }.encode(&data, &mut buf);
@@ -195,20 +207,31 @@ mod tests {
         SegmentEncoder { lz4: false }.encode(b"hello envelope", &mut buf);
         let mut bad = buf.clone();
         bad[8] ^= 1;
-        assert!(matches!(SegmentDecoder { lz4: false }.decode(&mut bad), Err(FrameError::PayloadCrc { .. })));
+        assert!(matches!(
+            SegmentDecoder { lz4: false }.decode(&mut bad),
+            Err(FrameError::PayloadCrc { .. })
+        ));
         let mut bad = buf.clone();
         bad[0] ^= 1;
-        assert!(matches!(SegmentDecoder { lz4: false }.decode(&mut bad), Err(FrameError::HeaderCrc { .. })));
+        assert!(matches!(
+            SegmentDecoder { lz4: false }.decode(&mut bad),
+            Err(FrameError::HeaderCrc { .. })
+        ));
     }
 
     #[test]
     fn incompressible_payload_is_stored_with_zero_uncompressed_length() {
-        let data: Vec<u8> = (0..64u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..64u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let mut buf = BytesMut::new();
         SegmentEncoder { lz4: true }.encode(&data, &mut buf);
         let header = read_le(&buf[..5], 5);
         assert_eq!((header >> 17) & 0x1FFFF, 0, "stored as is");
-        let seg = SegmentDecoder { lz4: true }.decode(&mut buf).unwrap().unwrap();
+        let seg = SegmentDecoder { lz4: true }
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
         assert_eq!(seg.payload, data);
     }
 }

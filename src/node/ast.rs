@@ -205,14 +205,37 @@ pub enum Statement {
     Delete(Delete),
     Batch(BatchStmt),
     Use(String),
-    CreateKeyspace { name: String, if_not_exists: bool, options: Vec<(String, OptionValue)> },
-    AlterKeyspace { name: String, options: Vec<(String, OptionValue)> },
-    DropKeyspace { name: String, if_exists: bool },
+    CreateKeyspace {
+        name: String,
+        if_not_exists: bool,
+        options: Vec<(String, OptionValue)>,
+    },
+    AlterKeyspace {
+        name: String,
+        options: Vec<(String, OptionValue)>,
+    },
+    DropKeyspace {
+        name: String,
+        if_exists: bool,
+    },
     CreateTable(CreateTable),
-    AlterTable { table: QualifiedName, change: AlterTable },
-    DropTable { table: QualifiedName, if_exists: bool },
-    CreateType { name: QualifiedName, if_not_exists: bool, fields: Vec<(String, TypeExpr)> },
-    DropType { name: QualifiedName, if_exists: bool },
+    AlterTable {
+        table: QualifiedName,
+        change: AlterTable,
+    },
+    DropTable {
+        table: QualifiedName,
+        if_exists: bool,
+    },
+    CreateType {
+        name: QualifiedName,
+        if_not_exists: bool,
+        fields: Vec<(String, TypeExpr)>,
+    },
+    DropType {
+        name: QualifiedName,
+        if_exists: bool,
+    },
     Truncate(QualifiedName),
     Describe(DescribeTarget),
 }

@@ -37,7 +37,9 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
         .route("/down", post(down))
         .route("/up", post(up))
         .with_state(node);
-    let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
 }
 
 async fn stats(State(n): State<Arc<Node>>) -> Json<Value> {
@@ -69,17 +71,31 @@ async fn clear(State(n): State<Arc<Node>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn latency(State(n): State<Arc<Node>>, Json(l): Json<Latency>) -> Result<StatusCode, (StatusCode, String)> {
+async fn latency(
+    State(n): State<Arc<Node>>,
+    Json(l): Json<Latency>,
+) -> Result<StatusCode, (StatusCode, String)> {
     if !(0.0..=600_000.0).contains(&l.ms) {
-        return Err((StatusCode::BAD_REQUEST, "ms must be between 0 and 600000".into()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "ms must be between 0 and 600000".into(),
+        ));
     }
-    n.faults.latency_us.store((l.ms * 1000.0) as u64, Ordering::Relaxed);
+    n.faults
+        .latency_us
+        .store((l.ms * 1000.0) as u64, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn error(State(n): State<Arc<Node>>, Json(rule): Json<ErrorRule>) -> Result<StatusCode, (StatusCode, String)> {
+async fn error(
+    State(n): State<Arc<Node>>,
+    Json(rule): Json<ErrorRule>,
+) -> Result<StatusCode, (StatusCode, String)> {
     if !(0.0..=1.0).contains(&rule.share) {
-        return Err((StatusCode::BAD_REQUEST, "share must be between 0.0 and 1.0".into()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "share must be between 0.0 and 1.0".into(),
+        ));
     }
     *n.faults.error.lock() = Some(rule);
     Ok(StatusCode::NO_CONTENT)

@@ -4,7 +4,8 @@
 use super::ast::{Literal, Term};
 use super::error::NodeError;
 use super::value::{
-    decode, new_random_uuid, new_timeuuid, normalize_map, parse_uuid, timeuuid_ticks, varint_from_i128, Value,
+    decode, new_random_uuid, new_timeuuid, normalize_map, parse_uuid, timeuuid_ticks,
+    varint_from_i128, Value,
 };
 use crate::protocol::reader::RawValue;
 use crate::protocol::ColumnType;
@@ -37,30 +38,37 @@ fn bad(t: &ColumnType, what: impl std::fmt::Display) -> NodeError {
 }
 
 fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub fn eval(term: &Term, t: &ColumnType, binds: &Binds<'_>) -> Result<Bound, NodeError> {
     use ColumnType as T;
     Ok(match term {
-        Term::Marker(i) => match binds.values.get(*i) {
-            None => {
-                return Err(NodeError::invalid(format!(
-                    "There were {} markers(?) in CQL but {} bound variables",
-                    i + 1,
-                    binds.values.len()
-                )))
-            }
-            Some(RawValue::Null) => Bound::Null,
-            Some(RawValue::Unset) => Bound::Unset,
-            Some(RawValue::Bytes(b)) => {
-                if b.is_empty() && !matches!(t, T::Varchar | T::Ascii | T::Blob) {
-                    Bound::Null
-                } else {
-                    Bound::Value(decode(b, t).map_err(|e| NodeError::invalid(format!("{e} (for {})", t.cql_name())))?)
+        Term::Marker(i) => {
+            match binds.values.get(*i) {
+                None => {
+                    return Err(NodeError::invalid(format!(
+                        "There were {} markers(?) in CQL but {} bound variables",
+                        i + 1,
+                        binds.values.len()
+                    )))
+                }
+                Some(RawValue::Null) => Bound::Null,
+                Some(RawValue::Unset) => Bound::Unset,
+                Some(RawValue::Bytes(b)) => {
+                    if b.is_empty() && !matches!(t, T::Varchar | T::Ascii | T::Blob) {
+                        Bound::Null
+                    } else {
+                        Bound::Value(decode(b, t).map_err(|e| {
+                            NodeError::invalid(format!("{e} (for {})", t.cql_name()))
+                        })?)
+                    }
                 }
             }
-        },
+        }
         Term::Lit(Literal::Null) => Bound::Null,
         Term::Lit(l) => Bound::Value(literal(l, t)?),
         Term::Call(name, args) => Bound::Value(call(name, args, t, binds)?),
@@ -89,8 +97,12 @@ pub fn eval(term: &Term, t: &ColumnType, binds: &Binds<'_>) -> Result<Bound, Nod
             T::Map(kt, vt) => {
                 let mut out = Vec::with_capacity(entries.len());
                 for (k, v) in entries {
-                    let k = eval(k, kt, binds)?.into_option().ok_or_else(|| bad(t, "null map key"))?;
-                    let v = eval(v, vt, binds)?.into_option().ok_or_else(|| bad(t, "null map value"))?;
+                    let k = eval(k, kt, binds)?
+                        .into_option()
+                        .ok_or_else(|| bad(t, "null map key"))?;
+                    let v = eval(v, vt, binds)?
+                        .into_option()
+                        .ok_or_else(|| bad(t, "null map value"))?;
                     out.push((k, v));
                 }
                 Bound::Value(Value::Map(normalize_map(out)))
@@ -99,11 +111,15 @@ pub fn eval(term: &Term, t: &ColumnType, binds: &Binds<'_>) -> Result<Bound, Nod
             _ => return Err(bad(t, "map literal")),
         },
         Term::Udt(fields) => match t {
-            T::Udt { fields: ft, name, .. } => {
+            T::Udt {
+                fields: ft, name, ..
+            } => {
                 let mut out = vec![None; ft.len()];
                 for (fname, term) in fields {
                     let i = ft.iter().position(|(n, _)| n == fname).ok_or_else(|| {
-                        NodeError::invalid(format!("Unknown field '{fname}' in value of user defined type {name}"))
+                        NodeError::invalid(format!(
+                            "Unknown field '{fname}' in value of user defined type {name}"
+                        ))
                     })?;
                     out[i] = eval(term, &ft[i].1, binds)?.into_option();
                 }
@@ -177,7 +193,10 @@ fn call(name: &str, args: &[Term], t: &ColumnType, binds: &Binds<'_>) -> Result<
 
 pub fn literal(l: &Literal, t: &ColumnType) -> Result<Value, NodeError> {
     use ColumnType as T;
-    let int = |s: &str| s.parse::<i128>().map_err(|_| bad(t, format!("integer literal {s}")));
+    let int = |s: &str| {
+        s.parse::<i128>()
+            .map_err(|_| bad(t, format!("integer literal {s}")))
+    };
     let range = |v: i128, lo: i128, hi: i128| {
         if v < lo || v > hi {
             Err(bad(t, format!("value {v} (out of range)")))
@@ -199,7 +218,9 @@ pub fn literal(l: &Literal, t: &ColumnType) -> Result<Value, NodeError> {
         (Literal::Int(s) | Literal::Float(s), T::Float) => {
             Value::Float(parse_float(s).ok_or_else(|| bad(t, format!("number {s}")))? as f32)
         }
-        (Literal::Int(s) | Literal::Float(s), T::Decimal) => decimal(s).ok_or_else(|| bad(t, format!("decimal {s}")))?,
+        (Literal::Int(s) | Literal::Float(s), T::Decimal) => {
+            decimal(s).ok_or_else(|| bad(t, format!("decimal {s}")))?
+        }
         (Literal::Int(s), T::Date) => Value::Date(int(s)? as u32),
         (Literal::Str(s), T::Varchar) => Value::Text(s.clone()),
         (Literal::Str(s), T::Ascii) => {
@@ -208,12 +229,16 @@ pub fn literal(l: &Literal, t: &ColumnType) -> Result<Value, NodeError> {
             }
             Value::Text(s.clone())
         }
-        (Literal::Str(s), T::Timestamp) => Value::Int(parse_timestamp(s).ok_or_else(|| bad(t, format!("timestamp '{s}'")))?),
+        (Literal::Str(s), T::Timestamp) => {
+            Value::Int(parse_timestamp(s).ok_or_else(|| bad(t, format!("timestamp '{s}'")))?)
+        }
         (Literal::Str(s), T::Date) => {
             let days = parse_date(s).ok_or_else(|| bad(t, format!("date '{s}'")))?;
             Value::Date((days + (1i64 << 31)) as u32)
         }
-        (Literal::Str(s), T::Time) => Value::Int(parse_time(s).ok_or_else(|| bad(t, format!("time '{s}'")))?),
+        (Literal::Str(s), T::Time) => {
+            Value::Int(parse_time(s).ok_or_else(|| bad(t, format!("time '{s}'")))?)
+        }
         (Literal::Str(s), T::Inet) => Value::Inet(match s.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V4(a)) => a.octets().to_vec(),
             Ok(std::net::IpAddr::V6(a)) => a.octets().to_vec(),
@@ -222,13 +247,17 @@ pub fn literal(l: &Literal, t: &ColumnType) -> Result<Value, NodeError> {
         (Literal::Uuid(s), T::Uuid | T::Timeuuid) => {
             let u = parse_uuid(s).ok_or_else(|| bad(t, format!("uuid {s}")))?;
             if *t == T::Timeuuid && u[6] >> 4 != 1 {
-                return Err(NodeError::invalid(format!("Unsupported UUID for timeuuid column: {s} is not a version 1 UUID")));
+                return Err(NodeError::invalid(format!(
+                    "Unsupported UUID for timeuuid column: {s} is not a version 1 UUID"
+                )));
             }
             Value::Uuid(u)
         }
         (Literal::Blob(b), T::Blob | T::Custom(_)) => Value::Blob(b.clone()),
         (Literal::Bool(b), T::Boolean) => Value::Bool(*b),
-        (Literal::Str(s), T::Boolean) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
+        (Literal::Str(s), T::Boolean)
+            if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+        {
             Value::Bool(s.eq_ignore_ascii_case("true"))
         }
         (l, t) => {
@@ -239,7 +268,10 @@ pub fn literal(l: &Literal, t: &ColumnType) -> Result<Value, NodeError> {
                 Literal::Bool(b) => b.to_string(),
                 Literal::Null => "null".into(),
             };
-            return Err(NodeError::invalid(format!("Invalid {shown} value for type {}", t.cql_name())));
+            return Err(NodeError::invalid(format!(
+                "Invalid {shown} value for type {}",
+                t.cql_name()
+            )));
         }
     })
 }
@@ -290,7 +322,10 @@ fn parse_date(s: &str) -> Option<i64> {
 
 fn parse_time(s: &str) -> Option<i64> {
     let (hms, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
-    let parts: Vec<i64> = hms.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let parts: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     if parts.len() != 3 {
         return None;
     }
@@ -308,7 +343,11 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Some(ms);
     }
-    let (date, rest) = if s.len() >= 10 { s.split_at(10) } else { return None };
+    let (date, rest) = if s.len() >= 10 {
+        s.split_at(10)
+    } else {
+        return None;
+    };
     let days = parse_date(date)?;
     let mut ms = days * 86_400_000;
     let rest = rest.trim_start_matches(['T', ' ']);
@@ -318,7 +357,11 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     let tz_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
     let (time, tz) = rest.split_at(tz_at);
     let time = time.trim();
-    let time_full = if time.matches(':').count() == 1 { format!("{time}:00") } else { time.to_string() };
+    let time_full = if time.matches(':').count() == 1 {
+        format!("{time}:00")
+    } else {
+        time.to_string()
+    };
     ms += parse_time(&time_full)? / 1_000_000;
     let tz = tz.trim();
     if !tz.is_empty() && !tz.eq_ignore_ascii_case("z") {
@@ -340,15 +383,27 @@ mod tests {
     #[test]
     fn timestamps_parse_like_cassandra() {
         assert_eq!(parse_timestamp("1970-01-01"), Some(0));
-        assert_eq!(parse_timestamp("2011-02-03 04:05:00+0000"), Some(1_296_705_900_000));
-        assert_eq!(parse_timestamp("2011-02-03T04:05:00.123Z"), Some(1_296_705_900_123));
-        assert_eq!(parse_timestamp("2011-02-03 05:05:00+0100"), Some(1_296_705_900_000));
+        assert_eq!(
+            parse_timestamp("2011-02-03 04:05:00+0000"),
+            Some(1_296_705_900_000)
+        );
+        assert_eq!(
+            parse_timestamp("2011-02-03T04:05:00.123Z"),
+            Some(1_296_705_900_123)
+        );
+        assert_eq!(
+            parse_timestamp("2011-02-03 05:05:00+0100"),
+            Some(1_296_705_900_000)
+        );
         assert_eq!(parse_timestamp("garbage"), None);
     }
 
     #[test]
     fn out_of_range_int_is_invalid() {
         assert!(literal(&Literal::Int("3000000000".into()), &ColumnType::Int).is_err());
-        assert_eq!(literal(&Literal::Int("-5".into()), &ColumnType::Int).unwrap(), Value::Int(-5));
+        assert_eq!(
+            literal(&Literal::Int("-5".into()), &ColumnType::Int).unwrap(),
+            Value::Int(-5)
+        );
     }
 }

@@ -12,7 +12,10 @@ use md5::{Digest, Md5};
 
 use super::ast::{AlterTable, ColumnDecl, CreateTable, OptionValue, QualifiedName, Statement};
 use super::error::NodeError;
-use super::schema::{is_system_keyspace, resolve_type, ColumnDef, ColumnKind, KeyspaceDef, TableOptions, TableSchema, UserType};
+use super::schema::{
+    is_system_keyspace, resolve_type, ColumnDef, ColumnKind, KeyspaceDef, TableOptions,
+    TableSchema, UserType,
+};
 use super::store::{now_micros, Cell, KeyPart, Liveness, Partition, TableData};
 use super::value::{new_random_uuid, Value};
 use crate::protocol::response::SchemaChange;
@@ -67,7 +70,9 @@ fn text(s: &str) -> Value {
 }
 
 fn text_map(m: &[(String, String)]) -> Value {
-    Value::Map(super::value::normalize_map(m.iter().map(|(k, v)| (text(k), text(v))).collect()))
+    Value::Map(super::value::normalize_map(
+        m.iter().map(|(k, v)| (text(k), text(v))).collect(),
+    ))
 }
 
 fn table_id(ks: &str, name: &str) -> [u8; 16] {
@@ -90,12 +95,22 @@ impl Db {
             schema_generation: 0,
             identity,
         };
-        for ks in ["system", "system_schema", "system_virtual_schema", "system_auth", "system_distributed", "system_traces"] {
+        for ks in [
+            "system",
+            "system_schema",
+            "system_virtual_schema",
+            "system_auth",
+            "system_distributed",
+            "system_traces",
+        ] {
             db.keyspaces.insert(
                 ks.into(),
                 KeyspaceDef {
                     name: ks.into(),
-                    replication: vec![("class".into(), "org.apache.cassandra.locator.LocalStrategy".into())],
+                    replication: vec![(
+                        "class".into(),
+                        "org.apache.cassandra.locator.LocalStrategy".into(),
+                    )],
                     durable_writes: true,
                     types: BTreeMap::new(),
                 },
@@ -103,8 +118,11 @@ impl Db {
         }
         for ddl in SYSTEM_TABLES {
             let parsed = super::parser::parse(ddl).expect("system table DDL parses");
-            let Statement::CreateTable(ct) = parsed.statement else { unreachable!("system DDL is CREATE TABLE") };
-            db.create_table(&ct, None).expect("system table DDL is valid");
+            let Statement::CreateTable(ct) = parsed.statement else {
+                unreachable!("system DDL is CREATE TABLE")
+            };
+            db.create_table(&ct, None)
+                .expect("system table DDL is valid");
         }
         db.schema_changed();
         db
@@ -114,14 +132,18 @@ impl Db {
         if !self.keyspaces.contains_key(ks) {
             return Err(NodeError::invalid(format!("Keyspace {ks} does not exist")));
         }
-        self.tables.get(&(ks.to_string(), name.to_string())).ok_or_else(|| NodeError::unconfigured_table(name))
+        self.tables
+            .get(&(ks.to_string(), name.to_string()))
+            .ok_or_else(|| NodeError::unconfigured_table(name))
     }
 
     pub fn table_mut(&mut self, ks: &str, name: &str) -> Result<&mut Table, NodeError> {
         if !self.keyspaces.contains_key(ks) {
             return Err(NodeError::invalid(format!("Keyspace {ks} does not exist")));
         }
-        self.tables.get_mut(&(ks.to_string(), name.to_string())).ok_or_else(|| NodeError::unconfigured_table(name))
+        self.tables
+            .get_mut(&(ks.to_string(), name.to_string()))
+            .ok_or_else(|| NodeError::unconfigured_table(name))
     }
 
     // ---- DDL -------------------------------------------------------------------
@@ -136,23 +158,35 @@ impl Db {
             if if_not_exists {
                 return Ok(None);
             }
-            return Err(NodeError::already_exists(name, "", format!("Keyspace {name} already exists")));
+            return Err(NodeError::already_exists(
+                name,
+                "",
+                format!("Keyspace {name} already exists"),
+            ));
         }
         let (replication, durable_writes) = keyspace_options(options)?;
         self.keyspaces.insert(
             name.into(),
-            KeyspaceDef { name: name.into(), replication, durable_writes, types: BTreeMap::new() },
+            KeyspaceDef {
+                name: name.into(),
+                replication,
+                durable_writes,
+                types: BTreeMap::new(),
+            },
         );
         self.schema_changed();
         Ok(Some(change("CREATED", "KEYSPACE", name, "")))
     }
 
-    pub fn alter_keyspace(&mut self, name: &str, options: &[(String, OptionValue)]) -> Result<SchemaChange, NodeError> {
+    pub fn alter_keyspace(
+        &mut self,
+        name: &str,
+        options: &[(String, OptionValue)],
+    ) -> Result<SchemaChange, NodeError> {
         let (replication, durable_writes) = keyspace_options(options)?;
-        let ks = self
-            .keyspaces
-            .get_mut(name)
-            .ok_or_else(|| NodeError::config(format!("Cannot alter non existing keyspace '{name}'.")))?;
+        let ks = self.keyspaces.get_mut(name).ok_or_else(|| {
+            NodeError::config(format!("Cannot alter non existing keyspace '{name}'."))
+        })?;
         if !replication.is_empty() {
             ks.replication = replication;
         }
@@ -161,22 +195,34 @@ impl Db {
         Ok(change("UPDATED", "KEYSPACE", name, ""))
     }
 
-    pub fn drop_keyspace(&mut self, name: &str, if_exists: bool) -> Result<Option<SchemaChange>, NodeError> {
+    pub fn drop_keyspace(
+        &mut self,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<Option<SchemaChange>, NodeError> {
         if is_system_keyspace(name) {
-            return Err(NodeError::unauthorized(format!("{name} keyspace is not user-modifiable.")));
+            return Err(NodeError::unauthorized(format!(
+                "{name} keyspace is not user-modifiable."
+            )));
         }
         if self.keyspaces.remove(name).is_none() {
             if if_exists {
                 return Ok(None);
             }
-            return Err(NodeError::config(format!("Cannot drop non existing keyspace '{name}'.")));
+            return Err(NodeError::config(format!(
+                "Cannot drop non existing keyspace '{name}'."
+            )));
         }
         self.tables.retain(|(k, _), _| k != name);
         self.schema_changed();
         Ok(Some(change("DROPPED", "KEYSPACE", name, "")))
     }
 
-    pub fn create_table(&mut self, ct: &CreateTable, current: Option<&str>) -> Result<Option<SchemaChange>, NodeError> {
+    pub fn create_table(
+        &mut self,
+        ct: &CreateTable,
+        current: Option<&str>,
+    ) -> Result<Option<SchemaChange>, NodeError> {
         let ks = super::schema::keyspace_of(&ct.table, current)?.to_string();
         let name = ct.table.name.clone();
         let kdef = self
@@ -194,12 +240,17 @@ impl Db {
             ));
         }
         if ct.partition_key.is_empty() {
-            return Err(NodeError::invalid("No PRIMARY KEY specifed for table (exactly one required)"));
+            return Err(NodeError::invalid(
+                "No PRIMARY KEY specifed for table (exactly one required)",
+            ));
         }
         let mut columns = Vec::new();
         for (slot, decl) in ct.columns.iter().enumerate() {
             if columns.iter().any(|c: &ColumnDef| c.name == decl.name) {
-                return Err(NodeError::invalid(format!("Duplicate column '{}' declaration for table {ks}.{name}", decl.name)));
+                return Err(NodeError::invalid(format!(
+                    "Duplicate column '{}' declaration for table {ks}.{name}",
+                    decl.name
+                )));
             }
             let (typ, frozen) = resolve_type(&decl.typ, &ks, &kdef.types)?;
             let kind = if let Some(p) = ct.partition_key.iter().position(|k| *k == decl.name) {
@@ -213,28 +264,56 @@ impl Db {
             };
             if decl.is_static && ct.clustering.is_empty() {
                 return Err(NodeError::invalid(format!(
-                    "Static column {} cannot be defined in a table with no clustering columns", decl.name
+                    "Static column {} cannot be defined in a table with no clustering columns",
+                    decl.name
                 )));
             }
-            if decl.is_static && matches!(kind, ColumnKind::PartitionKey(_) | ColumnKind::Clustering(_)) {
-                return Err(NodeError::invalid(format!("Static column {} cannot be part of the PRIMARY KEY", decl.name)));
-            }
-            if matches!(kind, ColumnKind::PartitionKey(_) | ColumnKind::Clustering(_)) && typ.is_collection() && !frozen {
+            if decl.is_static
+                && matches!(
+                    kind,
+                    ColumnKind::PartitionKey(_) | ColumnKind::Clustering(_)
+                )
+            {
                 return Err(NodeError::invalid(format!(
-                    "Invalid non-frozen collection type for PRIMARY KEY component {}", decl.name
+                    "Static column {} cannot be part of the PRIMARY KEY",
+                    decl.name
                 )));
             }
-            columns.push(ColumnDef { slot, name: decl.name.clone(), typ, frozen, kind });
+            if matches!(
+                kind,
+                ColumnKind::PartitionKey(_) | ColumnKind::Clustering(_)
+            ) && typ.is_collection()
+                && !frozen
+            {
+                return Err(NodeError::invalid(format!(
+                    "Invalid non-frozen collection type for PRIMARY KEY component {}",
+                    decl.name
+                )));
+            }
+            columns.push(ColumnDef {
+                slot,
+                name: decl.name.clone(),
+                typ,
+                frozen,
+                kind,
+            });
         }
         for k in ct.partition_key.iter().chain(ct.clustering.iter()) {
             if !columns.iter().any(|c| c.name == *k) {
-                return Err(NodeError::invalid(format!("Unknown definition {k} referenced in PRIMARY KEY")));
+                return Err(NodeError::invalid(format!(
+                    "Unknown definition {k} referenced in PRIMARY KEY"
+                )));
             }
         }
-        let counters = columns.iter().filter(|c| c.typ == ColumnType::Counter).count();
+        let counters = columns
+            .iter()
+            .filter(|c| c.typ == ColumnType::Counter)
+            .count();
         let non_key = columns.iter().filter(|c| !c.is_primary_key()).count();
         if counters > 0 && counters != non_key {
-            return Err(NodeError::config("Cannot mix counter and non counter columns in the same table"));
+            return Err(NodeError::config(
+                "Cannot mix counter and non counter columns in the same table",
+            ));
         }
         let mut clustering_desc = vec![false; ct.clustering.len()];
         for (i, (col, desc)) in ct.clustering_order.iter().enumerate() {
@@ -261,7 +340,13 @@ impl Db {
             options,
         };
         schema.normalize();
-        self.tables.insert((ks.clone(), name.clone()), Table { schema: Arc::new(schema), data: TableData::default() });
+        self.tables.insert(
+            (ks.clone(), name.clone()),
+            Table {
+                schema: Arc::new(schema),
+                data: TableData::default(),
+            },
+        );
         if !is_system_keyspace(&ks) {
             self.schema_changed();
         }
@@ -276,14 +361,25 @@ impl Db {
     ) -> Result<SchemaChange, NodeError> {
         let ks = super::schema::keyspace_of(q, current)?.to_string();
         if is_system_keyspace(&ks) {
-            return Err(NodeError::unauthorized(format!("{ks} keyspace is not user-modifiable.")));
+            return Err(NodeError::unauthorized(format!(
+                "{ks} keyspace is not user-modifiable."
+            )));
         }
-        let types = self.keyspaces.get(&ks).map(|k| k.types.clone()).unwrap_or_default();
+        let types = self
+            .keyspaces
+            .get(&ks)
+            .map(|k| k.types.clone())
+            .unwrap_or_default();
         let table = self.table_mut(&ks, &q.name)?;
         let mut schema = (*table.schema).clone();
         match change_ {
             AlterTable::Add(cols) => {
-                for ColumnDecl { name, typ, is_static } in cols {
+                for ColumnDecl {
+                    name,
+                    typ,
+                    is_static,
+                } in cols
+                {
                     if schema.column(name).is_some() {
                         return Err(NodeError::invalid(format!(
                             "Invalid column name {name} because it conflicts with an existing column"
@@ -297,17 +393,32 @@ impl Db {
                     let (typ, frozen) = resolve_type(typ, &ks, &types)?;
                     let slot = schema.next_slot;
                     schema.next_slot += 1;
-                    let kind = if *is_static { ColumnKind::Static } else { ColumnKind::Regular };
-                    schema.columns.push(ColumnDef { slot, name: name.clone(), typ, frozen, kind });
+                    let kind = if *is_static {
+                        ColumnKind::Static
+                    } else {
+                        ColumnKind::Regular
+                    };
+                    schema.columns.push(ColumnDef {
+                        slot,
+                        name: name.clone(),
+                        typ,
+                        frozen,
+                        kind,
+                    });
                 }
             }
             AlterTable::Drop(cols) => {
                 for name in cols {
-                    let c = schema
-                        .column(name)
-                        .ok_or_else(|| NodeError::invalid(format!("Column {name} was not found in table {}", q.name)))?;
+                    let c = schema.column(name).ok_or_else(|| {
+                        NodeError::invalid(format!(
+                            "Column {name} was not found in table {}",
+                            q.name
+                        ))
+                    })?;
                     if c.is_primary_key() {
-                        return Err(NodeError::invalid(format!("Cannot drop PRIMARY KEY part {name}")));
+                        return Err(NodeError::invalid(format!(
+                            "Cannot drop PRIMARY KEY part {name}"
+                        )));
                     }
                     schema.columns.retain(|c| c.name != *name);
                 }
@@ -329,13 +440,18 @@ impl Db {
     ) -> Result<Option<SchemaChange>, NodeError> {
         let ks = super::schema::keyspace_of(q, current)?.to_string();
         if is_system_keyspace(&ks) {
-            return Err(NodeError::unauthorized(format!("{ks} keyspace is not user-modifiable.")));
+            return Err(NodeError::unauthorized(format!(
+                "{ks} keyspace is not user-modifiable."
+            )));
         }
         if self.tables.remove(&(ks.clone(), q.name.clone())).is_none() {
             if if_exists {
                 return Ok(None);
             }
-            return Err(NodeError::invalid(format!("Table '{ks}.{}' doesn't exist", q.name)));
+            return Err(NodeError::invalid(format!(
+                "Table '{ks}.{}' doesn't exist",
+                q.name
+            )));
         }
         self.schema_changed();
         Ok(Some(change("DROPPED", "TABLE", &ks, &q.name)))
@@ -349,19 +465,33 @@ impl Db {
         current: Option<&str>,
     ) -> Result<Option<SchemaChange>, NodeError> {
         let ks = super::schema::keyspace_of(q, current)?.to_string();
-        let kdef = self.keyspaces.get(&ks).ok_or_else(|| NodeError::invalid(format!("Keyspace {ks} doesn't exist")))?;
+        let kdef = self
+            .keyspaces
+            .get(&ks)
+            .ok_or_else(|| NodeError::invalid(format!("Keyspace {ks} doesn't exist")))?;
         if kdef.types.contains_key(&q.name) {
             if if_not_exists {
                 return Ok(None);
             }
-            return Err(NodeError::already_exists(&ks, &q.name, format!("A user type with name '{}' already exists", q.name)));
+            return Err(NodeError::already_exists(
+                &ks,
+                &q.name,
+                format!("A user type with name '{}' already exists", q.name),
+            ));
         }
         let mut resolved = Vec::new();
         for (f, t) in fields {
             resolved.push((f.clone(), resolve_type(t, &ks, &kdef.types)?.0));
         }
         let kdef = self.keyspaces.get_mut(&ks).expect("checked above");
-        kdef.types.insert(q.name.clone(), UserType { keyspace: ks.clone(), name: q.name.clone(), fields: resolved });
+        kdef.types.insert(
+            q.name.clone(),
+            UserType {
+                keyspace: ks.clone(),
+                name: q.name.clone(),
+                fields: resolved,
+            },
+        );
         self.schema_changed();
         Ok(Some(change("CREATED", "TYPE", &ks, &q.name)))
     }
@@ -375,17 +505,29 @@ impl Db {
         let ks = super::schema::keyspace_of(q, current)?.to_string();
         let in_use = self.tables.values().any(|t| {
             t.schema.keyspace == ks
-                && t.schema.columns.iter().any(|c| c.typ.cql_name().contains(q.name.as_str()))
+                && t.schema
+                    .columns
+                    .iter()
+                    .any(|c| c.typ.cql_name().contains(q.name.as_str()))
         });
-        let kdef = self.keyspaces.get_mut(&ks).ok_or_else(|| NodeError::invalid(format!("Keyspace {ks} doesn't exist")))?;
+        let kdef = self
+            .keyspaces
+            .get_mut(&ks)
+            .ok_or_else(|| NodeError::invalid(format!("Keyspace {ks} doesn't exist")))?;
         if !kdef.types.contains_key(&q.name) {
             if if_exists {
                 return Ok(None);
             }
-            return Err(NodeError::invalid(format!("No user type named {} exists.", q.name)));
+            return Err(NodeError::invalid(format!(
+                "No user type named {} exists.",
+                q.name
+            )));
         }
         if in_use {
-            return Err(NodeError::invalid(format!("Cannot drop user type {ks}.{} as it is still used by a table", q.name)));
+            return Err(NodeError::invalid(format!(
+                "Cannot drop user type {ks}.{} as it is still used by a table",
+                q.name
+            )));
         }
         kdef.types.remove(&q.name);
         self.schema_changed();
@@ -395,7 +537,9 @@ impl Db {
     pub fn truncate(&mut self, q: &QualifiedName, current: Option<&str>) -> Result<(), NodeError> {
         let ks = super::schema::keyspace_of(q, current)?.to_string();
         if is_system_keyspace(&ks) {
-            return Err(NodeError::unauthorized(format!("{ks} keyspace is not user-modifiable.")));
+            return Err(NodeError::unauthorized(format!(
+                "{ks} keyspace is not user-modifiable."
+            )));
         }
         self.table_mut(&ks, &q.name)?.data = TableData::default();
         Ok(())
@@ -425,10 +569,21 @@ impl Db {
     }
 
     fn put(&mut self, ks: &str, table: &str, values: Vec<(&str, Option<Value>)>) {
-        let Some(t) = self.tables.get_mut(&(ks.to_string(), table.to_string())) else { return };
+        let Some(t) = self.tables.get_mut(&(ks.to_string(), table.to_string())) else {
+            return;
+        };
         let schema = t.schema.clone();
-        let lookup = |n: &str| values.iter().find(|(c, _)| *c == n).and_then(|(_, v)| v.clone());
-        let pk: Vec<Value> = schema.partition_key.iter().map(|i| lookup(&schema.columns[*i].name).unwrap_or(Value::Text(String::new()))).collect();
+        let lookup = |n: &str| {
+            values
+                .iter()
+                .find(|(c, _)| *c == n)
+                .and_then(|(_, v)| v.clone())
+        };
+        let pk: Vec<Value> = schema
+            .partition_key
+            .iter()
+            .map(|i| lookup(&schema.columns[*i].name).unwrap_or(Value::Text(String::new())))
+            .collect();
         let ck: Vec<KeyPart> = schema
             .clustering
             .iter()
@@ -439,7 +594,11 @@ impl Db {
             })
             .collect();
         let ts = now_micros();
-        let part = t.data.partitions.entry(pk).or_insert_with(Partition::default);
+        let part = t
+            .data
+            .partitions
+            .entry(pk)
+            .or_insert_with(Partition::default);
         let row = if ck.is_empty() && schema.clustering.is_empty() {
             part.rows.entry(Vec::new()).or_default()
         } else {
@@ -451,14 +610,25 @@ impl Db {
                 continue;
             }
             if let Some(v) = lookup(&c.name) {
-                row.write(c.slot, Cell { value: Some(v), ts, expires: None }, super::store::NO_DELETION);
+                row.write(
+                    c.slot,
+                    Cell {
+                        value: Some(v),
+                        ts,
+                        expires: None,
+                    },
+                    super::store::NO_DELETION,
+                );
             }
         }
     }
 
     fn refresh_system_tables(&mut self) {
         for t in ["keyspaces", "tables", "columns", "types"] {
-            if let Some(t) = self.tables.get_mut(&("system_schema".to_string(), t.to_string())) {
+            if let Some(t) = self
+                .tables
+                .get_mut(&("system_schema".to_string(), t.to_string()))
+            {
                 t.data = TableData::default();
             }
         }
@@ -489,7 +659,10 @@ impl Db {
                 ("listen_address", Some(addr.clone())),
                 ("listen_port", Some(Value::Int(7000))),
                 ("native_protocol_version", Some(text("5"))),
-                ("partitioner", Some(text("org.apache.cassandra.dht.Murmur3Partitioner"))),
+                (
+                    "partitioner",
+                    Some(text("org.apache.cassandra.dht.Murmur3Partitioner")),
+                ),
                 ("rack", Some(text(&id.rack))),
                 ("release_version", Some(text(&id.release_version))),
                 ("rpc_address", Some(addr)),
@@ -519,8 +692,19 @@ impl Db {
                     vec![
                         ("keyspace_name", Some(text(&k.name))),
                         ("type_name", Some(text(&t.name))),
-                        ("field_names", Some(Value::List(t.fields.iter().map(|(n, _)| text(n)).collect()))),
-                        ("field_types", Some(Value::List(t.fields.iter().map(|(_, ty)| text(&ty.cql_name())).collect()))),
+                        (
+                            "field_names",
+                            Some(Value::List(t.fields.iter().map(|(n, _)| text(n)).collect())),
+                        ),
+                        (
+                            "field_types",
+                            Some(Value::List(
+                                t.fields
+                                    .iter()
+                                    .map(|(_, ty)| text(&ty.cql_name()))
+                                    .collect(),
+                            )),
+                        ),
                     ],
                 );
             }
@@ -531,10 +715,17 @@ impl Db {
             .filter(|t| t.schema.keyspace != "system_virtual_schema")
             .map(|t| t.schema.clone())
             .collect();
-        let map = |pairs: &[(&str, &str)]| text_map(&pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>());
+        let map = |pairs: &[(&str, &str)]| {
+            text_map(
+                &pairs
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
         for s in schemas {
-            let compound = s.partition_key.len() > 1 || !s.clustering.is_empty() || s.columns.len() > 2;
-            let flags: Vec<Value> = if compound { vec![text("compound")] } else { vec![text("compound")] };
+            // Every CQL table is "compound"; "dense" is for COMPACT STORAGE only.
+            let flags = vec![text("compound")];
             self.put(
                 "system_schema",
                 "tables",
@@ -543,24 +734,36 @@ impl Db {
                     ("table_name", Some(text(&s.name))),
                     ("additional_write_policy", Some(text("99p"))),
                     ("bloom_filter_fp_chance", Some(Value::Double(0.01))),
-                    ("caching", Some(map(&[("keys", "ALL"), ("rows_per_partition", "NONE")]))),
+                    (
+                        "caching",
+                        Some(map(&[("keys", "ALL"), ("rows_per_partition", "NONE")])),
+                    ),
                     ("cdc", Some(Value::Bool(false))),
                     ("comment", Some(text(&s.options.comment))),
                     (
                         "compaction",
                         Some(map(&[
-                            ("class", "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy"),
+                            (
+                                "class",
+                                "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy",
+                            ),
                             ("max_threshold", "32"),
                             ("min_threshold", "4"),
                         ])),
                     ),
                     (
                         "compression",
-                        Some(map(&[("chunk_length_in_kb", "16"), ("class", "org.apache.cassandra.io.compress.LZ4Compressor")])),
+                        Some(map(&[
+                            ("chunk_length_in_kb", "16"),
+                            ("class", "org.apache.cassandra.io.compress.LZ4Compressor"),
+                        ])),
                     ),
                     ("crc_check_chance", Some(Value::Double(1.0))),
                     ("dclocal_read_repair_chance", Some(Value::Double(0.0))),
-                    ("default_time_to_live", Some(Value::Int(s.options.default_time_to_live as i64))),
+                    (
+                        "default_time_to_live",
+                        Some(Value::Int(s.options.default_time_to_live as i64)),
+                    ),
                     ("extensions", Some(Value::Map(Vec::new()))),
                     ("flags", Some(Value::Set(flags))),
                     ("gc_grace_seconds", Some(Value::Int(864000))),
@@ -592,7 +795,10 @@ impl Db {
                         ("table_name", Some(text(&s.name))),
                         ("column_name", Some(text(&c.name))),
                         ("clustering_order", Some(text(order))),
-                        ("column_name_bytes", Some(Value::Blob(c.name.as_bytes().to_vec()))),
+                        (
+                            "column_name_bytes",
+                            Some(Value::Blob(c.name.as_bytes().to_vec())),
+                        ),
                         ("kind", Some(text(c.kind.name()))),
                         ("position", Some(Value::Int(c.kind.position() as i64))),
                         ("type", Some(text(&c.type_name()))),
@@ -613,7 +819,9 @@ fn change(change: &str, target: &str, ks: &str, name: &str) -> SchemaChange {
     }
 }
 
-fn keyspace_options(options: &[(String, OptionValue)]) -> Result<(Vec<(String, String)>, bool), NodeError> {
+fn keyspace_options(
+    options: &[(String, OptionValue)],
+) -> Result<(Vec<(String, String)>, bool), NodeError> {
     let mut replication = Vec::new();
     let mut durable = true;
     for (k, v) in options {
@@ -626,9 +834,15 @@ fn keyspace_options(options: &[(String, OptionValue)]) -> Result<(Vec<(String, S
                     .ok_or_else(|| NodeError::config("Missing replication strategy class"))?;
                 let full = match class.as_str() {
                     "SimpleStrategy" => "org.apache.cassandra.locator.SimpleStrategy".to_string(),
-                    "NetworkTopologyStrategy" => "org.apache.cassandra.locator.NetworkTopologyStrategy".to_string(),
+                    "NetworkTopologyStrategy" => {
+                        "org.apache.cassandra.locator.NetworkTopologyStrategy".to_string()
+                    }
                     c if c.starts_with("org.apache.cassandra.locator.") => c.to_string(),
-                    c => return Err(NodeError::config(format!("Unable to find replication strategy class '{c}'"))),
+                    c => {
+                        return Err(NodeError::config(format!(
+                            "Unable to find replication strategy class '{c}'"
+                        )))
+                    }
                 };
                 replication.push(("class".to_string(), full));
                 for (k, v) in m {
@@ -638,25 +852,46 @@ fn keyspace_options(options: &[(String, OptionValue)]) -> Result<(Vec<(String, S
                 }
             }
             ("durable_writes", OptionValue::Bool(b)) => durable = *b,
-            (k, _) => return Err(NodeError::syntax(format!("Unknown keyspace property '{k}'"))),
+            (k, _) => {
+                return Err(NodeError::syntax(format!(
+                    "Unknown keyspace property '{k}'"
+                )))
+            }
         }
     }
     Ok((replication, durable))
 }
 
-fn apply_table_options(o: &mut TableOptions, opts: &[(String, OptionValue)]) -> Result<(), NodeError> {
+fn apply_table_options(
+    o: &mut TableOptions,
+    opts: &[(String, OptionValue)],
+) -> Result<(), NodeError> {
     for (k, v) in opts {
         match (k.as_str(), v) {
             ("comment", OptionValue::Str(s)) => o.comment = s.clone(),
             ("default_time_to_live", OptionValue::Number(n)) => {
-                o.default_time_to_live =
-                    n.parse().map_err(|_| NodeError::config(format!("Invalid default_time_to_live {n}")))?
+                o.default_time_to_live = n
+                    .parse()
+                    .map_err(|_| NodeError::config(format!("Invalid default_time_to_live {n}")))?
             }
             // Accepted for compatibility; they change nothing in memory.
-            ("bloom_filter_fp_chance" | "caching" | "compaction" | "compression" | "gc_grace_seconds"
-            | "speculative_retry" | "crc_check_chance" | "memtable_flush_period_in_ms" | "cdc"
-            | "read_repair" | "additional_write_policy" | "min_index_interval" | "max_index_interval"
-            | "extensions", _) => {}
+            (
+                "bloom_filter_fp_chance"
+                | "caching"
+                | "compaction"
+                | "compression"
+                | "gc_grace_seconds"
+                | "speculative_retry"
+                | "crc_check_chance"
+                | "memtable_flush_period_in_ms"
+                | "cdc"
+                | "read_repair"
+                | "additional_write_policy"
+                | "min_index_interval"
+                | "max_index_interval"
+                | "extensions",
+                _,
+            ) => {}
             (k, _) => return Err(NodeError::syntax(format!("Unknown property '{k}'"))),
         }
     }

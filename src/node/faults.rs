@@ -104,16 +104,29 @@ impl Faults {
         self.release.notify_waiters();
     }
 
-    pub fn error_for(&self, op: Opcode, keyspace: Option<&str>, kind: StatementKind) -> Option<ErrorFrame> {
+    pub fn error_for(
+        &self,
+        op: Opcode,
+        keyspace: Option<&str>,
+        kind: StatementKind,
+    ) -> Option<ErrorFrame> {
         let guard = self.error.lock();
         let rule = guard.as_ref()?;
         if !rule.error.applies_to(kind) {
             return None;
         }
-        if rule.opcode.as_deref().is_some_and(|o| !o.eq_ignore_ascii_case(op.name())) {
+        if rule
+            .opcode
+            .as_deref()
+            .is_some_and(|o| !o.eq_ignore_ascii_case(op.name()))
+        {
             return None;
         }
-        if rule.keyspace.as_deref().is_some_and(|k| Some(k) != keyspace) {
+        if rule
+            .keyspace
+            .as_deref()
+            .is_some_and(|k| Some(k) != keyspace)
+        {
             return None;
         }
         if rule.share < 1.0 && rand::random::<f64>() >= rule.share {
@@ -158,7 +171,11 @@ impl Stats {
     }
 
     pub fn count_error(&self, e: &ErrorFrame) {
-        *self.errors.lock().entry(format!("{:#06x}", e.code.0)).or_default() += 1;
+        *self
+            .errors
+            .lock()
+            .entry(format!("{:#06x}", e.code.0))
+            .or_default() += 1;
     }
 
     pub fn report(&self) -> StatsReport {
@@ -166,7 +183,9 @@ impl Stats {
         for (i, c) in self.requests.iter().enumerate() {
             let n = c.load(Ordering::Relaxed);
             if n > 0 {
-                let name = Opcode::from_u8(i as u8).map(|o| o.name().to_string()).unwrap_or_else(|| format!("{i:#04x}"));
+                let name = Opcode::from_u8(i as u8)
+                    .map(|o| o.name().to_string())
+                    .unwrap_or_else(|| format!("{i:#04x}"));
                 requests.insert(name, n);
             }
         }

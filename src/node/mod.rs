@@ -225,13 +225,23 @@ impl Node {
             Statement::Insert(s) => (ks(&s.table), StatementKind::Write),
             Statement::Update(s) => (ks(&s.table), StatementKind::Write),
             Statement::Delete(s) => (ks(&s.table), StatementKind::Write),
-            Statement::Batch(b) => (b.statements.first().and_then(|s| Node::kind_of(s, session_ks).0), StatementKind::Write),
+            Statement::Batch(b) => (
+                b.statements
+                    .first()
+                    .and_then(|s| Node::kind_of(s, session_ks).0),
+                StatementKind::Write,
+            ),
             _ => (session_ks.map(str::to_string), StatementKind::Other),
         }
     }
 
     /// Classifies a request for fault injection without executing it.
-    pub fn inspect(&self, st: &SessionState, op: crate::frame::Opcode, body: &Bytes) -> (Option<String>, StatementKind) {
+    pub fn inspect(
+        &self,
+        st: &SessionState,
+        op: crate::frame::Opcode,
+        body: &Bytes,
+    ) -> (Option<String>, StatementKind) {
         use crate::frame::Opcode as O;
         let ks = st.keyspace.as_deref();
         match op {
@@ -239,17 +249,25 @@ impl Node {
                 Some(p) => Node::kind_of(&p.statement, ks),
                 None => (None, StatementKind::Other),
             },
-            O::Execute => match Execute::read_id(body).ok().and_then(|id| self.prepared.read().get(&id).cloned()) {
+            O::Execute => match Execute::read_id(body)
+                .ok()
+                .and_then(|id| self.prepared.read().get(&id).cloned())
+            {
                 Some(p) => Node::kind_of(&p.parsed.statement, p.keyspace.as_deref().or(ks)),
                 None => (None, StatementKind::Other),
             },
             O::Batch => match Batch::read(body, st.version) {
                 Ok(b) => {
                     let first = b.children.first().and_then(|c| match &c.statement {
-                        BatchStatement::Query(t) => self.parse(t).ok().map(|p| Node::kind_of(&p.statement, ks).0),
-                        BatchStatement::Prepared(id) => {
-                            self.prepared.read().get(id).map(|p| Node::kind_of(&p.parsed.statement, ks).0)
-                        }
+                        BatchStatement::Query(t) => self
+                            .parse(t)
+                            .ok()
+                            .map(|p| Node::kind_of(&p.statement, ks).0),
+                        BatchStatement::Prepared(id) => self
+                            .prepared
+                            .read()
+                            .get(id)
+                            .map(|p| Node::kind_of(&p.parsed.statement, ks).0),
                     });
                     (first.flatten(), StatementKind::Write)
                 }
@@ -269,9 +287,13 @@ impl Node {
         skip_metadata: bool,
     ) -> Result<Outcome, NodeError> {
         let ks = st.keyspace.as_deref();
-        let binds = Binds { values: &params.values };
+        let binds = Binds {
+            values: &params.values,
+        };
         if params.names.is_some() {
-            return Err(NodeError::invalid("Named bind values are not supported by the embedded node"));
+            return Err(NodeError::invalid(
+                "Named bind values are not supported by the embedded node",
+            ));
         }
         let void = || Ok(Outcome::Body(response::void()));
         match &parsed.statement {
@@ -288,14 +310,22 @@ impl Node {
                 Ok(Outcome::Body(select::select(&self.db.read(), s, &ctx)?))
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let ctx = WriteCtx { keyspace: ks, binds, default_ts: params.timestamp };
+                let ctx = WriteCtx {
+                    keyspace: ks,
+                    binds,
+                    default_ts: params.timestamp,
+                };
                 match modify::execute(&mut self.db.write(), &parsed.statement, &ctx)? {
                     Some(rows) => Ok(Outcome::Body(rows)),
                     None => void(),
                 }
             }
             Statement::Batch(b) => {
-                let ctx = WriteCtx { keyspace: ks, binds, default_ts: params.timestamp };
+                let ctx = WriteCtx {
+                    keyspace: ks,
+                    binds,
+                    default_ts: params.timestamp,
+                };
                 match modify::execute_text_batch(&mut self.db.write(), b, &ctx)? {
                     Some(rows) => Ok(Outcome::Body(rows)),
                     None => void(),
@@ -303,9 +333,14 @@ impl Node {
             }
             Statement::Use(name) => {
                 if !self.db.read().keyspaces.contains_key(name) {
-                    return Err(NodeError::invalid(format!("Keyspace '{name}' does not exist")));
+                    return Err(NodeError::invalid(format!(
+                        "Keyspace '{name}' does not exist"
+                    )));
                 }
-                Ok(Outcome::SetKeyspace(name.clone(), response::set_keyspace(name)))
+                Ok(Outcome::SetKeyspace(
+                    name.clone(),
+                    response::set_keyspace(name),
+                ))
             }
             Statement::Describe(t) => {
                 let d = describe::describe(&self.db.read(), t, ks)?;
@@ -325,23 +360,45 @@ impl Node {
                 let change = {
                     let mut db = self.db.write();
                     match ddl {
-                        Statement::CreateKeyspace { name, if_not_exists, options } => {
-                            db.create_keyspace(name, *if_not_exists, options)?
+                        Statement::CreateKeyspace {
+                            name,
+                            if_not_exists,
+                            options,
+                        } => db.create_keyspace(name, *if_not_exists, options)?,
+                        Statement::AlterKeyspace { name, options } => {
+                            Some(db.alter_keyspace(name, options)?)
                         }
-                        Statement::AlterKeyspace { name, options } => Some(db.alter_keyspace(name, options)?),
-                        Statement::DropKeyspace { name, if_exists } => db.drop_keyspace(name, *if_exists)?,
+                        Statement::DropKeyspace { name, if_exists } => {
+                            db.drop_keyspace(name, *if_exists)?
+                        }
                         Statement::CreateTable(ct) => {
-                            if ct.table.keyspace.as_deref().or(ks).is_some_and(schema::is_system_keyspace) {
-                                return Err(NodeError::unauthorized("system keyspaces are not user-modifiable."));
+                            if ct
+                                .table
+                                .keyspace
+                                .as_deref()
+                                .or(ks)
+                                .is_some_and(schema::is_system_keyspace)
+                            {
+                                return Err(NodeError::unauthorized(
+                                    "system keyspaces are not user-modifiable.",
+                                ));
                             }
                             db.create_table(ct, ks)?
                         }
-                        Statement::AlterTable { table, change } => Some(db.alter_table(table, change, ks)?),
-                        Statement::DropTable { table, if_exists } => db.drop_table(table, *if_exists, ks)?,
-                        Statement::CreateType { name, if_not_exists, fields } => {
-                            db.create_type(name, *if_not_exists, fields, ks)?
+                        Statement::AlterTable { table, change } => {
+                            Some(db.alter_table(table, change, ks)?)
                         }
-                        Statement::DropType { name, if_exists } => db.drop_type(name, *if_exists, ks)?,
+                        Statement::DropTable { table, if_exists } => {
+                            db.drop_table(table, *if_exists, ks)?
+                        }
+                        Statement::CreateType {
+                            name,
+                            if_not_exists,
+                            fields,
+                        } => db.create_type(name, *if_not_exists, fields, ks)?,
+                        Statement::DropType { name, if_exists } => {
+                            db.drop_type(name, *if_exists, ks)?
+                        }
                         _ => return Err(NodeError::invalid("statement not supported")),
                     }
                 };
@@ -357,7 +414,8 @@ impl Node {
     }
 
     pub fn query(&self, st: &SessionState, body: &Bytes) -> Result<Outcome, NodeError> {
-        let q = Query::read(body, st.version).map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
+        let q = Query::read(body, st.version)
+            .map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
         let parsed = self.parse(&q.text)?;
         if parsed.marker_names.len() != q.params.values.len() && !q.params.values.is_empty() {
             return Err(NodeError::invalid(format!(
@@ -381,7 +439,8 @@ impl Node {
     }
 
     pub fn prepare(&self, st: &SessionState, body: &Bytes) -> Result<Bytes, NodeError> {
-        let p = Prepare::read(body, st.version).map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
+        let p = Prepare::read(body, st.version)
+            .map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
         let ks = p.keyspace.clone().or_else(|| st.keyspace.clone());
         let parsed = self.parse(&p.text)?;
         let meta = prepare::metadata(&self.db.read(), &parsed, ks.as_deref())?;
@@ -410,11 +469,16 @@ impl Node {
     }
 
     fn lookup(&self, id: &Bytes) -> Result<Arc<PreparedStatement>, NodeError> {
-        self.prepared.read().get(id).cloned().ok_or_else(|| NodeError(ErrorFrame::unprepared(id.clone())))
+        self.prepared
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| NodeError(ErrorFrame::unprepared(id.clone())))
     }
 
     pub fn execute(&self, st: &SessionState, body: &Bytes) -> Result<Outcome, NodeError> {
-        let e = Execute::read(body, st.version).map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
+        let e = Execute::read(body, st.version)
+            .map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
         let p = self.lookup(&e.id)?;
         if e.params.values.len() != p.parsed.marker_names.len() {
             return Err(NodeError::invalid(format!(
@@ -424,9 +488,14 @@ impl Node {
             )));
         }
         // Statements prepared with a keyspace run in it, whatever USE says now.
-        let st = SessionState { keyspace: p.keyspace.clone().or_else(|| st.keyspace.clone()), version: st.version };
+        let st = SessionState {
+            keyspace: p.keyspace.clone().or_else(|| st.keyspace.clone()),
+            version: st.version,
+        };
         let changed = match &e.result_metadata_id {
-            Some(id) if p.has_result_metadata && *id != p.result_metadata_id => Some(p.result_metadata_id.clone()),
+            Some(id) if p.has_result_metadata && *id != p.result_metadata_id => {
+                Some(p.result_metadata_id.clone())
+            }
             _ => None,
         };
         let skip = e.params.flags & crate::protocol::request::query_flags::SKIP_METADATA != 0;
@@ -435,15 +504,20 @@ impl Node {
     }
 
     pub fn batch(&self, st: &SessionState, body: &Bytes) -> Result<Outcome, NodeError> {
-        let b = Batch::read(body, st.version).map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
+        let b = Batch::read(body, st.version)
+            .map_err(|e| NodeError(ErrorFrame::protocol(e.to_string())))?;
         let session_ks = b.keyspace.clone().or_else(|| st.keyspace.clone());
-        let mut statements: Vec<(Arc<Parsed>, Option<String>, &Vec<RawValue>)> = Vec::with_capacity(b.children.len());
+        let mut statements: Vec<(Arc<Parsed>, Option<String>, &Vec<RawValue>)> =
+            Vec::with_capacity(b.children.len());
         for c in &b.children {
             let (parsed, ks) = match &c.statement {
                 BatchStatement::Query(t) => (self.parse(t)?, session_ks.clone()),
                 BatchStatement::Prepared(id) => {
                     let p = self.lookup(id)?;
-                    (p.parsed.clone(), p.keyspace.clone().or_else(|| session_ks.clone()))
+                    (
+                        p.parsed.clone(),
+                        p.keyspace.clone().or_else(|| session_ks.clone()),
+                    )
                 }
             };
             if parsed.marker_names.len() != c.values.len() {
@@ -460,7 +534,11 @@ impl Node {
             .map(|(p, ks, values)| {
                 (
                     p.statement.clone(),
-                    WriteCtx { keyspace: ks.as_deref(), binds: Binds { values }, default_ts: b.timestamp },
+                    WriteCtx {
+                        keyspace: ks.as_deref(),
+                        binds: Binds { values },
+                        default_ts: b.timestamp,
+                    },
                 )
             })
             .collect();
@@ -471,7 +549,7 @@ impl Node {
     }
 
     fn next_connection_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 }
-

@@ -51,6 +51,9 @@ enum Cond {
     If(Vec<Restriction>),
 }
 
+/// The columns (and current values) shown with `[applied] = false`.
+type NotApplied = Vec<(ColumnSpec, Option<Value>)>;
+
 pub struct Planned {
     schema: Arc<TableSchema>,
     targets: Vec<(Vec<Value>, Target)>,
@@ -65,7 +68,9 @@ fn ttl_of(u: &Using, schema: &TableSchema, binds: &Binds<'_>) -> Result<i32, Nod
         None => Ok(schema.options.default_time_to_live),
         Some(t) => match eval(t, &ColumnType::Int, binds)? {
             Bound::Value(Value::Int(n)) if n >= 0 => Ok(n as i32),
-            Bound::Value(Value::Int(n)) => Err(NodeError::invalid(format!("A TTL must be greater or equal to 0, but was {n}"))),
+            Bound::Value(Value::Int(n)) => Err(NodeError::invalid(format!(
+                "A TTL must be greater or equal to 0, but was {n}"
+            ))),
             Bound::Unset => Ok(schema.options.default_time_to_live),
             _ => Err(NodeError::invalid("Invalid null value of TTL")),
         },
@@ -85,27 +90,40 @@ fn ts_of(u: &Using, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -> Result<(i64, b
     Ok((now_micros(), false))
 }
 
-fn table_for(db: &Db, q: &super::ast::QualifiedName, ctx: &WriteCtx<'_>) -> Result<Arc<TableSchema>, NodeError> {
+fn table_for(
+    db: &Db,
+    q: &super::ast::QualifiedName,
+    ctx: &WriteCtx<'_>,
+) -> Result<Arc<TableSchema>, NodeError> {
     let ks = keyspace_of(q, ctx.keyspace)?;
     if is_system_keyspace(ks) {
-        return Err(NodeError::unauthorized(format!("{ks} keyspace is not user-modifiable.")));
+        return Err(NodeError::unauthorized(format!(
+            "{ks} keyspace is not user-modifiable."
+        )));
     }
     Ok(db.table(ks, &q.name)?.schema.clone())
 }
 
 fn col(schema: &TableSchema, name: &str) -> Result<usize, NodeError> {
-    schema.column_index(name).ok_or_else(|| NodeError::invalid(format!("Undefined column name {name}")))
+    schema
+        .column_index(name)
+        .ok_or_else(|| NodeError::invalid(format!("Undefined column name {name}")))
 }
 
 fn clustering_keys(schema: &TableSchema, rs: &[Restriction]) -> Option<Vec<ClusteringKey>> {
     let mut keys: Vec<ClusteringKey> = vec![Vec::new()];
     for (p, ck) in schema.clustering.iter().enumerate() {
-        let r = rs.iter().find(|r| r.col == *ck && matches!(r.op, Op::Eq | Op::In))?;
+        let r = rs
+            .iter()
+            .find(|r| r.col == *ck && matches!(r.op, Op::Eq | Op::In))?;
         let mut next = Vec::new();
         for k in &keys {
             for v in &r.values {
                 let mut k2 = k.clone();
-                k2.push(KeyPart { value: v.clone(), desc: schema.clustering_desc[p] });
+                k2.push(KeyPart {
+                    value: v.clone(),
+                    desc: schema.clustering_desc[p],
+                });
                 next.push(k2);
             }
         }
@@ -116,7 +134,10 @@ fn clustering_keys(schema: &TableSchema, rs: &[Restriction]) -> Option<Vec<Clust
 
 fn missing(schema: &TableSchema, idx: &[usize], rs: &[Restriction]) -> Vec<String> {
     idx.iter()
-        .filter(|i| !rs.iter().any(|r| r.col == **i && matches!(r.op, Op::Eq | Op::In)))
+        .filter(|i| {
+            !rs.iter()
+                .any(|r| r.col == **i && matches!(r.op, Op::Eq | Op::In))
+        })
         .map(|i| schema.columns[*i].name.clone())
         .collect()
 }
@@ -130,10 +151,17 @@ fn cond_of(c: &Condition, schema: &TableSchema, binds: &Binds<'_>) -> Result<Con
     })
 }
 
-fn plan_insert(db: &Db, s: &Insert, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -> Result<Planned, NodeError> {
+fn plan_insert(
+    db: &Db,
+    s: &Insert,
+    ctx: &WriteCtx<'_>,
+    batch_ts: Option<i64>,
+) -> Result<Planned, NodeError> {
     let schema = table_for(db, &s.table, ctx)?;
     if schema.is_counter_table() {
-        return Err(NodeError::invalid("INSERT statements are not allowed on counter tables, use UPDATE instead"));
+        return Err(NodeError::invalid(
+            "INSERT statements are not allowed on counter tables, use UPDATE instead",
+        ));
     }
     if s.columns.len() != s.values.len() {
         return Err(NodeError::invalid("Unmatched column names/values"));
@@ -142,7 +170,9 @@ fn plan_insert(db: &Db, s: &Insert, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -
     for (name, term) in s.columns.iter().zip(&s.values) {
         let i = col(&schema, name)?;
         if values.iter().any(|(j, _)| *j == i) {
-            return Err(NodeError::invalid(format!("Multiple definitions found for column {name}")));
+            return Err(NodeError::invalid(format!(
+                "Multiple definitions found for column {name}"
+            )));
         }
         values.push((i, eval(term, &schema.columns[i].typ, &ctx.binds)?));
     }
@@ -150,30 +180,52 @@ fn plan_insert(db: &Db, s: &Insert, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -
         let name = &schema.columns[i].name;
         match values.iter().find(|(j, _)| *j == i) {
             Some((_, Bound::Value(v))) => Ok(v.clone()),
-            Some(_) => Err(NodeError::invalid(format!("Invalid null value in condition for column {name}"))),
+            Some(_) => Err(NodeError::invalid(format!(
+                "Invalid null value in condition for column {name}"
+            ))),
             None => Err(NodeError::invalid(format!(
                 "Some {} are missing: {name}",
-                if matches!(schema.columns[i].kind, ColumnKind::PartitionKey(_)) { "partition key parts" } else { "clustering keys" }
+                if matches!(schema.columns[i].kind, ColumnKind::PartitionKey(_)) {
+                    "partition key parts"
+                } else {
+                    "clustering keys"
+                }
             ))),
         }
     };
-    let pk = schema.partition_key.iter().map(|i| key_part(*i)).collect::<Result<Vec<_>, _>>()?;
+    let pk = schema
+        .partition_key
+        .iter()
+        .map(|i| key_part(*i))
+        .collect::<Result<Vec<_>, _>>()?;
     let target = if schema.clustering.is_empty() {
         Target::Row(Vec::new())
     } else {
         let mut ck = Vec::new();
         for (p, i) in schema.clustering.iter().enumerate() {
-            ck.push(KeyPart { value: key_part(*i)?, desc: schema.clustering_desc[p] });
+            ck.push(KeyPart {
+                value: key_part(*i)?,
+                desc: schema.clustering_desc[p],
+            });
         }
         Target::Row(ck)
     };
     let (ts, custom_ts) = ts_of(&s.using, ctx, batch_ts)?;
     let cond = cond_of(&s.condition, &schema, &ctx.binds)?;
     if custom_ts && !matches!(cond, Cond::None) {
-        return Err(NodeError::invalid("Cannot provide custom timestamp for conditional updates"));
+        return Err(NodeError::invalid(
+            "Cannot provide custom timestamp for conditional updates",
+        ));
     }
     let ttl = ttl_of(&s.using, &schema, &ctx.binds)?;
-    Ok(Planned { targets: vec![(pk, target)], change: Change::Insert(values), ts, ttl, cond, schema })
+    Ok(Planned {
+        targets: vec![(pk, target)],
+        change: Change::Insert(values),
+        ts,
+        ttl,
+        cond,
+        schema,
+    })
 }
 
 fn element_types(t: &ColumnType) -> (ColumnType, ColumnType) {
@@ -184,17 +236,27 @@ fn element_types(t: &ColumnType) -> (ColumnType, ColumnType) {
     }
 }
 
-fn plan_update(db: &Db, s: &Update, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -> Result<Planned, NodeError> {
+fn plan_update(
+    db: &Db,
+    s: &Update,
+    ctx: &WriteCtx<'_>,
+    batch_ts: Option<i64>,
+) -> Result<Planned, NodeError> {
     let schema = table_for(db, &s.table, ctx)?;
     let rs = resolve(&schema, &s.relations, &ctx.binds)?;
     let mut ops = Vec::new();
     for a in &s.assignments {
         let (name, op) = match a {
-            Assignment::Set(n, t) | Assignment::Add(n, t) | Assignment::Sub(n, t) | Assignment::Prepend(n, t) => {
+            Assignment::Set(n, t)
+            | Assignment::Add(n, t)
+            | Assignment::Sub(n, t)
+            | Assignment::Prepend(n, t) => {
                 let i = col(&schema, n)?;
                 let c = &schema.columns[i];
                 if c.is_primary_key() {
-                    return Err(NodeError::invalid(format!("PRIMARY KEY part {n} found in SET part")));
+                    return Err(NodeError::invalid(format!(
+                        "PRIMARY KEY part {n} found in SET part"
+                    )));
                 }
                 let counter = c.typ == ColumnType::Counter;
                 let value = |t: &super::ast::Term, typ: &ColumnType| -> Result<Value, NodeError> {
@@ -233,19 +295,37 @@ fn plan_update(db: &Db, s: &Update, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -
                 let key = eval(k, &kt, &ctx.binds)?
                     .into_option()
                     .ok_or_else(|| NodeError::invalid(format!("Invalid null key for {n}")))?;
-                (i, AssignOp::SetElement(key, eval(v, &vt, &ctx.binds)?.into_option()))
+                (
+                    i,
+                    AssignOp::SetElement(key, eval(v, &vt, &ctx.binds)?.into_option()),
+                )
             }
         };
         ops.push((name, op));
     }
-    let targets = targets_for(&schema, &rs, ops.iter().all(|(i, _)| schema.columns[*i].kind == ColumnKind::Static), false)?;
+    let targets = targets_for(
+        &schema,
+        &rs,
+        ops.iter()
+            .all(|(i, _)| schema.columns[*i].kind == ColumnKind::Static),
+        false,
+    )?;
     let (ts, custom_ts) = ts_of(&s.using, ctx, batch_ts)?;
     let cond = cond_of(&s.condition, &schema, &ctx.binds)?;
     if custom_ts && !matches!(cond, Cond::None) {
-        return Err(NodeError::invalid("Cannot provide custom timestamp for conditional updates"));
+        return Err(NodeError::invalid(
+            "Cannot provide custom timestamp for conditional updates",
+        ));
     }
     let ttl = ttl_of(&s.using, &schema, &ctx.binds)?;
-    Ok(Planned { targets, change: Change::Update(ops), ts, ttl, cond, schema })
+    Ok(Planned {
+        targets,
+        change: Change::Update(ops),
+        ts,
+        ttl,
+        cond,
+        schema,
+    })
 }
 
 /// Rows addressed by a WHERE clause of UPDATE or DELETE.
@@ -256,7 +336,10 @@ fn targets_for(
     allow_slices: bool,
 ) -> Result<Vec<(Vec<Value>, Target)>, NodeError> {
     for r in rs {
-        if matches!(schema.columns[r.col].kind, ColumnKind::Static | ColumnKind::Regular) {
+        if matches!(
+            schema.columns[r.col].kind,
+            ColumnKind::Static | ColumnKind::Regular
+        ) {
             return Err(NodeError::invalid(format!(
                 "Non PRIMARY KEY columns found in where clause: {}",
                 schema.columns[r.col].name
@@ -264,10 +347,16 @@ fn targets_for(
         }
     }
     let pks = partition_keys(schema, rs).ok_or_else(|| {
-        NodeError::invalid(format!("Some partition key parts are missing: {}", missing(schema, &schema.partition_key, rs).join(", ")))
+        NodeError::invalid(format!(
+            "Some partition key parts are missing: {}",
+            missing(schema, &schema.partition_key, rs).join(", ")
+        ))
     })?;
-    let ck_rs: Vec<Restriction> =
-        rs.iter().filter(|r| matches!(schema.columns[r.col].kind, ColumnKind::Clustering(_))).cloned().collect();
+    let ck_rs: Vec<Restriction> = rs
+        .iter()
+        .filter(|r| matches!(schema.columns[r.col].kind, ColumnKind::Clustering(_)))
+        .cloned()
+        .collect();
     let mut out = Vec::new();
     for pk in pks {
         if schema.clustering.is_empty() {
@@ -292,14 +381,21 @@ fn targets_for(
     Ok(out)
 }
 
-fn plan_delete(db: &Db, s: &Delete, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -> Result<Planned, NodeError> {
+fn plan_delete(
+    db: &Db,
+    s: &Delete,
+    ctx: &WriteCtx<'_>,
+    batch_ts: Option<i64>,
+) -> Result<Planned, NodeError> {
     let schema = table_for(db, &s.table, ctx)?;
     let rs = resolve(&schema, &s.relations, &ctx.binds)?;
     let mut cols = Vec::new();
     for (name, key) in &s.columns {
         let i = col(&schema, name)?;
         if schema.columns[i].is_primary_key() {
-            return Err(NodeError::invalid(format!("Invalid identifier {name} for deletion (should not be a PRIMARY KEY part)")));
+            return Err(NodeError::invalid(format!(
+                "Invalid identifier {name} for deletion (should not be a PRIMARY KEY part)"
+            )));
         }
         let key = match key {
             Some(k) => Some(
@@ -311,22 +407,41 @@ fn plan_delete(db: &Db, s: &Delete, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -
         };
         cols.push((i, key));
     }
-    let statics_only = !cols.is_empty() && cols.iter().all(|(i, _)| schema.columns[*i].kind == ColumnKind::Static);
+    let statics_only = !cols.is_empty()
+        && cols
+            .iter()
+            .all(|(i, _)| schema.columns[*i].kind == ColumnKind::Static);
     let targets = targets_for(&schema, &rs, statics_only, cols.is_empty())?;
     let (ts, custom_ts) = ts_of(&s.using, ctx, batch_ts)?;
     let cond = cond_of(&s.condition, &schema, &ctx.binds)?;
     if custom_ts && !matches!(cond, Cond::None) {
-        return Err(NodeError::invalid("Cannot provide custom timestamp for conditional updates"));
+        return Err(NodeError::invalid(
+            "Cannot provide custom timestamp for conditional updates",
+        ));
     }
-    Ok(Planned { targets, change: Change::Delete(cols), ts, ttl: 0, cond, schema })
+    Ok(Planned {
+        targets,
+        change: Change::Delete(cols),
+        ts,
+        ttl: 0,
+        cond,
+        schema,
+    })
 }
 
-pub fn plan(db: &Db, s: &Statement, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -> Result<Planned, NodeError> {
+pub fn plan(
+    db: &Db,
+    s: &Statement,
+    ctx: &WriteCtx<'_>,
+    batch_ts: Option<i64>,
+) -> Result<Planned, NodeError> {
     match s {
         Statement::Insert(i) => plan_insert(db, i, ctx, batch_ts),
         Statement::Update(u) => plan_update(db, u, ctx, batch_ts),
         Statement::Delete(d) => plan_delete(db, d, ctx, batch_ts),
-        _ => Err(NodeError::invalid("Only INSERT, UPDATE and DELETE statements are allowed in a batch")),
+        _ => Err(NodeError::invalid(
+            "Only INSERT, UPDATE and DELETE statements are allowed in a batch",
+        )),
     }
 }
 
@@ -341,15 +456,20 @@ impl Planned {
 
     /// Checks the condition against current data. `Ok(None)` means applied
     /// (or unconditional); `Ok(Some(row))` is the `[applied] = false` answer.
-    fn check(&self, db: &Db) -> Result<Option<Vec<(ColumnSpec, Option<Value>)>>, NodeError> {
+    fn check(&self, db: &Db) -> Result<Option<NotApplied>, NodeError> {
         if matches!(self.cond, Cond::None) {
             return Ok(None);
         }
         let table = db.table(&self.schema.keyspace, &self.schema.name)?;
         let now = now_secs();
-        let (pk, target) = self.targets.first().ok_or_else(|| NodeError::invalid("Conditional write matches no row"))?;
+        let (pk, target) = self
+            .targets
+            .first()
+            .ok_or_else(|| NodeError::invalid("Conditional write matches no row"))?;
         if self.targets.len() > 1 {
-            return Err(NodeError::invalid("IN on the clustering key columns is not supported with conditional updates"));
+            return Err(NodeError::invalid(
+                "IN on the clustering key columns is not supported with conditional updates",
+            ));
         }
         let part = table.data.partitions.get(pk);
         let row: Option<&Row> = match (part, target) {
@@ -374,17 +494,26 @@ impl Planned {
                     _ => None,
                 },
                 ColumnKind::Static => p.statics.value(c.slot, p.deleted_at, now).cloned(),
-                ColumnKind::Regular => row.and_then(|r| r.value(c.slot, p.deleted_at, now)).cloned(),
+                ColumnKind::Regular => row
+                    .and_then(|r| r.value(c.slot, p.deleted_at, now))
+                    .cloned(),
             }
         };
         match &self.cond {
             Cond::None => Ok(None),
             Cond::IfNotExists if !exists => Ok(None),
-            Cond::IfNotExists => Ok(Some((0..self.schema.columns.len()).map(|i| (spec(i), current(i))).collect())),
+            Cond::IfNotExists => Ok(Some(
+                (0..self.schema.columns.len())
+                    .map(|i| (spec(i), current(i)))
+                    .collect(),
+            )),
             Cond::IfExists if exists => Ok(None),
             Cond::IfExists => Ok(Some(Vec::new())),
             Cond::If(conds) => {
-                if conds.iter().all(|r| matches(r.op, current(r.col).as_ref(), &r.values)) {
+                if conds
+                    .iter()
+                    .all(|r| matches(r.op, current(r.col).as_ref(), &r.values))
+                {
                     Ok(None)
                 } else {
                     let mut seen = Vec::new();
@@ -393,7 +522,9 @@ impl Planned {
                             seen.push(r.col);
                         }
                     }
-                    Ok(Some(seen.into_iter().map(|i| (spec(i), current(i))).collect()))
+                    Ok(Some(
+                        seen.into_iter().map(|i| (spec(i), current(i))).collect(),
+                    ))
                 }
             }
         }
@@ -406,17 +537,33 @@ impl Planned {
         // within one lock hold, but a batch plans everything first).
         let schema = self.schema.clone();
         let now = now_secs();
-        let expires = if self.ttl > 0 { Some(now + self.ttl as i64) } else { None };
-        let cell = |v: Option<Value>| Cell { value: v, ts: self.ts, expires };
+        let expires = if self.ttl > 0 {
+            Some(now + self.ttl as i64)
+        } else {
+            None
+        };
+        let cell = |v: Option<Value>| Cell {
+            value: v,
+            ts: self.ts,
+            expires,
+        };
         for (pk, target) in &self.targets {
-            let part = table.data.partitions.entry(pk.clone()).or_insert_with(Partition::default);
+            let part = table
+                .data
+                .partitions
+                .entry(pk.clone())
+                .or_insert_with(Partition::default);
             let pdel = part.deleted_at;
             match (&self.change, target) {
-                (Change::Delete(cols), Target::Partition) if cols.is_empty() => part.delete(self.ts),
+                (Change::Delete(cols), Target::Partition) if cols.is_empty() => {
+                    part.delete(self.ts)
+                }
                 (Change::Delete(cols), Target::Slice(rs)) if cols.is_empty() => {
                     for (ck, row) in part.rows.iter_mut() {
                         let hit = rs.iter().all(|r| {
-                            let ColumnKind::Clustering(p) = schema.columns[r.col].kind else { return true };
+                            let ColumnKind::Clustering(p) = schema.columns[r.col].kind else {
+                                return true;
+                            };
                             matches(r.op, Some(&ck[p].value), &r.values)
                         });
                         if hit {
@@ -431,7 +578,10 @@ impl Planned {
                     match change {
                         Change::Insert(values) => {
                             if let Target::Row(ck) = target {
-                                part.rows.entry(ck.clone()).or_default().mark(Liveness { ts: self.ts, expires });
+                                part.rows.entry(ck.clone()).or_default().mark(Liveness {
+                                    ts: self.ts,
+                                    expires,
+                                });
                             }
                             for (i, b) in values {
                                 let c = &schema.columns[*i];
@@ -453,16 +603,22 @@ impl Planned {
                                     AssignOp::Add(v) => Some(add(cur, v.clone(), &c.typ)?),
                                     AssignOp::Sub(v) => sub(cur, v, &c.typ),
                                     AssignOp::Prepend(v) => match (v, cur) {
-                                        (Value::List(new), Some(Value::List(old))) => {
-                                            Some(Value::List(new.iter().cloned().chain(old).collect()))
-                                        }
+                                        (Value::List(new), Some(Value::List(old))) => Some(
+                                            Value::List(new.iter().cloned().chain(old).collect()),
+                                        ),
                                         (v, _) => Some(v.clone()),
                                     },
-                                    AssignOp::SetElement(k, v) => set_element(cur, k, v.clone(), &c.name)?,
+                                    AssignOp::SetElement(k, v) => {
+                                        set_element(cur, k, v.clone(), &c.name)?
+                                    }
                                 };
                                 // A counter keeps no TTL; its cell takes the new total.
                                 let cell = if c.typ == ColumnType::Counter {
-                                    Cell { value: new, ts: self.ts, expires: None }
+                                    Cell {
+                                        value: new,
+                                        ts: self.ts,
+                                        expires: None,
+                                    }
                                 } else {
                                     cell(empty_to_none(new))
                                 };
@@ -480,7 +636,15 @@ impl Planned {
                                         empty_to_none(remove_element(cur, k))
                                     }
                                 };
-                                row.write(c.slot, Cell { value: new, ts: self.ts, expires: None }, pdel);
+                                row.write(
+                                    c.slot,
+                                    Cell {
+                                        value: new,
+                                        ts: self.ts,
+                                        expires: None,
+                                    },
+                                    pdel,
+                                );
                             }
                         }
                     }
@@ -508,7 +672,9 @@ fn empty_to_none(v: Option<Value>) -> Option<Value> {
 
 fn add(cur: Option<Value>, v: Value, t: &ColumnType) -> Result<Value, NodeError> {
     Ok(match (cur, v, t) {
-        (cur, Value::Int(d), ColumnType::Counter) => Value::Int(cur.and_then(|c| c.as_i64()).unwrap_or(0).wrapping_add(d)),
+        (cur, Value::Int(d), ColumnType::Counter) => {
+            Value::Int(cur.and_then(|c| c.as_i64()).unwrap_or(0).wrapping_add(d))
+        }
         (Some(Value::List(mut a)), Value::List(b), _) => {
             a.extend(b);
             Value::List(a)
@@ -519,26 +685,37 @@ fn add(cur: Option<Value>, v: Value, t: &ColumnType) -> Result<Value, NodeError>
             a.dedup();
             Value::Set(a)
         }
-        (Some(Value::Map(a)), Value::Map(b), _) => Value::Map(normalize_map(a.into_iter().chain(b).collect())),
+        (Some(Value::Map(a)), Value::Map(b), _) => {
+            Value::Map(normalize_map(a.into_iter().chain(b).collect()))
+        }
         (_, v, _) => v,
     })
 }
 
 fn sub(cur: Option<Value>, v: &Value, t: &ColumnType) -> Option<Value> {
     match (cur, v, t) {
-        (cur, Value::Int(d), ColumnType::Counter) => Some(Value::Int(cur.and_then(|c| c.as_i64()).unwrap_or(0).wrapping_sub(*d))),
-        (Some(Value::List(a)), Value::List(b), _) => Some(Value::List(a.into_iter().filter(|x| !b.contains(x)).collect())),
-        (Some(Value::Set(a)), Value::Set(b), ColumnType::Set(_)) => {
-            Some(Value::Set(a.into_iter().filter(|x| !b.contains(x)).collect()))
-        }
-        (Some(Value::Map(a)), Value::Set(keys), _) => {
-            Some(Value::Map(a.into_iter().filter(|(k, _)| !keys.contains(k)).collect()))
-        }
+        (cur, Value::Int(d), ColumnType::Counter) => Some(Value::Int(
+            cur.and_then(|c| c.as_i64()).unwrap_or(0).wrapping_sub(*d),
+        )),
+        (Some(Value::List(a)), Value::List(b), _) => Some(Value::List(
+            a.into_iter().filter(|x| !b.contains(x)).collect(),
+        )),
+        (Some(Value::Set(a)), Value::Set(b), ColumnType::Set(_)) => Some(Value::Set(
+            a.into_iter().filter(|x| !b.contains(x)).collect(),
+        )),
+        (Some(Value::Map(a)), Value::Set(keys), _) => Some(Value::Map(
+            a.into_iter().filter(|(k, _)| !keys.contains(k)).collect(),
+        )),
         (cur, _, _) => cur,
     }
 }
 
-fn set_element(cur: Option<Value>, k: &Value, v: Option<Value>, name: &str) -> Result<Option<Value>, NodeError> {
+fn set_element(
+    cur: Option<Value>,
+    k: &Value,
+    v: Option<Value>,
+    name: &str,
+) -> Result<Option<Value>, NodeError> {
     Ok(match (cur, k) {
         (Some(Value::Map(m)), k) => {
             let mut m: Vec<(Value, Value)> = m.into_iter().filter(|(x, _)| x != k).collect();
@@ -549,12 +726,19 @@ fn set_element(cur: Option<Value>, k: &Value, v: Option<Value>, name: &str) -> R
         }
         (None, k) if !matches!(k, Value::Int(_)) || v.is_some() => match v {
             Some(v) if !matches!(k, Value::Int(_)) => Some(Value::Map(vec![(k.clone(), v)])),
-            _ => return Err(NodeError::invalid(format!("Attempted to set an element on a list which is null ({name})"))),
+            _ => {
+                return Err(NodeError::invalid(format!(
+                    "Attempted to set an element on a list which is null ({name})"
+                )))
+            }
         },
         (Some(Value::List(mut l)), Value::Int(i)) => {
             let idx = *i;
             if idx < 0 || idx as usize >= l.len() {
-                return Err(NodeError::invalid(format!("List index {idx} out of bound, list has size {}", l.len())));
+                return Err(NodeError::invalid(format!(
+                    "List index {idx} out of bound, list has size {}",
+                    l.len()
+                )));
             }
             match v {
                 Some(v) => l[idx as usize] = v,
@@ -570,7 +754,9 @@ fn set_element(cur: Option<Value>, k: &Value, v: Option<Value>, name: &str) -> R
 
 fn remove_element(cur: Option<Value>, k: &Value) -> Option<Value> {
     match (cur, k) {
-        (Some(Value::Map(m)), k) => Some(Value::Map(m.into_iter().filter(|(x, _)| x != k).collect())),
+        (Some(Value::Map(m)), k) => {
+            Some(Value::Map(m.into_iter().filter(|(x, _)| x != k).collect()))
+        }
         (Some(Value::List(mut l)), Value::Int(i)) if (*i as usize) < l.len() && *i >= 0 => {
             l.remove(*i as usize);
             Some(Value::List(l))
@@ -581,7 +767,11 @@ fn remove_element(cur: Option<Value>, k: &Value) -> Option<Value> {
 }
 
 /// The `[applied]` ROWS body of a conditional write.
-fn applied_body(schema: &TableSchema, applied: bool, cols: &[(ColumnSpec, Option<Value>)]) -> Bytes {
+fn applied_body(
+    schema: &TableSchema,
+    applied: bool,
+    cols: &[(ColumnSpec, Option<Value>)],
+) -> Bytes {
     let mut specs = vec![ColumnSpec {
         keyspace: schema.keyspace.clone(),
         table: schema.name.clone(),
@@ -637,10 +827,14 @@ pub fn execute_batch(
         let p = plan(db, s, ctx, batch_ts)?;
         let counter = p.schema.is_counter_table();
         if kind == 2 && !counter {
-            return Err(NodeError::invalid("Only counter mutations are allowed in COUNTER batches"));
+            return Err(NodeError::invalid(
+                "Only counter mutations are allowed in COUNTER batches",
+            ));
         }
         if kind != 2 && counter {
-            return Err(NodeError::invalid("Counter mutations are only allowed in COUNTER batches"));
+            return Err(NodeError::invalid(
+                "Counter mutations are only allowed in COUNTER batches",
+            ));
         }
         plans.push(p);
     }
@@ -659,7 +853,11 @@ pub fn execute_batch(
 }
 
 /// A batch written as CQL text (`BEGIN BATCH ... APPLY BATCH`).
-pub fn execute_text_batch(db: &mut Db, b: &BatchStmt, ctx: &WriteCtx<'_>) -> Result<Option<Bytes>, NodeError> {
+pub fn execute_text_batch(
+    db: &mut Db,
+    b: &BatchStmt,
+    ctx: &WriteCtx<'_>,
+) -> Result<Option<Bytes>, NodeError> {
     let batch_ts = match &b.using.timestamp {
         Some(_) => Some(ts_of(&b.using, ctx, None)?.0),
         None => None,
@@ -668,7 +866,16 @@ pub fn execute_text_batch(db: &mut Db, b: &BatchStmt, ctx: &WriteCtx<'_>) -> Res
         .statements
         .iter()
         .map(|s| {
-            (s.clone(), WriteCtx { keyspace: ctx.keyspace, binds: Binds { values: ctx.binds.values }, default_ts: ctx.default_ts })
+            (
+                s.clone(),
+                WriteCtx {
+                    keyspace: ctx.keyspace,
+                    binds: Binds {
+                        values: ctx.binds.values,
+                    },
+                    default_ts: ctx.default_ts,
+                },
+            )
         })
         .collect();
     execute_batch(db, &children, b.kind, batch_ts)

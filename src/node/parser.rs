@@ -9,13 +9,20 @@ pub struct SyntaxError(pub String);
 
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     let tokens = tokenize(text).map_err(|e| SyntaxError(e.to_string()))?;
-    let mut p = Parser { t: tokens, i: 0, markers: Vec::new() };
+    let mut p = Parser {
+        t: tokens,
+        i: 0,
+        markers: Vec::new(),
+    };
     let statement = p.statement()?;
     p.eat_sym(";");
     if p.i < p.t.len() {
         return Err(p.unexpected("end of statement"));
     }
-    Ok(Parsed { statement, marker_names: p.markers })
+    Ok(Parsed {
+        statement,
+        marker_names: p.markers,
+    })
 }
 
 struct Parser {
@@ -37,8 +44,14 @@ impl Parser {
 
     fn unexpected(&self, expecting: &str) -> SyntaxError {
         match self.peek() {
-            Some(t) => SyntaxError(format!("line 1:{} mismatched input '{t}' expecting {expecting}", self.i)),
-            None => SyntaxError(format!("line 1:{} mismatched input '<EOF>' expecting {expecting}", self.i)),
+            Some(t) => SyntaxError(format!(
+                "line 1:{} mismatched input '{t}' expecting {expecting}",
+                self.i
+            )),
+            None => SyntaxError(format!(
+                "line 1:{} mismatched input '<EOF>' expecting {expecting}",
+                self.i
+            )),
         }
     }
 
@@ -105,9 +118,15 @@ impl Parser {
     fn qualified(&mut self) -> R<QualifiedName> {
         let first = self.ident()?;
         if self.eat_sym(".") {
-            Ok(QualifiedName { keyspace: Some(first), name: self.ident()? })
+            Ok(QualifiedName {
+                keyspace: Some(first),
+                name: self.ident()?,
+            })
         } else {
-            Ok(QualifiedName { keyspace: None, name: first })
+            Ok(QualifiedName {
+                keyspace: None,
+                name: first,
+            })
         }
     }
 
@@ -158,7 +177,9 @@ impl Parser {
             "drop" => self.drop(),
             "alter" => self.alter(),
             "describe" | "desc" => self.describe(),
-            _ => Err(SyntaxError(format!("line 1:0 no viable alternative at input '{first}'"))),
+            _ => Err(SyntaxError(format!(
+                "line 1:0 no viable alternative at input '{first}'"
+            ))),
         }
     }
 
@@ -170,7 +191,10 @@ impl Parser {
     }
 
     fn term(&mut self) -> R<Term> {
-        let t = self.peek().cloned().ok_or_else(|| self.unexpected("a value"))?;
+        let t = self
+            .peek()
+            .cloned()
+            .ok_or_else(|| self.unexpected("a value"))?;
         self.i += 1;
         Ok(match t {
             Token::Str(s) => Term::Lit(Literal::Str(s)),
@@ -235,7 +259,10 @@ impl Parser {
             }
             other => {
                 self.i -= 1;
-                return Err(SyntaxError(format!("line 1:{} no viable alternative at input '{other}'", self.i)));
+                return Err(SyntaxError(format!(
+                    "line 1:{} no viable alternative at input '{other}'",
+                    self.i
+                )));
             }
         })
     }
@@ -246,8 +273,10 @@ impl Parser {
             return Ok(Term::Set(Vec::new()));
         }
         // UDT: `{ident: ...`
-        let is_udt = matches!(self.peek(), Some(Token::Ident(_)) | Some(Token::QuotedIdent(_)))
-            && matches!(self.peek_at(1), Some(Token::Sym(":")))
+        let is_udt = matches!(
+            self.peek(),
+            Some(Token::Ident(_)) | Some(Token::QuotedIdent(_))
+        ) && matches!(self.peek_at(1), Some(Token::Sym(":")))
             && !matches!(self.peek(), Some(Token::Ident(w)) if w == "true" || w == "false" || w == "null");
         if is_udt {
             let mut fields = Vec::new();
@@ -393,7 +422,9 @@ impl Parser {
                         Selector::Count
                     }
                     other => {
-                        return Err(SyntaxError(format!("Unknown function '{other}' in selection clause")));
+                        return Err(SyntaxError(format!(
+                            "Unknown function '{other}' in selection clause"
+                        )));
                     }
                 };
                 self.sym(")")?;
@@ -406,14 +437,20 @@ impl Parser {
     fn select(&mut self) -> R<Select> {
         self.kw("select")?;
         if self.is_kw("json") {
-            return Err(SyntaxError("SELECT JSON is not supported by the embedded node".into()));
+            return Err(SyntaxError(
+                "SELECT JSON is not supported by the embedded node".into(),
+            ));
         }
         let distinct = self.eat_kw("distinct");
         let mut selectors = Vec::new();
         if !self.eat_sym("*") {
             loop {
                 let s = self.selector()?;
-                let alias = if self.eat_kw("as") { Some(self.ident()?) } else { None };
+                let alias = if self.eat_kw("as") {
+                    Some(self.ident()?)
+                } else {
+                    None
+                };
                 selectors.push((s, alias));
                 if !self.eat_sym(",") {
                     break;
@@ -422,7 +459,11 @@ impl Parser {
         }
         self.kw("from")?;
         let table = self.qualified()?;
-        let relations = if self.eat_kw("where") { self.relations()? } else { Vec::new() };
+        let relations = if self.eat_kw("where") {
+            self.relations()?
+        } else {
+            Vec::new()
+        };
         let mut order_by = Vec::new();
         if self.eat_kw("order") {
             self.kw("by")?;
@@ -447,14 +488,27 @@ impl Parser {
             self.kw("limit")?;
             per_partition_limit = Some(self.term()?);
         }
-        let limit = if self.eat_kw("limit") { Some(self.term()?) } else { None };
+        let limit = if self.eat_kw("limit") {
+            Some(self.term()?)
+        } else {
+            None
+        };
         let allow_filtering = if self.eat_kw("allow") {
             self.kw("filtering")?;
             true
         } else {
             false
         };
-        Ok(Select { table, selectors, distinct, relations, order_by, limit, per_partition_limit, allow_filtering })
+        Ok(Select {
+            table,
+            selectors,
+            distinct,
+            relations,
+            order_by,
+            limit,
+            per_partition_limit,
+            allow_filtering,
+        })
     }
 
     fn insert(&mut self) -> R<Insert> {
@@ -462,7 +516,9 @@ impl Parser {
         self.kw("into")?;
         let table = self.qualified()?;
         if self.is_kw("json") {
-            return Err(SyntaxError("INSERT JSON is not supported by the embedded node".into()));
+            return Err(SyntaxError(
+                "INSERT JSON is not supported by the embedded node".into(),
+            ));
         }
         self.sym("(")?;
         let mut columns = vec![self.ident()?];
@@ -486,7 +542,13 @@ impl Parser {
             Condition::None
         };
         let using = self.using()?;
-        Ok(Insert { table, columns, values, using, condition })
+        Ok(Insert {
+            table,
+            columns,
+            values,
+            using,
+            condition,
+        })
     }
 
     fn assignment(&mut self) -> R<Assignment> {
@@ -500,7 +562,10 @@ impl Parser {
         self.sym("=")?;
         // `c = c + x` / `c = c - x`
         let same_col = matches!(self.peek(), Some(Token::Ident(w)) | Some(Token::QuotedIdent(w)) if *w == col)
-            && matches!(self.peek_at(1), Some(Token::Sym("+")) | Some(Token::Sym("-")));
+            && matches!(
+                self.peek_at(1),
+                Some(Token::Sym("+")) | Some(Token::Sym("-"))
+            );
         if same_col {
             self.i += 1;
             let plus = self.eat_sym("+");
@@ -508,13 +573,19 @@ impl Parser {
                 self.sym("-")?;
             }
             let t = self.term()?;
-            return Ok(if plus { Assignment::Add(col, t) } else { Assignment::Sub(col, t) });
+            return Ok(if plus {
+                Assignment::Add(col, t)
+            } else {
+                Assignment::Sub(col, t)
+            });
         }
         let t = self.term()?;
         if self.eat_sym("+") {
             let c2 = self.ident()?;
             if c2 != col {
-                return Err(SyntaxError(format!("Invalid operation ({col} = {c2} + ...) for column {col}")));
+                return Err(SyntaxError(format!(
+                    "Invalid operation ({col} = {c2} + ...) for column {col}"
+                )));
             }
             return Ok(Assignment::Prepend(col, t));
         }
@@ -533,7 +604,13 @@ impl Parser {
         self.kw("where")?;
         let relations = self.relations()?;
         let condition = self.condition()?;
-        Ok(Update { table, using, assignments, relations, condition })
+        Ok(Update {
+            table,
+            using,
+            assignments,
+            relations,
+            condition,
+        })
     }
 
     fn delete(&mut self) -> R<Delete> {
@@ -561,7 +638,13 @@ impl Parser {
         self.kw("where")?;
         let relations = self.relations()?;
         let condition = self.condition()?;
-        Ok(Delete { table, columns, using, relations, condition })
+        Ok(Delete {
+            table,
+            columns,
+            using,
+            relations,
+            condition,
+        })
     }
 
     fn batch(&mut self) -> R<BatchStmt> {
@@ -591,7 +674,11 @@ impl Parser {
             statements.push(s);
             self.eat_sym(";");
         }
-        Ok(BatchStmt { kind, using, statements })
+        Ok(BatchStmt {
+            kind,
+            using,
+            statements,
+        })
     }
 
     // ---- DDL -----------------------------------------------------------------
@@ -599,7 +686,10 @@ impl Parser {
     fn type_expr(&mut self) -> R<TypeExpr> {
         let first = self.ident()?;
         if self.eat_sym(".") {
-            return Ok(TypeExpr::Udt(QualifiedName { keyspace: Some(first), name: self.ident()? }));
+            return Ok(TypeExpr::Udt(QualifiedName {
+                keyspace: Some(first),
+                name: self.ident()?,
+            }));
         }
         if self.eat_sym("<") {
             let mut args = vec![self.type_expr()?];
@@ -637,9 +727,15 @@ impl Parser {
                         };
                         self.sym(":")?;
                         let v = match self.term()? {
-                            Term::Lit(Literal::Str(s)) | Term::Lit(Literal::Int(s)) | Term::Lit(Literal::Float(s)) => s,
+                            Term::Lit(Literal::Str(s))
+                            | Term::Lit(Literal::Int(s))
+                            | Term::Lit(Literal::Float(s)) => s,
                             Term::Lit(Literal::Bool(b)) => b.to_string(),
-                            _ => return Err(SyntaxError("option map values must be literals".into())),
+                            _ => {
+                                return Err(SyntaxError(
+                                    "option map values must be literals".into(),
+                                ))
+                            }
                         };
                         m.push((k, v));
                         if self.eat_sym("}") {
@@ -680,7 +776,11 @@ impl Parser {
                 }
                 match table.as_deref_mut() {
                     Some(t) => t.clustering_order = order,
-                    None => return Err(SyntaxError("CLUSTERING ORDER is only valid in CREATE TABLE".into())),
+                    None => {
+                        return Err(SyntaxError(
+                            "CLUSTERING ORDER is only valid in CREATE TABLE".into(),
+                        ))
+                    }
                 }
             } else if self.is_kw("compact") {
                 return Err(SyntaxError("COMPACT STORAGE is not supported".into()));
@@ -702,7 +802,11 @@ impl Parser {
             let name = self.ident()?;
             self.kw("with")?;
             let options = self.options(None)?;
-            return Ok(Statement::CreateKeyspace { name, if_not_exists, options });
+            return Ok(Statement::CreateKeyspace {
+                name,
+                if_not_exists,
+                options,
+            });
         }
         if self.eat_kw("table") || self.eat_kw("columnfamily") {
             let if_not_exists = self.if_not_exists()?;
@@ -743,11 +847,17 @@ impl Parser {
                         self.i += 1;
                         self.kw("key")?;
                         if !ct.partition_key.is_empty() {
-                            return Err(SyntaxError("Multiple PRIMARY KEYs specifed (exactly one required)".into()));
+                            return Err(SyntaxError(
+                                "Multiple PRIMARY KEYs specifed (exactly one required)".into(),
+                            ));
                         }
                         ct.partition_key.push(name.clone());
                     }
-                    ct.columns.push(ColumnDecl { name, typ, is_static });
+                    ct.columns.push(ColumnDecl {
+                        name,
+                        typ,
+                        is_static,
+                    });
                 }
                 if self.eat_sym(")") {
                     break;
@@ -773,7 +883,11 @@ impl Parser {
                 }
                 self.sym(",")?;
             }
-            return Ok(Statement::CreateType { name, if_not_exists, fields });
+            return Ok(Statement::CreateType {
+                name,
+                if_not_exists,
+                fields,
+            });
         }
         Err(SyntaxError(format!(
             "line 1:7 CREATE {} is not supported by the embedded node (KEYSPACE, TABLE and TYPE are)",
@@ -785,15 +899,24 @@ impl Parser {
         self.kw("drop")?;
         if self.eat_kw("keyspace") || self.eat_kw("schema") {
             let if_exists = self.if_exists()?;
-            return Ok(Statement::DropKeyspace { name: self.ident()?, if_exists });
+            return Ok(Statement::DropKeyspace {
+                name: self.ident()?,
+                if_exists,
+            });
         }
         if self.eat_kw("table") || self.eat_kw("columnfamily") {
             let if_exists = self.if_exists()?;
-            return Ok(Statement::DropTable { table: self.qualified()?, if_exists });
+            return Ok(Statement::DropTable {
+                table: self.qualified()?,
+                if_exists,
+            });
         }
         if self.eat_kw("type") {
             let if_exists = self.if_exists()?;
-            return Ok(Statement::DropType { name: self.qualified()?, if_exists });
+            return Ok(Statement::DropType {
+                name: self.qualified()?,
+                if_exists,
+            });
         }
         Err(self.unexpected("KEYSPACE, TABLE or TYPE"))
     }
@@ -803,7 +926,10 @@ impl Parser {
         if self.eat_kw("keyspace") {
             let name = self.ident()?;
             self.kw("with")?;
-            return Ok(Statement::AlterKeyspace { name, options: self.options(None)? });
+            return Ok(Statement::AlterKeyspace {
+                name,
+                options: self.options(None)?,
+            });
         }
         if !(self.eat_kw("table") || self.eat_kw("columnfamily")) {
             return Err(self.unexpected("TABLE or KEYSPACE"));
@@ -816,7 +942,11 @@ impl Parser {
                 let name = self.ident()?;
                 let typ = self.type_expr()?;
                 let is_static = self.eat_kw("static");
-                cols.push(ColumnDecl { name, typ, is_static });
+                cols.push(ColumnDecl {
+                    name,
+                    typ,
+                    is_static,
+                });
                 if !(paren && self.eat_sym(",")) {
                     break;
                 }
@@ -863,7 +993,11 @@ impl Parser {
         } else if self.eat_kw("schema") {
             DescribeTarget::Schema
         } else if self.eat_kw("keyspace") {
-            DescribeTarget::Keyspace(if self.peek().is_some() && !self.is_sym(";") { Some(self.ident()?) } else { None })
+            DescribeTarget::Keyspace(if self.peek().is_some() && !self.is_sym(";") {
+                Some(self.ident()?)
+            } else {
+                None
+            })
         } else if self.eat_kw("table") || self.eat_kw("columnfamily") {
             DescribeTarget::Table(self.qualified()?)
         } else if self.eat_kw("type") {
@@ -920,6 +1054,9 @@ mod tests {
     #[test]
     fn a_typo_is_a_syntax_error_naming_the_word() {
         let e = parse("SELEKT * FROM t").unwrap_err();
-        assert!(e.0.contains("no viable alternative at input 'selekt'"), "{e}");
+        assert!(
+            e.0.contains("no viable alternative at input 'selekt'"),
+            "{e}"
+        );
     }
 }

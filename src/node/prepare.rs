@@ -31,8 +31,12 @@ impl Walker<'_> {
             self.specs.resize(marker + 1, None);
         }
         let name = self.names.get(marker).cloned().flatten().unwrap_or(name);
-        self.specs[marker] =
-            Some(ColumnSpec { keyspace: self.schema.keyspace.clone(), table: self.schema.name.clone(), name, typ });
+        self.specs[marker] = Some(ColumnSpec {
+            keyspace: self.schema.keyspace.clone(),
+            table: self.schema.name.clone(),
+            name,
+            typ,
+        });
     }
 
     fn column_type(&self, col: &str) -> Result<ColumnType, NodeError> {
@@ -96,9 +100,11 @@ impl Walker<'_> {
             _ => typ.clone(),
         };
         match (&r.value, r.op) {
-            (RelValue::One(Term::Marker(m)), Op::In) => {
-                self.set(*m, format!("in({})", r.column), ColumnType::List(Box::new(elem)))
-            }
+            (RelValue::One(Term::Marker(m)), Op::In) => self.set(
+                *m,
+                format!("in({})", r.column),
+                ColumnType::List(Box::new(elem)),
+            ),
             (RelValue::One(t), op) => {
                 if op == Op::Eq {
                     if let (Term::Marker(m), Some(c)) = (t, self.schema.column(&r.column)) {
@@ -168,7 +174,11 @@ fn walk(w: &mut Walker<'_>, s: &Statement) -> Result<(), NodeError> {
                 match a {
                     Assignment::Set(c, t) | Assignment::Add(c, t) | Assignment::Prepend(c, t) => {
                         let typ = w.column_type(c)?;
-                        let typ = if typ == ColumnType::Counter { ColumnType::Counter } else { typ };
+                        let typ = if typ == ColumnType::Counter {
+                            ColumnType::Counter
+                        } else {
+                            typ
+                        };
                         w.term(t, c, &typ);
                     }
                     Assignment::Sub(c, t) => {
@@ -225,7 +235,11 @@ fn statement_table(s: &Statement) -> Option<&super::ast::QualifiedName> {
     }
 }
 
-pub fn metadata(db: &Db, parsed: &Parsed, keyspace: Option<&str>) -> Result<PreparedMeta, NodeError> {
+pub fn metadata(
+    db: &Db,
+    parsed: &Parsed,
+    keyspace: Option<&str>,
+) -> Result<PreparedMeta, NodeError> {
     let statements: Vec<&Statement> = match &parsed.statement {
         Statement::Batch(b) => b.statements.iter().collect(),
         s => vec![s],
@@ -239,16 +253,27 @@ pub fn metadata(db: &Db, parsed: &Parsed, keyspace: Option<&str>) -> Result<Prep
             if parsed.marker_names.is_empty() {
                 continue;
             }
-            return Err(NodeError::invalid("Bind markers are only supported in SELECT, INSERT, UPDATE, DELETE and BATCH"));
+            return Err(NodeError::invalid(
+                "Bind markers are only supported in SELECT, INSERT, UPDATE, DELETE and BATCH",
+            ));
         };
         let ks = keyspace_of(q, keyspace)?;
         let table = db.table(ks, &q.name)?;
         let schema = &*table.schema;
-        let mut w = Walker { schema, specs: std::mem::take(&mut specs), names: &parsed.marker_names, pk_markers: vec![None; schema.partition_key.len()] };
+        let mut w = Walker {
+            schema,
+            specs: std::mem::take(&mut specs),
+            names: &parsed.marker_names,
+            pk_markers: vec![None; schema.partition_key.len()],
+        };
         walk(&mut w, s)?;
         specs = w.specs;
         if statements.len() == 1 && w.pk_markers.iter().all(Option::is_some) {
-            pk_indexes = w.pk_markers.iter().map(|m| m.expect("checked") as u16).collect();
+            pk_indexes = w
+                .pk_markers
+                .iter()
+                .map(|m| m.expect("checked") as u16)
+                .collect();
         }
         if let Statement::Select(sel) = s {
             result = result_columns(schema, sel)?;
@@ -259,7 +284,16 @@ pub fn metadata(db: &Db, parsed: &Parsed, keyspace: Option<&str>) -> Result<Prep
     let binds = specs
         .into_iter()
         .enumerate()
-        .map(|(i, s)| s.ok_or_else(|| NodeError::invalid(format!("Could not infer the type of bind marker {i}"))))
+        .map(|(i, s)| {
+            s.ok_or_else(|| {
+                NodeError::invalid(format!("Could not infer the type of bind marker {i}"))
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(PreparedMeta { binds, pk_indexes, result, has_result_metadata })
+    Ok(PreparedMeta {
+        binds,
+        pk_indexes,
+        result,
+        has_result_metadata,
+    })
 }

@@ -54,7 +54,10 @@ impl ColumnDef {
     }
 
     pub fn is_primary_key(&self) -> bool {
-        matches!(self.kind, ColumnKind::PartitionKey(_) | ColumnKind::Clustering(_))
+        matches!(
+            self.kind,
+            ColumnKind::PartitionKey(_) | ColumnKind::Clustering(_)
+        )
     }
 }
 
@@ -136,7 +139,12 @@ pub struct KeyspaceDef {
 pub fn is_system_keyspace(name: &str) -> bool {
     matches!(
         name,
-        "system" | "system_schema" | "system_auth" | "system_distributed" | "system_traces" | "system_virtual_schema"
+        "system"
+            | "system_schema"
+            | "system_auth"
+            | "system_distributed"
+            | "system_traces"
+            | "system_virtual_schema"
     )
 }
 
@@ -187,7 +195,9 @@ pub fn resolve_type(
         TypeExpr::Generic(g, args) => {
             let arity = |n: usize| {
                 if args.len() != n {
-                    Err(NodeError::syntax(format!("{g}<...> takes {n} type argument(s)")))
+                    Err(NodeError::syntax(format!(
+                        "{g}<...> takes {n} type argument(s)"
+                    )))
                 } else {
                     Ok(())
                 }
@@ -207,9 +217,15 @@ pub fn resolve_type(
                 }
                 "map" => {
                     arity(2)?;
-                    (ColumnType::Map(Box::new(inner(&args[0])?), Box::new(inner(&args[1])?)), false)
+                    (
+                        ColumnType::Map(Box::new(inner(&args[0])?), Box::new(inner(&args[1])?)),
+                        false,
+                    )
                 }
-                "tuple" => (ColumnType::Tuple(args.iter().map(inner).collect::<Result<_, _>>()?), true),
+                "tuple" => (
+                    ColumnType::Tuple(args.iter().map(inner).collect::<Result<_, _>>()?),
+                    true,
+                ),
                 other => return Err(NodeError::syntax(format!("Unknown type {other}<...>"))),
             }
         }
@@ -217,12 +233,21 @@ pub fn resolve_type(
 }
 
 fn udt(types: &BTreeMap<String, UserType>, ks: &str, name: &str) -> Result<ColumnType, NodeError> {
-    let t = types.get(name).ok_or_else(|| NodeError::invalid(format!("Unknown type {ks}.{name}")))?;
-    Ok(ColumnType::Udt { keyspace: t.keyspace.clone(), name: t.name.clone(), fields: t.fields.clone() })
+    let t = types
+        .get(name)
+        .ok_or_else(|| NodeError::invalid(format!("Unknown type {ks}.{name}")))?;
+    Ok(ColumnType::Udt {
+        keyspace: t.keyspace.clone(),
+        name: t.name.clone(),
+        fields: t.fields.clone(),
+    })
 }
 
 /// The keyspace a statement names, or the session's current one.
-pub fn keyspace_of<'a>(q: &'a QualifiedName, current: Option<&'a str>) -> Result<&'a str, NodeError> {
+pub fn keyspace_of<'a>(
+    q: &'a QualifiedName,
+    current: Option<&'a str>,
+) -> Result<&'a str, NodeError> {
     match (&q.keyspace, current) {
         (Some(k), _) => Ok(k),
         (None, Some(k)) => Ok(k),

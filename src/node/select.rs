@@ -21,11 +21,19 @@ pub struct Restriction {
     pub values: Vec<Value>,
 }
 
-pub fn resolve(schema: &TableSchema, rels: &[Relation], binds: &Binds<'_>) -> Result<Vec<Restriction>, NodeError> {
+pub fn resolve(
+    schema: &TableSchema,
+    rels: &[Relation],
+    binds: &Binds<'_>,
+) -> Result<Vec<Restriction>, NodeError> {
     rels.iter().map(|r| resolve_one(schema, r, binds)).collect()
 }
 
-pub fn resolve_one(schema: &TableSchema, r: &Relation, binds: &Binds<'_>) -> Result<Restriction, NodeError> {
+pub fn resolve_one(
+    schema: &TableSchema,
+    r: &Relation,
+    binds: &Binds<'_>,
+) -> Result<Restriction, NodeError> {
     let col = schema
         .column_index(&r.column)
         .ok_or_else(|| NodeError::invalid(format!("Undefined column name {}", r.column)))?;
@@ -35,31 +43,54 @@ pub fn resolve_one(schema: &TableSchema, r: &Relation, binds: &Binds<'_>) -> Res
         (Op::Contains, ColumnType::Map(_, v)) => (**v).clone(),
         (Op::ContainsKey, ColumnType::Map(k, _)) => (**k).clone(),
         (Op::Contains | Op::ContainsKey, _) => {
-            return Err(NodeError::invalid(format!("Cannot use CONTAINS on non-collection column {}", r.column)))
+            return Err(NodeError::invalid(format!(
+                "Cannot use CONTAINS on non-collection column {}",
+                r.column
+            )))
         }
         _ => t.clone(),
     };
     let one = |b: Bound| match b {
         Bound::Value(v) => Ok(v),
-        Bound::Null => Err(NodeError::invalid(format!("Invalid null value in condition for column {}", r.column))),
-        Bound::Unset => Err(NodeError::invalid(format!("Invalid unset value for column {}", r.column))),
+        Bound::Null => Err(NodeError::invalid(format!(
+            "Invalid null value in condition for column {}",
+            r.column
+        ))),
+        Bound::Unset => Err(NodeError::invalid(format!(
+            "Invalid unset value for column {}",
+            r.column
+        ))),
     };
     let values = match (&r.value, r.op) {
-        (RelValue::One(term), Op::In) => match eval(term, &ColumnType::List(Box::new(elem_type.clone())), binds)? {
-            Bound::Value(Value::List(items)) => items,
-            Bound::Value(other) => vec![other],
-            _ => return Err(NodeError::invalid(format!("Invalid null value for IN restriction on {}", r.column))),
-        },
-        (RelValue::One(term), _) => vec![one(eval(term, &elem_type, binds)?)?],
-        (RelValue::List(terms), _) => {
-            terms.iter().map(|t| one(eval(t, &elem_type, binds)?)).collect::<Result<_, _>>()?
+        (RelValue::One(term), Op::In) => {
+            match eval(term, &ColumnType::List(Box::new(elem_type.clone())), binds)? {
+                Bound::Value(Value::List(items)) => items,
+                Bound::Value(other) => vec![other],
+                _ => {
+                    return Err(NodeError::invalid(format!(
+                        "Invalid null value for IN restriction on {}",
+                        r.column
+                    )))
+                }
+            }
         }
+        (RelValue::One(term), _) => vec![one(eval(term, &elem_type, binds)?)?],
+        (RelValue::List(terms), _) => terms
+            .iter()
+            .map(|t| one(eval(t, &elem_type, binds)?))
+            .collect::<Result<_, _>>()?,
     };
-    Ok(Restriction { col, op: r.op, values })
+    Ok(Restriction {
+        col,
+        op: r.op,
+        values,
+    })
 }
 
 pub fn matches(op: Op, v: Option<&Value>, values: &[Value]) -> bool {
-    let Some(v) = v else { return op == Op::Ne && !values.is_empty() };
+    let Some(v) = v else {
+        return op == Op::Ne && !values.is_empty();
+    };
     match op {
         Op::Eq => v == &values[0],
         Op::Ne => v != &values[0],
@@ -85,7 +116,9 @@ pub fn matches(op: Op, v: Option<&Value>, values: &[Value]) -> bool {
 pub fn partition_keys(schema: &TableSchema, rs: &[Restriction]) -> Option<Vec<Vec<Value>>> {
     let mut keys: Vec<Vec<Value>> = vec![Vec::new()];
     for pk in &schema.partition_key {
-        let r = rs.iter().find(|r| r.col == *pk && matches!(r.op, Op::Eq | Op::In))?;
+        let r = rs
+            .iter()
+            .find(|r| r.col == *pk && matches!(r.op, Op::Eq | Op::In))?;
         let mut next = Vec::with_capacity(keys.len() * r.values.len());
         for k in &keys {
             for v in &r.values {
@@ -114,15 +147,24 @@ fn value_of<'a>(schema: &TableSchema, col: usize, h: &Hit<'a>, now: i64) -> Opti
         ColumnKind::PartitionKey(p) => h.pk.get(p),
         ColumnKind::Clustering(p) => h.row.map(|(ck, _)| &ck[p].value),
         ColumnKind::Static => h.part.statics.value(c.slot, h.part.deleted_at, now),
-        ColumnKind::Regular => h.row.and_then(|(_, r)| r.value(c.slot, h.part.deleted_at, now)),
+        ColumnKind::Regular => h
+            .row
+            .and_then(|(_, r)| r.value(c.slot, h.part.deleted_at, now)),
     }
 }
 
-fn cell_of<'a>(schema: &TableSchema, col: usize, h: &Hit<'a>, now: i64) -> Option<&'a super::store::Cell> {
+fn cell_of<'a>(
+    schema: &TableSchema,
+    col: usize,
+    h: &Hit<'a>,
+    now: i64,
+) -> Option<&'a super::store::Cell> {
     let c = &schema.columns[col];
     match c.kind {
         ColumnKind::Static => h.part.statics.cell(c.slot, h.part.deleted_at, now),
-        ColumnKind::Regular => h.row.and_then(|(_, r)| r.cell(c.slot, h.part.deleted_at, now)),
+        ColumnKind::Regular => h
+            .row
+            .and_then(|(_, r)| r.cell(c.slot, h.part.deleted_at, now)),
         _ => None,
     }
 }
@@ -166,7 +208,10 @@ pub fn result_columns(schema: &TableSchema, s: &Select) -> Result<Vec<ColumnSpec
     Ok(projection(schema, s)?.1)
 }
 
-fn projection(schema: &TableSchema, s: &Select) -> Result<(Vec<Out>, Vec<ColumnSpec>, bool), NodeError> {
+fn projection(
+    schema: &TableSchema,
+    s: &Select,
+) -> Result<(Vec<Out>, Vec<ColumnSpec>, bool), NodeError> {
     let spec = |name: String, typ: ColumnType| ColumnSpec {
         keyspace: schema.keyspace.clone(),
         table: schema.name.clone(),
@@ -175,21 +220,30 @@ fn projection(schema: &TableSchema, s: &Select) -> Result<(Vec<Out>, Vec<ColumnS
     };
     if s.selectors.is_empty() {
         let outs = (0..schema.columns.len()).map(Out::Column).collect();
-        let specs = schema.columns.iter().map(|c| spec(c.name.clone(), c.typ.clone())).collect();
+        let specs = schema
+            .columns
+            .iter()
+            .map(|c| spec(c.name.clone(), c.typ.clone()))
+            .collect();
         return Ok((outs, specs, false));
     }
     let mut outs = Vec::new();
     let mut specs = Vec::new();
     let mut count = false;
     let find = |n: &str| {
-        schema.column_index(n).ok_or_else(|| NodeError::invalid(format!("Undefined column name {n} in selection clause")))
+        schema.column_index(n).ok_or_else(|| {
+            NodeError::invalid(format!("Undefined column name {n} in selection clause"))
+        })
     };
     for (sel, alias) in &s.selectors {
         match sel {
             Selector::Column(n) => {
                 let i = find(n)?;
                 outs.push(Out::Column(i));
-                specs.push(spec(alias.clone().unwrap_or_else(|| n.clone()), schema.columns[i].typ.clone()));
+                specs.push(spec(
+                    alias.clone().unwrap_or_else(|| n.clone()),
+                    schema.columns[i].typ.clone(),
+                ));
             }
             Selector::WriteTime(n) | Selector::Ttl(n) => {
                 let i = find(n)?;
@@ -207,18 +261,34 @@ fn projection(schema: &TableSchema, s: &Select) -> Result<(Vec<Out>, Vec<ColumnS
                         if wt { "writeTime" } else { "ttl" }
                     )));
                 }
-                let label = if wt { format!("writetime({n})") } else { format!("ttl({n})") };
+                let label = if wt {
+                    format!("writetime({n})")
+                } else {
+                    format!("ttl({n})")
+                };
                 outs.push(if wt { Out::WriteTime(i) } else { Out::Ttl(i) });
-                specs.push(spec(alias.clone().unwrap_or(label), if wt { ColumnType::Bigint } else { ColumnType::Int }));
+                specs.push(spec(
+                    alias.clone().unwrap_or(label),
+                    if wt {
+                        ColumnType::Bigint
+                    } else {
+                        ColumnType::Int
+                    },
+                ));
             }
             Selector::Count => {
                 count = true;
-                specs.push(spec(alias.clone().unwrap_or_else(|| "count".into()), ColumnType::Bigint));
+                specs.push(spec(
+                    alias.clone().unwrap_or_else(|| "count".into()),
+                    ColumnType::Bigint,
+                ));
             }
         }
     }
     if count && specs.len() > 1 {
-        return Err(NodeError::invalid("COUNT(*) cannot be combined with other selectors in the embedded node"));
+        return Err(NodeError::invalid(
+            "COUNT(*) cannot be combined with other selectors in the embedded node",
+        ));
     }
     Ok((outs, specs, count))
 }
@@ -233,7 +303,9 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
 
     // Validate the shape of the WHERE clause the way Cassandra does.
     for r in &rs {
-        if matches!(schema.columns[r.col].kind, ColumnKind::PartitionKey(_)) && !matches!(r.op, Op::Eq | Op::In) {
+        if matches!(schema.columns[r.col].kind, ColumnKind::PartitionKey(_))
+            && !matches!(r.op, Op::Eq | Op::In)
+        {
             return Err(NodeError::invalid(
                 "Only EQ and IN relation are supported on the partition key (unless you use the token() function)",
             ));
@@ -248,14 +320,23 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
     if needs_filtering && !s.allow_filtering {
         return Err(NodeError::invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
     }
-    let ck_rs: Vec<&Restriction> =
-        rs.iter().filter(|r| matches!(schema.columns[r.col].kind, ColumnKind::Clustering(_))).collect();
+    let ck_rs: Vec<&Restriction> = rs
+        .iter()
+        .filter(|r| matches!(schema.columns[r.col].kind, ColumnKind::Clustering(_)))
+        .collect();
     let other_rs: Vec<&Restriction> = rs
         .iter()
-        .filter(|r| matches!(schema.columns[r.col].kind, ColumnKind::Static | ColumnKind::Regular))
+        .filter(|r| {
+            matches!(
+                schema.columns[r.col].kind,
+                ColumnKind::Static | ColumnKind::Regular
+            )
+        })
         .collect();
     let pk_filter: Vec<&Restriction> = if keys.is_none() {
-        rs.iter().filter(|r| matches!(schema.columns[r.col].kind, ColumnKind::PartitionKey(_))).collect()
+        rs.iter()
+            .filter(|r| matches!(schema.columns[r.col].kind, ColumnKind::PartitionKey(_)))
+            .collect()
     } else {
         Vec::new()
     };
@@ -267,7 +348,9 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
                 .column_index(col)
                 .filter(|i| matches!(schema.columns[*i].kind, ColumnKind::Clustering(_)))
                 .ok_or_else(|| NodeError::invalid(format!("Order by is currently only supported on the clustered columns of the PRIMARY KEY, got {col}")))?;
-            let ColumnKind::Clustering(p) = schema.columns[i].kind else { unreachable!() };
+            let ColumnKind::Clustering(p) = schema.columns[i].kind else {
+                unreachable!()
+            };
             if keys.is_none() {
                 return Err(NodeError::invalid("ORDER BY is only supported when the partition key is restricted by an EQ or an IN."));
             }
@@ -279,7 +362,9 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
         Some(t) => match eval(t, &ColumnType::Int, &ctx.binds)? {
             Bound::Value(Value::Int(n)) if n > 0 => n as u64,
             Bound::Value(Value::Int(n)) => {
-                return Err(NodeError::invalid(format!("LIMIT must be strictly positive, got {n}")))
+                return Err(NodeError::invalid(format!(
+                    "LIMIT must be strictly positive, got {n}"
+                )))
             }
             Bound::Unset => u64::MAX,
             _ => return Err(NodeError::invalid("Invalid null value of limit")),
@@ -289,7 +374,11 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
     let per_partition = match &s.per_partition_limit {
         Some(t) => match eval(t, &ColumnType::Int, &ctx.binds)? {
             Bound::Value(Value::Int(n)) if n > 0 => n as u64,
-            _ => return Err(NodeError::invalid("PER PARTITION LIMIT must be strictly positive")),
+            _ => {
+                return Err(NodeError::invalid(
+                    "PER PARTITION LIMIT must be strictly positive",
+                ))
+            }
         },
         None => u64::MAX,
     };
@@ -303,36 +392,57 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
         _ => 0,
     };
     // Collect hits up to what this page needs, plus one to know if more exist.
-    let want = if count { u64::MAX } else { offset.saturating_add(page).saturating_add(1).min(limit) };
+    let want = if count {
+        u64::MAX
+    } else {
+        offset.saturating_add(page).saturating_add(1).min(limit)
+    };
     let mut hits: Vec<Hit<'_>> = Vec::new();
     let mut total: u64 = 0;
     let partitions: Box<dyn Iterator<Item = (&Vec<Value>, &Partition)>> = match &keys {
-        Some(ks) => Box::new(ks.iter().filter_map(|k| table.data.partitions.get_key_value(k))),
+        Some(ks) => Box::new(
+            ks.iter()
+                .filter_map(|k| table.data.partitions.get_key_value(k)),
+        ),
         None => Box::new(table.data.partitions.iter()),
     };
     'outer: for (pk, part) in partitions {
         if !pk_filter.iter().all(|r| {
-            let ColumnKind::PartitionKey(p) = schema.columns[r.col].kind else { return true };
+            let ColumnKind::PartitionKey(p) = schema.columns[r.col].kind else {
+                return true;
+            };
             matches(r.op, pk.get(p), &r.values)
         }) {
             continue;
         }
         let mut in_partition = 0u64;
-        let rows: Box<dyn Iterator<Item = (&ClusteringKey, &Row)>> =
-            if reverse { Box::new(part.rows.iter().rev()) } else { Box::new(part.rows.iter()) };
+        let rows: Box<dyn Iterator<Item = (&ClusteringKey, &Row)>> = if reverse {
+            Box::new(part.rows.iter().rev())
+        } else {
+            Box::new(part.rows.iter())
+        };
         let mut any_row = false;
         for (ck, row) in rows {
             if !row.is_live(part.deleted_at, now) {
                 continue;
             }
             if !ck_rs.iter().all(|r| {
-                let ColumnKind::Clustering(p) = schema.columns[r.col].kind else { return true };
+                let ColumnKind::Clustering(p) = schema.columns[r.col].kind else {
+                    return true;
+                };
                 matches(r.op, Some(&ck[p].value), &r.values)
             }) {
                 continue;
             }
-            let hit = Hit { pk, part, row: Some((ck, row)) };
-            if !other_rs.iter().all(|r| matches(r.op, value_of(schema, r.col, &hit, now), &r.values)) {
+            let hit = Hit {
+                pk,
+                part,
+                row: Some((ck, row)),
+            };
+            if !other_rs
+                .iter()
+                .all(|r| matches(r.op, value_of(schema, r.col, &hit, now), &r.values))
+            {
                 continue;
             }
             any_row = true;
@@ -359,12 +469,21 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
         // A partition with only static data shows as one row (clustering
         // columns null), unless clustering columns are restricted.
         let static_only = !any_row && ck_rs.is_empty() && part.has_live_statics(now);
-        if (static_only || (s.distinct && any_row)) && !(static_only && !other_rs.is_empty()) {
+        let emit = if static_only {
+            other_rs.is_empty()
+        } else {
+            s.distinct && any_row
+        };
+        if emit {
             total += 1;
             if count {
                 continue;
             }
-            hits.push(Hit { pk, part, row: None });
+            hits.push(Hit {
+                pk,
+                part,
+                row: None,
+            });
             if hits.len() as u64 >= want {
                 break;
             }
@@ -395,11 +514,13 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
         for o in &outs {
             buf.clear();
             let present = match o {
-                Out::Column(i) => value_of(schema, *i, h, now).map(|v| encode(v, &schema.columns[*i].typ, &mut buf)),
-                Out::WriteTime(i) => cell_of(schema, *i, h, now).map(|c| encode(&Value::Int(c.ts), &ColumnType::Bigint, &mut buf)),
-                Out::Ttl(i) => cell_of(schema, *i, h, now).and_then(|c| c.expires).map(|e| {
-                    encode(&Value::Int((e - now).max(0)), &ColumnType::Int, &mut buf)
-                }),
+                Out::Column(i) => value_of(schema, *i, h, now)
+                    .map(|v| encode(v, &schema.columns[*i].typ, &mut buf)),
+                Out::WriteTime(i) => cell_of(schema, *i, h, now)
+                    .map(|c| encode(&Value::Int(c.ts), &ColumnType::Bigint, &mut buf)),
+                Out::Ttl(i) => cell_of(schema, *i, h, now)
+                    .and_then(|c| c.expires)
+                    .map(|e| encode(&Value::Int((e - now).max(0)), &ColumnType::Int, &mut buf)),
             };
             put_cell(&mut body, present.map(|_| buf.as_slice()));
         }

@@ -60,11 +60,27 @@ pub async fn start(config: NodeConfig) -> std::io::Result<RunningNode> {
         }
         None => None,
     };
-    tasks.spawn(accept_loop(node.clone(), listener, shutdown.clone(), tasks.clone()));
-    Ok(RunningNode { addr, control_addr, node, shutdown, tasks })
+    tasks.spawn(accept_loop(
+        node.clone(),
+        listener,
+        shutdown.clone(),
+        tasks.clone(),
+    ));
+    Ok(RunningNode {
+        addr,
+        control_addr,
+        node,
+        shutdown,
+        tasks,
+    })
 }
 
-async fn accept_loop(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken, tasks: TaskTracker) {
+async fn accept_loop(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -83,7 +99,9 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, shutdown: Cancellat
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     let id = node.next_connection_id();
-                    Connection::new(node.clone(), sock, peer, id).run(shutdown).await;
+                    Connection::new(node.clone(), sock, peer, id)
+                        .run(shutdown)
+                        .await;
                     node.stats.connections.lock().remove(&id);
                 });
             }
@@ -179,7 +197,9 @@ impl Connection {
 
     async fn on_codec_error(&mut self, e: FrameError) {
         tracing::debug!(peer = %self.peer, error = %e, "closing connection after a framing error");
-        let Some((stream, version)) = e.reply_stream() else { return };
+        let Some((stream, version)) = e.reply_stream() else {
+            return;
+        };
         let err = ErrorFrame::protocol(e.to_string());
         let body = error_body(&err);
         self.node.stats.count_error(&err);
@@ -235,7 +255,12 @@ impl Connection {
             return self.reply_error(frame.stream, e).await;
         }
         if frame.is_response() {
-            return self.reply_error(frame.stream, ErrorFrame::protocol("Received a response frame from a client")).await;
+            return self
+                .reply_error(
+                    frame.stream,
+                    ErrorFrame::protocol("Received a response frame from a client"),
+                )
+                .await;
         }
         let Some(op) = frame.op() else {
             let e = ErrorFrame::protocol(format!("Unknown opcode {:#04x}", frame.opcode));
@@ -252,10 +277,17 @@ impl Connection {
             }
             Opcode::Startup => self.on_startup(frame).await,
             Opcode::AuthResponse => self.on_auth_response(frame).await,
-            Opcode::Register | Opcode::Query | Opcode::Prepare | Opcode::Execute | Opcode::Batch => {
+            Opcode::Register
+            | Opcode::Query
+            | Opcode::Prepare
+            | Opcode::Execute
+            | Opcode::Batch => {
                 if self.phase != Phase::Ready {
                     let e = if self.phase == Phase::New {
-                        ErrorFrame::protocol(format!("Unexpected message {}, expecting STARTUP or OPTIONS", op.name()))
+                        ErrorFrame::protocol(format!(
+                            "Unexpected message {}, expecting STARTUP or OPTIONS",
+                            op.name()
+                        ))
                     } else {
                         ErrorFrame::new(ErrorCode::UNAUTHORIZED, "You have not logged in")
                     };
@@ -269,13 +301,19 @@ impl Connection {
                             }
                             self.reply(frame.stream, Opcode::Ready, Bytes::new()).await
                         }
-                        Err(e) => self.reply_error(frame.stream, ErrorFrame::protocol(e.to_string())).await,
+                        Err(e) => {
+                            self.reply_error(frame.stream, ErrorFrame::protocol(e.to_string()))
+                                .await
+                        }
                     };
                 }
                 self.on_request(op, frame).await
             }
             other => {
-                let e = ErrorFrame::protocol(format!("Unexpected message {} from a client", other.name()));
+                let e = ErrorFrame::protocol(format!(
+                    "Unexpected message {} from a client",
+                    other.name()
+                ));
                 self.reply_error(frame.stream, e).await
             }
         }
@@ -283,17 +321,30 @@ impl Connection {
 
     async fn on_startup(&mut self, frame: Frame) -> bool {
         if self.phase != Phase::New {
-            return self.reply_error(frame.stream, ErrorFrame::protocol("Unexpected message STARTUP, the connection is already started")).await;
+            return self
+                .reply_error(
+                    frame.stream,
+                    ErrorFrame::protocol(
+                        "Unexpected message STARTUP, the connection is already started",
+                    ),
+                )
+                .await;
         }
         let options = match read_startup(&frame.body) {
             Ok(o) => o,
-            Err(e) => return self.reply_error(frame.stream, ErrorFrame::protocol(e.to_string())).await,
+            Err(e) => {
+                return self
+                    .reply_error(frame.stream, ErrorFrame::protocol(e.to_string()))
+                    .await
+            }
         };
         let mut compression = None;
         for (k, v) in &options {
             if k.eq_ignore_ascii_case("COMPRESSION") {
                 match Compression::from_option(v) {
-                    Some(c) if !(c == Compression::Snappy && self.state.version >= 5) => compression = Some(c),
+                    Some(c) if !(c == Compression::Snappy && self.state.version >= 5) => {
+                        compression = Some(c)
+                    }
                     _ => {
                         let e = ErrorFrame::protocol(format!("Unknown compression algorithm: {v}"));
                         return self.reply_error(frame.stream, e).await;
@@ -315,7 +366,10 @@ impl Connection {
         let auth = !self.node.config.users.is_empty();
         let (op, body) = if auth {
             self.phase = Phase::Authenticating;
-            (Opcode::Authenticate, response::authenticate("org.apache.cassandra.auth.PasswordAuthenticator"))
+            (
+                Opcode::Authenticate,
+                response::authenticate("org.apache.cassandra.auth.PasswordAuthenticator"),
+            )
         } else {
             self.phase = Phase::Ready;
             self.framed.codec_mut().set_authenticated();
@@ -336,28 +390,54 @@ impl Connection {
 
     async fn on_auth_response(&mut self, frame: Frame) -> bool {
         if self.phase != Phase::Authenticating {
-            return self.reply_error(frame.stream, ErrorFrame::protocol("Unexpected AUTH_RESPONSE")).await;
+            return self
+                .reply_error(
+                    frame.stream,
+                    ErrorFrame::protocol("Unexpected AUTH_RESPONSE"),
+                )
+                .await;
         }
         let token = match read_auth_response(&frame.body) {
             Ok(t) => t.unwrap_or_default(),
-            Err(e) => return self.reply_error(frame.stream, ErrorFrame::protocol(e.to_string())).await,
+            Err(e) => {
+                return self
+                    .reply_error(frame.stream, ErrorFrame::protocol(e.to_string()))
+                    .await
+            }
         };
         // SASL PLAIN: [authzid] NUL user NUL password.
         let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
         let (user, pass) = match parts.as_slice() {
-            [_, u, p] => (String::from_utf8_lossy(u).to_string(), String::from_utf8_lossy(p).to_string()),
+            [_, u, p] => (
+                String::from_utf8_lossy(u).to_string(),
+                String::from_utf8_lossy(p).to_string(),
+            ),
             _ => {
-                let e = ErrorFrame::new(ErrorCode::BAD_CREDENTIALS, "Authentication failed: malformed SASL PLAIN token");
+                let e = ErrorFrame::new(
+                    ErrorCode::BAD_CREDENTIALS,
+                    "Authentication failed: malformed SASL PLAIN token",
+                );
                 return self.reply_error(frame.stream, e).await;
             }
         };
-        if self.node.config.users.iter().any(|(u, p)| *u == user && *p == pass) {
+        if self
+            .node
+            .config
+            .users
+            .iter()
+            .any(|(u, p)| *u == user && *p == pass)
+        {
             self.phase = Phase::Ready;
             self.framed.codec_mut().set_authenticated();
             if let Some(c) = self.node.stats.connections.lock().get_mut(&self.id) {
                 c.user = Some(user);
             }
-            self.reply(frame.stream, Opcode::AuthSuccess, response::auth_token(None)).await
+            self.reply(
+                frame.stream,
+                Opcode::AuthSuccess,
+                response::auth_token(None),
+            )
+            .await
         } else {
             let e = ErrorFrame::new(
                 ErrorCode::BAD_CREDENTIALS,
@@ -414,7 +494,9 @@ impl Connection {
     }
 }
 
-async fn recv_event(events: &mut Option<broadcast::Receiver<SchemaChange>>) -> Option<SchemaChange> {
+async fn recv_event(
+    events: &mut Option<broadcast::Receiver<SchemaChange>>,
+) -> Option<SchemaChange> {
     match events {
         None => std::future::pending().await,
         Some(rx) => loop {
@@ -429,7 +511,12 @@ async fn recv_event(events: &mut Option<broadcast::Receiver<SchemaChange>>) -> O
 
 /// Runs one request and builds its response frame; also returns the new
 /// keyspace when the request was a USE.
-fn execute(node: &Node, state: &SessionState, op: Opcode, frame: &Frame) -> (Frame, Option<String>) {
+fn execute(
+    node: &Node,
+    state: &SessionState,
+    op: Opcode,
+    frame: &Frame,
+) -> (Frame, Option<String>) {
     let result: Result<(Bytes, Option<String>), NodeError> = match op {
         Opcode::Query => node.query(state, &frame.body).map(split),
         Opcode::Execute => node.execute(state, &frame.body).map(split),
@@ -438,10 +525,16 @@ fn execute(node: &Node, state: &SessionState, op: Opcode, frame: &Frame) -> (Fra
         _ => Err(NodeError(ErrorFrame::protocol("unexpected opcode"))),
     };
     match result {
-        Ok((body, ks)) => (Frame::response(state.version, frame.stream, Opcode::Result, body), ks),
+        Ok((body, ks)) => (
+            Frame::response(state.version, frame.stream, Opcode::Result, body),
+            ks,
+        ),
         Err(NodeError(e)) => {
             node.stats.count_error(&e);
-            (Frame::response(state.version, frame.stream, Opcode::Error, e.encode()), None)
+            (
+                Frame::response(state.version, frame.stream, Opcode::Error, e.encode()),
+                None,
+            )
         }
     }
 }

@@ -94,7 +94,11 @@ pub struct Row {
 
 impl Default for Row {
     fn default() -> Self {
-        Row { marker: None, deleted_at: NO_DELETION, cells: Vec::new() }
+        Row {
+            marker: None,
+            deleted_at: NO_DELETION,
+            cells: Vec::new(),
+        }
     }
 }
 
@@ -109,7 +113,8 @@ impl Row {
     }
 
     pub fn value(&self, slot: usize, outer_deleted_at: i64, now_secs: i64) -> Option<&Value> {
-        self.cell(slot, outer_deleted_at, now_secs).and_then(|c| c.value.as_ref())
+        self.cell(slot, outer_deleted_at, now_secs)
+            .and_then(|c| c.value.as_ref())
     }
 
     pub fn is_live(&self, outer_deleted_at: i64, now_secs: i64) -> bool {
@@ -166,7 +171,11 @@ pub struct Partition {
 
 impl Default for Partition {
     fn default() -> Self {
-        Partition { deleted_at: NO_DELETION, statics: Row::default(), rows: BTreeMap::new() }
+        Partition {
+            deleted_at: NO_DELETION,
+            statics: Row::default(),
+            rows: BTreeMap::new(),
+        }
     }
 }
 
@@ -183,7 +192,8 @@ impl Partition {
     }
 
     pub fn has_live_statics(&self, now_secs: i64) -> bool {
-        (0..self.statics.cells.len()).any(|s| self.statics.cell(s, self.deleted_at, now_secs).is_some())
+        (0..self.statics.cells.len())
+            .any(|s| self.statics.cell(s, self.deleted_at, now_secs).is_some())
     }
 }
 
@@ -193,7 +203,10 @@ pub struct TableData {
 }
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Microsecond write timestamps, strictly increasing within the process so
@@ -201,8 +214,10 @@ pub fn now_secs() -> i64 {
 pub fn now_micros() -> i64 {
     use std::sync::atomic::{AtomicI64, Ordering as AO};
     static LAST: AtomicI64 = AtomicI64::new(0);
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
     let mut last = LAST.load(AO::Relaxed);
     loop {
         let next = if now > last { now } else { last + 1 };
@@ -218,7 +233,11 @@ mod tests {
     use super::*;
 
     fn cell(v: i64, ts: i64) -> Cell {
-        Cell { value: Some(Value::Int(v)), ts, expires: None }
+        Cell {
+            value: Some(Value::Int(v)),
+            ts,
+            expires: None,
+        }
     }
 
     #[test]
@@ -238,7 +257,10 @@ mod tests {
         r.delete(15);
         assert!(!r.is_live(NO_DELETION, 0));
         r.write(0, cell(2, 12), NO_DELETION);
-        assert!(!r.is_live(NO_DELETION, 0), "a write older than the tombstone stays dead");
+        assert!(
+            !r.is_live(NO_DELETION, 0),
+            "a write older than the tombstone stays dead"
+        );
         r.write(0, cell(3, 16), NO_DELETION);
         assert_eq!(r.value(0, NO_DELETION, 0), Some(&Value::Int(3)));
     }
@@ -246,7 +268,15 @@ mod tests {
     #[test]
     fn expired_cells_are_not_live() {
         let mut r = Row::default();
-        r.write(0, Cell { value: Some(Value::Int(1)), ts: 1, expires: Some(100) }, NO_DELETION);
+        r.write(
+            0,
+            Cell {
+                value: Some(Value::Int(1)),
+                ts: 1,
+                expires: Some(100),
+            },
+            NO_DELETION,
+        );
         assert!(r.is_live(NO_DELETION, 99));
         assert!(!r.is_live(NO_DELETION, 100));
     }

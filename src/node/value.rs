@@ -131,7 +131,9 @@ impl Eq for Value {}
 fn uuid_cmp(a: &[u8; 16], b: &[u8; 16]) -> Ordering {
     let v1 = |u: &[u8; 16]| u[6] >> 4 == 1;
     if v1(a) && v1(b) {
-        timeuuid_ticks(a).cmp(&timeuuid_ticks(b)).then_with(|| a.cmp(b))
+        timeuuid_ticks(a)
+            .cmp(&timeuuid_ticks(b))
+            .then_with(|| a.cmp(b))
     } else {
         a.cmp(b)
     }
@@ -152,8 +154,10 @@ pub fn new_timeuuid() -> [u8; 16] {
     use std::sync::atomic::{AtomicU64, Ordering as AO};
     static LAST: AtomicU64 = AtomicU64::new(0);
     static NODE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
-    let node = NODE.get_or_init(|| rand::random::<[u8; 8]>());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let node = NODE.get_or_init(rand::random::<[u8; 8]>);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut ticks = now.as_nanos() as u64 / 100 + UUID_EPOCH_OFFSET;
     // Strictly increasing so two calls never collide.
     let mut last = LAST.load(AO::Relaxed);
@@ -198,7 +202,14 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 pub fn format_uuid(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 pub fn varint_from_i128(v: i128) -> Vec<u8> {
@@ -236,7 +247,10 @@ pub struct ValueError(pub String);
 
 fn need(b: &[u8], n: usize, what: &str) -> Result<(), ValueError> {
     if b.len() != n {
-        return Err(ValueError(format!("Expected {n} bytes for a {what} value, got {}", b.len())));
+        return Err(ValueError(format!(
+            "Expected {n} bytes for a {what} value, got {}",
+            b.len()
+        )));
     }
     Ok(())
 }
@@ -254,9 +268,10 @@ pub fn encode(v: &Value, t: &ColumnType, out: &mut Vec<u8>) {
         (Value::Float(f), _) => out.extend_from_slice(&f.to_be_bytes()),
         (Value::Double(f), _) => out.extend_from_slice(&f.to_be_bytes()),
         (Value::Text(s), _) => out.extend_from_slice(s.as_bytes()),
-        (Value::Blob(b), _) | (Value::Inet(b), _) | (Value::Varint(b), _) | (Value::Duration(b), _) => {
-            out.extend_from_slice(b)
-        }
+        (Value::Blob(b), _)
+        | (Value::Inet(b), _)
+        | (Value::Varint(b), _)
+        | (Value::Duration(b), _) => out.extend_from_slice(b),
         (Value::Uuid(u), _) => out.extend_from_slice(u),
         (Value::Decimal(s, u), _) => {
             out.extend_from_slice(&s.to_be_bytes());
@@ -346,9 +361,10 @@ pub fn decode(b: &[u8], t: &ColumnType) -> Result<Value, ValueError> {
             need(b, 8, "double")?;
             Value::Double(f64::from_be_bytes(b.try_into().expect("8")))
         }
-        T::Varchar | T::Ascii => {
-            Value::Text(String::from_utf8(b.to_vec()).map_err(|_| ValueError("String didn't validate.".into()))?)
-        }
+        T::Varchar | T::Ascii => Value::Text(
+            String::from_utf8(b.to_vec())
+                .map_err(|_| ValueError("String didn't validate.".into()))?,
+        ),
         T::Blob | T::Custom(_) => Value::Blob(b.to_vec()),
         T::Uuid | T::Timeuuid => {
             need(b, 16, "uuid")?;
@@ -356,7 +372,10 @@ pub fn decode(b: &[u8], t: &ColumnType) -> Result<Value, ValueError> {
         }
         T::Inet => {
             if b.len() != 4 && b.len() != 16 {
-                return Err(ValueError(format!("Invalid inet value of {} bytes", b.len())));
+                return Err(ValueError(format!(
+                    "Invalid inet value of {} bytes",
+                    b.len()
+                )));
             }
             Value::Inet(b.to_vec())
         }
@@ -370,7 +389,10 @@ pub fn decode(b: &[u8], t: &ColumnType) -> Result<Value, ValueError> {
             if b.len() < 5 {
                 return Err(ValueError("Decimal value too short".into()));
             }
-            Value::Decimal(i32::from_be_bytes(b[..4].try_into().expect("4")), b[4..].to_vec())
+            Value::Decimal(
+                i32::from_be_bytes(b[..4].try_into().expect("4")),
+                b[4..].to_vec(),
+            )
         }
         T::Duration => Value::Duration(b.to_vec()),
         T::List(et) | T::Set(et) => {
@@ -380,7 +402,11 @@ pub fn decode(b: &[u8], t: &ColumnType) -> Result<Value, ValueError> {
             for _ in 0..n {
                 match r.elem()? {
                     Some(e) => items.push(decode(e, et)?),
-                    None => return Err(ValueError("null is not supported inside collections".into())),
+                    None => {
+                        return Err(ValueError(
+                            "null is not supported inside collections".into(),
+                        ))
+                    }
                 }
             }
             if matches!(t, T::Set(_)) {
@@ -397,7 +423,9 @@ pub fn decode(b: &[u8], t: &ColumnType) -> Result<Value, ValueError> {
             let mut entries = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
                 let k = r.elem()?.ok_or_else(|| ValueError("null map key".into()))?;
-                let v = r.elem()?.ok_or_else(|| ValueError("null map value".into()))?;
+                let v = r
+                    .elem()?
+                    .ok_or_else(|| ValueError("null map value".into()))?;
                 entries.push((decode(k, kt)?, decode(v, vt)?));
             }
             Value::Map(normalize_map(entries))
@@ -441,7 +469,9 @@ struct ElemReader<'a> {
 impl<'a> ElemReader<'a> {
     fn int(&mut self) -> Result<i32, ValueError> {
         if self.pos + 4 > self.b.len() {
-            return Err(ValueError("Not enough bytes to read a collection element".into()));
+            return Err(ValueError(
+                "Not enough bytes to read a collection element".into(),
+            ));
         }
         let v = i32::from_be_bytes(self.b[self.pos..self.pos + 4].try_into().expect("4"));
         self.pos += 4;
@@ -463,7 +493,9 @@ impl<'a> ElemReader<'a> {
         }
         let n = n as usize;
         if self.pos + n > self.b.len() {
-            return Err(ValueError("Not enough bytes to read a collection element".into()));
+            return Err(ValueError(
+                "Not enough bytes to read a collection element".into(),
+            ));
         }
         let e = &self.b[self.pos..self.pos + n];
         self.pos += n;
@@ -498,8 +530,14 @@ mod tests {
     #[test]
     fn collections_round_trip() {
         let t = ColumnType::Map(Box::new(ColumnType::Varchar), Box::new(ColumnType::Int));
-        let v = Value::Map(vec![(Value::Text("a".into()), Value::Int(1)), (Value::Text("b".into()), Value::Int(2))]);
+        let v = Value::Map(vec![
+            (Value::Text("a".into()), Value::Int(1)),
+            (Value::Text("b".into()), Value::Int(2)),
+        ]);
         assert_eq!(decode(&to_bytes(&v, &t), &t).unwrap(), v);
-        assert!(decode(&[0, 0, 0, 5], &t).is_err(), "truncated map is an error");
+        assert!(
+            decode(&[0, 0, 0, 5], &t).is_err(),
+            "truncated map is an error"
+        );
     }
 }

@@ -55,11 +55,30 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorExtra {
     None,
-    Unavailable { consistency: u16, required: i32, alive: i32 },
-    WriteTimeout { consistency: u16, received: i32, block_for: i32, write_type: String },
-    ReadTimeout { consistency: u16, received: i32, block_for: i32, data_present: bool },
-    AlreadyExists { keyspace: String, table: String },
-    Unprepared { id: Bytes },
+    Unavailable {
+        consistency: u16,
+        required: i32,
+        alive: i32,
+    },
+    WriteTimeout {
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        write_type: String,
+    },
+    ReadTimeout {
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        data_present: bool,
+    },
+    AlreadyExists {
+        keyspace: String,
+        table: String,
+    },
+    Unprepared {
+        id: Bytes,
+    },
     /// Fields this code base does not interpret, kept as they came.
     Raw(Bytes),
 }
@@ -73,7 +92,11 @@ pub struct ErrorFrame {
 
 impl ErrorFrame {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorFrame {
-        ErrorFrame { code, message: message.into(), extra: ErrorExtra::None }
+        ErrorFrame {
+            code,
+            message: message.into(),
+            extra: ErrorExtra::None,
+        }
     }
 
     pub fn protocol(message: impl Into<String>) -> ErrorFrame {
@@ -94,22 +117,38 @@ impl ErrorFrame {
 
     pub fn unprepared(id: Bytes) -> ErrorFrame {
         let message = format!("Prepared query with ID {} not found (either the query was not prepared on this host (maybe the host has been restarted?) or you have prepared too many queries and it has been evicted from the internal cache)", hex(&id));
-        ErrorFrame { code: ErrorCode::UNPREPARED, message, extra: ErrorExtra::Unprepared { id } }
+        ErrorFrame {
+            code: ErrorCode::UNPREPARED,
+            message,
+            extra: ErrorExtra::Unprepared { id },
+        }
     }
 
     pub fn already_exists(keyspace: &str, table: &str, message: impl Into<String>) -> ErrorFrame {
         ErrorFrame {
             code: ErrorCode::ALREADY_EXISTS,
             message: message.into(),
-            extra: ErrorExtra::AlreadyExists { keyspace: keyspace.into(), table: table.into() },
+            extra: ErrorExtra::AlreadyExists {
+                keyspace: keyspace.into(),
+                table: table.into(),
+            },
         }
     }
 
-    pub fn write_timeout(consistency: u16, write_type: &str, message: impl Into<String>) -> ErrorFrame {
+    pub fn write_timeout(
+        consistency: u16,
+        write_type: &str,
+        message: impl Into<String>,
+    ) -> ErrorFrame {
         ErrorFrame {
             code: ErrorCode::WRITE_TIMEOUT,
             message: message.into(),
-            extra: ErrorExtra::WriteTimeout { consistency, received: 0, block_for: 1, write_type: write_type.into() },
+            extra: ErrorExtra::WriteTimeout {
+                consistency,
+                received: 0,
+                block_for: 1,
+                write_type: write_type.into(),
+            },
         }
     }
 
@@ -117,7 +156,12 @@ impl ErrorFrame {
         ErrorFrame {
             code: ErrorCode::READ_TIMEOUT,
             message: message.into(),
-            extra: ErrorExtra::ReadTimeout { consistency, received: 0, block_for: 1, data_present: false },
+            extra: ErrorExtra::ReadTimeout {
+                consistency,
+                received: 0,
+                block_for: 1,
+                data_present: false,
+            },
         }
     }
 
@@ -125,7 +169,11 @@ impl ErrorFrame {
         ErrorFrame {
             code: ErrorCode::UNAVAILABLE,
             message: message.into(),
-            extra: ErrorExtra::Unavailable { consistency, required: 1, alive: 0 },
+            extra: ErrorExtra::Unavailable {
+                consistency,
+                required: 1,
+                alive: 0,
+            },
         }
     }
 
@@ -135,18 +183,32 @@ impl ErrorFrame {
         put_string(&mut b, &self.message);
         match &self.extra {
             ErrorExtra::None => {}
-            ErrorExtra::Unavailable { consistency, required, alive } => {
+            ErrorExtra::Unavailable {
+                consistency,
+                required,
+                alive,
+            } => {
                 b.put_u16(*consistency);
                 b.put_i32(*required);
                 b.put_i32(*alive);
             }
-            ErrorExtra::WriteTimeout { consistency, received, block_for, write_type } => {
+            ErrorExtra::WriteTimeout {
+                consistency,
+                received,
+                block_for,
+                write_type,
+            } => {
                 b.put_u16(*consistency);
                 b.put_i32(*received);
                 b.put_i32(*block_for);
                 put_string(&mut b, write_type);
             }
-            ErrorExtra::ReadTimeout { consistency, received, block_for, data_present } => {
+            ErrorExtra::ReadTimeout {
+                consistency,
+                received,
+                block_for,
+                data_present,
+            } => {
                 b.put_u16(*consistency);
                 b.put_i32(*received);
                 b.put_i32(*block_for);
@@ -167,9 +229,11 @@ impl ErrorFrame {
         let code = ErrorCode(r.int()?);
         let message = r.string()?.to_string();
         let extra = match code {
-            ErrorCode::UNAVAILABLE => {
-                ErrorExtra::Unavailable { consistency: r.short()?, required: r.int()?, alive: r.int()? }
-            }
+            ErrorCode::UNAVAILABLE => ErrorExtra::Unavailable {
+                consistency: r.short()?,
+                required: r.int()?,
+                alive: r.int()?,
+            },
             ErrorCode::WRITE_TIMEOUT => ErrorExtra::WriteTimeout {
                 consistency: r.short()?,
                 received: r.int()?,
@@ -182,14 +246,21 @@ impl ErrorFrame {
                 block_for: r.int()?,
                 data_present: r.byte()? != 0,
             },
-            ErrorCode::ALREADY_EXISTS => {
-                ErrorExtra::AlreadyExists { keyspace: r.string()?.to_string(), table: r.string()?.to_string() }
-            }
-            ErrorCode::UNPREPARED => ErrorExtra::Unprepared { id: r.short_bytes()? },
+            ErrorCode::ALREADY_EXISTS => ErrorExtra::AlreadyExists {
+                keyspace: r.string()?.to_string(),
+                table: r.string()?.to_string(),
+            },
+            ErrorCode::UNPREPARED => ErrorExtra::Unprepared {
+                id: r.short_bytes()?,
+            },
             _ if r.remaining() > 0 => ErrorExtra::Raw(r.rest()),
             _ => ErrorExtra::None,
         };
-        Ok(ErrorFrame { code, message, extra })
+        Ok(ErrorFrame {
+            code,
+            message,
+            extra,
+        })
     }
 }
 

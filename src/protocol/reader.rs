@@ -5,7 +5,11 @@ use bytes::Bytes;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
     #[error("body ended early: needed {needed} more byte(s) at offset {at} while reading {what}")]
-    Truncated { what: &'static str, at: usize, needed: usize },
+    Truncated {
+        what: &'static str,
+        at: usize,
+        needed: usize,
+    },
     #[error("{what} is not valid UTF-8")]
     Utf8 { what: &'static str },
     #[error("invalid {what}: {detail}")]
@@ -40,7 +44,11 @@ impl<'a> BodyReader<'a> {
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], BodyError> {
         if self.remaining() < n {
-            return Err(BodyError::Truncated { what, at: self.pos, needed: n - self.remaining() });
+            return Err(BodyError::Truncated {
+                what,
+                at: self.pos,
+                needed: n - self.remaining(),
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -49,7 +57,11 @@ impl<'a> BodyReader<'a> {
 
     fn take_bytes(&mut self, n: usize, what: &'static str) -> Result<Bytes, BodyError> {
         if self.remaining() < n {
-            return Err(BodyError::Truncated { what, at: self.pos, needed: n - self.remaining() });
+            return Err(BodyError::Truncated {
+                what,
+                at: self.pos,
+                needed: n - self.remaining(),
+            });
         }
         let b = self.buf.slice(self.pos..self.pos + n);
         self.pos += n;
@@ -84,10 +96,15 @@ impl<'a> BodyReader<'a> {
     pub fn long_string(&mut self) -> Result<&'a str, BodyError> {
         let n = self.int()?;
         if n < 0 {
-            return Err(BodyError::Invalid { what: "long string", detail: format!("negative length {n}") });
+            return Err(BodyError::Invalid {
+                what: "long string",
+                detail: format!("negative length {n}"),
+            });
         }
         let b = self.take(n as usize, "long string")?;
-        std::str::from_utf8(b).map_err(|_| BodyError::Utf8 { what: "long string" })
+        std::str::from_utf8(b).map_err(|_| BodyError::Utf8 {
+            what: "long string",
+        })
     }
 
     /// `[bytes]`: an int length, negative meaning null.
@@ -121,12 +138,16 @@ impl<'a> BodyReader<'a> {
 
     pub fn string_map(&mut self) -> Result<Vec<(&'a str, &'a str)>, BodyError> {
         let n = self.short()?;
-        (0..n).map(|_| Ok((self.string()?, self.string()?))).collect()
+        (0..n)
+            .map(|_| Ok((self.string()?, self.string()?)))
+            .collect()
     }
 
     pub fn string_multimap(&mut self) -> Result<Vec<(&'a str, Vec<&'a str>)>, BodyError> {
         let n = self.short()?;
-        (0..n).map(|_| Ok((self.string()?, self.string_list()?))).collect()
+        (0..n)
+            .map(|_| Ok((self.string()?, self.string_list()?)))
+            .collect()
     }
 
     pub fn rest(&mut self) -> Bytes {

@@ -20,7 +20,11 @@ pub mod query_flags {
 
 /// STARTUP options in the order they were sent.
 pub fn read_startup(body: &Bytes) -> Result<Vec<(String, String)>, BodyError> {
-    Ok(BodyReader::new(body).string_map()?.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    Ok(BodyReader::new(body)
+        .string_map()?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
 }
 
 pub fn build_startup(options: &[(&str, &str)]) -> Bytes {
@@ -31,7 +35,11 @@ pub fn build_startup(options: &[(&str, &str)]) -> Bytes {
 
 /// REGISTER: the event types asked for.
 pub fn read_register(body: &Bytes) -> Result<Vec<String>, BodyError> {
-    Ok(BodyReader::new(body).string_list()?.into_iter().map(str::to_string).collect())
+    Ok(BodyReader::new(body)
+        .string_list()?
+        .into_iter()
+        .map(str::to_string)
+        .collect())
 }
 
 /// AUTH_RESPONSE: the SASL token.
@@ -59,8 +67,16 @@ impl QueryParams {
     pub fn read(r: &mut BodyReader<'_>, version: u8) -> Result<QueryParams, BodyError> {
         use query_flags::*;
         let consistency = r.short()?;
-        let flags = if version >= 5 { r.int()? as u32 } else { r.byte()? as u32 };
-        let mut p = QueryParams { consistency, flags, ..Default::default() };
+        let flags = if version >= 5 {
+            r.int()? as u32
+        } else {
+            r.byte()? as u32
+        };
+        let mut p = QueryParams {
+            consistency,
+            flags,
+            ..Default::default()
+        };
         if flags & VALUES != 0 {
             let n = r.short()?;
             let named = flags & NAMES_FOR_VALUES != 0;
@@ -179,7 +195,10 @@ impl Query {
     pub fn read(body: &Bytes, version: u8) -> Result<Query, BodyError> {
         let mut r = BodyReader::new(body);
         let text = r.long_string()?.to_string();
-        Ok(Query { text, params: QueryParams::read(&mut r, version)? })
+        Ok(Query {
+            text,
+            params: QueryParams::read(&mut r, version)?,
+        })
     }
 
     /// Only the text, for the proxy's classification (no parameter decoding).
@@ -245,8 +264,16 @@ impl Execute {
     pub fn read(body: &Bytes, version: u8) -> Result<Execute, BodyError> {
         let mut r = BodyReader::new(body);
         let id = r.short_bytes()?;
-        let result_metadata_id = if version >= 5 { Some(r.short_bytes()?) } else { None };
-        Ok(Execute { id, result_metadata_id, params: QueryParams::read(&mut r, version)? })
+        let result_metadata_id = if version >= 5 {
+            Some(r.short_bytes()?)
+        } else {
+            None
+        };
+        Ok(Execute {
+            id,
+            result_metadata_id,
+            params: QueryParams::read(&mut r, version)?,
+        })
     }
 
     /// Only the prepared id: what the proxy looks up on every EXECUTE.
@@ -295,7 +322,10 @@ impl Batch {
         let mut r = BodyReader::new(body);
         let kind = r.byte()?;
         if kind > 2 {
-            return Err(BodyError::Invalid { what: "batch type", detail: format!("{kind} is not 0, 1 or 2") });
+            return Err(BodyError::Invalid {
+                what: "batch type",
+                detail: format!("{kind} is not 0, 1 or 2"),
+            });
         }
         let n = r.short()?;
         let mut children = Vec::with_capacity(n as usize);
@@ -303,19 +333,52 @@ impl Batch {
             let statement = match r.byte()? {
                 0 => BatchStatement::Query(r.long_string()?.to_string()),
                 1 => BatchStatement::Prepared(r.short_bytes()?),
-                k => return Err(BodyError::Invalid { what: "batch child kind", detail: format!("{k}") }),
+                k => {
+                    return Err(BodyError::Invalid {
+                        what: "batch child kind",
+                        detail: format!("{k}"),
+                    })
+                }
             };
             let nv = r.short()?;
             let values = (0..nv).map(|_| r.value()).collect::<Result<_, _>>()?;
             children.push(BatchChild { statement, values });
         }
         let consistency = r.short()?;
-        let flags = if version >= 5 { r.int()? as u32 } else { r.byte()? as u32 };
-        let serial_consistency = if flags & SERIAL_CONSISTENCY != 0 { Some(r.short()?) } else { None };
-        let timestamp = if flags & DEFAULT_TIMESTAMP != 0 { Some(r.long()?) } else { None };
-        let keyspace = if version >= 5 && flags & KEYSPACE != 0 { Some(r.string()?.to_string()) } else { None };
-        let now_in_seconds = if version >= 5 && flags & NOW_IN_SECONDS != 0 { Some(r.int()?) } else { None };
-        Ok(Batch { kind, children, consistency, serial_consistency, timestamp, keyspace, now_in_seconds })
+        let flags = if version >= 5 {
+            r.int()? as u32
+        } else {
+            r.byte()? as u32
+        };
+        let serial_consistency = if flags & SERIAL_CONSISTENCY != 0 {
+            Some(r.short()?)
+        } else {
+            None
+        };
+        let timestamp = if flags & DEFAULT_TIMESTAMP != 0 {
+            Some(r.long()?)
+        } else {
+            None
+        };
+        let keyspace = if version >= 5 && flags & KEYSPACE != 0 {
+            Some(r.string()?.to_string())
+        } else {
+            None
+        };
+        let now_in_seconds = if version >= 5 && flags & NOW_IN_SECONDS != 0 {
+            Some(r.int()?)
+        } else {
+            None
+        };
+        Ok(Batch {
+            kind,
+            children,
+            consistency,
+            serial_consistency,
+            timestamp,
+            keyspace,
+            now_in_seconds,
+        })
     }
 
     pub fn encode(&self, version: u8) -> Bytes {
@@ -407,7 +470,10 @@ mod tests {
         let b = Batch {
             kind: 1,
             children: vec![
-                BatchChild { statement: BatchStatement::Query("INSERT ...".into()), values: vec![] },
+                BatchChild {
+                    statement: BatchStatement::Query("INSERT ...".into()),
+                    values: vec![],
+                },
                 BatchChild {
                     statement: BatchStatement::Prepared(Bytes::from_static(&[9; 16])),
                     values: vec![RawValue::Unset],
@@ -426,7 +492,11 @@ mod tests {
 
     #[test]
     fn truncated_bodies_are_errors() {
-        let q = Query { text: "SELECT 1".into(), params: QueryParams::default() }.encode(4);
+        let q = Query {
+            text: "SELECT 1".into(),
+            params: QueryParams::default(),
+        }
+        .encode(4);
         for cut in 0..q.len() {
             assert!(Query::read(&q.slice(..cut), 4).is_err(), "cut at {cut}");
         }

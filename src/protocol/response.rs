@@ -42,12 +42,18 @@ pub struct RowsMetadata {
 
 impl RowsMetadata {
     pub fn new(columns: Vec<ColumnSpec>) -> RowsMetadata {
-        RowsMetadata { column_count: columns.len(), columns, ..Default::default() }
+        RowsMetadata {
+            column_count: columns.len(),
+            columns,
+            ..Default::default()
+        }
     }
 
     pub fn write(&self, dst: &mut BytesMut) {
         let global = !self.columns.is_empty()
-            && self.columns.iter().all(|c| c.keyspace == self.columns[0].keyspace && c.table == self.columns[0].table);
+            && self.columns.iter().all(|c| {
+                c.keyspace == self.columns[0].keyspace && c.table == self.columns[0].table
+            });
         let mut flags = 0;
         if global && !self.no_metadata {
             flags |= rows_flags::GLOBAL_TABLES_SPEC;
@@ -90,9 +96,15 @@ impl RowsMetadata {
         let flags = r.int()?;
         let count = r.int()?;
         if count < 0 {
-            return Err(BodyError::Invalid { what: "column count", detail: count.to_string() });
+            return Err(BodyError::Invalid {
+                what: "column count",
+                detail: count.to_string(),
+            });
         }
-        let mut m = RowsMetadata { column_count: count as usize, ..Default::default() };
+        let mut m = RowsMetadata {
+            column_count: count as usize,
+            ..Default::default()
+        };
         if flags & rows_flags::HAS_MORE_PAGES != 0 {
             m.paging_state = r.bytes()?;
         }
@@ -115,7 +127,12 @@ impl RowsMetadata {
             };
             let name = r.string()?.to_string();
             let typ = ColumnType::read(r)?;
-            m.columns.push(ColumnSpec { keyspace, table, name, typ });
+            m.columns.push(ColumnSpec {
+                keyspace,
+                table,
+                name,
+                typ,
+            });
         }
         Ok(m)
     }
@@ -169,13 +186,23 @@ impl SchemaChange {
         let change = r.string()?.to_string();
         let target = r.string()?.to_string();
         let keyspace = r.string()?.to_string();
-        let name = if target != "KEYSPACE" { r.string()?.to_string() } else { String::new() };
+        let name = if target != "KEYSPACE" {
+            r.string()?.to_string()
+        } else {
+            String::new()
+        };
         let args = if target == "FUNCTION" || target == "AGGREGATE" {
             r.string_list()?.into_iter().map(str::to_string).collect()
         } else {
             Vec::new()
         };
-        Ok(SchemaChange { change, target, keyspace, name, args })
+        Ok(SchemaChange {
+            change,
+            target,
+            keyspace,
+            name,
+            args,
+        })
     }
 }
 
@@ -204,14 +231,22 @@ impl ResultBody {
                 let n = r.int()?;
                 let mut rows = Vec::with_capacity(n.max(0) as usize);
                 for _ in 0..n {
-                    rows.push((0..metadata.column_count).map(|_| r.bytes()).collect::<Result<_, _>>()?);
+                    rows.push(
+                        (0..metadata.column_count)
+                            .map(|_| r.bytes())
+                            .collect::<Result<_, _>>()?,
+                    );
                 }
                 ResultBody::Rows(Rows { metadata, rows })
             }
             result_kind::SET_KEYSPACE => ResultBody::SetKeyspace(r.string()?.to_string()),
             result_kind::PREPARED => {
                 let id = r.short_bytes()?;
-                let result_metadata_id = if version >= 5 { Some(r.short_bytes()?) } else { None };
+                let result_metadata_id = if version >= 5 {
+                    Some(r.short_bytes()?)
+                } else {
+                    None
+                };
                 let flags = r.int()?;
                 let count = r.int()?;
                 let mut pk_indexes = Vec::new();
@@ -226,20 +261,39 @@ impl ResultBody {
                 } else {
                     None
                 };
-                let mut bind = RowsMetadata { column_count: count.max(0) as usize, ..Default::default() };
+                let mut bind = RowsMetadata {
+                    column_count: count.max(0) as usize,
+                    ..Default::default()
+                };
                 for _ in 0..count {
                     let (keyspace, table) = match &global {
                         Some(g) => g.clone(),
                         None => (r.string()?.to_string(), r.string()?.to_string()),
                     };
                     let name = r.string()?.to_string();
-                    bind.columns.push(ColumnSpec { keyspace, table, name, typ: ColumnType::read(&mut r)? });
+                    bind.columns.push(ColumnSpec {
+                        keyspace,
+                        table,
+                        name,
+                        typ: ColumnType::read(&mut r)?,
+                    });
                 }
                 let result = RowsMetadata::read(&mut r)?;
-                ResultBody::Prepared(Prepared { id, result_metadata_id, bind, pk_indexes, result })
+                ResultBody::Prepared(Prepared {
+                    id,
+                    result_metadata_id,
+                    bind,
+                    pk_indexes,
+                    result,
+                })
             }
             result_kind::SCHEMA_CHANGE => ResultBody::SchemaChange(SchemaChange::read(&mut r)?),
-            k => return Err(BodyError::Invalid { what: "result kind", detail: k.to_string() }),
+            k => {
+                return Err(BodyError::Invalid {
+                    what: "result kind",
+                    detail: k.to_string(),
+                })
+            }
         })
     }
 }
@@ -289,8 +343,15 @@ pub fn prepared(p: &Prepared, version: u8) -> Bytes {
         put_short_bytes(&mut b, p.result_metadata_id.as_deref().unwrap_or(&[]));
     }
     let cols = &p.bind.columns;
-    let global = !cols.is_empty() && cols.iter().all(|c| c.keyspace == cols[0].keyspace && c.table == cols[0].table);
-    b.put_i32(if global { rows_flags::GLOBAL_TABLES_SPEC } else { 0 });
+    let global = !cols.is_empty()
+        && cols
+            .iter()
+            .all(|c| c.keyspace == cols[0].keyspace && c.table == cols[0].table);
+    b.put_i32(if global {
+        rows_flags::GLOBAL_TABLES_SPEC
+    } else {
+        0
+    });
     b.put_i32(cols.len() as i32);
     if version >= 4 {
         b.put_i32(p.pk_indexes.len() as i32);
@@ -358,12 +419,20 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, typ: ColumnType) -> ColumnSpec {
-        ColumnSpec { keyspace: "ks".into(), table: "t".into(), name: name.into(), typ }
+        ColumnSpec {
+            keyspace: "ks".into(),
+            table: "t".into(),
+            name: name.into(),
+            typ,
+        }
     }
 
     #[test]
     fn rows_and_prepared_round_trip() {
-        let mut meta = RowsMetadata::new(vec![spec("k", ColumnType::Varchar), spec("v", ColumnType::Int)]);
+        let mut meta = RowsMetadata::new(vec![
+            spec("k", ColumnType::Varchar),
+            spec("v", ColumnType::Int),
+        ]);
         meta.paging_state = Some(Bytes::from_static(b"next"));
         let body = rows(&meta, &[vec![Some(Bytes::from_static(b"a")), None]]);
         match ResultBody::read(&body, 4).unwrap() {
@@ -376,12 +445,19 @@ mod tests {
         for v in [3u8, 4, 5] {
             let p = Prepared {
                 id: Bytes::from_static(&[1; 16]),
-                result_metadata_id: if v >= 5 { Some(Bytes::from_static(&[2; 16])) } else { None },
+                result_metadata_id: if v >= 5 {
+                    Some(Bytes::from_static(&[2; 16]))
+                } else {
+                    None
+                },
                 bind: RowsMetadata::new(vec![spec("k", ColumnType::Varchar)]),
                 pk_indexes: if v >= 4 { vec![0] } else { vec![] },
                 result: RowsMetadata::new(vec![spec("v", ColumnType::Int)]),
             };
-            assert_eq!(ResultBody::read(&prepared(&p, v), v).unwrap(), ResultBody::Prepared(p));
+            assert_eq!(
+                ResultBody::read(&prepared(&p, v), v).unwrap(),
+                ResultBody::Prepared(p)
+            );
         }
     }
 }

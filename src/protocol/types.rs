@@ -31,7 +31,11 @@ pub enum ColumnType {
     List(Box<ColumnType>),
     Map(Box<ColumnType>, Box<ColumnType>),
     Set(Box<ColumnType>),
-    Udt { keyspace: String, name: String, fields: Vec<(String, ColumnType)> },
+    Udt {
+        keyspace: String,
+        name: String,
+        fields: Vec<(String, ColumnType)>,
+    },
     Tuple(Vec<ColumnType>),
 }
 
@@ -74,7 +78,11 @@ impl ColumnType {
                 k.write(dst);
                 v.write(dst);
             }
-            Udt { keyspace, name, fields } => {
+            Udt {
+                keyspace,
+                name,
+                fields,
+            } => {
                 put_string(dst, keyspace);
                 put_string(dst, name);
                 dst.put_u16(fields.len() as u16);
@@ -119,7 +127,10 @@ impl ColumnType {
             0x0014 => Tinyint,
             0x0015 => Duration,
             0x0020 => List(Box::new(ColumnType::read(r)?)),
-            0x0021 => Map(Box::new(ColumnType::read(r)?), Box::new(ColumnType::read(r)?)),
+            0x0021 => Map(
+                Box::new(ColumnType::read(r)?),
+                Box::new(ColumnType::read(r)?),
+            ),
             0x0022 => Set(Box::new(ColumnType::read(r)?)),
             0x0030 => {
                 let keyspace = r.string()?.to_string();
@@ -130,14 +141,25 @@ impl ColumnType {
                     let f = r.string()?.to_string();
                     fields.push((f, ColumnType::read(r)?));
                 }
-                Udt { keyspace, name, fields }
+                Udt {
+                    keyspace,
+                    name,
+                    fields,
+                }
             }
             0x0031 => {
                 let n = r.short()?;
-                Tuple((0..n).map(|_| ColumnType::read(r)).collect::<Result<_, _>>()?)
+                Tuple(
+                    (0..n)
+                        .map(|_| ColumnType::read(r))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             other => {
-                return Err(BodyError::Invalid { what: "type option", detail: format!("unknown type id {other:#06x}") })
+                return Err(BodyError::Invalid {
+                    what: "type option",
+                    detail: format!("unknown type id {other:#06x}"),
+                })
             }
         })
     }
@@ -147,7 +169,9 @@ impl ColumnType {
     pub fn cql_name(&self) -> String {
         use ColumnType::*;
         let nested = |t: &ColumnType| match t {
-            List(_) | Set(_) | Map(..) | Udt { .. } | Tuple(_) => format!("frozen<{}>", t.cql_name()),
+            List(_) | Set(_) | Map(..) | Udt { .. } | Tuple(_) => {
+                format!("frozen<{}>", t.cql_name())
+            }
             _ => t.cql_name(),
         };
         match self {
@@ -176,12 +200,18 @@ impl ColumnType {
             Set(t) => format!("set<{}>", nested(t)),
             Map(k, v) => format!("map<{}, {}>", nested(k), nested(v)),
             Udt { name, .. } => name.clone(),
-            Tuple(ts) => format!("tuple<{}>", ts.iter().map(nested).collect::<Vec<_>>().join(", ")),
+            Tuple(ts) => format!(
+                "tuple<{}>",
+                ts.iter().map(nested).collect::<Vec<_>>().join(", ")
+            ),
         }
     }
 
     pub fn is_collection(&self) -> bool {
-        matches!(self, ColumnType::List(_) | ColumnType::Set(_) | ColumnType::Map(..))
+        matches!(
+            self,
+            ColumnType::List(_) | ColumnType::Set(_) | ColumnType::Map(..)
+        )
     }
 }
 

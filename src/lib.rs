@@ -7,10 +7,12 @@
 //! - [`protocol`]: lazy readers of the request and response bodies the proxy
 //!   looks into, and builders for the frames it answers itself.
 //! - [`cql`]: the CQL lexer shared by the classifier and the embedded node.
+//! - [`client`]: a minimal client on the same codec (tests, benchmarks).
 //! - [`node`]: the embedded in-memory CQL node used by `demo`, the tests and
 //!   the benchmarks, with fault injection on a control port.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod cql;
 pub mod frame;
 pub mod node;

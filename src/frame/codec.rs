@@ -106,16 +106,16 @@ impl FrameCodec {
         }
         let version = buf[0] & 0x7f;
         if !SUPPORTED_VERSIONS.contains(&version) {
-            // Cassandra answers a bad version as soon as it has a header; a
-            // stream id may not even be there yet, in which case 0 is used.
-            let stream = if buf.len() >= 4 {
-                i16::from_be_bytes([buf[2], buf[3]])
-            } else {
-                0
-            };
-            if buf.len() < HEADER_LEN && buf.len() < 4 {
+            // Cassandra answers a bad version as soon as it has the first
+            // bytes of a header; v1/v2 headers carry a one-byte stream id.
+            if buf.len() < 4 {
                 return Ok(None);
             }
+            let stream = if version < 3 {
+                buf[2] as i8 as i16
+            } else {
+                i16::from_be_bytes([buf[2], buf[3]])
+            };
             return Err(FrameError::UnsupportedVersion { version, stream });
         }
         let Some(h) = Header::parse(buf) else {

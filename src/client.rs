@@ -1,0 +1,236 @@
+//! A minimal CQL client on this crate's own codec, for tests, benchmarks and
+//! health probes: connect, handshake (v3–v5, optional compression and SASL
+//! PLAIN), and request/response by stream id. It is not a driver: no
+//! pooling, no retries, no topology.
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::frame::{Compression, Frame, FrameCodec, FrameError, Opcode};
+use crate::protocol::reader::RawValue;
+use crate::protocol::request::{build_startup, Execute, Prepare, Query, QueryParams};
+use crate::protocol::response::{Prepared, ResultBody};
+use crate::protocol::{consistency, BodyError, ErrorFrame};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("framing: {0}")]
+    Frame(#[from] FrameError),
+    #[error("malformed response body: {0}")]
+    Body(#[from] BodyError),
+    #[error("server error {:#06x}: {}", .0.code.0, .0.message)]
+    Server(ErrorFrame),
+    #[error("connection closed by the server")]
+    Closed,
+    #[error("unexpected response {0}")]
+    Unexpected(String),
+}
+
+pub struct Client {
+    framed: Framed<TcpStream, FrameCodec>,
+    pub version: u8,
+    next_stream: i16,
+}
+
+impl Client {
+    /// Connects without a handshake (for tests that send raw frames).
+    pub async fn connect_raw(addr: SocketAddr, version: u8) -> Result<Client, ClientError> {
+        let sock = TcpStream::connect(addr).await?;
+        sock.set_nodelay(true)?;
+        Ok(Client {
+            framed: Framed::new(sock, FrameCodec::client()),
+            version,
+            next_stream: 0,
+        })
+    }
+
+    /// Connects and completes STARTUP (and SASL PLAIN when credentials are given).
+    pub async fn connect(
+        addr: SocketAddr,
+        version: u8,
+        compression: Option<Compression>,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Client, ClientError> {
+        let mut c = Client::connect_raw(addr, version).await?;
+        let mut options = vec![("CQL_VERSION", "3.0.0"), ("DRIVER_NAME", "cutover-client")];
+        if let Some(z) = compression {
+            options.push(("COMPRESSION", z.name()));
+        }
+        let stream = c.stream();
+        c.framed
+            .send(Frame::request(
+                version,
+                stream,
+                Opcode::Startup,
+                build_startup(&options),
+            ))
+            .await?;
+        if version < 5 {
+            // STARTUP went out plain; its answer is already compressed.
+            c.framed.codec_mut().set_compression(compression);
+        }
+        let answer = c.recv_stream(stream).await?;
+        // v3/v4 compress from the answer to STARTUP on; v5 wraps in segments after it.
+        if version >= 5 {
+            c.framed.codec_mut().set_compression(compression);
+            c.framed.codec_mut().enable_segments();
+        }
+        match answer.op() {
+            Some(Opcode::Ready) => Ok(c),
+            Some(Opcode::Authenticate) => {
+                let (user, pass) = credentials.ok_or_else(|| {
+                    ClientError::Unexpected("server requires authentication".into())
+                })?;
+                let mut token = BytesMut::new();
+                token.put_u8(0);
+                token.put_slice(user.as_bytes());
+                token.put_u8(0);
+                token.put_slice(pass.as_bytes());
+                let mut body = BytesMut::new();
+                crate::protocol::writer::put_bytes(&mut body, Some(&token));
+                let r = c.request(Opcode::AuthResponse, body.freeze()).await?;
+                match r.op() {
+                    Some(Opcode::AuthSuccess) => Ok(c),
+                    _ => Err(error_of(&r)),
+                }
+            }
+            _ => Err(error_of(&answer)),
+        }
+    }
+
+    pub fn codec_mut(&mut self) -> &mut FrameCodec {
+        self.framed.codec_mut()
+    }
+
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
+        self.framed.get_mut()
+    }
+
+    pub fn stream(&mut self) -> i16 {
+        let s = self.next_stream;
+        self.next_stream = (self.next_stream + 1) & 0x7fff;
+        s
+    }
+
+    pub async fn send(&mut self, f: Frame) -> Result<(), ClientError> {
+        Ok(self.framed.send(f).await?)
+    }
+
+    /// Queues a frame without flushing (pipelining).
+    pub async fn feed(&mut self, f: Frame) -> Result<(), ClientError> {
+        Ok(self.framed.feed(f).await?)
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        Ok(SinkExt::<Frame>::flush(&mut self.framed).await?)
+    }
+
+    /// The next frame from the server, events included.
+    pub async fn recv(&mut self) -> Result<Frame, ClientError> {
+        match self.framed.next().await {
+            Some(r) => Ok(r?),
+            None => Err(ClientError::Closed),
+        }
+    }
+
+    /// The next frame on `stream`, skipping events.
+    pub async fn recv_stream(&mut self, stream: i16) -> Result<Frame, ClientError> {
+        loop {
+            let f = self.recv().await?;
+            if f.stream == stream {
+                return Ok(f);
+            }
+        }
+    }
+
+    pub async fn request(&mut self, op: Opcode, body: Bytes) -> Result<Frame, ClientError> {
+        let stream = self.stream();
+        self.send(Frame::request(self.version, stream, op, body))
+            .await?;
+        self.recv_stream(stream).await
+    }
+
+    pub async fn query(&mut self, text: &str) -> Result<ResultBody, ClientError> {
+        self.query_with(
+            text,
+            QueryParams {
+                consistency: consistency::ONE,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn query_with(
+        &mut self,
+        text: &str,
+        params: QueryParams,
+    ) -> Result<ResultBody, ClientError> {
+        let body = Query {
+            text: text.into(),
+            params,
+        }
+        .encode(self.version);
+        let r = self.request(Opcode::Query, body).await?;
+        self.result(r)
+    }
+
+    pub async fn prepare(&mut self, text: &str) -> Result<Prepared, ClientError> {
+        let body = Prepare {
+            text: text.into(),
+            keyspace: None,
+        }
+        .encode(self.version);
+        let r = self.request(Opcode::Prepare, body).await?;
+        match self.result(r)? {
+            ResultBody::Prepared(p) => Ok(p),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn execute(
+        &mut self,
+        p: &Prepared,
+        values: Vec<RawValue>,
+    ) -> Result<ResultBody, ClientError> {
+        let body = self.execute_body(p, values);
+        let r = self.request(Opcode::Execute, body).await?;
+        self.result(r)
+    }
+
+    pub fn execute_body(&self, p: &Prepared, values: Vec<RawValue>) -> Bytes {
+        Execute {
+            id: p.id.clone(),
+            result_metadata_id: p.result_metadata_id.clone(),
+            params: QueryParams {
+                consistency: consistency::ONE,
+                values,
+                ..Default::default()
+            },
+        }
+        .encode(self.version)
+    }
+
+    pub fn result(&self, f: Frame) -> Result<ResultBody, ClientError> {
+        match f.op() {
+            Some(Opcode::Result) => Ok(ResultBody::read(&f.body, self.version)?),
+            _ => Err(error_of(&f)),
+        }
+    }
+}
+
+fn error_of(f: &Frame) -> ClientError {
+    match f.op() {
+        Some(Opcode::Error) => match ErrorFrame::decode(&f.body) {
+            Ok(e) => ClientError::Server(e),
+            Err(e) => ClientError::Body(e),
+        },
+        other => ClientError::Unexpected(format!("{:?}", other)),
+    }
+}

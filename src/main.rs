@@ -21,10 +21,10 @@ struct Cli {
 enum Command {
     /// Run two embedded in-memory nodes (origin and target) and print how to connect.
     Demo {
-        /// Origin node address (port 0 picks a free one).
+        /// Origin node address (a free port is used if it is taken).
         #[arg(long, default_value = "127.0.0.1:9042")]
         origin: SocketAddr,
-        /// Target node address (port 0 picks a free one).
+        /// Target node address (a free port is used if it is taken).
         #[arg(long, default_value = "127.0.0.1:9043")]
         target: SocketAddr,
     },
@@ -89,35 +89,49 @@ async fn main() -> Result<()> {
             running.shutdown().await;
         }
         Command::Demo { origin, target } => {
-            let o = node::start(NodeConfig::new(origin))
-                .await
-                .with_context(|| format!("cannot start the origin node on {origin} (is the port in use? try --origin 127.0.0.1:0)"))?;
-            let t = node::start(NodeConfig::new(target))
-                .await
-                .with_context(|| format!("cannot start the target node on {target} (is the port in use? try --target 127.0.0.1:0)"))?;
+            let o = start_preferring(origin, "origin").await?;
+            let t = start_preferring(target, "target").await?;
             println!("cutover demo: two embedded in-memory CQL nodes are running.");
             println!();
             println!(
-                "  origin  {}    cqlsh {} {}",
+                "  origin  {:<21}  connect: cqlsh {} {}",
                 o.addr,
                 o.addr.ip(),
                 o.addr.port()
             );
             println!(
-                "  target  {}    cqlsh {} {}",
+                "  target  {:<21}  connect: cqlsh {} {}",
                 t.addr,
                 t.addr.ip(),
                 t.addr.port()
             );
             println!();
-            println!("The proxy that mirrors writes from origin to target is not built yet;");
-            println!("connect any CQL driver to either node. Press Ctrl-C to stop.");
+            println!("Any CQL driver works too (protocol v3, v4 or v5; LZ4 or Snappy).");
+            println!(
+                "The proxy that mirrors writes to both does not exist yet; it will sit in front"
+            );
+            println!("of these two nodes here. Press Ctrl-C to stop.");
             wait_for_signal().await;
             o.shutdown().await;
             t.shutdown().await;
         }
     }
     Ok(())
+}
+
+/// Starts a node on `addr`, or on a free port when `addr` is taken.
+async fn start_preferring(addr: SocketAddr, role: &str) -> Result<node::RunningNode> {
+    match node::start(NodeConfig::new(addr)).await {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let any = SocketAddr::new(addr.ip(), 0);
+            eprintln!("{addr} is in use; the {role} node takes a free port instead");
+            node::start(NodeConfig::new(any))
+                .await
+                .with_context(|| format!("cannot start the {role} node on {any}"))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot start the {role} node on {addr}")),
+    }
 }
 
 async fn wait_for_signal() {

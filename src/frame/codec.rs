@@ -192,7 +192,11 @@ impl Decoder for FrameCodec {
                             version: 5,
                         });
                     }
-                    self.envelopes.extend_from_slice(&s.payload)
+                    if self.envelopes.is_empty() {
+                        self.envelopes = s.payload;
+                    } else {
+                        self.envelopes.extend_from_slice(&s.payload);
+                    }
                 }
                 None => return Ok(None),
             }
@@ -205,9 +209,7 @@ impl Encoder<Frame> for FrameCodec {
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
         if let Some((_, enc)) = self.segments {
-            let mut env = BytesMut::with_capacity(HEADER_LEN + frame.body.len());
-            frame.write_plain(&mut env);
-            enc.encode(&env, dst);
+            enc.encode_envelope(&frame, dst);
             return Ok(());
         }
         match self.compression {

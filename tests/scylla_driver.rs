@@ -21,6 +21,27 @@ struct Point {
     y: i32,
 }
 
+/// Typed rows of a result, for brevity in assertions.
+trait Rows {
+    fn rows_vec<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> Vec<T>;
+    fn one<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> T;
+}
+
+impl Rows for scylla::response::query_result::QueryResult {
+    fn rows_vec<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> Vec<T> {
+        self.into_rows_result()
+            .unwrap()
+            .rows::<T>()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn one<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> T {
+        self.into_rows_result().unwrap().single_row::<T>().unwrap()
+    }
+}
+
 async fn start(config: impl FnOnce(&mut NodeConfig)) -> RunningNode {
     let mut c = NodeConfig::new("127.0.0.1:0".parse().unwrap());
     c.control = Some("127.0.0.1:0".parse().unwrap());
@@ -169,12 +190,7 @@ async fn workload(n: &RunningNode, s: &Session, ks: &str) {
         .execute_unpaged(&rng, ("a", 5, 9))
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows()
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .rows_vec();
     assert_eq!(
         rows,
         (5..9).map(|i| (i, format!("v{i}"))).collect::<Vec<_>>()
@@ -194,12 +210,7 @@ async fn workload(n: &RunningNode, s: &Session, ks: &str) {
         .query_unpaged(format!("SELECT c, v, s FROM {ks}.events WHERE p = 'c'"), ())
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows()
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .rows_vec();
     assert_eq!(
         rows,
         vec![
@@ -242,10 +253,7 @@ async fn workload(n: &RunningNode, s: &Session, ks: &str) {
         )
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .single_row()
-        .unwrap();
+        .one();
     assert_eq!(v.0, "first");
 
     // Counters (bound as bigint deltas).
@@ -259,10 +267,7 @@ async fn workload(n: &RunningNode, s: &Session, ks: &str) {
         .query_unpaged(format!("SELECT n FROM {ks}.ctr WHERE k = 'k'"), ())
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .single_row()
-        .unwrap();
+        .one();
     assert_eq!(c, Counter(8));
 
     // Collections and a UDT, bound and read back.
@@ -294,10 +299,7 @@ async fn workload(n: &RunningNode, s: &Session, ks: &str) {
         )
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .single_row()
-        .unwrap();
+        .one();
     assert_eq!(got.0, vec![3, 1, 2, 9]);
     assert_eq!(
         got.1,
@@ -326,10 +328,7 @@ async fn workload(n: &RunningNode, s: &Session, ks: &str) {
         )
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .single_row()
-        .unwrap();
+        .one();
     assert_eq!((v.as_str(), wt), ("new", 2000));
 
     // TTL expiry.

@@ -359,12 +359,7 @@ impl Db {
         change_: &AlterTable,
         current: Option<&str>,
     ) -> Result<SchemaChange, NodeError> {
-        let ks = super::schema::keyspace_of(q, current)?.to_string();
-        if is_system_keyspace(&ks) {
-            return Err(NodeError::unauthorized(format!(
-                "{ks} keyspace is not user-modifiable."
-            )));
-        }
+        let ks = user_keyspace(q, current)?;
         let types = self
             .keyspaces
             .get(&ks)
@@ -438,12 +433,7 @@ impl Db {
         if_exists: bool,
         current: Option<&str>,
     ) -> Result<Option<SchemaChange>, NodeError> {
-        let ks = super::schema::keyspace_of(q, current)?.to_string();
-        if is_system_keyspace(&ks) {
-            return Err(NodeError::unauthorized(format!(
-                "{ks} keyspace is not user-modifiable."
-            )));
-        }
+        let ks = user_keyspace(q, current)?;
         if self.tables.remove(&(ks.clone(), q.name.clone())).is_none() {
             if if_exists {
                 return Ok(None);
@@ -535,12 +525,7 @@ impl Db {
     }
 
     pub fn truncate(&mut self, q: &QualifiedName, current: Option<&str>) -> Result<(), NodeError> {
-        let ks = super::schema::keyspace_of(q, current)?.to_string();
-        if is_system_keyspace(&ks) {
-            return Err(NodeError::unauthorized(format!(
-                "{ks} keyspace is not user-modifiable."
-            )));
-        }
+        let ks = user_keyspace(q, current)?;
         self.table_mut(&ks, &q.name)?.data = TableData::default();
         Ok(())
     }
@@ -807,6 +792,17 @@ impl Db {
             }
         }
     }
+}
+
+/// The keyspace a DDL statement targets, refusing the system keyspaces.
+fn user_keyspace(q: &QualifiedName, current: Option<&str>) -> Result<String, NodeError> {
+    let ks = super::schema::keyspace_of(q, current)?;
+    if is_system_keyspace(ks) {
+        return Err(NodeError::unauthorized(format!(
+            "{ks} keyspace is not user-modifiable."
+        )));
+    }
+    Ok(ks.to_string())
 }
 
 fn change(change: &str, target: &str, ks: &str, name: &str) -> SchemaChange {

@@ -90,6 +90,25 @@ fn ts_of(u: &Using, ctx: &WriteCtx<'_>, batch_ts: Option<i64>) -> Result<(i64, b
     Ok((now_micros(), false))
 }
 
+/// Write time, TTL and condition of a write, checked together: Cassandra
+/// refuses a client timestamp on a conditional write.
+fn write_terms(
+    using: &Using,
+    condition: &Condition,
+    schema: &TableSchema,
+    ctx: &WriteCtx<'_>,
+    batch_ts: Option<i64>,
+) -> Result<(i64, i32, Cond), NodeError> {
+    let (ts, custom_ts) = ts_of(using, ctx, batch_ts)?;
+    let cond = cond_of(condition, schema, &ctx.binds)?;
+    if custom_ts && !matches!(cond, Cond::None) {
+        return Err(NodeError::invalid(
+            "Cannot provide custom timestamp for conditional updates",
+        ));
+    }
+    Ok((ts, ttl_of(using, schema, &ctx.binds)?, cond))
+}
+
 fn table_for(
     db: &Db,
     q: &super::ast::QualifiedName,
@@ -210,14 +229,7 @@ fn plan_insert(
         }
         Target::Row(ck)
     };
-    let (ts, custom_ts) = ts_of(&s.using, ctx, batch_ts)?;
-    let cond = cond_of(&s.condition, &schema, &ctx.binds)?;
-    if custom_ts && !matches!(cond, Cond::None) {
-        return Err(NodeError::invalid(
-            "Cannot provide custom timestamp for conditional updates",
-        ));
-    }
-    let ttl = ttl_of(&s.using, &schema, &ctx.binds)?;
+    let (ts, ttl, cond) = write_terms(&s.using, &s.condition, &schema, ctx, batch_ts)?;
     Ok(Planned {
         targets: vec![(pk, target)],
         change: Change::Insert(values),
@@ -310,14 +322,7 @@ fn plan_update(
             .all(|(i, _)| schema.columns[*i].kind == ColumnKind::Static),
         false,
     )?;
-    let (ts, custom_ts) = ts_of(&s.using, ctx, batch_ts)?;
-    let cond = cond_of(&s.condition, &schema, &ctx.binds)?;
-    if custom_ts && !matches!(cond, Cond::None) {
-        return Err(NodeError::invalid(
-            "Cannot provide custom timestamp for conditional updates",
-        ));
-    }
-    let ttl = ttl_of(&s.using, &schema, &ctx.binds)?;
+    let (ts, ttl, cond) = write_terms(&s.using, &s.condition, &schema, ctx, batch_ts)?;
     Ok(Planned {
         targets,
         change: Change::Update(ops),
@@ -412,13 +417,7 @@ fn plan_delete(
             .iter()
             .all(|(i, _)| schema.columns[*i].kind == ColumnKind::Static);
     let targets = targets_for(&schema, &rs, statics_only, cols.is_empty())?;
-    let (ts, custom_ts) = ts_of(&s.using, ctx, batch_ts)?;
-    let cond = cond_of(&s.condition, &schema, &ctx.binds)?;
-    if custom_ts && !matches!(cond, Cond::None) {
-        return Err(NodeError::invalid(
-            "Cannot provide custom timestamp for conditional updates",
-        ));
-    }
+    let (ts, _, cond) = write_terms(&s.using, &s.condition, &schema, ctx, batch_ts)?;
     Ok(Planned {
         targets,
         change: Change::Delete(cols),

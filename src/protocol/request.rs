@@ -127,18 +127,8 @@ impl QueryParams {
         if self.paging_state.is_some() {
             flags |= PAGING_STATE;
         }
-        if self.serial_consistency.is_some() {
-            flags |= SERIAL_CONSISTENCY;
-        }
-        if self.timestamp.is_some() {
-            flags |= DEFAULT_TIMESTAMP;
-        }
-        if version >= 5 && self.keyspace.is_some() {
-            flags |= KEYSPACE;
-        }
-        if version >= 5 && self.now_in_seconds.is_some() {
-            flags |= NOW_IN_SECONDS;
-        }
+        let tail = self.tail();
+        flags |= tail.flags(version);
         dst.put_u16(self.consistency);
         if version >= 5 {
             dst.put_u32(flags);
@@ -160,6 +150,48 @@ impl QueryParams {
         if let Some(s) = &self.paging_state {
             put_bytes(dst, Some(s));
         }
+        tail.write(dst, version);
+    }
+
+    fn tail(&self) -> Tail<'_> {
+        Tail {
+            serial_consistency: self.serial_consistency,
+            timestamp: self.timestamp,
+            keyspace: self.keyspace.as_deref(),
+            now_in_seconds: self.now_in_seconds,
+        }
+    }
+}
+
+/// The optional fields that end both the query parameters and a BATCH, in
+/// wire order; keyspace and now-in-seconds exist from v5 on.
+struct Tail<'a> {
+    serial_consistency: Option<u16>,
+    timestamp: Option<i64>,
+    keyspace: Option<&'a str>,
+    now_in_seconds: Option<i32>,
+}
+
+impl Tail<'_> {
+    fn flags(&self, version: u8) -> u32 {
+        use query_flags::*;
+        let mut flags = 0;
+        if self.serial_consistency.is_some() {
+            flags |= SERIAL_CONSISTENCY;
+        }
+        if self.timestamp.is_some() {
+            flags |= DEFAULT_TIMESTAMP;
+        }
+        if version >= 5 && self.keyspace.is_some() {
+            flags |= KEYSPACE;
+        }
+        if version >= 5 && self.now_in_seconds.is_some() {
+            flags |= NOW_IN_SECONDS;
+        }
+        flags
+    }
+
+    fn write(&self, dst: &mut BytesMut, version: u8) {
         if let Some(s) = self.serial_consistency {
             dst.put_u16(s);
         }
@@ -167,7 +199,7 @@ impl QueryParams {
             dst.put_i64(t);
         }
         if version >= 5 {
-            if let Some(k) = &self.keyspace {
+            if let Some(k) = self.keyspace {
                 put_string(dst, k);
             }
             if let Some(n) = self.now_in_seconds {
@@ -382,7 +414,6 @@ impl Batch {
     }
 
     pub fn encode(&self, version: u8) -> Bytes {
-        use query_flags::*;
         let mut b = BytesMut::new();
         b.put_u8(self.kind);
         b.put_u16(self.children.len() as u16);
@@ -403,38 +434,19 @@ impl Batch {
             }
         }
         b.put_u16(self.consistency);
-        let mut flags = 0u32;
-        if self.serial_consistency.is_some() {
-            flags |= SERIAL_CONSISTENCY;
-        }
-        if self.timestamp.is_some() {
-            flags |= DEFAULT_TIMESTAMP;
-        }
-        if version >= 5 && self.keyspace.is_some() {
-            flags |= KEYSPACE;
-        }
-        if version >= 5 && self.now_in_seconds.is_some() {
-            flags |= NOW_IN_SECONDS;
-        }
+        let tail = Tail {
+            serial_consistency: self.serial_consistency,
+            timestamp: self.timestamp,
+            keyspace: self.keyspace.as_deref(),
+            now_in_seconds: self.now_in_seconds,
+        };
+        let flags = tail.flags(version);
         if version >= 5 {
             b.put_u32(flags);
         } else {
             b.put_u8(flags as u8);
         }
-        if let Some(s) = self.serial_consistency {
-            b.put_u16(s);
-        }
-        if let Some(t) = self.timestamp {
-            b.put_i64(t);
-        }
-        if version >= 5 {
-            if let Some(k) = &self.keyspace {
-                put_string(&mut b, k);
-            }
-            if let Some(n) = self.now_in_seconds {
-                b.put_i32(n);
-            }
-        }
+        tail.write(&mut b, version);
         b.freeze()
     }
 }

@@ -97,10 +97,11 @@ async fn accept_loop(
                 node.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let node = node.clone();
                 let shutdown = shutdown.clone();
+                let conn_tasks = tasks.clone();
                 tasks.spawn(async move {
                     let id = node.next_connection_id();
-                    Connection::new(node.clone(), sock, peer, id)
-                        .run(shutdown)
+                    Connection::new(node.clone(), sock, peer, id, shutdown, conn_tasks)
+                        .run()
                         .await;
                     node.stats.connections.lock().remove(&id);
                 });
@@ -133,6 +134,10 @@ struct Connection {
     events: Option<broadcast::Receiver<SchemaChange>>,
     deferred_tx: mpsc::UnboundedSender<Frame>,
     deferred_rx: mpsc::UnboundedReceiver<Frame>,
+    /// Cancelled when the node stops or this connection ends; requests held
+    /// by injected latency or a hang stop with it.
+    cancel: CancellationToken,
+    tasks: TaskTracker,
 }
 
 fn error_body(e: &ErrorFrame) -> Bytes {
@@ -140,7 +145,14 @@ fn error_body(e: &ErrorFrame) -> Bytes {
 }
 
 impl Connection {
-    fn new(node: Arc<Node>, sock: TcpStream, peer: SocketAddr, id: u64) -> Connection {
+    fn new(
+        node: Arc<Node>,
+        sock: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Connection {
         let _ = sock.set_nodelay(true);
         let codec = FrameCodec::new(node.config.codec);
         let (deferred_tx, deferred_rx) = mpsc::unbounded_channel();
@@ -154,15 +166,19 @@ impl Connection {
             events: None,
             deferred_tx,
             deferred_rx,
+            cancel: shutdown.child_token(),
+            tasks,
         }
     }
 
-    async fn run(mut self, shutdown: CancellationToken) {
+    async fn run(mut self) {
         let mut kill = self.node.kill.subscribe();
         kill.mark_unchanged();
+        let cancel = self.cancel.clone();
+        let _stop_deferred = cancel.clone().drop_guard();
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = cancel.cancelled() => break,
                 _ = kill.changed() => break,
                 Some(f) = self.deferred_rx.recv() => {
                     if self.framed.send(f).await.is_err() { break; }
@@ -478,15 +494,22 @@ impl Connection {
         let node = self.node.clone();
         let state = self.state.clone();
         let tx = self.deferred_tx.clone();
-        tokio::spawn(async move {
-            if hang {
-                let released = node.faults.release.notified();
-                if node.faults.hang.load(Ordering::SeqCst) {
-                    released.await;
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            let wait = async {
+                if hang {
+                    let released = node.faults.release.notified();
+                    if node.faults.hang.load(Ordering::SeqCst) {
+                        released.await;
+                    }
                 }
-            }
-            if latency_us > 0 {
-                tokio::time::sleep(Duration::from_micros(latency_us)).await;
+                if latency_us > 0 {
+                    tokio::time::sleep(Duration::from_micros(latency_us)).await;
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = wait => {}
             }
             let (resp, _) = execute(&node, &state, op, &frame);
             let _ = tx.send(resp);

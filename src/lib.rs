@@ -2,6 +2,8 @@
 //!
 //! Module map (see DESIGN.md in the README's design section):
 //!
+//! - [`config`]: the proxy's typed configuration, environment overrides and
+//!   validation.
 //! - [`frame`]: the frame codec (v3–v5 headers, v5 segments, LZ4/Snappy);
 //!   bodies stay `Bytes`.
 //! - [`protocol`]: lazy readers of the request and response bodies the proxy
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod config;
 pub mod cql;
 pub mod frame;
 pub mod node;

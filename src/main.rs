@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use cutover::config::Config;
 use cutover::node::{self, NodeConfig};
 
 #[derive(Parser)]
@@ -27,6 +28,11 @@ enum Command {
         /// Target node address (a free port is used if it is taken).
         #[arg(long, default_value = "127.0.0.1:9043")]
         target: SocketAddr,
+    },
+    /// Check a proxy config file (and CUTOVER_* overrides) without starting anything.
+    CheckConfig {
+        /// The TOML file.
+        file: std::path::PathBuf,
     },
     /// Run one embedded in-memory CQL node.
     Node {
@@ -65,6 +71,24 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file, std::env::vars()) {
+            Ok(c) => {
+                println!("{}: valid", file.display());
+                println!(
+                    "  listen {}, {} cluster(s), {} shard(s), route: shard {} phase {:?} write mode {:?}",
+                    c.listen,
+                    c.clusters.len(),
+                    c.shards.len(),
+                    c.route.shard,
+                    c.route.phase,
+                    c.route.write_mode
+                );
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                std::process::exit(2);
+            }
+        },
         Command::Node {
             listen,
             users,

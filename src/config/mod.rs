@@ -1,0 +1,452 @@
+//! The proxy's typed configuration: the TOML layout of DESIGN.md's config
+//! sketch (the keys that exist so far), environment overrides, and
+//! validation that reports every problem at once.
+//!
+//! This module parses and checks; it does not start anything. A `Config`
+//! that `load` returns is valid: every name it refers to exists.
+
+mod env;
+mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use units::{parse_duration, parse_size, ByteSize, ConfigDuration};
+
+/// Every problem found in a config, each a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DdlMode {
+    /// Every cluster of every shard.
+    #[default]
+    All,
+    PrimaryOnly,
+    Refuse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    OriginOnly,
+    #[default]
+    DualWrite,
+    ShadowReads,
+    TargetPrimary,
+    TargetOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    #[default]
+    Sync,
+    AsyncSecondary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterRole {
+    #[default]
+    Origin,
+    Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub max_client_connections: u32,
+    pub max_in_flight_per_connection: u32,
+    pub max_frame_bytes: ByteSize,
+    pub max_frame_bytes_before_auth: ByteSize,
+    pub prepared_cache_entries: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_client_connections: 10_000,
+            max_in_flight_per_connection: 2048,
+            max_frame_bytes: ByteSize(crate::frame::DEFAULT_MAX_FRAME as u64),
+            max_frame_bytes_before_auth: ByteSize(crate::frame::DEFAULT_MAX_FRAME_PRE_AUTH as u64),
+            prepared_cache_entries: 100_000,
+        }
+    }
+}
+
+/// What drivers see in `system.local` / `system.peers`: the proxy instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Topology {
+    /// Every proxy instance, as drivers should reach it. Empty: just `listen`.
+    pub instances: Vec<SocketAddr>,
+    /// This instance's position in `instances`.
+    pub index: usize,
+    pub tokens_per_instance: u32,
+    pub datacenter: String,
+    pub rack: String,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            instances: Vec::new(),
+            index: 0,
+            tokens_per_instance: 8,
+            datacenter: "dc1".into(),
+            rack: "rack1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// `host:port` of one or more nodes; the rest are discovered.
+    pub contact_points: Vec<String>,
+    /// Client traffic goes to this data center's nodes (all nodes when unset).
+    pub local_datacenter: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub connect_timeout: ConfigDuration,
+    pub request_timeout: ConfigDuration,
+    pub heartbeat_interval: ConfigDuration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            contact_points: Vec::new(),
+            local_datacenter: None,
+            username: None,
+            password: None,
+            connect_timeout: ConfigDuration(std::time::Duration::from_secs(5)),
+            request_timeout: ConfigDuration(std::time::Duration::from_secs(10)),
+            heartbeat_interval: ConfigDuration(std::time::Duration::from_secs(30)),
+        }
+    }
+}
+
+/// A shard: the origin/target pair one tenant's data lives on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardConfig {
+    pub origin: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Which cluster checks the client's credentials; the other one gets
+    /// its own configured credentials.
+    pub check_client_against: ClusterRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteConfig {
+    pub shard: String,
+    pub phase: Phase,
+    pub write_mode: WriteMode,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            shard: "default".into(),
+            phase: Phase::default(),
+            write_mode: WriteMode::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WritesConfig {
+    /// Add one client timestamp to writes that carry none (not LWT, not
+    /// counters), the same for every cluster.
+    pub add_timestamps: bool,
+    /// Replace `now()`, `uuid()` and `currentTimestamp()` with values the
+    /// proxy computes once, so both clusters store the same thing.
+    pub replace_server_functions: bool,
+}
+
+impl Default for WritesConfig {
+    fn default() -> Self {
+        WritesConfig {
+            add_timestamps: true,
+            replace_server_functions: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShutdownConfig {
+    /// How long SIGTERM waits for in-flight requests before closing.
+    pub grace_period: ConfigDuration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            grace_period: ConfigDuration(std::time::Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub ddl: DdlMode,
+    pub limits: Limits,
+    pub topology: Topology,
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    pub shards: BTreeMap<String, ShardConfig>,
+    pub auth: AuthConfig,
+    pub route: RouteConfig,
+    pub writes: WritesConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9042".parse().expect("literal address"),
+            admin: Some("127.0.0.1:9180".parse().expect("literal address")),
+            ddl: DdlMode::default(),
+            limits: Limits::default(),
+            topology: Topology::default(),
+            clusters: BTreeMap::new(),
+            shards: BTreeMap::new(),
+            auth: AuthConfig::default(),
+            route: RouteConfig::default(),
+            writes: WritesConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, overrides from `vars` (`CUTOVER_*`), and validates.
+    pub fn load(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Config::from_toml(&text, vars)
+    }
+
+    pub fn from_toml(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![format!("not valid TOML: {e}")]))?;
+        let mut errors = env::apply_overrides(&mut value, vars);
+        let mut unknown = Vec::new();
+        let parsed: Result<Config, _> =
+            serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+        errors.extend(unknown.into_iter().map(|k| format!("unknown key `{k}`")));
+        match parsed {
+            Ok(mut c) => {
+                c.fill_defaults();
+                errors.extend(c.problems());
+                if errors.is_empty() {
+                    Ok(c)
+                } else {
+                    Err(ConfigErrors(errors))
+                }
+            }
+            Err(e) => {
+                errors.push(e.to_string().trim().to_string());
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+
+    /// The config of `cutover run --origin A --target B` (no file).
+    pub fn quick_start(
+        origin: &str,
+        target: &str,
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut c = Config {
+            listen,
+            admin,
+            ..Config::default()
+        };
+        for (name, addr) in [("origin", origin), ("target", target)] {
+            c.clusters.insert(
+                name.into(),
+                ClusterConfig {
+                    contact_points: vec![addr.to_string()],
+                    ..Default::default()
+                },
+            );
+        }
+        c.fill_defaults();
+        let problems = c.problems();
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// Defaults that depend on other keys.
+    fn fill_defaults(&mut self) {
+        if self.topology.instances.is_empty() {
+            self.topology.instances.push(self.listen);
+        }
+        if self.shards.is_empty()
+            && self.clusters.contains_key("origin")
+            && self.clusters.contains_key("target")
+        {
+            self.shards.insert(
+                "default".into(),
+                ShardConfig {
+                    origin: "origin".into(),
+                    target: "target".into(),
+                },
+            );
+        }
+    }
+
+    /// Every semantic problem, in file order.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let l = &self.limits;
+        for (name, v) in [
+            (
+                "limits.max_client_connections",
+                l.max_client_connections as u64,
+            ),
+            (
+                "limits.max_in_flight_per_connection",
+                l.max_in_flight_per_connection as u64,
+            ),
+            (
+                "limits.prepared_cache_entries",
+                l.prepared_cache_entries as u64,
+            ),
+        ] {
+            if v == 0 {
+                p.push(format!("`{name}` must be at least 1"));
+            }
+        }
+        if l.max_in_flight_per_connection > 32_768 {
+            p.push("`limits.max_in_flight_per_connection` cannot exceed 32768 (the protocol's stream ids)".into());
+        }
+        if l.max_frame_bytes.0 < 1024 || l.max_frame_bytes.0 > 256 * 1024 * 1024 {
+            p.push(
+                "`limits.max_frame_bytes` must be between 1KiB and 256MiB (the protocol's ceiling)"
+                    .into(),
+            );
+        }
+        if l.max_frame_bytes_before_auth.0 > l.max_frame_bytes.0 {
+            p.push(
+                "`limits.max_frame_bytes_before_auth` cannot exceed `limits.max_frame_bytes`"
+                    .into(),
+            );
+        }
+        let t = &self.topology;
+        if t.index >= t.instances.len() {
+            p.push(format!(
+                "`topology.index` is {} but `topology.instances` lists {} instance(s)",
+                t.index,
+                t.instances.len()
+            ));
+        }
+        if !(1..=256).contains(&t.tokens_per_instance) {
+            p.push("`topology.tokens_per_instance` must be between 1 and 256".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for i in &t.instances {
+            if !seen.insert(i) {
+                p.push(format!("`topology.instances` lists {i} twice"));
+            }
+        }
+        if self.clusters.is_empty() {
+            p.push("no `[clusters.*]`: at least an origin cluster is needed (`[clusters.origin] contact_points = [\"host:9042\"]`)".into());
+        }
+        for (name, c) in &self.clusters {
+            if c.contact_points.is_empty() {
+                p.push(format!("`clusters.{name}.contact_points` is empty"));
+            }
+            for cp in &c.contact_points {
+                if let Err(e) = check_host_port(cp) {
+                    p.push(format!("`clusters.{name}.contact_points`: {e}"));
+                }
+            }
+            if c.password.is_some() && c.username.is_none() {
+                p.push(format!(
+                    "`clusters.{name}.password` is set but `clusters.{name}.username` is not"
+                ));
+            }
+            for (key, d) in [
+                ("connect_timeout", c.connect_timeout),
+                ("request_timeout", c.request_timeout),
+                ("heartbeat_interval", c.heartbeat_interval),
+            ] {
+                if d.0.is_zero() {
+                    p.push(format!("`clusters.{name}.{key}` must be longer than 0"));
+                }
+            }
+        }
+        for (name, s) in &self.shards {
+            for (role, cluster) in [("origin", &s.origin), ("target", &s.target)] {
+                if !self.clusters.contains_key(cluster) {
+                    p.push(format!("`shards.{name}.{role}` names cluster \"{cluster}\", which is not configured"));
+                }
+            }
+            if s.origin == s.target {
+                p.push(format!(
+                    "`shards.{name}`: origin and target are the same cluster \"{}\"",
+                    s.origin
+                ));
+            }
+        }
+        if !self.shards.contains_key(&self.route.shard) {
+            let known: Vec<&str> = self.shards.keys().map(String::as_str).collect();
+            p.push(format!(
+                "`route.shard` is \"{}\" but the configured shards are [{}] (a shard needs clusters named in `[shards.NAME]`, or clusters named origin and target)",
+                self.route.shard,
+                known.join(", ")
+            ));
+        }
+        if self.route.write_mode == WriteMode::AsyncSecondary {
+            p.push("`route.write_mode = \"async-secondary\"` needs the replay journal, which does not exist yet; use \"sync\"".into());
+        }
+        if self.shutdown.grace_period.0.is_zero() {
+            p.push("`shutdown.grace_period` must be longer than 0".into());
+        }
+        p
+    }
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("\"{s}\" needs a port (host:port)"))?;
+    if host.is_empty() {
+        return Err(format!("\"{s}\" has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("\"{s}\" has an invalid port \"{port}\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_toml(text, Vec::new())
+}
+
+const MINIMAL: &str = r#"
+[clusters.origin]
+contact_points = ["127.0.0.1:9042"]
+[clusters.target]
+contact_points = ["127.0.0.1:9043"]
+"#;
+
+#[test]
+fn minimal_config_gets_the_documented_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9042".parse().unwrap());
+    assert_eq!(c.route.phase, Phase::DualWrite);
+    assert_eq!(c.route.write_mode, WriteMode::Sync);
+    assert_eq!(c.ddl, DdlMode::All);
+    assert_eq!(
+        c.shards["default"],
+        ShardConfig {
+            origin: "origin".into(),
+            target: "target".into()
+        }
+    );
+    assert_eq!(c.topology.instances, vec![c.listen]);
+    assert_eq!(c.limits.max_frame_bytes.0, 16 * 1024 * 1024);
+    assert_eq!(
+        c.clusters["origin"].request_timeout.0,
+        std::time::Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn the_example_config_in_the_repository_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cutover.example.toml");
+    let c = Config::load(&path, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.topology.instances.len(), 2);
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let e = parse(
+        r#"
+listen = "127.0.0.1:9042"
+colour = "blue"
+[limits]
+max_in_flight_per_connection = 0
+[topology]
+instances = ["127.0.0.1:9042"]
+index = 3
+[clusters.origin]
+contact_points = ["nohost"]
+password = "x"
+[shards.default]
+origin = "origin"
+target = "elsewhere"
+[route]
+shard = "default"
+write_mode = "async-secondary"
+"#,
+    )
+    .unwrap_err();
+    let all = e.to_string();
+    for expected in [
+        "unknown key `colour`",
+        "`limits.max_in_flight_per_connection` must be at least 1",
+        "`topology.index` is 3",
+        "\"nohost\" needs a port",
+        "`clusters.origin.password` is set but `clusters.origin.username` is not",
+        "`shards.default.target` names cluster \"elsewhere\", which is not configured",
+        "async-secondary",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert_eq!(e.0.len(), 7, "{all}");
+}
+
+#[test]
+fn a_wrong_type_or_enum_value_names_the_key() {
+    let e = parse(&format!("{MINIMAL}\n[route]\nphase = \"half-way\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("half-way") && e.contains("dual-write"), "{e}");
+    let e = parse(&format!(
+        "{MINIMAL}\n[limits]\nmax_frame_bytes = \"16 parsecs\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown size unit"), "{e}");
+}
+
+#[test]
+fn environment_overrides_every_level() {
+    let vars = vec![
+        (
+            "CUTOVER_CLUSTERS__ORIGIN__CONTACT_POINTS".to_string(),
+            "10.0.0.1:9042, 10.0.0.2:9042".to_string(),
+        ),
+        (
+            "CUTOVER_CLUSTERS__ORIGIN__USERNAME".to_string(),
+            "cassandra".to_string(),
+        ),
+        (
+            "CUTOVER_CLUSTERS__ORIGIN__PASSWORD".to_string(),
+            "0123".to_string(),
+        ),
+        (
+            "CUTOVER_ROUTE__PHASE".to_string(),
+            "target-primary".to_string(),
+        ),
+        (
+            "CUTOVER_LIMITS__MAX_CLIENT_CONNECTIONS".to_string(),
+            "50".to_string(),
+        ),
+        ("CUTOVER_LISTEN".to_string(), "0.0.0.0:9999".to_string()),
+        ("UNRELATED".to_string(), "x".to_string()),
+    ];
+    let c = Config::from_toml(MINIMAL, vars).unwrap();
+    assert_eq!(
+        c.clusters["origin"].contact_points,
+        ["10.0.0.1:9042", "10.0.0.2:9042"]
+    );
+    assert_eq!(
+        c.clusters["origin"].password.as_deref(),
+        Some("0123"),
+        "digits stay a string"
+    );
+    assert_eq!(c.route.phase, Phase::TargetPrimary);
+    assert_eq!(c.limits.max_client_connections, 50);
+    assert_eq!(c.listen, "0.0.0.0:9999".parse().unwrap());
+}
+
+#[test]
+fn a_bad_override_is_reported_with_its_variable() {
+    let vars = vec![(
+        "CUTOVER_LIMITS__PREPARED_CACHE_ENTRIES".to_string(),
+        "lots".to_string(),
+    )];
+    let e = Config::from_toml(MINIMAL, vars).unwrap_err().to_string();
+    assert!(
+        e.contains("CUTOVER_LIMITS__PREPARED_CACHE_ENTRIES")
+            && e.contains("\"lots\" is not an integer"),
+        "{e}"
+    );
+}
+
+#[test]
+fn quick_start_builds_a_dual_write_config() {
+    let c = Config::quick_start(
+        "127.0.0.1:9042",
+        "127.0.0.1:9043",
+        "127.0.0.1:19042".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.shards.len(), 1);
+    assert_eq!(c.route.phase, Phase::DualWrite);
+    let e = Config::quick_start(
+        "nohost",
+        "127.0.0.1:9043",
+        "127.0.0.1:19042".parse().unwrap(),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("needs a port"));
+}

@@ -1,0 +1,67 @@
+//! The command line as a user meets it.
+
+use std::process::Command;
+
+fn cutover() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+}
+
+#[test]
+fn check_config_accepts_the_example() {
+    let out = cutover()
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/cutover.example.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+}
+
+#[test]
+fn check_config_lists_every_problem_and_fails() {
+    let dir = std::env::temp_dir().join(format!("cutover-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "listn = \"x\"\n[clusters.origin]\ncontact_points = []\n[route]\nshard = \"nope\"\n",
+    )
+    .unwrap();
+    let out = cutover().arg("check-config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown key `listn`"), "{err}");
+    assert!(
+        err.contains("`clusters.origin.contact_points` is empty"),
+        "{err}"
+    );
+    assert!(err.contains("`route.shard` is \"nope\""), "{err}");
+    // An environment override is part of what is checked.
+    let out = cutover()
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/cutover.example.toml"),
+        ])
+        .env("CUTOVER_ROUTE__PHASE", "sideways")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sideways"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_user_flag_is_a_clear_cli_error() {
+    let out = cutover()
+        .args(["node", "--listen", "127.0.0.1:0", "--user", "nopassword"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--user expects NAME:PASSWORD"));
+}

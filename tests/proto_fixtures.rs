@@ -565,3 +565,40 @@ fn v4_fixtures_agree_with_scylla_cql() {
     }
     assert!(compared > 50, "compared {compared} frames");
 }
+
+#[test]
+fn every_statement_the_drivers_sent_classifies() {
+    use cutover::cql::{classify, StatementKind};
+    let mut seen = 0;
+    let mut system_reads = 0;
+    for dir in fixture_dirs() {
+        for c in conns(&dir) {
+            for f in &c.client {
+                let text = match f.op() {
+                    Some(Opcode::Query) => Query::read(&f.body, c.version).unwrap().text,
+                    Some(Opcode::Prepare) => Prepare::read(&f.body, c.version).unwrap().text,
+                    _ => continue,
+                };
+                let k = classify(&text, None).unwrap_or_else(|e| panic!("{text}: {e}"));
+                let upper = text.trim_start().to_ascii_uppercase();
+                let expected = if upper.starts_with("SELECT") {
+                    StatementKind::Read
+                } else if upper.starts_with("CREATE") {
+                    StatementKind::Schema
+                } else {
+                    StatementKind::Write
+                };
+                assert_eq!(k.kind, expected, "{text}");
+                if upper.contains("FROM SYSTEM") {
+                    assert!(k.system, "{text}");
+                    system_reads += 1;
+                }
+                seen += 1;
+            }
+        }
+    }
+    assert!(
+        seen > 100 && system_reads > 50,
+        "{seen} statements, {system_reads} system reads"
+    );
+}

@@ -69,12 +69,32 @@ fn is_uuid_at(b: &[u8], i: usize) -> bool {
     p >= b.len() || !(b[p].is_ascii_alphanumeric() || b[p] == b'_')
 }
 
+/// A token and the byte range of the text it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned {
+    pub token: Token,
+    pub start: usize,
+    pub end: usize,
+}
+
 pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
+    Ok(tokenize_spanned(text)?
+        .into_iter()
+        .map(|s| s.token)
+        .collect())
+}
+
+pub fn tokenize_spanned(text: &str) -> Result<Vec<Spanned>, LexError> {
     let b = text.as_bytes();
-    let mut out = Vec::new();
+    let mut raw: Vec<(Token, usize)> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
     let mut i = 0;
     let err = |position: usize, message: String| LexError { position, message };
     while i < b.len() {
+        // Close the span of the token pushed by the previous iteration.
+        while ends.len() < raw.len() {
+            ends.push(i);
+        }
         let c = b[i];
         if c.is_ascii_whitespace() {
             i += 1;
@@ -113,14 +133,18 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
                     }
                 }
             }
-            out.push(Token::Str(s));
+            push(&mut raw, i, Token::Str(s));
             i = j;
             continue;
         }
         if c == b'$' && b.get(i + 1) == Some(&b'$') {
             match text[i + 2..].find("$$") {
                 Some(end) => {
-                    out.push(Token::Str(text[i + 2..i + 2 + end].to_string()));
+                    push(
+                        &mut raw,
+                        i,
+                        Token::Str(text[i + 2..i + 2 + end].to_string()),
+                    );
                     i = i + 2 + end + 2;
                 }
                 None => return Err(err(i, "unterminated $$ string".into())),
@@ -145,12 +169,16 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
                     }
                 }
             }
-            out.push(Token::QuotedIdent(s));
+            push(&mut raw, i, Token::QuotedIdent(s));
             i = j;
             continue;
         }
         if is_uuid_at(b, i) {
-            out.push(Token::Uuid(text[i..i + 36].to_ascii_lowercase()));
+            push(
+                &mut raw,
+                i,
+                Token::Uuid(text[i..i + 36].to_ascii_lowercase()),
+            );
             i += 36;
             continue;
         }
@@ -170,7 +198,7 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
                 .step_by(2)
                 .map(|k| u8::from_str_radix(&hex[k..k + 2], 16).expect("hex digits"))
                 .collect();
-            out.push(Token::Blob(bytes));
+            push(&mut raw, i, Token::Blob(bytes));
             i = j;
             continue;
         }
@@ -208,11 +236,15 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
                 ));
             }
             let s = text[i..j].to_string();
-            out.push(if float {
-                Token::Float(s)
-            } else {
-                Token::Int(s)
-            });
+            push(
+                &mut raw,
+                i,
+                if float {
+                    Token::Float(s)
+                } else {
+                    Token::Int(s)
+                },
+            );
             i = j;
             continue;
         }
@@ -223,9 +255,9 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
             }
             let word = text[i..j].to_ascii_lowercase();
             if word == "nan" || word == "infinity" {
-                out.push(Token::Float(word));
+                push(&mut raw, i, Token::Float(word));
             } else {
-                out.push(Token::Ident(word));
+                push(&mut raw, i, Token::Ident(word));
             }
             i = j;
             continue;
@@ -239,14 +271,22 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
                 let end = text[j + 1..]
                     .find('"')
                     .ok_or_else(|| err(i, "unterminated marker name".into()))?;
-                out.push(Token::NamedMarker(text[j + 1..j + 1 + end].to_string()));
+                push(
+                    &mut raw,
+                    i,
+                    Token::NamedMarker(text[j + 1..j + 1 + end].to_string()),
+                );
                 i = j + 1 + end + 1;
                 continue;
             }
             while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
                 j += 1;
             }
-            out.push(Token::NamedMarker(text[i + 1..j].to_ascii_lowercase()));
+            push(
+                &mut raw,
+                i,
+                Token::NamedMarker(text[i + 1..j].to_ascii_lowercase()),
+            );
             i = j;
             continue;
         }
@@ -282,13 +322,24 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
             },
         };
         if sym == "?" {
-            out.push(Token::Marker);
+            push(&mut raw, i, Token::Marker);
         } else {
-            out.push(Token::Sym(sym));
+            push(&mut raw, i, Token::Sym(sym));
         }
         i += sym.len();
     }
-    Ok(out)
+    while ends.len() < raw.len() {
+        ends.push(i);
+    }
+    Ok(raw
+        .into_iter()
+        .zip(ends)
+        .map(|((token, start), end)| Spanned { token, start, end })
+        .collect())
+}
+
+fn push(raw: &mut Vec<(Token, usize)>, start: usize, token: Token) {
+    raw.push((token, start));
 }
 
 #[cfg(test)]
@@ -320,6 +371,17 @@ mod tests {
                 Token::Str("a'b".into()),
                 Token::Int("42".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn spans_cover_each_token_exactly() {
+        let text = "INSERT INTO t (a) VALUES (now())  -- x";
+        let spans = tokenize_spanned(text).unwrap();
+        let words: Vec<&str> = spans.iter().map(|s| &text[s.start..s.end]).collect();
+        assert_eq!(
+            words,
+            ["INSERT", "INTO", "t", "(", "a", ")", "VALUES", "(", "now", "(", ")", ")"]
         );
     }
 

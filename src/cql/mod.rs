@@ -1,9 +1,15 @@
-//! The CQL lexer: text in, tokens out.
+//! The CQL lexer (text in, tokens with their byte spans out) and the
+//! statement classifier the proxy routes by.
 //!
-//! Used by the embedded node's parser and, in the proxy, by the statement
-//! classifier. It owns only lexical rules (identifiers, quoting, literals,
-//! comments); grammar lives with whoever consumes the tokens.
+//! The lexer owns only lexical rules (identifiers, quoting, literals,
+//! comments); the embedded node's parser and the classifier build on it. The
+//! classifier reads no more grammar than routing needs.
 
+mod classify;
 mod lexer;
 
-pub use lexer::{tokenize, LexError, Token};
+pub use classify::{
+    classify, Classification, ClassificationCache, ServerFunction, StatementKind, TableRef,
+};
+
+pub use lexer::{tokenize, tokenize_spanned, LexError, Spanned, Token};

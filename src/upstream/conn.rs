@@ -1,0 +1,547 @@
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::frame::{Compression, Frame, FrameCodec, FrameError, Opcode};
+use crate::protocol::request::{build_startup, Query, QueryParams};
+use crate::protocol::{consistency, ErrorFrame};
+
+/// Stream ids kept for the proxy's own requests (heartbeats, re-prepares,
+/// USE replay), so they get through even when clients fill the pool.
+pub const RESERVED_STREAMS: i16 = 64;
+const MAX_STREAMS: i16 = i16::MAX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no answer from {addr} within {timeout:?} while connecting")]
+    ConnectTimeout { addr: SocketAddr, timeout: Duration },
+    #[error("{addr} refused the handshake: {}", .error.message)]
+    Handshake { addr: SocketAddr, error: ErrorFrame },
+    #[error("{addr} requires authentication but no credentials are configured for it")]
+    NoCredentials { addr: SocketAddr },
+    #[error("{addr} did not answer within {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("the connection to {addr} is closed")]
+    Closed { addr: SocketAddr },
+    #[error("all {limit} stream ids to {addr} are in use")]
+    Busy { addr: SocketAddr, limit: usize },
+    #[error("framing error from {addr}: {source}")]
+    Frame {
+        addr: SocketAddr,
+        source: FrameError,
+    },
+}
+
+impl UpstreamError {
+    /// May the request be sent again elsewhere without risk of applying twice?
+    /// Only when it certainly never reached the node.
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Handshake { .. }
+                | UpstreamError::NoCredentials { .. }
+                | UpstreamError::Busy { .. }
+        )
+    }
+}
+
+/// How to open a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub version: u8,
+    pub compression: Option<Compression>,
+    /// STARTUP options to send besides CQL_VERSION and COMPRESSION (already
+    /// filtered to the ones the proxy understands).
+    pub startup: Vec<(String, String)>,
+    pub credentials: Option<(String, String)>,
+    /// Replayed with USE once the connection is ready.
+    pub keyspace: Option<String>,
+    pub connect_timeout: Duration,
+    /// Stream ids for client requests (the proxy's own come on top).
+    pub max_in_flight: usize,
+    /// OPTIONS is sent when the connection has been idle this long.
+    pub heartbeat_interval: Option<Duration>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            version: 4,
+            compression: None,
+            startup: Vec::new(),
+            credentials: None,
+            keyspace: None,
+            connect_timeout: Duration::from_secs(5),
+            max_in_flight: 2048,
+            heartbeat_interval: None,
+        }
+    }
+}
+
+enum Slot {
+    Free,
+    Waiting(oneshot::Sender<Frame>),
+    /// Its request timed out; the id stays taken until the late answer comes.
+    Abandoned,
+}
+
+struct Streams {
+    /// Ids below this are for client requests, the rest are reserved.
+    client: usize,
+    slots: Vec<Slot>,
+    free_client: Vec<i16>,
+    free_reserved: Vec<i16>,
+}
+
+impl Streams {
+    fn new(client: usize) -> Streams {
+        let client = client.clamp(1, (MAX_STREAMS - RESERVED_STREAMS) as usize) as i16;
+        let total = client + RESERVED_STREAMS;
+        Streams {
+            client: client as usize,
+            slots: (0..total).map(|_| Slot::Free).collect(),
+            free_client: (0..client).rev().collect(),
+            free_reserved: (client..total).rev().collect(),
+        }
+    }
+
+    fn release(&mut self, id: i16) {
+        self.slots[id as usize] = Slot::Free;
+        if (id as usize) < self.client {
+            self.free_client.push(id);
+        } else {
+            self.free_reserved.push(id);
+        }
+    }
+}
+
+struct Shared {
+    addr: SocketAddr,
+    version: u8,
+    streams: Mutex<Streams>,
+    closed: AtomicBool,
+    last_activity: Mutex<tokio::time::Instant>,
+}
+
+impl Shared {
+    fn fail_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut s = self.streams.lock();
+        for slot in s.slots.iter_mut() {
+            // Dropping the sender wakes the waiter with an error.
+            *slot = Slot::Free;
+        }
+    }
+}
+
+/// One connection to one node.
+pub struct UpstreamConn {
+    shared: Arc<Shared>,
+    out: mpsc::UnboundedSender<Frame>,
+    events: broadcast::Sender<Frame>,
+    stop: CancellationToken,
+}
+
+impl Drop for UpstreamConn {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
+type Writer = FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>;
+
+impl UpstreamConn {
+    pub async fn connect(
+        addr: SocketAddr,
+        opts: &ConnectOptions,
+    ) -> Result<UpstreamConn, UpstreamError> {
+        match tokio::time::timeout(opts.connect_timeout, UpstreamConn::open(addr, opts)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::ConnectTimeout {
+                addr,
+                timeout: opts.connect_timeout,
+            }),
+        }
+    }
+
+    async fn open(addr: SocketAddr, opts: &ConnectOptions) -> Result<UpstreamConn, UpstreamError> {
+        let sock = TcpStream::connect(addr)
+            .await
+            .map_err(|source| UpstreamError::Connect { addr, source })?;
+        let _ = sock.set_nodelay(true);
+        let (r, w) = sock.into_split();
+        let mut reader = FramedRead::new(r, FrameCodec::client());
+        let mut writer = FramedWrite::new(w, FrameCodec::client());
+        let v = opts.version;
+        let frame_err = |source| UpstreamError::Frame { addr, source };
+
+        // STARTUP, then (maybe) SASL PLAIN; both on stream 0 before any other traffic.
+        let mut options: Vec<(&str, &str)> = vec![("CQL_VERSION", "3.0.0")];
+        if let Some(c) = opts.compression {
+            options.push(("COMPRESSION", c.name()));
+        }
+        for (k, val) in &opts.startup {
+            if !k.eq_ignore_ascii_case("CQL_VERSION") && !k.eq_ignore_ascii_case("COMPRESSION") {
+                options.push((k, val));
+            }
+        }
+        writer
+            .send(Frame::request(
+                v,
+                0,
+                Opcode::Startup,
+                build_startup(&options),
+            ))
+            .await
+            .map_err(frame_err)?;
+        if v < 5 {
+            writer.encoder_mut().set_compression(opts.compression);
+            reader.decoder_mut().set_compression(opts.compression);
+        }
+        let mut answer = next(&mut reader, addr).await?;
+        if v >= 5 {
+            for codec in [writer.encoder_mut(), reader.decoder_mut()] {
+                codec.set_compression(opts.compression);
+                codec.enable_segments();
+            }
+        }
+        if answer.op() == Some(Opcode::Authenticate) {
+            let (user, pass) = opts
+                .credentials
+                .as_ref()
+                .ok_or(UpstreamError::NoCredentials { addr })?;
+            let mut token = BytesMut::new();
+            token.put_u8(0);
+            token.put_slice(user.as_bytes());
+            token.put_u8(0);
+            token.put_slice(pass.as_bytes());
+            let mut body = BytesMut::new();
+            crate::protocol::writer::put_bytes(&mut body, Some(&token));
+            writer
+                .send(Frame::request(v, 0, Opcode::AuthResponse, body.freeze()))
+                .await
+                .map_err(frame_err)?;
+            answer = next(&mut reader, addr).await?;
+            if answer.op() == Some(Opcode::AuthSuccess) {
+                answer = Frame::response(v, 0, Opcode::Ready, Bytes::new());
+            }
+        }
+        if answer.op() != Some(Opcode::Ready) {
+            return Err(handshake_error(addr, &answer));
+        }
+        if let Some(ks) = &opts.keyspace {
+            let body = Query {
+                text: format!("USE \"{}\"", ks.replace('"', "\"\"")),
+                params: QueryParams {
+                    consistency: consistency::ONE,
+                    ..Default::default()
+                },
+            }
+            .encode(v);
+            writer
+                .send(Frame::request(v, 0, Opcode::Query, body))
+                .await
+                .map_err(frame_err)?;
+            let r = next(&mut reader, addr).await?;
+            if r.op() != Some(Opcode::Result) {
+                return Err(handshake_error(addr, &r));
+            }
+        }
+
+        let shared = Arc::new(Shared {
+            addr,
+            version: v,
+            streams: Mutex::new(Streams::new(opts.max_in_flight)),
+            closed: AtomicBool::new(false),
+            last_activity: Mutex::new(tokio::time::Instant::now()),
+        });
+        let (out, rx) = mpsc::unbounded_channel();
+        let events = broadcast::channel(256).0;
+        let stop = CancellationToken::new();
+        tokio::spawn(write_loop(writer, rx, shared.clone(), stop.clone()));
+        tokio::spawn(read_loop(
+            reader,
+            shared.clone(),
+            events.clone(),
+            stop.clone(),
+        ));
+        let conn = UpstreamConn {
+            shared,
+            out,
+            events,
+            stop,
+        };
+        if let Some(every) = opts.heartbeat_interval {
+            tokio::spawn(heartbeat(conn.handle(), every));
+        }
+        Ok(conn)
+    }
+
+    fn handle(&self) -> HeartbeatHandle {
+        HeartbeatHandle {
+            shared: self.shared.clone(),
+            out: self.out.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    pub fn version(&self) -> u8 {
+        self.shared.version
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Server events (stream -1) for connections that sent REGISTER.
+    pub fn events(&self) -> broadcast::Receiver<Frame> {
+        self.events.subscribe()
+    }
+
+    /// Sends a client request and waits for its answer (its stream id is
+    /// rewritten to one of this connection's; the answer comes back with
+    /// the upstream id, which callers replace with the client's).
+    pub async fn request(
+        &self,
+        op: Opcode,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Frame, UpstreamError> {
+        send(&self.shared, &self.out, op, body, 0, timeout, false).await
+    }
+
+    /// A request of the proxy's own, on the reserved stream ids.
+    pub async fn request_reserved(
+        &self,
+        op: Opcode,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Frame, UpstreamError> {
+        send(&self.shared, &self.out, op, body, 0, timeout, true).await
+    }
+
+    /// Forwards a frame with its flags (tracing, custom payload) kept.
+    pub async fn forward(&self, frame: &Frame, timeout: Duration) -> Result<Frame, UpstreamError> {
+        send(
+            &self.shared,
+            &self.out,
+            frame.op().unwrap_or(Opcode::Query),
+            frame.body.clone(),
+            frame.flags,
+            timeout,
+            false,
+        )
+        .await
+    }
+
+    /// Stream ids in use by client requests (waiting or abandoned).
+    pub fn in_flight(&self) -> usize {
+        let s = self.shared.streams.lock();
+        s.client - s.free_client.len()
+    }
+
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+}
+
+async fn send(
+    shared: &Arc<Shared>,
+    out: &mpsc::UnboundedSender<Frame>,
+    op: Opcode,
+    body: Bytes,
+    flags: u8,
+    timeout: Duration,
+    reserved: bool,
+) -> Result<Frame, UpstreamError> {
+    let addr = shared.addr;
+    if shared.closed.load(Ordering::SeqCst) {
+        return Err(UpstreamError::Closed { addr });
+    }
+    let (tx, rx) = oneshot::channel();
+    let id = {
+        let mut s = shared.streams.lock();
+        let pool = if reserved {
+            &mut s.free_reserved
+        } else {
+            &mut s.free_client
+        };
+        let Some(id) = pool.pop() else {
+            let limit = if reserved {
+                RESERVED_STREAMS as usize
+            } else {
+                s.client
+            };
+            return Err(UpstreamError::Busy { addr, limit });
+        };
+        s.slots[id as usize] = Slot::Waiting(tx);
+        id
+    };
+    let mut frame = Frame::request(shared.version, id, op, body);
+    frame.flags = flags & !crate::frame::flags::COMPRESSION;
+    if out.send(frame).is_err() {
+        shared.streams.lock().release(id);
+        return Err(UpstreamError::Closed { addr });
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(_)) => Err(UpstreamError::Closed { addr }),
+        Err(_) => {
+            let mut s = shared.streams.lock();
+            if matches!(s.slots[id as usize], Slot::Waiting(_)) {
+                s.slots[id as usize] = Slot::Abandoned;
+            }
+            Err(UpstreamError::Timeout { addr, timeout })
+        }
+    }
+}
+
+async fn next(reader: &mut Reader, addr: SocketAddr) -> Result<Frame, UpstreamError> {
+    match reader.next().await {
+        Some(Ok(f)) => Ok(f),
+        Some(Err(source)) => Err(UpstreamError::Frame { addr, source }),
+        None => Err(UpstreamError::Closed { addr }),
+    }
+}
+
+fn handshake_error(addr: SocketAddr, f: &Frame) -> UpstreamError {
+    let error = match f.op() {
+        Some(Opcode::Error) => ErrorFrame::decode(&f.body).unwrap_or_else(|e| {
+            ErrorFrame::protocol(format!("unreadable ERROR during the handshake: {e}"))
+        }),
+        other => ErrorFrame::protocol(format!("unexpected {:?} during the handshake", other)),
+    };
+    UpstreamError::Handshake { addr, error }
+}
+
+async fn write_loop(
+    mut w: Writer,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            f = rx.recv() => match f { Some(f) => f, None => break },
+        };
+        // Everything already queued goes out in the same socket write.
+        let mut ok = w.feed(first).await.is_ok();
+        while ok {
+            match rx.try_recv() {
+                Ok(f) => ok = w.feed(f).await.is_ok(),
+                Err(_) => break,
+            }
+        }
+        if !ok || w.flush().await.is_err() {
+            break;
+        }
+        *shared.last_activity.lock() = tokio::time::Instant::now();
+    }
+    stop.cancel();
+    shared.fail_all();
+}
+
+async fn read_loop(
+    mut r: Reader,
+    shared: Arc<Shared>,
+    events: broadcast::Sender<Frame>,
+    stop: CancellationToken,
+) {
+    loop {
+        let f = tokio::select! {
+            _ = stop.cancelled() => break,
+            f = r.next() => f,
+        };
+        let f = match f {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                tracing::warn!(upstream = %shared.addr, error = %e, "closing upstream connection after a framing error");
+                break;
+            }
+            None => break,
+        };
+        if f.stream < 0 {
+            let _ = events.send(f);
+            continue;
+        }
+        let mut s = shared.streams.lock();
+        let Some(slot) = s.slots.get_mut(f.stream as usize) else {
+            tracing::warn!(upstream = %shared.addr, stream = f.stream, "answer on a stream id never used");
+            continue;
+        };
+        match std::mem::replace(slot, Slot::Free) {
+            Slot::Waiting(tx) => {
+                s.release(f.stream);
+                drop(s);
+                let _ = tx.send(f);
+            }
+            Slot::Abandoned => s.release(f.stream),
+            Slot::Free => {
+                tracing::warn!(upstream = %shared.addr, stream = f.stream, "answer on a free stream id")
+            }
+        }
+    }
+    stop.cancel();
+    shared.fail_all();
+}
+
+struct HeartbeatHandle {
+    shared: Arc<Shared>,
+    out: mpsc::UnboundedSender<Frame>,
+    stop: CancellationToken,
+}
+
+/// OPTIONS on an idle connection; a connection that does not answer is closed.
+async fn heartbeat(h: HeartbeatHandle, every: Duration) {
+    loop {
+        let idle_since = *h.shared.last_activity.lock();
+        let due = idle_since + every;
+        tokio::select! {
+            _ = h.stop.cancelled() => return,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        if *h.shared.last_activity.lock() > idle_since {
+            continue;
+        }
+        match send(
+            &h.shared,
+            &h.out,
+            Opcode::Options,
+            Bytes::new(),
+            0,
+            every,
+            true,
+        )
+        .await
+        {
+            Ok(_) => *h.shared.last_activity.lock() = tokio::time::Instant::now(),
+            Err(e) => {
+                tracing::warn!(upstream = %h.shared.addr, error = %e, "heartbeat failed; closing the connection");
+                h.stop.cancel();
+                return;
+            }
+        }
+    }
+}

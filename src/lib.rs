@@ -10,6 +10,8 @@
 //!   looks into, and builders for the frames it answers itself.
 //! - [`cql`]: the CQL lexer shared by the classifier and the embedded node.
 //! - [`client`]: a minimal client on the same codec (tests, benchmarks).
+//! - [`proxy`]: the dual-write proxy: listener, client sessions, routing,
+//!   prepared-id map, topology answers.
 //! - [`upstream`]: one connection to one cluster node: handshake, stream-id
 //!   pool, coalesced writes, timeouts, heartbeats.
 //! - [`node`]: the embedded in-memory CQL node used by `demo`, the tests and
@@ -22,4 +24,5 @@ pub mod cql;
 pub mod frame;
 pub mod node;
 pub mod protocol;
+pub mod proxy;
 pub mod upstream;

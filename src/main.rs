@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run two embedded in-memory nodes (origin and target) and print how to connect.
+    /// Run two embedded in-memory nodes (origin and target) with the proxy in front; print how to connect.
     Demo {
         /// Origin node address (a free port is used if it is taken).
         #[arg(long, default_value = "127.0.0.1:9042")]
@@ -28,6 +28,27 @@ enum Command {
         /// Target node address (a free port is used if it is taken).
         #[arg(long, default_value = "127.0.0.1:9043")]
         target: SocketAddr,
+        /// Where the proxy listens (a free port is used if it is taken).
+        #[arg(long, default_value = "127.0.0.1:9044")]
+        listen: SocketAddr,
+    },
+    /// Run the proxy, from a config file or from quick-start flags.
+    Run {
+        /// The TOML config (see config/cutover.example.toml).
+        #[arg(long, conflicts_with_all = ["origin", "target"])]
+        config: Option<std::path::PathBuf>,
+        /// Quick start without a file: the origin cluster's contact point.
+        #[arg(long, requires = "target")]
+        origin: Option<String>,
+        /// Quick start without a file: the target cluster's contact point.
+        #[arg(long, requires = "origin")]
+        target: Option<String>,
+        /// Where clients connect (quick start).
+        #[arg(long, default_value = "127.0.0.1:9042")]
+        listen: SocketAddr,
+        /// Admin address (quick start).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
     /// Check a proxy config file (and CUTOVER_* overrides) without starting anything.
     CheckConfig {
@@ -71,6 +92,38 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            config,
+            origin,
+            target,
+            listen,
+            admin,
+        } => {
+            let cfg = match (config, origin, target) {
+                (Some(file), _, _) => Config::load(&file, std::env::vars())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
+                (None, Some(o), Some(t)) => {
+                    Config::quick_start(&o, &t, listen, admin).map_err(|e| anyhow::anyhow!("{e}"))
+                }
+                _ => Err(anyhow::anyhow!(
+                    "give --config FILE, or --origin HOST:PORT --target HOST:PORT"
+                )),
+            };
+            let cfg = match cfg {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(2);
+                }
+            };
+            let grace = cfg.shutdown.grace_period.0;
+            let running = cutover::proxy::start(cfg).await?;
+            println!("cutover proxy listening on {}", running.addr);
+            match wait_for_signal().await {
+                Signal::Terminate => running.drain(grace).await,
+                Signal::Interrupt => running.stop().await,
+            }
+        }
         Command::CheckConfig { file } => match Config::load(&file, std::env::vars()) {
             Ok(c) => {
                 println!("{}: valid", file.display());
@@ -109,16 +162,42 @@ async fn main() -> Result<()> {
             if let Some(c) = running.control_addr {
                 println!("control listening on http://{c}");
             }
-            wait_for_signal().await;
+            let _ = wait_for_signal().await;
             running.shutdown().await;
         }
-        Command::Demo { origin, target } => {
+        Command::Demo {
+            origin,
+            target,
+            listen,
+        } => {
             let o = start_preferring(origin, "origin").await?;
             let t = start_preferring(target, "target").await?;
-            println!("cutover demo: two embedded in-memory CQL nodes are running.");
+            let cfg = Config::quick_start(&o.addr.to_string(), &t.addr.to_string(), listen, None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let proxy = match cutover::proxy::start(cfg.clone()).await {
+                Ok(p) => p,
+                Err(cutover::proxy::ProxyError::Listen { .. }) => {
+                    let mut cfg = cfg;
+                    cfg.listen = SocketAddr::new(listen.ip(), 0);
+                    cfg.topology.instances.clear();
+                    eprintln!("{listen} is in use; the proxy takes a free port instead");
+                    cutover::proxy::start(cfg).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let p = proxy.addr;
+            println!(
+                "cutover demo: a dual-write proxy in front of two embedded in-memory CQL nodes."
+            );
             println!();
             println!(
-                "  origin  {:<21}  connect: cqlsh {} {}",
+                "  proxy   {:<21}  connect: cqlsh {} {}",
+                p,
+                p.ip(),
+                p.port()
+            );
+            println!(
+                "  origin  {:<21}  connect: cqlsh {} {}   (reads come from here)",
                 o.addr,
                 o.addr.ip(),
                 o.addr.port()
@@ -130,12 +209,11 @@ async fn main() -> Result<()> {
                 t.addr.port()
             );
             println!();
-            println!("Any CQL driver works too (protocol v3, v4 or v5; LZ4 or Snappy).");
-            println!(
-                "The proxy that mirrors writes to both does not exist yet; it will sit in front"
-            );
-            println!("of these two nodes here. Press Ctrl-C to stop.");
-            wait_for_signal().await;
+            println!("Writes through the proxy land on both nodes with the same write time;");
+            println!("reads are answered by the origin. Any CQL driver works (v3, v4 or v5;");
+            println!("LZ4 or Snappy). Press Ctrl-C to stop.");
+            let _ = wait_for_signal().await;
+            proxy.stop().await;
             o.shutdown().await;
             t.shutdown().await;
         }
@@ -158,11 +236,18 @@ async fn start_preferring(addr: SocketAddr, role: &str) -> Result<node::RunningN
     }
 }
 
-async fn wait_for_signal() {
+enum Signal {
+    /// SIGTERM: drain.
+    Terminate,
+    /// SIGINT (Ctrl-C): stop at once.
+    Interrupt,
+}
+
+async fn wait_for_signal() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+        _ = term.recv() => Signal::Terminate,
     }
 }

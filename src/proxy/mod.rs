@@ -1,0 +1,239 @@
+//! The proxy: a listener, one `session` per client connection, and the
+//! state every session shares (config, prepared map, classification cache,
+//! topology). Sessions reach the clusters through `upstream` connections
+//! opened on demand.
+//!
+//! This module owns the lifecycle (start, drain on SIGTERM, stop); routing
+//! decisions live in `route`, the client side of the wire in `session`.
+
+mod prepared;
+mod route;
+mod session;
+mod topology;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use prepared::{PreparedMap, Side};
+pub use topology::{SystemTable, TopologyView};
+
+use crate::config::{ClusterConfig, Config, Phase};
+use crate::cql::ClassificationCache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cluster {cluster}: cannot resolve contact point {contact_point}: {reason}")]
+    Resolve {
+        cluster: String,
+        contact_point: String,
+        reason: String,
+    },
+}
+
+/// One cluster as the proxy reaches it.
+pub struct Cluster {
+    pub name: String,
+    /// Resolved contact points, tried in order.
+    pub nodes: Vec<SocketAddr>,
+    pub config: ClusterConfig,
+}
+
+/// State shared by every session of one proxy instance.
+pub struct Proxy {
+    pub config: Config,
+    pub origin: Cluster,
+    pub target: Cluster,
+    pub prepared: PreparedMap,
+    pub classifier: ClassificationCache,
+    pub topology: TopologyView,
+}
+
+impl Proxy {
+    pub fn cluster(&self, side: Side) -> &Cluster {
+        match side {
+            Side::Origin => &self.origin,
+            Side::Target => &self.target,
+        }
+    }
+
+    /// The cluster that answers reads.
+    pub fn primary(&self) -> Side {
+        match self.config.route.phase {
+            Phase::TargetPrimary | Phase::TargetOnly => Side::Target,
+            _ => Side::Origin,
+        }
+    }
+
+    /// The clusters writes go to, primary first.
+    pub fn write_sides(&self) -> Vec<Side> {
+        match self.config.route.phase {
+            Phase::OriginOnly => vec![Side::Origin],
+            Phase::TargetOnly => vec![Side::Target],
+            Phase::TargetPrimary => vec![Side::Target, Side::Origin],
+            Phase::DualWrite | Phase::ShadowReads => vec![Side::Origin, Side::Target],
+        }
+    }
+}
+
+async fn resolve(name: &str, c: &ClusterConfig) -> Result<Cluster, ProxyError> {
+    let mut nodes = Vec::new();
+    for cp in &c.contact_points {
+        let mut addrs =
+            tokio::net::lookup_host(cp.as_str())
+                .await
+                .map_err(|e| ProxyError::Resolve {
+                    cluster: name.into(),
+                    contact_point: cp.clone(),
+                    reason: e.to_string(),
+                })?;
+        if let Some(a) = addrs.next() {
+            nodes.push(a);
+        }
+    }
+    Ok(Cluster {
+        name: name.into(),
+        nodes,
+        config: c.clone(),
+    })
+}
+
+/// A running proxy instance.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    /// Stops accepting and reading new requests.
+    stop_accepting: CancellationToken,
+    /// Closes every connection at once.
+    close_all: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RunningProxy {
+    /// SIGTERM: stop accepting, let requests already received finish (up to
+    /// the grace period), then close.
+    pub async fn drain(self, grace: Duration) {
+        self.stop_accepting.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "grace period over; closing connections with requests still in flight"
+            );
+        }
+        self.close_all.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+    }
+
+    /// SIGINT: stop at once.
+    pub async fn stop(self) {
+        self.stop_accepting.cancel();
+        self.close_all.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+    }
+}
+
+pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
+    let shard = &config.shards[&config.route.shard];
+    let origin = resolve(&shard.origin, &config.clusters[&shard.origin]).await?;
+    let target = resolve(&shard.target, &config.clusters[&shard.target]).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ProxyError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ProxyError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let mut topology = config.topology.clone();
+    // A listen port of 0 is only known now.
+    if config.listen.port() == 0 && topology.instances == vec![config.listen] {
+        topology.instances = vec![addr];
+    }
+    let proxy = Arc::new(Proxy {
+        prepared: PreparedMap::new(config.limits.prepared_cache_entries as usize),
+        classifier: ClassificationCache::new(config.limits.prepared_cache_entries as usize),
+        topology: TopologyView::from_config(&topology),
+        config,
+        origin,
+        target,
+    });
+    let stop_accepting = CancellationToken::new();
+    let close_all = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(accept_loop(
+        proxy.clone(),
+        listener,
+        stop_accepting.clone(),
+        close_all.clone(),
+        tasks.clone(),
+    ));
+    Ok(RunningProxy {
+        addr,
+        proxy,
+        stop_accepting,
+        close_all,
+        tasks,
+    })
+}
+
+async fn accept_loop(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    stop_accepting: CancellationToken,
+    close_all: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        proxy.config.limits.max_client_connections as usize,
+    ));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = stop_accepting.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                backoff = Duration::from_millis(5);
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "refusing a client: max_client_connections reached");
+                    drop(sock);
+                    continue;
+                };
+                let session = session::ClientSession::new(
+                    proxy.clone(),
+                    sock,
+                    peer,
+                    stop_accepting.clone(),
+                    close_all.clone(),
+                    tasks.clone(),
+                );
+                tasks.spawn(async move {
+                    session.run().await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

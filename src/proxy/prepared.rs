@@ -1,0 +1,107 @@
+//! The proxy-wide prepared-statement map: one id per (keyspace, text), the
+//! one Cassandra itself would compute, so it is the same on every instance,
+//! after restarts and in every phase; and per cluster, that cluster's own id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::cql::Classification;
+
+/// Which cluster of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Origin,
+    Target,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Origin => "origin",
+            Side::Target => "target",
+        }
+    }
+}
+
+pub struct PreparedEntry {
+    pub text: String,
+    pub keyspace: Option<String>,
+    pub classification: Arc<Classification>,
+    ids: RwLock<HashMap<Side, Bytes>>,
+}
+
+impl PreparedEntry {
+    pub fn id_on(&self, side: Side) -> Option<Bytes> {
+        self.ids.read().get(&side).cloned()
+    }
+
+    pub fn set_id(&self, side: Side, id: Bytes) {
+        self.ids.write().insert(side, id);
+    }
+}
+
+pub struct PreparedMap {
+    entries: RwLock<HashMap<Bytes, Arc<PreparedEntry>>>,
+    capacity: usize,
+}
+
+impl PreparedMap {
+    pub fn new(capacity: usize) -> PreparedMap {
+        PreparedMap {
+            entries: RwLock::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The id clients see for `text` prepared in `keyspace`.
+    pub fn client_id(keyspace: Option<&str>, text: &str) -> Bytes {
+        Bytes::copy_from_slice(&crate::node::prepared_id(keyspace, text))
+    }
+
+    pub fn get(&self, id: &[u8]) -> Option<Arc<PreparedEntry>> {
+        self.entries.read().get(id).cloned()
+    }
+
+    /// Inserts (or returns the existing) entry for `id`. When the map is
+    /// full an arbitrary entry is evicted; a client that EXECUTEs an evicted
+    /// id gets UNPREPARED with its own id and prepares again.
+    pub fn insert(
+        &self,
+        id: Bytes,
+        text: &str,
+        keyspace: Option<&str>,
+        classification: Arc<Classification>,
+    ) -> Arc<PreparedEntry> {
+        if let Some(e) = self.get(&id) {
+            return e;
+        }
+        let mut entries = self.entries.write();
+        if entries.len() >= self.capacity {
+            if let Some(k) = entries.keys().next().cloned() {
+                entries.remove(&k);
+            }
+        }
+        entries
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(PreparedEntry {
+                    text: text.to_string(),
+                    keyspace: keyspace.map(str::to_string),
+                    classification,
+                    ids: RwLock::new(HashMap::new()),
+                })
+            })
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

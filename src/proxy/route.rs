@@ -1,0 +1,556 @@
+//! What happens to one request: classify it (cached; EXECUTE inherits its
+//! PREPARE's classification), pick the clusters, rewrite what each needs
+//! (its own prepared id, the proxy's write timestamp), send, and join the
+//! answers: a write is answered when every cluster has answered, and a
+//! failure on any of them is what the client gets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::prepared::{PreparedEntry, PreparedMap, Side};
+use super::session::SessionState;
+use super::topology::SystemTable;
+use crate::config::DdlMode;
+use crate::cql::{Classification, StatementKind};
+use crate::frame::{Frame, Opcode};
+use crate::protocol::reader::BodyReader;
+use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Prepare, Query};
+use crate::protocol::response::{read_result_kind, result_kind, ResultBody};
+use crate::protocol::writer::put_short_bytes;
+use crate::protocol::{consistency, ErrorCode, ErrorFrame};
+use crate::upstream::UpstreamError;
+
+fn error_frame(state: &SessionState, e: ErrorFrame) -> Frame {
+    Frame::response(state.version, 0, Opcode::Error, e.encode())
+}
+
+pub async fn handle(state: &Arc<SessionState>, op: Opcode, frame: Frame) -> Frame {
+    let r = match op {
+        Opcode::Query => query(state, frame).await,
+        Opcode::Prepare => prepare(state, frame).await,
+        Opcode::Execute => execute(state, frame).await,
+        Opcode::Batch => batch(state, frame).await,
+        Opcode::Register => register(state, frame).await,
+        _ => Err(ErrorFrame::protocol("unexpected opcode")),
+    };
+    r.unwrap_or_else(|e| error_frame(state, e))
+}
+
+fn malformed(e: impl std::fmt::Display) -> ErrorFrame {
+    ErrorFrame::protocol(format!("malformed request body: {e}"))
+}
+
+/// The clusters a statement of this kind goes to, primary first.
+fn sides_for(state: &SessionState, c: &Classification) -> Result<Vec<Side>, ErrorFrame> {
+    let p = &state.proxy;
+    Ok(match c.kind {
+        StatementKind::Read => vec![p.primary()],
+        StatementKind::Write | StatementKind::Truncate | StatementKind::Use | StatementKind::Access => p.write_sides(),
+        StatementKind::Schema => match p.config.ddl {
+            DdlMode::All => p.write_sides(),
+            DdlMode::PrimaryOnly => vec![p.primary()],
+            DdlMode::Refuse => {
+                return Err(ErrorFrame::new(
+                    ErrorCode::UNAUTHORIZED,
+                    "cutover: schema changes are refused by this proxy (ddl = \"refuse\"); run them on the clusters directly",
+                ))
+            }
+        },
+    })
+}
+
+/// Should the proxy give this write its own timestamp?
+fn needs_timestamp(state: &SessionState, c: &Classification) -> bool {
+    state.proxy.config.writes.add_timestamps
+        && c.kind == StatementKind::Write
+        && !c.conditional
+        && !c.increments
+        && !c.has_timestamp
+}
+
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+async fn query(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+    let text = Query::read_text(&frame.body).map_err(malformed)?;
+    let c = state
+        .proxy
+        .classifier
+        .classify(text, state.keyspace().as_deref())
+        .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
+    if c.kind == StatementKind::Read {
+        if let Some(t) = c.tables.first() {
+            let ks = t.keyspace.clone().or_else(|| state.keyspace());
+            if let Some(table) = SystemTable::of(ks.as_deref(), &t.table) {
+                return system_read(state, table, &frame).await;
+            }
+        }
+    }
+    let sides = sides_for(state, &c)?;
+    let body = if needs_timestamp(state, &c) {
+        let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
+        if q.params.timestamp.is_none() {
+            q.params.timestamp = Some(now_micros());
+            q.encode(state.version)
+        } else {
+            frame.body.clone()
+        }
+    } else {
+        frame.body.clone()
+    };
+    let f = Frame { body, ..frame };
+    let answer = send_all(state, &sides, |_| Ok(f.clone()), c.kind).await?;
+    if c.kind == StatementKind::Use && answer.op() == Some(Opcode::Result) {
+        if let Ok(ResultBody::SetKeyspace(ks)) = ResultBody::read(&answer.body, state.version) {
+            state.set_keyspace(ks);
+        }
+    }
+    Ok(answer)
+}
+
+/// `system.local` / `system.peers(_v2)`: the primary answers, topology rewrites.
+async fn system_read(
+    state: &Arc<SessionState>,
+    table: SystemTable,
+    frame: &Frame,
+) -> Result<Frame, ErrorFrame> {
+    let primary = state.proxy.primary();
+    let answer = send_one(state, primary, frame.clone(), StatementKind::Read).await?;
+    let Ok(ResultBody::Rows(rows)) = ResultBody::read(&answer.body, state.version) else {
+        return Ok(answer);
+    };
+    let mut local = Vec::new();
+    if table != SystemTable::Local && state.proxy.topology.instances.len() > 1 {
+        let q = Query {
+            text: "SELECT release_version, schema_version, cluster_name, partitioner FROM system.local WHERE key = 'local'".into(),
+            params: crate::protocol::request::QueryParams { consistency: consistency::ONE, ..Default::default() },
+        };
+        let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
+        if let Ok(a) = send_one(state, primary, f, StatementKind::Read).await {
+            if let Ok(ResultBody::Rows(r)) = ResultBody::read(&a.body, state.version) {
+                if let Some(row) = r.rows.first() {
+                    local = r
+                        .metadata
+                        .columns
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .zip(row.iter().cloned())
+                        .collect();
+                }
+            }
+        }
+    }
+    let body = state.proxy.topology.rewrite(table, &rows, &local);
+    Ok(Frame { body, ..answer })
+}
+
+async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+    let p = Prepare::read(&frame.body, state.version).map_err(malformed)?;
+    let keyspace = p.keyspace.clone().or_else(|| state.keyspace());
+    let c = state
+        .proxy
+        .classifier
+        .classify(&p.text, keyspace.as_deref())
+        .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
+    let client_id = PreparedMap::client_id(keyspace.as_deref(), &p.text);
+    let entry =
+        state
+            .proxy
+            .prepared
+            .insert(client_id.clone(), &p.text, keyspace.as_deref(), c.clone());
+    // Prepared on every cluster a phase may send it to, so that a phase
+    // change never meets an unknown statement.
+    let mut sides = state.proxy.write_sides();
+    let primary = state.proxy.primary();
+    if !sides.contains(&primary) {
+        sides.insert(0, primary);
+    }
+    let answers = futures::future::join_all(
+        sides
+            .iter()
+            .map(|side| prepare_on(state, &entry, *side, &frame)),
+    )
+    .await;
+    let mut primary_answer = None;
+    for (side, a) in sides.iter().zip(answers) {
+        let a = a?;
+        if a.op() == Some(Opcode::Error) {
+            return Ok(a);
+        }
+        if *side == primary {
+            primary_answer = Some(a);
+        }
+    }
+    let a = primary_answer.expect("the primary is among the sides");
+    Ok(Frame {
+        body: with_prepared_id(&a.body, &client_id)?,
+        ..a
+    })
+}
+
+/// PREPARE on one cluster, remembering that cluster's id.
+async fn prepare_on(
+    state: &Arc<SessionState>,
+    entry: &PreparedEntry,
+    side: Side,
+    frame: &Frame,
+) -> Result<Frame, ErrorFrame> {
+    let body = Prepare {
+        text: entry.text.clone(),
+        keyspace: if state.version >= 5 {
+            entry.keyspace.clone()
+        } else {
+            None
+        },
+    }
+    .encode(state.version);
+    let f = Frame {
+        body,
+        ..frame.clone()
+    };
+    let a = send_one(state, side, f, StatementKind::Read).await?;
+    if a.op() == Some(Opcode::Result) {
+        if let Ok(id) = prepared_id_of(&a.body) {
+            entry.set_id(side, id);
+        }
+    }
+    Ok(a)
+}
+
+fn prepared_id_of(body: &Bytes) -> Result<Bytes, ErrorFrame> {
+    let mut r = BodyReader::new(body);
+    if r.int().map_err(malformed)? != result_kind::PREPARED {
+        return Err(ErrorFrame::server(
+            "cutover: a cluster answered PREPARE with something else than PREPARED",
+        ));
+    }
+    r.short_bytes().map_err(malformed)
+}
+
+/// A PREPARED body with its id replaced by the client-facing one.
+fn with_prepared_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
+    let mut r = BodyReader::new(body);
+    r.int().map_err(malformed)?;
+    r.short_bytes().map_err(malformed)?;
+    let rest = r.rest();
+    let mut b = BytesMut::with_capacity(body.len() + id.len());
+    b.put_i32(result_kind::PREPARED);
+    put_short_bytes(&mut b, id);
+    b.put_slice(&rest);
+    Ok(b.freeze())
+}
+
+/// An EXECUTE (or any body that starts with a prepared id) for another id.
+fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
+    let mut r = BodyReader::new(body);
+    r.short_bytes().map_err(malformed)?;
+    let rest = r.rest();
+    let mut b = BytesMut::with_capacity(body.len() + id.len());
+    put_short_bytes(&mut b, id);
+    b.put_slice(&rest);
+    Ok(b.freeze())
+}
+
+async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+    let client_id = Execute::read_id(&frame.body).map_err(malformed)?;
+    let Some(entry) = state.proxy.prepared.get(&client_id) else {
+        return Err(ErrorFrame::unprepared(client_id));
+    };
+    let c = entry.classification.clone();
+    let sides = sides_for(state, &c)?;
+    let body = if needs_timestamp(state, &c) {
+        let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
+        if e.params.timestamp.is_none() {
+            e.params.timestamp = Some(now_micros());
+            e.encode(state.version)
+        } else {
+            frame.body.clone()
+        }
+    } else {
+        frame.body.clone()
+    };
+    let template = Frame { body, ..frame };
+    let answers = futures::future::join_all(
+        sides
+            .iter()
+            .map(|side| execute_on(state, &entry, *side, &template)),
+    )
+    .await;
+    join(state, &sides, answers, c.kind)
+}
+
+/// EXECUTE on one cluster with its own id; an UNPREPARED from the cluster
+/// (it restarted, or evicted the statement) is answered by preparing again
+/// and retrying once, so the client never sees it.
+async fn execute_on(
+    state: &Arc<SessionState>,
+    entry: &Arc<PreparedEntry>,
+    side: Side,
+    template: &Frame,
+) -> Result<Frame, UpstreamError> {
+    for attempt in 0..2 {
+        let id = match entry.id_on(side) {
+            Some(id) if attempt == 0 => id,
+            _ => {
+                let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
+                match prepare_on(state, entry, side, &prep).await {
+                    Ok(a) if a.op() == Some(Opcode::Result) => {}
+                    Ok(a) => return Ok(a),
+                    Err(e) => return Ok(error_frame(state, e)),
+                }
+                match entry.id_on(side) {
+                    Some(id) => id,
+                    None => {
+                        return Ok(error_frame(
+                            state,
+                            ErrorFrame::server("cutover: could not prepare the statement again"),
+                        ))
+                    }
+                }
+            }
+        };
+        let body = match with_execute_id(&template.body, &id) {
+            Ok(b) => b,
+            Err(e) => return Ok(error_frame(state, e)),
+        };
+        let up = state.upstream(side).await?;
+        let timeout = state.proxy.cluster(side).config.request_timeout.0;
+        let a = up
+            .forward(
+                &Frame {
+                    body,
+                    ..template.clone()
+                },
+                timeout,
+            )
+            .await?;
+        let unprepared = a.op() == Some(Opcode::Error)
+            && ErrorFrame::decode(&a.body).is_ok_and(|e| e.code == ErrorCode::UNPREPARED);
+        if !unprepared || attempt == 1 {
+            return Ok(a);
+        }
+    }
+    unreachable!("the loop returns on its second attempt")
+}
+
+async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+    let mut b = Batch::read(&frame.body, state.version).map_err(malformed)?;
+    let ks = b.keyspace.clone().or_else(|| state.keyspace());
+    let mut add_ts = state.proxy.config.writes.add_timestamps && b.timestamp.is_none();
+    let mut entries = Vec::new();
+    for child in &b.children {
+        let c = match &child.statement {
+            BatchStatement::Query(t) => state
+                .proxy
+                .classifier
+                .classify(t, ks.as_deref())
+                .map_err(|e| ErrorFrame::syntax(e.to_string()))?,
+            BatchStatement::Prepared(id) => {
+                let e = state
+                    .proxy
+                    .prepared
+                    .get(id)
+                    .ok_or_else(|| ErrorFrame::unprepared(id.clone()))?;
+                let c = e.classification.clone();
+                entries.push(e);
+                c
+            }
+        };
+        if c.conditional || c.increments || c.has_timestamp {
+            add_ts = false;
+        }
+    }
+    if add_ts {
+        b.timestamp = Some(now_micros());
+    }
+    let sides = state.proxy.write_sides();
+    let template = frame;
+    let answers = futures::future::join_all(sides.iter().map(|side| {
+        let b = b.clone();
+        let template = template.clone();
+        let entries = entries.clone();
+        async move {
+            let mut b = b;
+            let mut i = 0;
+            for child in b.children.iter_mut() {
+                if let BatchStatement::Prepared(id) = &mut child.statement {
+                    let entry = &entries[i];
+                    i += 1;
+                    if entry.id_on(*side).is_none() {
+                        let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
+                        if let Err(e) = prepare_on(state, entry, *side, &prep).await {
+                            return Ok(error_frame(state, e));
+                        }
+                    }
+                    match entry.id_on(*side) {
+                        Some(cluster_id) => *id = cluster_id,
+                        None => {
+                            return Ok(error_frame(
+                                state,
+                                ErrorFrame::server("cutover: could not prepare a batch statement"),
+                            ))
+                        }
+                    }
+                }
+            }
+            let body = b.encode(state.version);
+            let up = state.upstream(*side).await?;
+            up.forward(
+                &Frame { body, ..template },
+                state.proxy.cluster(*side).config.request_timeout.0,
+            )
+            .await
+        }
+    }))
+    .await;
+    join(state, &sides, answers, StatementKind::Write)
+}
+
+async fn register(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+    let events = read_register(&frame.body).map_err(malformed)?;
+    if events.iter().any(|e| e == "SCHEMA_CHANGE") {
+        // Schema changes come from the primary; its topology and status
+        // events are never passed on (drivers see only proxy instances).
+        let up = state
+            .upstream(state.proxy.primary())
+            .await
+            .map_err(|e| unavailable(state, e))?;
+        let mut body = BytesMut::new();
+        crate::protocol::writer::put_string_list(&mut body, &["SCHEMA_CHANGE"]);
+        let a = up
+            .request_reserved(Opcode::Register, body.freeze(), Duration::from_secs(10))
+            .await
+            .map_err(|e| unavailable(state, e))?;
+        if a.op() != Some(Opcode::Ready) {
+            return Ok(a);
+        }
+        let mut rx = up.events();
+        let out = state.out.clone();
+        let close = state.close.clone();
+        state.tasks.spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = close.cancelled() => return,
+                    ev = rx.recv() => ev,
+                };
+                match ev {
+                    Ok(f)
+                        if crate::protocol::response::read_event_type(&f.body)
+                            .is_ok_and(|t| t == "SCHEMA_CHANGE") =>
+                    {
+                        if out.send(f).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    Ok(Frame::response(
+        state.version,
+        frame.stream,
+        Opcode::Ready,
+        Bytes::new(),
+    ))
+}
+
+fn unavailable(state: &SessionState, e: UpstreamError) -> ErrorFrame {
+    let _ = state;
+    ErrorFrame::unavailable(consistency::ONE, format!("cutover: {e}"))
+}
+
+async fn send_one(
+    state: &Arc<SessionState>,
+    side: Side,
+    frame: Frame,
+    kind: StatementKind,
+) -> Result<Frame, ErrorFrame> {
+    let answers = vec![send_raw(state, side, frame).await];
+    join(state, &[side], answers, kind)
+}
+
+async fn send_raw(
+    state: &Arc<SessionState>,
+    side: Side,
+    frame: Frame,
+) -> Result<Frame, UpstreamError> {
+    let up = state.upstream(side).await?;
+    up.forward(&frame, state.proxy.cluster(side).config.request_timeout.0)
+        .await
+}
+
+async fn send_all(
+    state: &Arc<SessionState>,
+    sides: &[Side],
+    frame_for: impl Fn(Side) -> Result<Frame, ErrorFrame>,
+    kind: StatementKind,
+) -> Result<Frame, ErrorFrame> {
+    let mut frames = Vec::new();
+    for s in sides {
+        frames.push(frame_for(*s)?);
+    }
+    let answers = futures::future::join_all(
+        sides
+            .iter()
+            .zip(frames)
+            .map(|(s, f)| send_raw(state, *s, f)),
+    )
+    .await;
+    join(state, sides, answers, kind)
+}
+
+/// The client's answer from every cluster's: the primary's when all
+/// succeeded, else the first failure (the primary's first).
+fn join(
+    state: &SessionState,
+    sides: &[Side],
+    answers: Vec<Result<Frame, UpstreamError>>,
+    kind: StatementKind,
+) -> Result<Frame, ErrorFrame> {
+    let mut primary = None;
+    let mut failure = None;
+    for (side, a) in sides.iter().zip(answers) {
+        let cluster = &state.proxy.cluster(*side).name;
+        let frame = match a {
+            Ok(f) => f,
+            Err(e @ UpstreamError::Timeout { .. }) => {
+                let msg = format!("cutover: the {cluster} cluster did not answer: {e}");
+                let ef = if kind == StatementKind::Read {
+                    ErrorFrame::read_timeout(consistency::ONE, msg)
+                } else {
+                    ErrorFrame::write_timeout(consistency::ONE, "SIMPLE", msg)
+                };
+                error_frame(state, ef)
+            }
+            Err(e) => error_frame(
+                state,
+                ErrorFrame::unavailable(
+                    consistency::ONE,
+                    format!("cutover: the {cluster} cluster is unreachable: {e}"),
+                ),
+            ),
+        };
+        if frame.op() == Some(Opcode::Error) && failure.is_none() {
+            failure = Some(frame.clone());
+        }
+        if primary.is_none() {
+            primary = Some(frame);
+        }
+    }
+    let chosen = failure
+        .or(primary)
+        .ok_or_else(|| ErrorFrame::server("cutover: no cluster to send to"))?;
+    if chosen.op() == Some(Opcode::Result) {
+        // Sanity: a result body must at least have its kind.
+        read_result_kind(&chosen.body).map_err(malformed)?;
+    }
+    Ok(chosen)
+}

@@ -1,0 +1,387 @@
+//! One client connection: the handshake (OPTIONS from the allow-list,
+//! STARTUP, v5 framing), then each request handled on its own task under
+//! the connection's in-flight limit, answers coalesced into socket writes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Proxy, Side};
+use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
+use crate::protocol::request::read_startup;
+use crate::protocol::{response, ErrorCode, ErrorFrame};
+use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
+
+/// STARTUP options forwarded upstream; any other (ScyllaDB extensions
+/// included) stays with the proxy.
+const FORWARDED_STARTUP: &[&str] = &[
+    "DRIVER_NAME",
+    "DRIVER_VERSION",
+    "APPLICATION_NAME",
+    "APPLICATION_VERSION",
+    "CLIENT_ID",
+];
+
+/// What the requests of one client connection share.
+pub struct SessionState {
+    pub proxy: Arc<Proxy>,
+    pub version: u8,
+    keyspace: Mutex<Option<String>>,
+    startup: Vec<(String, String)>,
+    upstreams: Mutex<HashMap<Side, Arc<UpstreamConn>>>,
+    connecting: tokio::sync::Mutex<()>,
+    pub out: mpsc::UnboundedSender<Frame>,
+    pub tasks: TaskTracker,
+    pub close: CancellationToken,
+}
+
+impl SessionState {
+    pub fn keyspace(&self) -> Option<String> {
+        self.keyspace.lock().clone()
+    }
+
+    pub fn set_keyspace(&self, ks: String) {
+        *self.keyspace.lock() = Some(ks);
+    }
+
+    /// The connection to `side`, opened (again) when missing or closed, with
+    /// the session's keyspace replayed.
+    pub async fn upstream(&self, side: Side) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        if let Some(c) = self.upstreams.lock().get(&side).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(c) = self.upstreams.lock().get(&side).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let cluster = self.proxy.cluster(side);
+        let cfg = &cluster.config;
+        let opts = ConnectOptions {
+            version: self.version,
+            compression: None,
+            startup: self.startup.clone(),
+            credentials: cfg
+                .username
+                .clone()
+                .map(|u| (u, cfg.password.clone().unwrap_or_default())),
+            keyspace: self.keyspace(),
+            connect_timeout: cfg.connect_timeout.0,
+            max_in_flight: self.proxy.config.limits.max_in_flight_per_connection as usize,
+            heartbeat_interval: Some(cfg.heartbeat_interval.0),
+        };
+        let mut last = None;
+        for node in &cluster.nodes {
+            match UpstreamConn::connect(*node, &opts).await {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    self.upstreams.lock().insert(side, c.clone());
+                    return Ok(c);
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %cluster.name, %node, error = %e, "cannot open an upstream connection");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("a cluster has at least one contact point (validated)"))
+    }
+}
+
+pub struct ClientSession {
+    proxy: Arc<Proxy>,
+    framed: Framed<TcpStream, FrameCodec>,
+    peer: SocketAddr,
+    stop_accepting: CancellationToken,
+    close_all: CancellationToken,
+    tasks: TaskTracker,
+    state: Option<Arc<SessionState>>,
+    version: u8,
+}
+
+fn supported() -> Bytes {
+    response::supported(&[
+        ("PROTOCOL_VERSIONS", &["3/v3", "4/v4", "5/v5"]),
+        ("COMPRESSION", &["snappy", "lz4"]),
+        ("CQL_VERSION", &["3.4.5"]),
+    ])
+}
+
+impl ClientSession {
+    pub fn new(
+        proxy: Arc<Proxy>,
+        sock: TcpStream,
+        peer: SocketAddr,
+        stop_accepting: CancellationToken,
+        close_all: CancellationToken,
+        tasks: TaskTracker,
+    ) -> ClientSession {
+        let _ = sock.set_nodelay(true);
+        let l = &proxy.config.limits;
+        let codec = FrameCodec::new(CodecConfig {
+            max_frame: l.max_frame_bytes.0 as usize,
+            max_frame_pre_auth: l.max_frame_bytes_before_auth.0 as usize,
+        });
+        ClientSession {
+            proxy,
+            framed: Framed::new(sock, codec),
+            peer,
+            stop_accepting,
+            close_all,
+            tasks,
+            state: None,
+            version: 0,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+        let in_flight = Arc::new(Semaphore::new(
+            self.proxy.config.limits.max_in_flight_per_connection as usize,
+        ));
+        let requests = TaskTracker::new();
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                _ = self.close_all.cancelled() => break,
+                _ = self.stop_accepting.cancelled(), if reading => {
+                    // Draining: no new requests; answer the ones under way.
+                    reading = false;
+                    requests.close();
+                }
+                _ = requests.wait(), if !reading => break,
+                Some(f) = out_rx.recv() => {
+                    let mut ok = self.framed.feed(f).await.is_ok();
+                    while ok {
+                        match out_rx.try_recv() {
+                            Ok(f) => ok = self.framed.feed(f).await.is_ok(),
+                            Err(_) => break,
+                        }
+                    }
+                    if !ok || self.framed.flush().await.is_err() { break; }
+                }
+                next = self.framed.next(), if reading => {
+                    let Some(first) = next else { break };
+                    let mut item = Some(first);
+                    let mut keep = true;
+                    while let Some(r) = item.take() {
+                        keep = match r {
+                            Ok(frame) => self.on_frame(frame, &out_tx, &in_flight, &requests).await,
+                            Err(e) => { self.on_codec_error(e).await; false }
+                        };
+                        if !keep { break; }
+                        item = self.framed.next().now_or_never().flatten();
+                    }
+                    if self.framed.flush().await.is_err() || !keep { break; }
+                }
+            }
+        }
+        // Answers produced while closing still go out when possible.
+        while let Ok(f) = out_rx.try_recv() {
+            if self.framed.feed(f).await.is_err() {
+                break;
+            }
+        }
+        let _ = self.framed.flush().await;
+    }
+
+    async fn on_codec_error(&mut self, e: FrameError) {
+        tracing::debug!(peer = %self.peer, error = %e, "closing a client connection after a framing error");
+        let Some((stream, version)) = e.reply_stream() else {
+            return;
+        };
+        let body = ErrorFrame::protocol(e.to_string()).encode();
+        let v = match (version, &e) {
+            (0, FrameError::UnsupportedVersion { version, .. }) if *version > 5 => 5,
+            (0, FrameError::UnsupportedVersion { version, .. }) => (*version).max(1),
+            (0, _) => 4,
+            (v, _) => v,
+        };
+        let mut out = bytes::BytesMut::new();
+        if v < 3 {
+            use bytes::BufMut;
+            out.put_u8(0x80 | v);
+            out.put_u8(0);
+            out.put_i8(stream as i8);
+            out.put_u8(Opcode::Error as u8);
+            out.put_u32(body.len() as u32);
+            out.put_slice(&body);
+        } else {
+            Frame::response(v, stream, Opcode::Error, body).write_plain(&mut out);
+        }
+        let _ = self.framed.get_mut().write_all(&out).await;
+    }
+
+    async fn reply(&mut self, stream: i16, op: Opcode, body: Bytes) -> bool {
+        self.framed
+            .feed(Frame::response(self.version, stream, op, body))
+            .await
+            .is_ok()
+    }
+
+    async fn error(&mut self, stream: i16, e: ErrorFrame) -> bool {
+        self.reply(stream, Opcode::Error, e.encode()).await
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: Frame,
+        out: &mpsc::UnboundedSender<Frame>,
+        in_flight: &Arc<Semaphore>,
+        requests: &TaskTracker,
+    ) -> bool {
+        let v = frame.protocol_version();
+        if self.version == 0 {
+            self.version = v;
+        } else if v != self.version {
+            let msg = format!("Invalid message version. Got {v} but previous messages on this connection had version {}", self.version);
+            return self.error(frame.stream, ErrorFrame::protocol(msg)).await;
+        }
+        let Some(op) = frame.op().filter(|_| !frame.is_response()) else {
+            let e = ErrorFrame::protocol(format!("Unknown opcode {:#04x}", frame.opcode));
+            return self.error(frame.stream, e).await;
+        };
+        match op {
+            Opcode::Options => {
+                self.reply(frame.stream, Opcode::Supported, supported())
+                    .await
+            }
+            Opcode::Startup => self.on_startup(frame, out).await,
+            Opcode::Query
+            | Opcode::Prepare
+            | Opcode::Execute
+            | Opcode::Batch
+            | Opcode::Register => {
+                let Some(state) = self.state.clone() else {
+                    let e = ErrorFrame::protocol(format!(
+                        "Unexpected message {}, expecting STARTUP or OPTIONS",
+                        op.name()
+                    ));
+                    return self.error(frame.stream, e).await;
+                };
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    let e = ErrorFrame::new(
+                        ErrorCode::OVERLOADED,
+                        format!(
+                            "cutover: more than {} requests in flight on this connection (limits.max_in_flight_per_connection)",
+                            self.proxy.config.limits.max_in_flight_per_connection
+                        ),
+                    );
+                    return self.error(frame.stream, e).await;
+                };
+                requests.spawn(async move {
+                    let stream = frame.stream;
+                    let mut answer = super::route::handle(&state, op, frame).await;
+                    answer.stream = stream;
+                    let _ = state.out.send(answer);
+                    drop(permit);
+                });
+                true
+            }
+            other => {
+                let e = ErrorFrame::protocol(format!(
+                    "Unexpected message {} from a client",
+                    other.name()
+                ));
+                self.error(frame.stream, e).await
+            }
+        }
+    }
+
+    async fn on_startup(&mut self, frame: Frame, out: &mpsc::UnboundedSender<Frame>) -> bool {
+        if self.state.is_some() {
+            return self
+                .error(
+                    frame.stream,
+                    ErrorFrame::protocol(
+                        "Unexpected message STARTUP, the connection is already started",
+                    ),
+                )
+                .await;
+        }
+        let options = match read_startup(&frame.body) {
+            Ok(o) => o,
+            Err(e) => {
+                return self
+                    .error(frame.stream, ErrorFrame::protocol(e.to_string()))
+                    .await
+            }
+        };
+        let mut compression = None;
+        for (k, v) in &options {
+            if k.eq_ignore_ascii_case("COMPRESSION") {
+                match Compression::from_option(v) {
+                    Some(c) if !(c == Compression::Snappy && self.version >= 5) => {
+                        compression = Some(c)
+                    }
+                    _ => {
+                        return self
+                            .error(
+                                frame.stream,
+                                ErrorFrame::protocol(format!("Unknown compression algorithm: {v}")),
+                            )
+                            .await
+                    }
+                }
+            }
+        }
+        let state = Arc::new(SessionState {
+            proxy: self.proxy.clone(),
+            version: self.version,
+            keyspace: Mutex::new(None),
+            startup: options
+                .into_iter()
+                .filter(|(k, _)| FORWARDED_STARTUP.contains(&k.as_str()))
+                .collect(),
+            upstreams: Mutex::new(HashMap::new()),
+            connecting: tokio::sync::Mutex::new(()),
+            out: out.clone(),
+            tasks: self.tasks.clone(),
+            close: self.close_all.child_token(),
+        });
+        // The primary must be reachable, and speak this version, before READY.
+        if let Err(e) = state.upstream(self.proxy.primary()).await {
+            let err = match &e {
+                UpstreamError::Handshake { error, .. }
+                    if error.code == ErrorCode::PROTOCOL_ERROR
+                        && error.message.contains("protocol version") =>
+                {
+                    // Let the driver negotiate down, as with a real node.
+                    ErrorFrame::protocol(format!(
+                        "Invalid or unsupported protocol version ({}); supported versions are (3/v3, 4/v4, 5/v5)",
+                        self.version
+                    ))
+                }
+                UpstreamError::Handshake { error, .. } => error.clone(),
+                other => ErrorFrame::server(format!(
+                    "cutover: cannot reach the {} cluster: {other}",
+                    self.proxy.cluster(self.proxy.primary()).name
+                )),
+            };
+            self.error(frame.stream, err).await;
+            let _ = self.framed.flush().await;
+            return false;
+        }
+        self.state = Some(state);
+        self.framed.codec_mut().set_authenticated();
+        if self.version >= 5 {
+            let ok = self.reply(frame.stream, Opcode::Ready, Bytes::new()).await
+                && self.framed.flush().await.is_ok();
+            self.framed.codec_mut().set_compression(compression);
+            self.framed.codec_mut().enable_segments();
+            ok
+        } else {
+            self.framed.codec_mut().set_compression(compression);
+            self.reply(frame.stream, Opcode::Ready, Bytes::new()).await
+        }
+    }
+}

@@ -70,6 +70,18 @@ fn needs_timestamp(state: &SessionState, c: &Classification) -> bool {
         && !c.has_timestamp
 }
 
+/// Can this request be sent again after its connection closed under it,
+/// without risk of applying twice? Reads, USE, and writes that carry a fixed
+/// timestamp (the proxy's or the client's) and are neither conditional nor
+/// increments: replaying them writes the same cells at the same time.
+fn idempotent(c: &Classification, has_timestamp: bool) -> bool {
+    match c.kind {
+        StatementKind::Read | StatementKind::Use => true,
+        StatementKind::Write => has_timestamp && !c.conditional && !c.increments,
+        _ => false,
+    }
+}
+
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -93,19 +105,26 @@ async fn query(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
         }
     }
     let sides = sides_for(state, &c)?;
-    let body = if needs_timestamp(state, &c) {
+    let mut has_timestamp = c.has_timestamp;
+    let body = if c.kind == StatementKind::Write {
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
-        if q.params.timestamp.is_none() {
+        if q.params.timestamp.is_none() && needs_timestamp(state, &c) {
             q.params.timestamp = Some(now_micros());
-            q.encode(state.version)
-        } else {
-            frame.body.clone()
         }
+        has_timestamp |= q.params.timestamp.is_some();
+        q.encode(state.version)
     } else {
         frame.body.clone()
     };
     let f = Frame { body, ..frame };
-    let answer = send_all(state, &sides, |_| Ok(f.clone()), c.kind).await?;
+    let retry = idempotent(&c, has_timestamp);
+    let answers = futures::future::join_all(
+        sides
+            .iter()
+            .map(|side| send_raw(state, *side, f.clone(), retry)),
+    )
+    .await;
+    let answer = join(state, &sides, answers, c.kind)?;
     if c.kind == StatementKind::Use && answer.op() == Some(Opcode::Result) {
         if let Ok(ResultBody::SetKeyspace(ks)) = ResultBody::read(&answer.body, state.version) {
             state.set_keyspace(ks);
@@ -128,7 +147,8 @@ async fn system_read(
     let mut local = Vec::new();
     if table != SystemTable::Local && state.proxy.topology.instances.len() > 1 {
         let q = Query {
-            text: "SELECT release_version, schema_version, cluster_name, partitioner FROM system.local WHERE key = 'local'".into(),
+            text: "SELECT release_version, schema_version, cluster_name, partitioner FROM system.local WHERE key = 'local'"
+                .into(),
             params: crate::protocol::request::QueryParams { consistency: consistency::ONE, ..Default::default() },
         };
         let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
@@ -223,6 +243,26 @@ async fn prepare_on(
     Ok(a)
 }
 
+/// Prepares `entry` on `side` again; its new id, or the error to answer.
+async fn reprepare(
+    state: &Arc<SessionState>,
+    entry: &PreparedEntry,
+    side: Side,
+) -> Result<Bytes, Frame> {
+    let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
+    match prepare_on(state, entry, side, &prep).await {
+        Ok(a) if a.op() == Some(Opcode::Result) => {}
+        Ok(a) => return Err(a),
+        Err(e) => return Err(error_frame(state, e)),
+    }
+    entry.id_on(side).ok_or_else(|| {
+        error_frame(
+            state,
+            ErrorFrame::server("cutover: could not prepare the statement again"),
+        )
+    })
+}
+
 fn prepared_id_of(body: &Bytes) -> Result<Bytes, ErrorFrame> {
     let mut r = BodyReader::new(body);
     if r.int().map_err(malformed)? != result_kind::PREPARED {
@@ -246,7 +286,7 @@ fn with_prepared_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
     Ok(b.freeze())
 }
 
-/// An EXECUTE (or any body that starts with a prepared id) for another id.
+/// An EXECUTE body for another prepared id.
 fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
     let mut r = BodyReader::new(body);
     r.short_bytes().map_err(malformed)?;
@@ -264,56 +304,48 @@ async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
     };
     let c = entry.classification.clone();
     let sides = sides_for(state, &c)?;
-    let body = if needs_timestamp(state, &c) {
+    let mut has_timestamp = c.has_timestamp;
+    let body = if c.kind == StatementKind::Write {
         let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
-        if e.params.timestamp.is_none() {
+        if e.params.timestamp.is_none() && needs_timestamp(state, &c) {
             e.params.timestamp = Some(now_micros());
-            e.encode(state.version)
-        } else {
-            frame.body.clone()
         }
+        has_timestamp |= e.params.timestamp.is_some();
+        e.encode(state.version)
     } else {
         frame.body.clone()
     };
     let template = Frame { body, ..frame };
+    let retry = idempotent(&c, has_timestamp);
     let answers = futures::future::join_all(
         sides
             .iter()
-            .map(|side| execute_on(state, &entry, *side, &template)),
+            .map(|side| execute_on(state, &entry, *side, &template, retry)),
     )
     .await;
     join(state, &sides, answers, c.kind)
 }
 
-/// EXECUTE on one cluster with its own id; an UNPREPARED from the cluster
+/// EXECUTE on one cluster with its own id. An UNPREPARED from the cluster
 /// (it restarted, or evicted the statement) is answered by preparing again
-/// and retrying once, so the client never sees it.
+/// and retrying, so the client never sees it; a connection that closed under
+/// an idempotent request is replaced and the request sent once more.
 async fn execute_on(
     state: &Arc<SessionState>,
     entry: &Arc<PreparedEntry>,
     side: Side,
     template: &Frame,
+    idempotent: bool,
 ) -> Result<Frame, UpstreamError> {
-    for attempt in 0..2 {
+    let mut reprepared = false;
+    let mut resent = false;
+    loop {
         let id = match entry.id_on(side) {
-            Some(id) if attempt == 0 => id,
-            _ => {
-                let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
-                match prepare_on(state, entry, side, &prep).await {
-                    Ok(a) if a.op() == Some(Opcode::Result) => {}
-                    Ok(a) => return Ok(a),
-                    Err(e) => return Ok(error_frame(state, e)),
-                }
-                match entry.id_on(side) {
-                    Some(id) => id,
-                    None => {
-                        return Ok(error_frame(
-                            state,
-                            ErrorFrame::server("cutover: could not prepare the statement again"),
-                        ))
-                    }
-                }
-            }
+            Some(id) => id,
+            None => match reprepare(state, entry, side).await {
+                Ok(id) => id,
+                Err(f) => return Ok(f),
+            },
         };
         let body = match with_execute_id(&template.body, &id) {
             Ok(b) => b,
@@ -321,7 +353,7 @@ async fn execute_on(
         };
         let up = state.upstream(side).await?;
         let timeout = state.proxy.cluster(side).config.request_timeout.0;
-        let a = up
+        let a = match up
             .forward(
                 &Frame {
                     body,
@@ -329,21 +361,31 @@ async fn execute_on(
                 },
                 timeout,
             )
-            .await?;
+            .await
+        {
+            Err(UpstreamError::Closed { .. }) if idempotent && !resent => {
+                resent = true;
+                continue;
+            }
+            other => other?,
+        };
         let unprepared = a.op() == Some(Opcode::Error)
             && ErrorFrame::decode(&a.body).is_ok_and(|e| e.code == ErrorCode::UNPREPARED);
-        if !unprepared || attempt == 1 {
+        if !unprepared || reprepared {
             return Ok(a);
         }
+        reprepared = true;
+        if let Err(f) = reprepare(state, entry, side).await {
+            return Ok(f);
+        }
     }
-    unreachable!("the loop returns on its second attempt")
 }
 
 async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
     let mut b = Batch::read(&frame.body, state.version).map_err(malformed)?;
     let ks = b.keyspace.clone().or_else(|| state.keyspace());
-    let mut add_ts = state.proxy.config.writes.add_timestamps && b.timestamp.is_none();
     let mut entries = Vec::new();
+    let mut replay_unsafe = false;
     for child in &b.children {
         let c = match &child.statement {
             BatchStatement::Query(t) => state
@@ -362,50 +404,37 @@ async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
                 c
             }
         };
-        if c.conditional || c.increments || c.has_timestamp {
-            add_ts = false;
+        replay_unsafe |= c.conditional || c.increments;
+        if c.has_timestamp {
+            // A child with its own write time: leave the batch's alone.
+            replay_unsafe = true;
         }
     }
-    if add_ts {
+    if b.timestamp.is_none() && state.proxy.config.writes.add_timestamps && !replay_unsafe {
         b.timestamp = Some(now_micros());
     }
+    let retry = b.timestamp.is_some() && !replay_unsafe;
     let sides = state.proxy.write_sides();
-    let template = frame;
     let answers = futures::future::join_all(sides.iter().map(|side| {
-        let b = b.clone();
-        let template = template.clone();
+        let mut b = b.clone();
+        let template = frame.clone();
         let entries = entries.clone();
         async move {
-            let mut b = b;
-            let mut i = 0;
+            let mut prepared = entries.iter();
             for child in b.children.iter_mut() {
                 if let BatchStatement::Prepared(id) = &mut child.statement {
-                    let entry = &entries[i];
-                    i += 1;
-                    if entry.id_on(*side).is_none() {
-                        let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
-                        if let Err(e) = prepare_on(state, entry, *side, &prep).await {
-                            return Ok(error_frame(state, e));
-                        }
-                    }
-                    match entry.id_on(*side) {
-                        Some(cluster_id) => *id = cluster_id,
-                        None => {
-                            return Ok(error_frame(
-                                state,
-                                ErrorFrame::server("cutover: could not prepare a batch statement"),
-                            ))
-                        }
-                    }
+                    let entry = prepared.next().expect("one entry per prepared child");
+                    *id = match entry.id_on(*side) {
+                        Some(cluster_id) => cluster_id,
+                        None => match reprepare(state, entry, *side).await {
+                            Ok(cluster_id) => cluster_id,
+                            Err(f) => return Ok(f),
+                        },
+                    };
                 }
             }
             let body = b.encode(state.version);
-            let up = state.upstream(*side).await?;
-            up.forward(
-                &Frame { body, ..template },
-                state.proxy.cluster(*side).config.request_timeout.0,
-            )
-            .await
+            send_raw(state, *side, Frame { body, ..template }, retry).await
         }
     }))
     .await;
@@ -473,38 +502,26 @@ async fn send_one(
     frame: Frame,
     kind: StatementKind,
 ) -> Result<Frame, ErrorFrame> {
-    let answers = vec![send_raw(state, side, frame).await];
+    let answers = vec![send_raw(state, side, frame, kind == StatementKind::Read).await];
     join(state, &[side], answers, kind)
 }
 
+/// Sends on the side's connection; when `idempotent`, a connection that
+/// closed under the request is replaced and the request sent once more.
 async fn send_raw(
     state: &Arc<SessionState>,
     side: Side,
     frame: Frame,
+    idempotent: bool,
 ) -> Result<Frame, UpstreamError> {
+    let timeout = state.proxy.cluster(side).config.request_timeout.0;
     let up = state.upstream(side).await?;
-    up.forward(&frame, state.proxy.cluster(side).config.request_timeout.0)
-        .await
-}
-
-async fn send_all(
-    state: &Arc<SessionState>,
-    sides: &[Side],
-    frame_for: impl Fn(Side) -> Result<Frame, ErrorFrame>,
-    kind: StatementKind,
-) -> Result<Frame, ErrorFrame> {
-    let mut frames = Vec::new();
-    for s in sides {
-        frames.push(frame_for(*s)?);
+    match up.forward(&frame, timeout).await {
+        Err(UpstreamError::Closed { .. }) if idempotent => {
+            state.upstream(side).await?.forward(&frame, timeout).await
+        }
+        other => other,
     }
-    let answers = futures::future::join_all(
-        sides
-            .iter()
-            .zip(frames)
-            .map(|(s, f)| send_raw(state, *s, f)),
-    )
-    .await;
-    join(state, sides, answers, kind)
 }
 
 /// The client's answer from every cluster's: the primary's when all

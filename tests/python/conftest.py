@@ -60,6 +60,55 @@ class Node:
                 self.proc.wait()
 
 
+class Proxy:
+    """A `cutover run` process in front of two nodes."""
+
+    def __init__(self, origin, target, config=None):
+        if config is None:
+            args = ["run", "--origin", f"127.0.0.1:{origin.port}", "--target", f"127.0.0.1:{target.port}", "--listen", "127.0.0.1:0"]
+        else:
+            self.config_path = config
+            args = ["run", "--config", config]
+        self.proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("cutover proxy listening on "):
+            self.stop()
+            raise RuntimeError(f"the proxy did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def stop(self, sig=None):
+        if self.proc.poll() is None:
+            if sig:
+                self.proc.send_signal(sig)
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def proxy_config(tmp_path, origin, target, phase="dual-write", extra=""):
+    """A config file for a proxy on a free port in front of the two nodes."""
+    path = tmp_path / f"cutover-{phase}.toml"
+    path.write_text(
+        f"""
+listen = "127.0.0.1:0"
+[clusters.origin]
+contact_points = ["127.0.0.1:{origin.port}"]
+request_timeout = "3s"
+[clusters.target]
+contact_points = ["127.0.0.1:{target.port}"]
+request_timeout = "3s"
+[route]
+phase = "{phase}"
+{extra}
+"""
+    )
+    return str(path)
+
+
 def wait_for(condition, timeout=10.0, what="condition"):
     """Polls `condition` until it returns a truthy value or the time is up."""
     deadline = time.monotonic() + timeout
@@ -77,6 +126,17 @@ def node():
     n = Node()
     yield n
     n.stop()
+
+
+@pytest.fixture
+def cluster_pair():
+    """Origin and target nodes, and a proxy in front of them."""
+    origin, target = Node(), Node()
+    proxy = Proxy(origin, target)
+    yield origin, target, proxy
+    proxy.stop()
+    origin.stop()
+    target.stop()
 
 
 @pytest.fixture(scope="module")

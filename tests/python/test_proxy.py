@@ -1,0 +1,235 @@
+"""The dual-write proxy with the Python driver: the foundation workload
+through the proxy, then each node read directly."""
+import signal
+import socket
+import subprocess
+import uuid
+
+import pytest
+from cassandra import Unavailable, WriteTimeout
+
+from conftest import Proxy, connect, proxy_config, wait_for
+from test_auth_and_cqlsh import cqlsh
+from test_driver_workload import VARIANTS, run_workload
+
+
+def table_snapshot(session, ks, table, columns):
+    return sorted(tuple(r) for r in session.execute(f"SELECT {columns} FROM {ks}.{table}"))
+
+
+@pytest.mark.parametrize("version,lz4", VARIANTS, ids=[f"v{v}-{'lz4' if z else 'plain'}" for v, z in VARIANTS])
+def test_workload_through_the_proxy_lands_on_both_nodes(cluster_pair, version, lz4):
+    origin, target, proxy = cluster_pair
+    cluster, s = connect(proxy.port, protocol_version=version, compression="lz4" if lz4 else False)
+    ks = "px_" + uuid.uuid4().hex[:8]
+    try:
+        assert cluster.protocol_version == version
+        run_workload(cluster, s, proxy, ks)
+    finally:
+        cluster.shutdown()
+    # Each node, read directly: every write is on both, with the same write time.
+    co, so = connect(origin.port)
+    ct, st = connect(target.port)
+    try:
+        for table, cols in [
+            ("big", "p, c, v, writetime(v)"),
+            ("events", "p, c, v, writetime(v), l, st, m, pt"),
+            ("ctr", "k, n"),
+        ]:
+            a = table_snapshot(so, ks, table, cols)
+            b = table_snapshot(st, ks, table, cols)
+            assert a, table
+            assert a == b, f"{table} differs between origin and target"
+        assert len(table_snapshot(so, ks, "big", "p, c")) == 10_000
+    finally:
+        co.shutdown()
+        ct.shutdown()
+
+
+def diverge(origin, target, ks):
+    """The same key with a different value on each node, written directly."""
+    for node, value in ((origin, "from-origin"), (target, "from-target")):
+        c, s = connect(node.port)
+        s.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        s.execute(f"CREATE TABLE IF NOT EXISTS {ks}.t (k int PRIMARY KEY, v text)")
+        s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, '{value}')")
+        c.shutdown()
+
+
+def test_reads_are_answered_by_the_primary_and_config_switches_it(cluster_pair, tmp_path):
+    origin, target, proxy = cluster_pair
+    ks = "rd_" + uuid.uuid4().hex[:8]
+    diverge(origin, target, ks)
+    c, s = connect(proxy.port)
+    try:
+        assert s.execute(f"SELECT v FROM {ks}.t WHERE k = 1").one().v == "from-origin"
+        sel = s.prepare(f"SELECT v FROM {ks}.t WHERE k = ?")
+        assert s.execute(sel, (1,)).one().v == "from-origin"
+    finally:
+        c.shutdown()
+    flipped = Proxy(origin, target, config=proxy_config(tmp_path, origin, target, phase="target-primary"))
+    c, s = connect(flipped.port)
+    try:
+        assert s.execute(f"SELECT v FROM {ks}.t WHERE k = 1").one().v == "from-target"
+        # Writes still reach both.
+        s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (2, 'both')")
+    finally:
+        c.shutdown()
+        flipped.stop()
+    for node in (origin, target):
+        c, s = connect(node.port)
+        assert s.execute(f"SELECT v FROM {ks}.t WHERE k = 2").one().v == "both"
+        c.shutdown()
+
+
+def test_drivers_see_only_the_proxy(cluster_pair):
+    origin, target, proxy = cluster_pair
+    c, s = connect(proxy.port)
+    try:
+        local = s.execute("SELECT rpc_address, host_id, tokens FROM system.local WHERE key = 'local'").one()
+        assert str(local.rpc_address) == "127.0.0.1"
+        assert len(local.tokens) == 8, "the proxy's own virtual tokens"
+        direct_c, direct = connect(origin.port)
+        node_id = direct.execute("SELECT host_id FROM system.local").one().host_id
+        direct_c.shutdown()
+        assert local.host_id != node_id, "the node's identity is not leaked"
+        assert list(s.execute("SELECT * FROM system.peers")) == []
+        hosts = c.metadata.all_hosts()
+        assert [h.endpoint.port for h in hosts] == [proxy.port]
+    finally:
+        c.shutdown()
+
+
+def test_cqlsh_through_the_proxy(cluster_pair):
+    origin, target, proxy = cluster_pair
+    code, out, err = cqlsh(
+        proxy.port,
+        "CREATE KEYSPACE viaproxy WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};"
+        "CREATE TABLE viaproxy.items (sku text PRIMARY KEY, qty int);"
+        "INSERT INTO viaproxy.items (sku, qty) VALUES ('tee', 3);"
+        "SELECT * FROM viaproxy.items;"
+        "DESCRIBE TABLE viaproxy.items;",
+    )
+    assert code == 0, err
+    assert "tee" in out and "3" in out
+    assert "CREATE TABLE viaproxy.items (" in out
+    # The schema and the row exist on both nodes.
+    for node in (origin, target):
+        code, out, err = cqlsh(node.port, "SELECT qty FROM viaproxy.items WHERE sku = 'tee';")
+        assert code == 0 and "3" in out, (node.port, out, err)
+
+
+def test_a_write_timeout_on_the_target_reaches_the_client(cluster_pair):
+    origin, target, proxy = cluster_pair
+    c, s = connect(proxy.port)
+    try:
+        ks = "wt_" + uuid.uuid4().hex[:8]
+        s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+        target.http("POST", "/faults/error", {"error": "write_timeout"})
+        with pytest.raises(WriteTimeout):
+            s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, 'x')")
+        # Reads are not affected: they go to the origin.
+        s.execute(f"SELECT * FROM {ks}.t WHERE k = 1")
+        target.http("DELETE", "/faults")
+        s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, 'y')")
+    finally:
+        c.shutdown()
+
+
+def test_target_down_is_a_clear_error_and_the_proxy_recovers(cluster_pair):
+    origin, target, proxy = cluster_pair
+    c, s = connect(proxy.port)
+    try:
+        ks = "dn_" + uuid.uuid4().hex[:8]
+        s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+        target.http("POST", "/down")
+        with pytest.raises(Unavailable, match="target cluster is unreachable"):
+            s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, 'x')")
+        target.http("POST", "/up")
+
+        def write_works():
+            try:
+                s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (2, 'back')")
+                return True
+            except Unavailable:
+                return False
+
+        wait_for(write_works, timeout=10, what="the proxy to reach the target again")
+    finally:
+        c.shutdown()
+
+
+def test_target_restart_is_invisible_to_prepared_statements(cluster_pair):
+    origin, target, proxy = cluster_pair
+    ks = "rs_" + uuid.uuid4().hex[:8]
+    c, s = connect(proxy.port)
+    s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    c.shutdown()
+    c, s = connect(proxy.port, keyspace=ks)
+    try:
+        ins = s.prepare("INSERT INTO t (k, v) VALUES (?, ?)")
+        sel = s.prepare("SELECT v FROM t WHERE k = ?")
+        s.execute(ins, (1, "before"))
+        prepares_before = origin.stats()["requests"].get("PREPARE", 0)
+        target.http("POST", "/restart")
+        # Every prepared statement's next EXECUTE succeeds, USE included (the
+        # statements are unqualified), and the client is never told UNPREPARED:
+        # had it been, the driver would have prepared again through the proxy.
+        s.execute(ins, (2, "after"))
+        assert s.execute(sel, (2,)).one().v == "after"
+        assert origin.stats()["requests"].get("PREPARE", 0) == prepares_before
+        assert target.stats()["errors"].get("0x2500", 0) >= 1, "the target did answer UNPREPARED to the proxy"
+    finally:
+        c.shutdown()
+    c, s = connect(target.port)
+    assert s.execute(f"SELECT v FROM {ks}.t WHERE k = 2").one().v == "after"
+    c.shutdown()
+
+
+def test_garbage_gets_a_protocol_error_and_other_clients_are_unaffected(cluster_pair):
+    origin, target, proxy = cluster_pair
+    c, s = connect(proxy.port)
+    try:
+        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        raw.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        header = raw.recv(9)
+        assert header[0] == 0x85 and header[4] == 0x00, header
+        assert raw.recv(4096) and raw.recv(4096) == b"", "closed after the ERROR"
+        raw.close()
+        assert s.execute("SELECT release_version FROM system.local").one() is not None
+    finally:
+        c.shutdown()
+
+
+def test_sigterm_answers_every_request_already_sent(tmp_path):
+    from conftest import Node
+
+    origin, target = Node(), Node()
+    proxy = Proxy(origin, target)
+    try:
+        c, s = connect(proxy.port)
+        ks = "st_" + uuid.uuid4().hex[:8]
+        s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+        ins = s.prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
+        origin.http("POST", "/faults/latency", {"ms": 300})
+        before = origin.stats()["requests"].get("EXECUTE", 0)
+        futures = [s.execute_async(ins, (i, "v")) for i in range(50)]
+        wait_for(lambda: origin.stats()["requests"].get("EXECUTE", 0) >= before + 50, what="the writes to reach the origin")
+        proxy.proc.send_signal(signal.SIGTERM)
+        for f in futures:
+            f.result()
+        assert proxy.proc.wait(timeout=15) == 0
+        c.shutdown()
+        origin.http("DELETE", "/faults")
+        for node in (origin, target):
+            dc, ds = connect(node.port)
+            assert ds.execute(f"SELECT COUNT(*) FROM {ks}.t").one()[0] == 50
+            dc.shutdown()
+    finally:
+        proxy.stop()
+        origin.stop()
+        target.stop()

@@ -1,46 +1,14 @@
 //! The Rust `scylla` driver (protocol v4) running a realistic workload
 //! against the embedded node, every result checked against what was written.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cutover::client::Client;
-use cutover::frame::Compression as OurCompression;
 use cutover::node::{self, NodeConfig, RunningNode};
-use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::statement::batch::Batch;
-use scylla::statement::unprepared::Statement;
-use scylla::value::Counter;
-use scylla::{DeserializeValue, SerializeValue};
 
-#[derive(Debug, Clone, PartialEq, SerializeValue, DeserializeValue)]
-struct Point {
-    x: i32,
-    y: i32,
-}
-
-/// Typed rows of a result, for brevity in assertions.
-trait Rows {
-    fn rows_vec<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> Vec<T>;
-    fn one<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> T;
-}
-
-impl Rows for scylla::response::query_result::QueryResult {
-    fn rows_vec<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> Vec<T> {
-        self.into_rows_result()
-            .unwrap()
-            .rows::<T>()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    }
-
-    fn one<T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>>(self) -> T {
-        self.into_rows_result().unwrap().single_row::<T>().unwrap()
-    }
-}
+mod common;
+use common::workload;
 
 async fn start(config: impl FnOnce(&mut NodeConfig)) -> RunningNode {
     let mut c = NodeConfig::new("127.0.0.1:0".parse().unwrap());
@@ -78,26 +46,11 @@ async fn control_stats(addr: std::net::SocketAddr) -> serde_json::Value {
     serde_json::from_str(body).unwrap()
 }
 
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scylla_driver_workload() {
     let n = start(|_| {}).await;
     let s = session(&n, None).await;
-    workload(&n, &s, "rs_plain").await;
+    workload(n.addr, Some(&|| executes(&n)), &s, "rs_plain").await;
     n.shutdown().await;
 }
 
@@ -114,7 +67,7 @@ async fn scylla_driver_workload_with_lz4() {
         assert_eq!(c["compression"], "lz4", "{c}");
         assert_eq!(c["startup"]["COMPRESSION"], "lz4", "{c}");
     }
-    workload(&n, &s, "rs_lz4").await;
+    workload(n.addr, Some(&|| executes(&n)), &s, "rs_lz4").await;
     n.shutdown().await;
 }
 
@@ -142,307 +95,12 @@ async fn scylla_driver_with_password_authenticator() {
     n.shutdown().await;
 }
 
-async fn workload(n: &RunningNode, s: &Session, ks: &str) {
-    s.query_unpaged(
-        format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
-        (),
-    )
-    .await
-    .unwrap();
-    s.query_unpaged(format!("CREATE TYPE {ks}.point (x int, y int)"), ())
-        .await
-        .unwrap();
-    s.query_unpaged(
-        format!(
-            "CREATE TABLE {ks}.events (p text, c int, v text, s text static, l list<int>, st set<text>, \
-             m map<text, int>, pt frozen<point>, PRIMARY KEY (p, c))"
-        ),
-        (),
-    )
-    .await
-    .unwrap();
-    s.query_unpaged(
-        format!("CREATE TABLE {ks}.ctr (k text PRIMARY KEY, n counter)"),
-        (),
-    )
-    .await
-    .unwrap();
-    s.query_unpaged(
-        format!("CREATE TABLE {ks}.big (p int, c int, v text, PRIMARY KEY (p, c))"),
-        (),
-    )
-    .await
-    .unwrap();
-
-    // Prepared and simple inserts; the PREPARED metadata names the partition key.
-    let ins = s
-        .prepare(format!(
-            "INSERT INTO {ks}.events (p, c, v) VALUES (?, ?, ?)"
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        ins.get_variable_pk_indexes().len(),
-        1,
-        "token-aware routing needs the partition key index"
-    );
-    assert!(ins.is_token_aware());
-    for i in 0..20 {
-        s.execute_unpaged(&ins, ("a", i, format!("v{i}")))
-            .await
-            .unwrap();
-    }
-    s.query_unpaged(
-        format!("INSERT INTO {ks}.events (p, c, v) VALUES ('b', 1, 'simple')"),
-        (),
-    )
-    .await
-    .unwrap();
-
-    // Clustering range.
-    let rng = s
-        .prepare(format!(
-            "SELECT c, v FROM {ks}.events WHERE p = ? AND c >= ? AND c < ?"
-        ))
-        .await
-        .unwrap();
-    let rows: Vec<(i32, String)> = s
-        .execute_unpaged(&rng, ("a", 5, 9))
-        .await
-        .unwrap()
-        .rows_vec();
-    assert_eq!(
-        rows,
-        (5..9).map(|i| (i, format!("v{i}"))).collect::<Vec<_>>()
-    );
-
-    // A batch with a static column.
-    let mut batch = Batch::default();
-    batch.append_statement(ins.clone());
-    batch.append_statement(Statement::new(format!(
-        "UPDATE {ks}.events SET s = 'static-c' WHERE p = 'c'"
-    )));
-    batch.append_statement(ins.clone());
-    s.batch(&batch, (("c", 1, "one"), (), ("c", 2, "two")))
-        .await
-        .unwrap();
-    let rows: Vec<(i32, String, String)> = s
-        .query_unpaged(format!("SELECT c, v, s FROM {ks}.events WHERE p = 'c'"), ())
-        .await
-        .unwrap()
-        .rows_vec();
-    assert_eq!(
-        rows,
-        vec![
-            (1, "one".into(), "static-c".into()),
-            (2, "two".into(), "static-c".into())
-        ]
-    );
-
-    // LWT.
-    let lwt = s
-        .prepare(format!(
-            "INSERT INTO {ks}.events (p, c, v) VALUES (?, ?, ?) IF NOT EXISTS"
-        ))
-        .await
-        .unwrap();
-    let applied = |r: scylla::response::query_result::QueryResult| -> bool {
-        let rows = r.into_rows_result().unwrap();
-        let (a,): (bool,) = rows.first_row::<(bool,)>().unwrap_or_else(|_| {
-            // Not applied: [applied] comes with the existing row's columns.
-            let row = rows
-                .rows::<scylla::value::Row>()
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap();
-            (row.columns[0].as_ref().unwrap().as_boolean().unwrap(),)
-        });
-        a
-    };
-    assert!(applied(
-        s.execute_unpaged(&lwt, ("lwt", 1, "first")).await.unwrap()
-    ));
-    assert!(!applied(
-        s.execute_unpaged(&lwt, ("lwt", 1, "second")).await.unwrap()
-    ));
-    let v: (String,) = s
-        .query_unpaged(
-            format!("SELECT v FROM {ks}.events WHERE p = 'lwt' AND c = 1"),
-            (),
-        )
-        .await
-        .unwrap()
-        .one();
-    assert_eq!(v.0, "first");
-
-    // Counters (bound as bigint deltas).
-    let inc = s
-        .prepare(format!("UPDATE {ks}.ctr SET n = n + ? WHERE k = ?"))
-        .await
-        .unwrap();
-    s.execute_unpaged(&inc, (Counter(5), "k")).await.unwrap();
-    s.execute_unpaged(&inc, (Counter(3), "k")).await.unwrap();
-    let (c,): (Counter,) = s
-        .query_unpaged(format!("SELECT n FROM {ks}.ctr WHERE k = 'k'"), ())
-        .await
-        .unwrap()
-        .one();
-    assert_eq!(c, Counter(8));
-
-    // Collections and a UDT, bound and read back.
-    let coll = s
-        .prepare(format!(
-            "INSERT INTO {ks}.events (p, c, l, st, m, pt) VALUES (?, ?, ?, ?, ?, ?)"
-        ))
-        .await
-        .unwrap();
-    let set: BTreeSet<String> = ["x".to_string(), "y".to_string()].into();
-    let map: BTreeMap<String, i32> = [("k".to_string(), 7)].into();
-    s.execute_unpaged(
-        &coll,
-        ("col", 1, vec![3, 1, 2], &set, &map, Point { x: 4, y: 5 }),
-    )
-    .await
-    .unwrap();
-    s.query_unpaged(
-        format!("UPDATE {ks}.events SET l = l + [9], st = st + {{'z'}} WHERE p = 'col' AND c = 1"),
-        (),
-    )
-    .await
-    .unwrap();
-    type Coll = (Vec<i32>, BTreeSet<String>, BTreeMap<String, i32>, Point);
-    let got: Coll = s
-        .query_unpaged(
-            format!("SELECT l, st, m, pt FROM {ks}.events WHERE p = 'col' AND c = 1"),
-            (),
-        )
-        .await
-        .unwrap()
-        .one();
-    assert_eq!(got.0, vec![3, 1, 2, 9]);
-    assert_eq!(
-        got.1,
-        ["x", "y", "z"].iter().map(|s| s.to_string()).collect()
-    );
-    assert_eq!(got.2, map);
-    assert_eq!(got.3, Point { x: 4, y: 5 });
-
-    // USING TIMESTAMP ordering, and WRITETIME.
-    s.query_unpaged(
-        format!("INSERT INTO {ks}.events (p, c, v) VALUES ('ts', 1, 'new') USING TIMESTAMP 2000"),
-        (),
-    )
-    .await
-    .unwrap();
-    s.query_unpaged(
-        format!("INSERT INTO {ks}.events (p, c, v) VALUES ('ts', 1, 'old') USING TIMESTAMP 1000"),
-        (),
-    )
-    .await
-    .unwrap();
-    let (v, wt): (String, i64) = s
-        .query_unpaged(
-            format!("SELECT v, writetime(v) FROM {ks}.events WHERE p = 'ts' AND c = 1"),
-            (),
-        )
-        .await
-        .unwrap()
-        .one();
-    assert_eq!((v.as_str(), wt), ("new", 2000));
-
-    // TTL expiry.
-    s.query_unpaged(
-        format!("INSERT INTO {ks}.events (p, c, v) VALUES ('ttl', 1, 'brief') USING TTL 1"),
-        (),
-    )
-    .await
-    .unwrap();
-    wait_for("the TTL to expire the row", || async {
-        s.query_unpaged(
-            format!("SELECT v FROM {ks}.events WHERE p = 'ttl' AND c = 1"),
-            (),
-        )
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows_num()
-            == 0
-    })
-    .await;
-
-    // Paging through 10,000 rows, 100 per page.
-    let big = s
-        .prepare(format!("INSERT INTO {ks}.big (p, c, v) VALUES (?, ?, ?)"))
-        .await
-        .unwrap();
-    let mut pending = futures::stream::FuturesUnordered::new();
-    for i in 0..10_000i32 {
-        pending.push(s.execute_unpaged(&big, (i % 7, i, format!("row{i}"))));
-        if pending.len() >= 64 {
-            pending.try_next().await.unwrap();
-        }
-    }
-    while pending.try_next().await.unwrap().is_some() {}
-    let mut scan = s
-        .prepare(format!("SELECT p, c, v FROM {ks}.big"))
-        .await
-        .unwrap();
-    scan.set_page_size(100);
-    let pager = s.execute_iter(scan, ()).await.unwrap();
-    let all: Vec<(i32, i32, String)> = pager.rows_stream().unwrap().try_collect().await.unwrap();
-    assert_eq!(all.len(), 10_000);
-    let mut cs: Vec<i32> = all.iter().map(|r| r.1).collect();
-    cs.sort();
-    assert_eq!(cs, (0..10_000).collect::<Vec<_>>());
-    assert!(all
-        .iter()
-        .all(|(p, c, v)| *p == c % 7 && *v == format!("row{c}")));
-    let before = n
-        .node
+fn executes(n: &RunningNode) -> u64 {
+    n.node
         .stats
         .report()
         .requests
         .get("EXECUTE")
         .copied()
-        .unwrap_or(0);
-    let mut scan = s
-        .prepare(format!("SELECT c FROM {ks}.big WHERE p = ?"))
-        .await
-        .unwrap();
-    scan.set_page_size(100);
-    let part: Vec<(i32,)> = s
-        .execute_iter(scan, (3,))
-        .await
-        .unwrap()
-        .rows_stream::<(i32,)>()
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(
-        part.into_iter().map(|r| r.0).collect::<Vec<_>>(),
-        (0..10_000).filter(|i| i % 7 == 3).collect::<Vec<_>>()
-    );
-    let pages = n.node.stats.report().requests["EXECUTE"] - before;
-    assert_eq!(pages, 15, "1,429 rows at 100 per page take 15 pages");
-
-    // A schema change made on another connection reaches the driver as an event.
-    let mut other = Client::connect(n.addr, 4, Some(OurCompression::Lz4), None)
-        .await
-        .unwrap();
-    other
-        .query(&format!("CREATE TABLE {ks}.late (k int PRIMARY KEY)"))
-        .await
-        .unwrap();
-    wait_for(
-        "the driver's metadata to learn of the new table",
-        || async {
-            s.get_cluster_state()
-                .get_keyspace(ks)
-                .is_some_and(|k| k.tables.contains_key("late"))
-        },
-    )
-    .await;
+        .unwrap_or(0)
 }

@@ -1,0 +1,103 @@
+//! The dual-write proxy with the Rust `scylla` driver, which sends no client
+//! timestamp: every write must still land on both nodes with one write time,
+//! the proxy's.
+
+use std::time::Duration;
+
+use cutover::client::Client;
+use cutover::config::Config;
+use cutover::node::{self, NodeConfig, RunningNode};
+use cutover::protocol::response::ResultBody;
+use scylla::client::session_builder::SessionBuilder;
+
+mod common;
+use common::workload;
+
+async fn start_node() -> RunningNode {
+    node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap()
+}
+
+async fn snapshot(addr: std::net::SocketAddr, q: &str) -> Vec<Vec<Option<bytes::Bytes>>> {
+    let mut c = Client::connect(addr, 4, None, None).await.unwrap();
+    match c.query(q).await.unwrap() {
+        ResultBody::Rows(r) => {
+            let mut rows = r.rows;
+            rows.sort();
+            rows
+        }
+        other => panic!("{q}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_driver_through_the_proxy_writes_both_nodes_with_one_write_time() {
+    let origin = start_node().await;
+    let target = start_node().await;
+    let cfg = Config::quick_start(
+        &origin.addr.to_string(),
+        &target.addr.to_string(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let s = SessionBuilder::new()
+        .known_node_addr(proxy.addr)
+        .cluster_metadata_refresh_interval(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    // The driver sees the proxy, not the nodes.
+    let nodes: Vec<_> = s
+        .get_cluster_state()
+        .get_nodes_info()
+        .iter()
+        .map(|n| n.address)
+        .collect();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].port(), proxy.addr.port());
+
+    let origin_executes = || {
+        origin
+            .node
+            .stats
+            .report()
+            .requests
+            .get("EXECUTE")
+            .copied()
+            .unwrap_or(0)
+    };
+    workload(proxy.addr, Some(&origin_executes), &s, "rs_proxy").await;
+
+    for q in [
+        "SELECT p, c, v, writetime(v) FROM rs_proxy.big",
+        "SELECT p, c, v, writetime(v), l, st, m, pt FROM rs_proxy.events",
+        "SELECT k, n FROM rs_proxy.ctr",
+    ] {
+        let a = snapshot(origin.addr, q).await;
+        let b = snapshot(target.addr, q).await;
+        assert!(!a.is_empty(), "{q}");
+        assert_eq!(a.len(), b.len(), "{q}");
+        for (x, y) in a.iter().zip(&b) {
+            if x[0].as_deref() == Some(&b"lwt"[..]) {
+                // A conditional write gets no proxy timestamp (Cassandra takes
+                // its write time from the Paxos ballot): same value, each
+                // cluster's own write time.
+                assert_eq!((&x[..3], &x[4..]), (&y[..3], &y[4..]), "{q}");
+            } else {
+                assert_eq!(x, y, "origin and target differ for {q}");
+            }
+        }
+    }
+    let big = snapshot(origin.addr, "SELECT writetime(v) FROM rs_proxy.big").await;
+    assert_eq!(big.len(), 10_000);
+    assert!(
+        big.iter().all(|r| r[0].is_some()),
+        "every row has a write time"
+    );
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}

@@ -74,6 +74,14 @@ impl Proxy {
         }
     }
 
+    /// The cluster that checks the client's credentials.
+    pub fn auth_side(&self) -> Side {
+        match self.config.auth.check_client_against {
+            crate::config::ClusterRole::Origin => Side::Origin,
+            crate::config::ClusterRole::Target => Side::Target,
+        }
+    }
+
     /// The clusters writes go to, primary first.
     pub fn write_sides(&self) -> Vec<Side> {
         match self.config.route.phase {

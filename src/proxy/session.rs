@@ -40,6 +40,8 @@ pub struct SessionState {
     startup: Vec<(String, String)>,
     upstreams: Mutex<HashMap<Side, Arc<UpstreamConn>>>,
     connecting: tokio::sync::Mutex<()>,
+    /// The client's own login, used towards the `[auth]` cluster.
+    client_credentials: Mutex<Option<(String, String)>>,
     pub out: mpsc::UnboundedSender<Frame>,
     pub tasks: TaskTracker,
     pub close: CancellationToken,
@@ -70,10 +72,16 @@ impl SessionState {
             version: self.version,
             compression: None,
             startup: self.startup.clone(),
-            credentials: cfg
-                .username
-                .clone()
-                .map(|u| (u, cfg.password.clone().unwrap_or_default())),
+            // Towards the [auth] cluster a session logs in as its client,
+            // never with the proxy's own credentials, so that cluster checks
+            // every client; the other cluster gets its configured login.
+            credentials: if side == self.proxy.auth_side() {
+                self.client_credentials.lock().clone()
+            } else {
+                cfg.username
+                    .clone()
+                    .map(|u| (u, cfg.password.clone().unwrap_or_default()))
+            },
             keyspace: self.keyspace(),
             connect_timeout: cfg.connect_timeout.0,
             max_in_flight: self.proxy.config.limits.max_in_flight_per_connection as usize,
@@ -105,6 +113,8 @@ pub struct ClientSession {
     close_all: CancellationToken,
     tasks: TaskTracker,
     state: Option<Arc<SessionState>>,
+    /// A session waiting for the client's credentials, and its compression.
+    authenticating: Option<(Arc<SessionState>, Option<Compression>)>,
     version: u8,
 }
 
@@ -139,6 +149,7 @@ impl ClientSession {
             close_all,
             tasks,
             state: None,
+            authenticating: None,
             version: 0,
         }
     }
@@ -256,12 +267,18 @@ impl ClientSession {
                     .await
             }
             Opcode::Startup => self.on_startup(frame, out).await,
+            Opcode::AuthResponse => self.on_auth_response(frame).await,
             Opcode::Query
             | Opcode::Prepare
             | Opcode::Execute
             | Opcode::Batch
             | Opcode::Register => {
                 let Some(state) = self.state.clone() else {
+                    if self.authenticating.is_some() {
+                        // Nothing is forwarded before the client has logged in.
+                        let e = ErrorFrame::new(ErrorCode::UNAUTHORIZED, "You have not logged in");
+                        return self.error(frame.stream, e).await;
+                    }
                     let e = ErrorFrame::protocol(format!(
                         "Unexpected message {}, expecting STARTUP or OPTIONS",
                         op.name()
@@ -344,44 +361,133 @@ impl ClientSession {
                 .collect(),
             upstreams: Mutex::new(HashMap::new()),
             connecting: tokio::sync::Mutex::new(()),
+            client_credentials: Mutex::new(None),
             out: out.clone(),
             tasks: self.tasks.clone(),
             close: self.close_all.child_token(),
         });
-        // The primary must be reachable, and speak this version, before READY.
+        // The [auth] cluster decides whether the client must log in; the
+        // primary must be reachable, and speak this version, before READY.
+        let auth_side = self.proxy.auth_side();
+        match state.upstream(auth_side).await {
+            Ok(_) => {}
+            Err(UpstreamError::NoCredentials { .. }) => {
+                self.authenticating = Some((state, compression));
+                let body =
+                    response::authenticate("org.apache.cassandra.auth.PasswordAuthenticator");
+                return self
+                    .answer_startup(frame.stream, Opcode::Authenticate, body, compression)
+                    .await;
+            }
+            Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
+        }
         if let Err(e) = state.upstream(self.proxy.primary()).await {
-            let err = match &e {
-                UpstreamError::Handshake { error, .. }
-                    if error.code == ErrorCode::PROTOCOL_ERROR
-                        && error.message.contains("protocol version") =>
-                {
-                    // Let the driver negotiate down, as with a real node.
-                    ErrorFrame::protocol(format!(
-                        "Invalid or unsupported protocol version ({}); supported versions are (3/v3, 4/v4, 5/v5)",
-                        self.version
-                    ))
-                }
-                UpstreamError::Handshake { error, .. } => error.clone(),
-                other => ErrorFrame::server(format!(
-                    "cutover: cannot reach the {} cluster: {other}",
-                    self.proxy.cluster(self.proxy.primary()).name
-                )),
-            };
-            self.error(frame.stream, err).await;
-            let _ = self.framed.flush().await;
-            return false;
+            return self
+                .refuse_startup(frame.stream, self.proxy.primary(), e)
+                .await;
         }
         self.state = Some(state);
         self.framed.codec_mut().set_authenticated();
+        self.answer_startup(frame.stream, Opcode::Ready, Bytes::new(), compression)
+            .await
+    }
+
+    /// READY or AUTHENTICATE: in v5 still in the old framing, after which
+    /// segments (with LZ4 when asked for) start; in v3/v4 already compressed.
+    async fn answer_startup(
+        &mut self,
+        stream: i16,
+        op: Opcode,
+        body: Bytes,
+        compression: Option<Compression>,
+    ) -> bool {
         if self.version >= 5 {
-            let ok = self.reply(frame.stream, Opcode::Ready, Bytes::new()).await
-                && self.framed.flush().await.is_ok();
+            let ok = self.reply(stream, op, body).await && self.framed.flush().await.is_ok();
             self.framed.codec_mut().set_compression(compression);
             self.framed.codec_mut().enable_segments();
             ok
         } else {
             self.framed.codec_mut().set_compression(compression);
-            self.reply(frame.stream, Opcode::Ready, Bytes::new()).await
+            self.reply(stream, op, body).await
         }
+    }
+
+    async fn refuse_startup(&mut self, stream: i16, side: Side, e: UpstreamError) -> bool {
+        let err = match &e {
+            UpstreamError::Handshake { error, .. }
+                if error.code == ErrorCode::PROTOCOL_ERROR
+                    && error.message.contains("protocol version") =>
+            {
+                // Let the driver negotiate down, as with a real node.
+                ErrorFrame::protocol(format!(
+                    "Invalid or unsupported protocol version ({}); supported versions are (3/v3, 4/v4, 5/v5)",
+                    self.version
+                ))
+            }
+            UpstreamError::Handshake { error, .. } => error.clone(),
+            other => ErrorFrame::server(format!(
+                "cutover: cannot reach the {} cluster: {other}",
+                self.proxy.cluster(side).name
+            )),
+        };
+        self.error(stream, err).await;
+        let _ = self.framed.flush().await;
+        false
+    }
+
+    /// SASL PLAIN from the client, checked by logging in to the `[auth]`
+    /// cluster with it; that cluster's refusal is the client's answer.
+    async fn on_auth_response(&mut self, frame: Frame) -> bool {
+        let Some((state, _)) = self.authenticating.clone() else {
+            return self
+                .error(
+                    frame.stream,
+                    ErrorFrame::protocol("Unexpected AUTH_RESPONSE"),
+                )
+                .await;
+        };
+        let token = match crate::protocol::request::read_auth_response(&frame.body) {
+            Ok(t) => t.unwrap_or_default(),
+            Err(e) => {
+                return self
+                    .error(frame.stream, ErrorFrame::protocol(e.to_string()))
+                    .await
+            }
+        };
+        let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
+        let [_, user, pass] = parts.as_slice() else {
+            let e = ErrorFrame::new(
+                ErrorCode::BAD_CREDENTIALS,
+                "Authentication failed: malformed SASL PLAIN token",
+            );
+            return self.error(frame.stream, e).await;
+        };
+        *state.client_credentials.lock() = Some((
+            String::from_utf8_lossy(user).into_owned(),
+            String::from_utf8_lossy(pass).into_owned(),
+        ));
+        let auth_side = self.proxy.auth_side();
+        match state.upstream(auth_side).await {
+            Ok(_) => {}
+            Err(UpstreamError::Handshake { error, .. }) => {
+                *state.client_credentials.lock() = None;
+                return self.error(frame.stream, error).await;
+            }
+            Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
+        }
+        if let Err(e) = state.upstream(self.proxy.primary()).await {
+            return self
+                .refuse_startup(frame.stream, self.proxy.primary(), e)
+                .await;
+        }
+        self.authenticating = None;
+        self.state = Some(state);
+        self.framed.codec_mut().set_authenticated();
+        self.reply(
+            frame.stream,
+            Opcode::AuthSuccess,
+            response::auth_token(None),
+        )
+        .await
     }
 }

@@ -233,3 +233,79 @@ def test_sigterm_answers_every_request_already_sent(tmp_path):
         proxy.stop()
         origin.stop()
         target.stop()
+
+
+@pytest.fixture
+def auth_pair(tmp_path):
+    """Origin checks clients (app/secret); the target only knows the proxy's own login."""
+    from conftest import Node
+
+    origin = Node("--user", "app:secret")
+    target = Node("--user", "cutover:target-pw")
+    extra = '[auth]\ncheck_client_against = "origin"\n'
+    cfg = proxy_config(tmp_path, origin, target, extra=extra)
+    text = open(cfg).read().replace(
+        f'contact_points = ["127.0.0.1:{target.port}"]',
+        f'contact_points = ["127.0.0.1:{target.port}"]\nusername = "cutover"\npassword = "target-pw"',
+    )
+    open(cfg, "w").write(text)
+    proxy = Proxy(origin, target, config=cfg)
+    yield origin, target, proxy
+    proxy.stop()
+    origin.stop()
+    target.stop()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_clients_log_in_against_the_auth_cluster(auth_pair, version):
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import NoHostAvailable
+
+    origin, target, proxy = auth_pair
+    c, s = connect(proxy.port, protocol_version=version, auth_provider=PlainTextAuthProvider("app", "secret"))
+    try:
+        ks = "au_" + uuid.uuid4().hex[:8]
+        s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+        s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, 'both')")
+        users = {node: {conn["user"] for conn in node.stats()["connections"]} for node in (origin, target)}
+        assert "app" in users[origin], "the origin saw the client's own login"
+        assert users[target] == {"cutover"}, "the target saw only the proxy's configured login"
+    finally:
+        c.shutdown()
+    with pytest.raises(NoHostAvailable, match="incorrect"):
+        connect(proxy.port, protocol_version=version, auth_provider=PlainTextAuthProvider("app", "wrong"))
+    with pytest.raises(NoHostAvailable):
+        connect(proxy.port, protocol_version=version)
+
+
+def test_a_raw_socket_that_skips_authentication_gets_no_data(auth_pair):
+    import struct
+
+    origin, target, proxy = auth_pair
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+
+    def frame(stream, opcode, body):
+        return struct.pack(">BBhBI", 4, 0, stream, opcode, len(body)) + body
+
+    def read_frame():
+        header = b""
+        while len(header) < 9:
+            header += sock.recv(9 - len(header))
+        length = struct.unpack(">I", header[5:9])[0]
+        body = b""
+        while len(body) < length:
+            body += sock.recv(length - len(body))
+        return header[4], body
+
+    startup = struct.pack(">H", 1) + struct.pack(">H", 11) + b"CQL_VERSION" + struct.pack(">H", 5) + b"3.0.0"
+    sock.sendall(frame(1, 0x01, startup))
+    opcode, _ = read_frame()
+    assert opcode == 0x03, "AUTHENTICATE"
+    text = b"SELECT * FROM system_schema.keyspaces"
+    query = struct.pack(">i", len(text)) + text + struct.pack(">HB", 1, 0)
+    sock.sendall(frame(2, 0x07, query))
+    opcode, body = read_frame()
+    assert opcode == 0x00, "an ERROR, not rows"
+    assert struct.unpack(">i", body[:4])[0] == 0x2100 and b"You have not logged in" in body
+    sock.close()

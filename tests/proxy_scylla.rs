@@ -59,6 +59,17 @@ async fn scylla_driver_through_the_proxy_writes_both_nodes_with_one_write_time()
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].port(), proxy.addr.port());
 
+    // Nor the node's identity: the host id is the proxy instance's own.
+    let node_id = snapshot(origin.addr, "SELECT host_id FROM system.local").await[0][0]
+        .clone()
+        .unwrap();
+    let seen_id = s.get_cluster_state().get_nodes_info()[0].host_id;
+    assert_ne!(
+        &seen_id.as_bytes()[..],
+        &node_id[..],
+        "the node's host id leaked through the proxy"
+    );
+
     let origin_executes = || {
         origin
             .node

@@ -96,13 +96,8 @@ async fn query(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
         .classifier
         .classify(text, state.keyspace().as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-    if c.kind == StatementKind::Read {
-        if let Some(t) = c.tables.first() {
-            let ks = t.keyspace.clone().or_else(|| state.keyspace());
-            if let Some(table) = SystemTable::of(ks.as_deref(), &t.table) {
-                return system_read(state, table, &frame).await;
-            }
-        }
+    if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
+        return system_read(state, table, &frame).await;
     }
     let sides = sides_for(state, &c)?;
     let mut has_timestamp = c.has_timestamp;
@@ -139,10 +134,20 @@ async fn system_read(
     table: SystemTable,
     frame: &Frame,
 ) -> Result<Frame, ErrorFrame> {
-    let primary = state.proxy.primary();
-    let answer = send_one(state, primary, frame.clone(), StatementKind::Read).await?;
+    let answer = send_one(
+        state,
+        state.proxy.primary(),
+        frame.clone(),
+        StatementKind::Read,
+    )
+    .await?;
+    Ok(rewrite_system(state, table, answer).await)
+}
+
+/// The topology view of a system table read, from the primary's answer.
+async fn rewrite_system(state: &Arc<SessionState>, table: SystemTable, answer: Frame) -> Frame {
     let Ok(ResultBody::Rows(rows)) = ResultBody::read(&answer.body, state.version) else {
-        return Ok(answer);
+        return answer;
     };
     let mut local = Vec::new();
     if table != SystemTable::Local && state.proxy.topology.instances.len() > 1 {
@@ -152,7 +157,7 @@ async fn system_read(
             params: crate::protocol::request::QueryParams { consistency: consistency::ONE, ..Default::default() },
         };
         let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
-        if let Ok(a) = send_one(state, primary, f, StatementKind::Read).await {
+        if let Ok(a) = send_one(state, state.proxy.primary(), f, StatementKind::Read).await {
             if let Ok(ResultBody::Rows(r)) = ResultBody::read(&a.body, state.version) {
                 if let Some(row) = r.rows.first() {
                     local = r
@@ -167,7 +172,16 @@ async fn system_read(
         }
     }
     let body = state.proxy.topology.rewrite(table, &rows, &local);
-    Ok(Frame { body, ..answer })
+    Frame { body, ..answer }
+}
+
+/// The system table a statement reads, when topology answers it.
+fn system_table(c: &Classification, keyspace: Option<&str>) -> Option<SystemTable> {
+    if c.kind != StatementKind::Read {
+        return None;
+    }
+    let t = c.tables.first()?;
+    SystemTable::of(t.keyspace.as_deref().or(keyspace), &t.table)
 }
 
 async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
@@ -303,6 +317,20 @@ async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
         return Err(ErrorFrame::unprepared(client_id));
     };
     let c = entry.classification.clone();
+    if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
+        // Drivers prepare their topology queries too (the scylla crate does).
+        // The rewrite needs column names, so full metadata is asked for.
+        let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
+        e.params.flags &= !crate::protocol::request::query_flags::SKIP_METADATA;
+        let template = Frame {
+            body: e.encode(state.version),
+            ..frame
+        };
+        let primary = state.proxy.primary();
+        let answer = execute_on(state, &entry, primary, &template, true).await;
+        let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
+        return Ok(rewrite_system(state, table, answer).await);
+    }
     let sides = sides_for(state, &c)?;
     let mut has_timestamp = c.has_timestamp;
     let body = if c.kind == StatementKind::Write {

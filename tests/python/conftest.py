@@ -89,12 +89,12 @@ class Proxy:
                 self.proc.wait()
 
 
-def proxy_config(tmp_path, origin, target, phase="dual-write", extra=""):
-    """A config file for a proxy on a free port in front of the two nodes."""
-    path = tmp_path / f"cutover-{phase}.toml"
+def proxy_config(tmp_path, origin, target, phase="dual-write", extra="", listen="127.0.0.1:0"):
+    """A config file for a proxy (on a free port by default) in front of the two nodes."""
+    path = tmp_path / f"cutover-{phase}-{listen.replace(':', '-')}.toml"
     path.write_text(
         f"""
-listen = "127.0.0.1:0"
+listen = "{listen}"
 [clusters.origin]
 contact_points = ["127.0.0.1:{origin.port}"]
 request_timeout = "3s"

@@ -309,3 +309,44 @@ def test_a_raw_socket_that_skips_authentication_gets_no_data(auth_pair):
     assert opcode == 0x00, "an ERROR, not rows"
     assert struct.unpack(">i", body[:4])[0] == 0x2100 and b"You have not logged in" in body
     sock.close()
+
+
+def test_two_instances_are_discovered_and_both_serve(tmp_path):
+    from conftest import Node
+
+    origin, target = Node(), Node()
+    while True:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        other = socket.socket()
+        try:
+            other.bind(("127.0.0.2", port))
+            break
+        except OSError:
+            continue
+        finally:
+            probe.close()
+            other.close()
+    proxies = []
+    try:
+        for index, ip in enumerate(["127.0.0.1", "127.0.0.2"]):
+            extra = f'[topology]\ninstances = ["127.0.0.1:{port}", "127.0.0.2:{port}"]\nindex = {index}\n'
+            cfg = proxy_config(tmp_path, origin, target, extra=extra, listen=f"{ip}:{port}")
+            proxies.append(Proxy(origin, target, config=cfg))
+        c, s = connect(port)
+        try:
+            wait_for(lambda: len(c.metadata.all_hosts()) == 2, what="the driver to discover both instances")
+            assert sorted(str(h.address) for h in c.metadata.all_hosts()) == ["127.0.0.1", "127.0.0.2"]
+            served = set()
+            for _ in range(40):
+                rs = s.execute("SELECT release_version FROM system.local")
+                served.add(str(rs.response_future.coordinator_host))
+            assert len(served) == 2, served
+        finally:
+            c.shutdown()
+    finally:
+        for p in proxies:
+            p.stop()
+        origin.stop()
+        target.stop()

@@ -43,9 +43,42 @@ pub enum ProxyError {
 /// One cluster as the proxy reaches it.
 pub struct Cluster {
     pub name: String,
-    /// Resolved contact points, tried in order.
+    /// Resolved contact points.
     pub nodes: Vec<SocketAddr>,
     pub config: ClusterConfig,
+    /// Nodes that recently refused a connection, avoided until the time set.
+    avoid_until: parking_lot::Mutex<std::collections::HashMap<SocketAddr, tokio::time::Instant>>,
+    /// Spreads sessions over the nodes.
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// How long a node that refused a connection is passed over.
+const NODE_BACKOFF: Duration = Duration::from_secs(2);
+
+impl Cluster {
+    /// The nodes to try for a new connection, in order: starting at a
+    /// different node for each session, nodes in backoff last.
+    pub fn candidates(&self) -> Vec<SocketAddr> {
+        let n = self.nodes.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n.max(1);
+        let now = tokio::time::Instant::now();
+        let avoid = self.avoid_until.lock();
+        let (mut healthy, mut resting): (Vec<SocketAddr>, Vec<SocketAddr>) = (0..n)
+            .map(|i| self.nodes[(start + i) % n])
+            .partition(|a| avoid.get(a).is_none_or(|until| *until <= now));
+        healthy.append(&mut resting);
+        healthy
+    }
+
+    pub fn mark_failed(&self, node: SocketAddr) {
+        self.avoid_until
+            .lock()
+            .insert(node, tokio::time::Instant::now() + NODE_BACKOFF);
+    }
+
+    pub fn mark_ok(&self, node: SocketAddr) {
+        self.avoid_until.lock().remove(&node);
+    }
 }
 
 /// State shared by every session of one proxy instance.
@@ -112,6 +145,8 @@ async fn resolve(name: &str, c: &ClusterConfig) -> Result<Cluster, ProxyError> {
         name: name.into(),
         nodes,
         config: c.clone(),
+        avoid_until: Default::default(),
+        next: Default::default(),
     })
 }
 

@@ -88,14 +88,20 @@ impl SessionState {
             heartbeat_interval: Some(cfg.heartbeat_interval.0),
         };
         let mut last = None;
-        for node in &cluster.nodes {
-            match UpstreamConn::connect(*node, &opts).await {
+        for node in cluster.candidates() {
+            match UpstreamConn::connect(node, &opts).await {
                 Ok(c) => {
+                    cluster.mark_ok(node);
                     let c = Arc::new(c);
                     self.upstreams.lock().insert(side, c.clone());
                     return Ok(c);
                 }
+                // A refused login is the client's answer, not a sick node.
+                Err(
+                    e @ (UpstreamError::Handshake { .. } | UpstreamError::NoCredentials { .. }),
+                ) => return Err(e),
                 Err(e) => {
+                    cluster.mark_failed(node);
                     tracing::warn!(cluster = %cluster.name, %node, error = %e, "cannot open an upstream connection");
                     last = Some(e);
                 }

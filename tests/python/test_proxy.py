@@ -350,3 +350,79 @@ def test_two_instances_are_discovered_and_both_serve(tmp_path):
             p.stop()
         origin.stop()
         target.stop()
+
+
+def test_losing_one_node_of_three_costs_at_most_the_requests_in_flight_on_it(tmp_path):
+    from conftest import Node
+
+    origins = [Node() for _ in range(3)]
+    targets = [Node() for _ in range(3)]
+    cfg = tmp_path / "three.toml"
+    cfg.write_text(
+        f"""
+listen = "127.0.0.1:0"
+[clusters.origin]
+contact_points = [{", ".join(f'"127.0.0.1:{n.port}"' for n in origins)}]
+request_timeout = "3s"
+[clusters.target]
+contact_points = [{", ".join(f'"127.0.0.1:{n.port}"' for n in targets)}]
+request_timeout = "3s"
+"""
+    )
+    # In-memory nodes do not replicate: every node gets the schema directly.
+    for n in origins + targets:
+        c, s = connect(n.port)
+        s.execute("CREATE KEYSPACE three WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        s.execute("CREATE TABLE three.t (k int PRIMARY KEY, v text)")
+        c.shutdown()
+    proxy = Proxy(origins[0], targets[0], config=str(cfg))
+    try:
+        c, s = connect(proxy.port)
+        ins = s.prepare("INSERT INTO three.t (k, v) VALUES (?, ?)")
+        in_flight = 32
+        acknowledged, failed = [], []
+        victim = None
+        pending = []
+        for k in range(1200):
+            if k == 400:
+                # Take down the origin node that has been taking the writes.
+                victim = max(origins, key=lambda n: n.stats()["requests"].get("EXECUTE", 0))
+                assert victim.stats()["requests"].get("EXECUTE", 0) > 0
+                victim.http("POST", "/down")
+            pending.append((k, s.execute_async(ins, (k, f"v{k}"))))
+            if len(pending) >= in_flight:
+                done_k, f = pending.pop(0)
+                try:
+                    f.result()
+                    acknowledged.append(done_k)
+                except Exception as e:  # noqa: BLE001 - every failure is counted
+                    failed.append((done_k, e))
+        for done_k, f in pending:
+            try:
+                f.result()
+                acknowledged.append(done_k)
+            except Exception as e:  # noqa: BLE001
+                failed.append((done_k, e))
+        c.shutdown()
+        print(f"failed around the kill: {len(failed)} of {len(failed) + len(acknowledged)}")
+        assert len(failed) <= in_flight, failed[:3]
+        assert all(400 - in_flight <= k < 400 + in_flight for k, _ in failed), failed[:3]
+        # Every acknowledged write is on a live node of each cluster.
+        for cluster in (origins, targets):
+            keys = set()
+            for n in cluster:
+                if n is victim:
+                    continue
+                nc, ns = connect(n.port)
+                keys |= {r.k for r in ns.execute("SELECT k FROM three.t")}
+                nc.shutdown()
+            if cluster is origins:
+                # Writes acknowledged by the victim before it went down live there only.
+                acknowledged_after = [k for k in acknowledged if k >= 400 + in_flight]
+                assert set(acknowledged_after) <= keys
+            else:
+                assert set(acknowledged) <= keys
+    finally:
+        proxy.stop()
+        for n in origins + targets:
+            n.stop()

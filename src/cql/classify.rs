@@ -55,6 +55,10 @@ pub struct Classification {
     /// byte range in the text, for replacement by proxy-computed values.
     pub server_functions: Vec<ServerFunction>,
     pub bind_markers: usize,
+    /// Byte offset of each bind marker, in order.
+    pub marker_offsets: Vec<usize>,
+    /// Uses `:name` markers (then no hidden `?` can be added).
+    pub named_markers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,11 +119,17 @@ pub fn classify(text: &str, session_keyspace: Option<&str>) -> Result<Classifica
         has_timestamp: false,
         increments: false,
         server_functions: Vec::new(),
-        bind_markers: toks
+        bind_markers: 0,
+        marker_offsets: toks
             .iter()
             .filter(|t| matches!(t.token, Token::Marker | Token::NamedMarker(_)))
-            .count(),
+            .map(|t| t.start)
+            .collect(),
+        named_markers: toks
+            .iter()
+            .any(|t| matches!(t.token, Token::NamedMarker(_))),
     };
+    c.bind_markers = c.marker_offsets.len();
     let first = match toks.first().map(|t| &t.token) {
         Some(Token::Ident(w)) => w.as_str(),
         _ => {
@@ -317,9 +327,60 @@ impl ClassificationCache {
     }
 }
 
+impl Classification {
+    /// The text with every server-side function call replaced by `with(name)`.
+    pub fn replace_functions(&self, text: &str, mut with: impl FnMut(&str) -> String) -> String {
+        let mut out = String::with_capacity(text.len() + 32);
+        let mut at = 0;
+        for f in &self.server_functions {
+            out.push_str(&text[at..f.span.start]);
+            let name = f.name.to_ascii_lowercase();
+            out.push_str(&with(&name));
+            at = f.span.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+
+    /// For a text whose function calls become `?`: each call's function name
+    /// and the index its new marker takes among all markers.
+    pub fn hidden_markers(&self) -> Vec<(usize, String)> {
+        self.server_functions
+            .iter()
+            .enumerate()
+            .map(|(n, f)| {
+                let before = self
+                    .marker_offsets
+                    .iter()
+                    .filter(|m| **m < f.span.start)
+                    .count();
+                (before + n, f.name.to_ascii_lowercase())
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_calls_become_literals_or_hidden_markers() {
+        let q = "INSERT INTO t (a, b, c, d) VALUES (?, now(), ?, uuid())";
+        let c = k(q);
+        assert_eq!(
+            c.replace_functions(q, |_| "?".into()),
+            "INSERT INTO t (a, b, c, d) VALUES (?, ?, ?, ?)"
+        );
+        assert_eq!(
+            c.hidden_markers(),
+            vec![(1, "now".to_string()), (3, "uuid".to_string())]
+        );
+        assert_eq!(
+            c.replace_functions(q, |n| format!("<{n}>")),
+            "INSERT INTO t (a, b, c, d) VALUES (?, <now>, ?, <uuid>)"
+        );
+    }
 
     fn k(text: &str) -> Classification {
         classify(text, None).unwrap_or_else(|e| panic!("{text}: {e}"))

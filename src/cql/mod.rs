@@ -6,6 +6,7 @@
 //! classifier reads no more grammar than routing needs.
 
 mod classify;
+pub mod functions;
 mod lexer;
 
 pub use classify::{

@@ -146,46 +146,7 @@ pub fn timeuuid_ticks(u: &[u8; 16]) -> u64 {
     (hi << 48) | (mid << 32) | low
 }
 
-/// 100-ns intervals between 1582-10-15 and 1970-01-01.
-const UUID_EPOCH_OFFSET: u64 = 0x01B2_1DD2_1381_4000;
-
-/// A version-1 UUID for the current time, unique within this process.
-pub fn new_timeuuid() -> [u8; 16] {
-    use std::sync::atomic::{AtomicU64, Ordering as AO};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    static NODE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
-    let node = NODE.get_or_init(rand::random::<[u8; 8]>);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut ticks = now.as_nanos() as u64 / 100 + UUID_EPOCH_OFFSET;
-    // Strictly increasing so two calls never collide.
-    let mut last = LAST.load(AO::Relaxed);
-    loop {
-        if ticks <= last {
-            ticks = last + 1;
-        }
-        match LAST.compare_exchange(last, ticks, AO::Relaxed, AO::Relaxed) {
-            Ok(_) => break,
-            Err(l) => last = l,
-        }
-    }
-    let mut u = [0u8; 16];
-    u[0..4].copy_from_slice(&((ticks & 0xffff_ffff) as u32).to_be_bytes());
-    u[4..6].copy_from_slice(&(((ticks >> 32) & 0xffff) as u16).to_be_bytes());
-    u[6..8].copy_from_slice(&((((ticks >> 48) & 0x0fff) as u16) | 0x1000).to_be_bytes());
-    u[8] = (node[0] & 0x3f) | 0x80;
-    u[9] = node[1];
-    u[10..16].copy_from_slice(&node[2..8]);
-    u
-}
-
-pub fn new_random_uuid() -> [u8; 16] {
-    let mut u: [u8; 16] = rand::random();
-    u[6] = (u[6] & 0x0f) | 0x40;
-    u[8] = (u[8] & 0x3f) | 0x80;
-    u
-}
+pub use crate::cql::functions::{new_random_uuid, new_timeuuid};
 
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let hex: String = s.chars().filter(|c| *c != '-').collect();
@@ -197,19 +158,6 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         u[i] = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(u)
-}
-
-#[cfg(test)]
-pub fn format_uuid(u: &[u8; 16]) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 pub fn varint_from_i128(v: i128) -> Vec<u8> {
@@ -524,7 +472,7 @@ mod tests {
         let a = new_timeuuid();
         let b = new_timeuuid();
         assert!(Value::Uuid(a) < Value::Uuid(b));
-        assert_eq!(parse_uuid(&format_uuid(&a)), Some(a));
+        assert_eq!(parse_uuid(&crate::cql::functions::format_uuid(&a)), Some(a));
     }
 
     #[test]

@@ -27,7 +27,14 @@ impl Side {
 }
 
 pub struct PreparedEntry {
+    /// The text the client prepared (its id is computed from this).
     pub text: String,
+    /// The text the clusters prepare: server-side function calls replaced by
+    /// hidden `?` markers when `writes.replace_server_functions` is on.
+    pub cluster_text: String,
+    /// Each hidden marker's index among the clusters' markers, and the
+    /// function whose value the proxy binds there on every EXECUTE.
+    pub hidden: Vec<(usize, String)>,
     pub keyspace: Option<String>,
     pub classification: Arc<Classification>,
     ids: RwLock<HashMap<Side, Bytes>>,
@@ -74,6 +81,8 @@ impl PreparedMap {
         text: &str,
         keyspace: Option<&str>,
         classification: Arc<Classification>,
+        cluster_text: String,
+        hidden: Vec<(usize, String)>,
     ) -> Arc<PreparedEntry> {
         if let Some(e) = self.get(&id) {
             return e;
@@ -89,6 +98,8 @@ impl PreparedMap {
             .or_insert_with(|| {
                 Arc::new(PreparedEntry {
                     text: text.to_string(),
+                    cluster_text,
+                    hidden,
                     keyspace: keyspace.map(str::to_string),
                     classification,
                     ids: RwLock::new(HashMap::new()),

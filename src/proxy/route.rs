@@ -13,9 +13,10 @@ use super::prepared::{PreparedEntry, PreparedMap, Side};
 use super::session::SessionState;
 use super::topology::SystemTable;
 use crate::config::DdlMode;
+use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
-use crate::protocol::reader::BodyReader;
+use crate::protocol::reader::{BodyReader, RawValue};
 use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Prepare, Query};
 use crate::protocol::response::{read_result_kind, result_kind, ResultBody};
 use crate::protocol::writer::put_short_bytes;
@@ -82,6 +83,47 @@ fn idempotent(c: &Classification, has_timestamp: bool) -> bool {
     }
 }
 
+/// Does this write get its server-side function calls replaced?
+fn replacing(state: &SessionState, c: &Classification) -> bool {
+    state.proxy.config.writes.replace_server_functions
+        && c.kind == StatementKind::Write
+        && !c.server_functions.is_empty()
+}
+
+/// A literal for a function call in query text (the call itself when unknown).
+fn literal_for(name: &str) -> String {
+    evaluate(name)
+        .map(|v| v.literal)
+        .unwrap_or_else(|| format!("{name}()"))
+}
+
+/// Binds the proxy's values at a prepared statement's hidden markers.
+fn bind_hidden(
+    entry: &PreparedEntry,
+    values: &mut Vec<RawValue>,
+    named: bool,
+) -> Result<(), ErrorFrame> {
+    if entry.hidden.is_empty() {
+        return Ok(());
+    }
+    if named {
+        return Err(ErrorFrame::invalid(
+            "cutover: named bind values cannot be combined with server-side function replacement",
+        ));
+    }
+    for (index, name) in &entry.hidden {
+        let v = evaluate(name)
+            .ok_or_else(|| ErrorFrame::server(format!("cutover: unknown function {name}()")))?;
+        if *index > values.len() {
+            return Err(ErrorFrame::invalid(
+                "cutover: fewer bound values than the statement's markers",
+            ));
+        }
+        values.insert(*index, RawValue::Bytes(v.bytes));
+    }
+    Ok(())
+}
+
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -105,6 +147,9 @@ async fn query(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
         if q.params.timestamp.is_none() && needs_timestamp(state, &c) {
             q.params.timestamp = Some(now_micros());
+        }
+        if replacing(state, &c) {
+            q.text = c.replace_functions(&q.text, literal_for);
         }
         has_timestamp |= q.params.timestamp.is_some();
         q.encode(state.version)
@@ -193,11 +238,22 @@ async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
         .classify(&p.text, keyspace.as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
     let client_id = PreparedMap::client_id(keyspace.as_deref(), &p.text);
-    let entry =
-        state
-            .proxy
-            .prepared
-            .insert(client_id.clone(), &p.text, keyspace.as_deref(), c.clone());
+    let (cluster_text, hidden) = if replacing(state, &c) && !c.named_markers {
+        (
+            c.replace_functions(&p.text, |_| "?".into()),
+            c.hidden_markers(),
+        )
+    } else {
+        (p.text.clone(), Vec::new())
+    };
+    let entry = state.proxy.prepared.insert(
+        client_id.clone(),
+        &p.text,
+        keyspace.as_deref(),
+        c.clone(),
+        cluster_text,
+        hidden,
+    );
     // Prepared on every cluster a phase may send it to, so that a phase
     // change never meets an unknown statement.
     let mut sides = state.proxy.write_sides();
@@ -222,10 +278,12 @@ async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
         }
     }
     let a = primary_answer.expect("the primary is among the sides");
-    Ok(Frame {
-        body: with_prepared_id(&a.body, &client_id)?,
-        ..a
-    })
+    let body = if entry.hidden.is_empty() {
+        with_prepared_id(&a.body, &client_id)?
+    } else {
+        without_hidden_markers(&a.body, &entry.hidden, &client_id, state.version)?
+    };
+    Ok(Frame { body, ..a })
 }
 
 /// PREPARE on one cluster, remembering that cluster's id.
@@ -236,7 +294,7 @@ async fn prepare_on(
     frame: &Frame,
 ) -> Result<Frame, ErrorFrame> {
     let body = Prepare {
-        text: entry.text.clone(),
+        text: entry.cluster_text.clone(),
         keyspace: if state.version >= 5 {
             entry.keyspace.clone()
         } else {
@@ -300,6 +358,41 @@ fn with_prepared_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
     Ok(b.freeze())
 }
 
+/// A PREPARED body as the client must see it: the hidden markers' bind
+/// columns removed, partition-key indexes renumbered, the client's id.
+fn without_hidden_markers(
+    body: &Bytes,
+    hidden: &[(usize, String)],
+    id: &Bytes,
+    version: u8,
+) -> Result<Bytes, ErrorFrame> {
+    let Ok(ResultBody::Prepared(mut p)) = ResultBody::read(body, version) else {
+        return Err(ErrorFrame::server(
+            "cutover: a cluster answered PREPARE with something else than PREPARED",
+        ));
+    };
+    let is_hidden = |i: usize| hidden.iter().any(|(h, _)| *h == i);
+    p.bind.columns = p
+        .bind
+        .columns
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !is_hidden(*i))
+        .map(|(_, c)| c)
+        .collect();
+    p.bind.column_count = p.bind.columns.len();
+    if p.pk_indexes.iter().any(|i| is_hidden(*i as usize)) {
+        // A partition key computed by the proxy: drivers cannot route by it.
+        p.pk_indexes.clear();
+    } else {
+        for i in p.pk_indexes.iter_mut() {
+            *i -= hidden.iter().filter(|(h, _)| *h < *i as usize).count() as u16;
+        }
+    }
+    p.id = id.clone();
+    Ok(crate::protocol::response::prepared(&p, version))
+}
+
 /// An EXECUTE body for another prepared id.
 fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
     let mut r = BodyReader::new(body);
@@ -338,6 +431,7 @@ async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
         if e.params.timestamp.is_none() && needs_timestamp(state, &c) {
             e.params.timestamp = Some(now_micros());
         }
+        bind_hidden(&entry, &mut e.params.values, e.params.names.is_some())?;
         has_timestamp |= e.params.timestamp.is_some();
         e.encode(state.version)
     } else {
@@ -414,13 +508,19 @@ async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
     let ks = b.keyspace.clone().or_else(|| state.keyspace());
     let mut entries = Vec::new();
     let mut replay_unsafe = false;
-    for child in &b.children {
-        let c = match &child.statement {
-            BatchStatement::Query(t) => state
-                .proxy
-                .classifier
-                .classify(t, ks.as_deref())
-                .map_err(|e| ErrorFrame::syntax(e.to_string()))?,
+    for child in b.children.iter_mut() {
+        let c = match &mut child.statement {
+            BatchStatement::Query(t) => {
+                let c = state
+                    .proxy
+                    .classifier
+                    .classify(t, ks.as_deref())
+                    .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
+                if replacing(state, &c) {
+                    *t = c.replace_functions(t, literal_for);
+                }
+                c
+            }
             BatchStatement::Prepared(id) => {
                 let e = state
                     .proxy
@@ -428,6 +528,7 @@ async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
                     .get(id)
                     .ok_or_else(|| ErrorFrame::unprepared(id.clone()))?;
                 let c = e.classification.clone();
+                bind_hidden(&e, &mut child.values, false)?;
                 entries.push(e);
                 c
             }

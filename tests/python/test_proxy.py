@@ -426,3 +426,48 @@ request_timeout = "3s"
         proxy.stop()
         for n in origins + targets:
             n.stop()
+
+
+def test_server_functions_are_computed_once_for_both_clusters(cluster_pair, tmp_path):
+    import datetime
+
+    from cassandra.query import BatchStatement, SimpleStatement
+
+    origin, target, default_proxy = cluster_pair
+    ks = "fn_" + uuid.uuid4().hex[:8]
+    c, s = connect(default_proxy.port)
+    s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, id timeuuid, u uuid, at timestamp)")
+    # Without replacement each cluster evaluates now() itself: the values differ.
+    s.execute(f"INSERT INTO {ks}.t (k, id) VALUES (0, now())")
+    c.shutdown()
+
+    proxy = Proxy(origin, target, config=proxy_config(tmp_path, origin, target, extra="[writes]\nreplace_server_functions = true\n"))
+    c, s = connect(proxy.port)
+    try:
+        s.execute(f"INSERT INTO {ks}.t (k, id, u, at) VALUES (1, now(), uuid(), currentTimestamp())")
+        ins = s.prepare(f"INSERT INTO {ks}.t (k, id, u, at) VALUES (?, now(), uuid(), ?)")
+        # The client sees only its own markers; the proxy binds the others.
+        assert [col.name for col in ins.column_metadata] == ["k", "at"]
+        assert ins.routing_key_indexes == [0]
+        at = datetime.datetime(2024, 5, 6, 7, 8, 9)
+        s.execute(ins, (2, at))
+        b = BatchStatement()
+        b.add(ins, (3, at))
+        b.add(SimpleStatement(f"INSERT INTO {ks}.t (k, id) VALUES (4, now())"))
+        s.execute(b)
+    finally:
+        c.shutdown()
+        proxy.stop()
+
+    rows = {}
+    for node in (origin, target):
+        nc, ns = connect(node.port)
+        rows[node] = {r.k: r for r in ns.execute(f"SELECT k, id, u, at FROM {ks}.t")}
+        nc.shutdown()
+    assert rows[origin][0].id != rows[target][0].id, "without replacement the clusters disagree"
+    for k in (1, 2, 3, 4):
+        assert rows[origin][k] == rows[target][k], k
+        assert rows[origin][k].id is not None
+    assert rows[origin][2].at == at and rows[origin][1].u is not None
+    assert rows[origin][2].id != rows[origin][3].id, "a fresh value on every EXECUTE"

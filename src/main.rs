@@ -116,6 +116,11 @@ async fn main() -> Result<()> {
                     std::process::exit(2);
                 }
             };
+            if let Some(admin) = cfg.admin {
+                eprintln!(
+                    "note: the admin API (health, metrics, policy) is not built yet; nothing listens on {admin}"
+                );
+            }
             let grace = cfg.shutdown.grace_period.0;
             let running = cutover::proxy::start(cfg).await?;
             println!("cutover proxy listening on {}", running.addr);

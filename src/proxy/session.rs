@@ -147,9 +147,12 @@ impl ClientSession {
             max_frame: l.max_frame_bytes.0 as usize,
             max_frame_pre_auth: l.max_frame_bytes_before_auth.0 as usize,
         });
+        // Small to start with, grown by the traffic: idle clients are many.
+        let mut framed = Framed::with_capacity(sock, codec, 1024);
+        *framed.write_buffer_mut() = bytes::BytesMut::new();
         ClientSession {
             proxy,
-            framed: Framed::new(sock, codec),
+            framed,
             peer,
             stop_accepting,
             close_all,

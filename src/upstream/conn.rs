@@ -101,33 +101,62 @@ enum Slot {
     Abandoned,
 }
 
+/// Stream ids: the reserved ones at the bottom (0..RESERVED_STREAMS), then
+/// client ids, whose slots are created as they are first used so that an
+/// idle connection costs little.
 struct Streams {
-    /// Ids below this are for client requests, the rest are reserved.
-    client: usize,
     slots: Vec<Slot>,
     free_client: Vec<i16>,
     free_reserved: Vec<i16>,
+    /// The next client id never handed out yet.
+    next_client: i16,
+    /// One past the last client id.
+    client_end: i16,
 }
 
 impl Streams {
     fn new(client: usize) -> Streams {
         let client = client.clamp(1, (MAX_STREAMS - RESERVED_STREAMS) as usize) as i16;
-        let total = client + RESERVED_STREAMS;
         Streams {
-            client: client as usize,
-            slots: (0..total).map(|_| Slot::Free).collect(),
-            free_client: (0..client).rev().collect(),
-            free_reserved: (client..total).rev().collect(),
+            slots: (0..RESERVED_STREAMS).map(|_| Slot::Free).collect(),
+            free_client: Vec::new(),
+            free_reserved: (0..RESERVED_STREAMS).rev().collect(),
+            next_client: RESERVED_STREAMS,
+            client_end: RESERVED_STREAMS + client,
         }
+    }
+
+    fn client_capacity(&self) -> usize {
+        (self.client_end - RESERVED_STREAMS) as usize
+    }
+
+    fn alloc(&mut self, reserved: bool) -> Option<i16> {
+        if reserved {
+            return self.free_reserved.pop();
+        }
+        if let Some(id) = self.free_client.pop() {
+            return Some(id);
+        }
+        if self.next_client < self.client_end {
+            let id = self.next_client;
+            self.next_client += 1;
+            self.slots.push(Slot::Free);
+            return Some(id);
+        }
+        None
     }
 
     fn release(&mut self, id: i16) {
         self.slots[id as usize] = Slot::Free;
-        if (id as usize) < self.client {
-            self.free_client.push(id);
-        } else {
+        if id < RESERVED_STREAMS {
             self.free_reserved.push(id);
+        } else {
+            self.free_client.push(id);
         }
+    }
+
+    fn client_in_use(&self) -> usize {
+        (self.next_client - RESERVED_STREAMS) as usize - self.free_client.len()
     }
 }
 
@@ -187,8 +216,10 @@ impl UpstreamConn {
             .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = sock.set_nodelay(true);
         let (r, w) = sock.into_split();
-        let mut reader = FramedRead::new(r, FrameCodec::client());
+        // Buffers start small and grow with the traffic: idle connections are many.
+        let mut reader = FramedRead::with_capacity(r, FrameCodec::client(), 1024);
         let mut writer = FramedWrite::new(w, FrameCodec::client());
+        *writer.write_buffer_mut() = BytesMut::new();
         let v = opts.version;
         let frame_err = |source| UpstreamError::Frame { addr, source };
 
@@ -357,8 +388,7 @@ impl UpstreamConn {
 
     /// Stream ids in use by client requests (waiting or abandoned).
     pub fn in_flight(&self) -> usize {
-        let s = self.shared.streams.lock();
-        s.client - s.free_client.len()
+        self.shared.streams.lock().client_in_use()
     }
 
     pub fn close(&self) {
@@ -382,16 +412,11 @@ async fn send(
     let (tx, rx) = oneshot::channel();
     let id = {
         let mut s = shared.streams.lock();
-        let pool = if reserved {
-            &mut s.free_reserved
-        } else {
-            &mut s.free_client
-        };
-        let Some(id) = pool.pop() else {
+        let Some(id) = s.alloc(reserved) else {
             let limit = if reserved {
                 RESERVED_STREAMS as usize
             } else {
-                s.client
+                s.client_capacity()
             };
             return Err(UpstreamError::Busy { addr, limit });
         };

@@ -18,6 +18,23 @@ use super::faults::ErrorRule;
 use super::Node;
 
 #[derive(Deserialize)]
+struct Peer {
+    addr: std::net::SocketAddr,
+    #[serde(default = "default_dc")]
+    datacenter: String,
+    #[serde(default = "default_rack")]
+    rack: String,
+}
+
+fn default_dc() -> String {
+    "datacenter1".into()
+}
+
+fn default_rack() -> String {
+    "rack1".into()
+}
+
+#[derive(Deserialize)]
 struct Latency {
     ms: f64,
 }
@@ -36,6 +53,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
         .route("/restart", post(restart))
         .route("/down", post(down))
         .route("/up", post(up))
+        .route("/peers", post(peers))
         .with_state(node);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -128,5 +146,20 @@ async fn down(State(n): State<Arc<Node>>) -> StatusCode {
 
 async fn up(State(n): State<Arc<Node>>) -> StatusCode {
     n.set_down(false);
+    StatusCode::NO_CONTENT
+}
+
+/// The nodes this node reports in `system.peers(_v2)`, so that several
+/// in-memory nodes look like one cluster to drivers and to the proxy.
+async fn peers(State(n): State<Arc<Node>>, Json(list): Json<Vec<Peer>>) -> StatusCode {
+    n.set_peers(
+        list.into_iter()
+            .map(|p| super::PeerInfo {
+                addr: p.addr,
+                datacenter: p.datacenter,
+                rack: p.rack,
+            })
+            .collect(),
+    );
     StatusCode::NO_CONTENT
 }

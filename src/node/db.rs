@@ -17,9 +17,19 @@ use super::schema::{
     TableSchema, UserType,
 };
 use super::store::{now_micros, Cell, KeyPart, Liveness, Partition, TableData};
-use super::value::{new_random_uuid, Value};
+use super::value::Value;
 use crate::protocol::response::SchemaChange;
 use crate::protocol::ColumnType;
+
+/// Another node this node reports in `system.peers` / `system.peers_v2`.
+/// In-memory nodes share no data: peers exist so that drivers and the proxy
+/// can discover a multi-node topology.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: std::net::SocketAddr,
+    pub datacenter: String,
+    pub rack: String,
+}
 
 /// What a node says about itself in `system.local`.
 #[derive(Debug, Clone)]
@@ -32,6 +42,7 @@ pub struct NodeIdentity {
     pub port: u16,
     pub host_id: [u8; 16],
     pub tokens: Vec<String>,
+    pub peers: Vec<PeerInfo>,
 }
 
 pub struct Table {
@@ -608,7 +619,59 @@ impl Db {
         }
     }
 
+    /// Replaces the peers this node reports.
+    pub fn set_peers(&mut self, peers: Vec<PeerInfo>) {
+        self.identity.peers = peers;
+        self.refresh_system_tables();
+    }
+
     fn refresh_system_tables(&mut self) {
+        for t in ["peers", "peers_v2"] {
+            if let Some(t) = self.tables.get_mut(&("system".to_string(), t.to_string())) {
+                t.data = TableData::default();
+            }
+        }
+        for p in self.identity.peers.clone() {
+            let ip = Value::Inet(match p.addr.ip() {
+                std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+            });
+            let host_id = host_id_of(p.addr);
+            // Peers report this node's schema version: in-memory nodes share
+            // no schema, and drivers would otherwise wait for agreement.
+            let common = vec![
+                ("data_center", Some(text(&p.datacenter))),
+                ("rack", Some(text(&p.rack))),
+                ("host_id", Some(Value::Uuid(host_id))),
+                (
+                    "release_version",
+                    Some(text(&self.identity.release_version)),
+                ),
+                ("schema_version", Some(Value::Uuid(self.schema_version))),
+                (
+                    "tokens",
+                    Some(Value::Set(vec![text(&rand::random::<i64>().to_string())])),
+                ),
+            ];
+            let mut v1 = common.clone();
+            v1.extend([
+                ("peer", Some(ip.clone())),
+                ("rpc_address", Some(ip.clone())),
+                ("preferred_ip", Some(ip.clone())),
+            ]);
+            self.put("system", "peers", v1);
+            let mut v2 = common;
+            let port = Value::Int(p.addr.port() as i64);
+            v2.extend([
+                ("peer", Some(ip.clone())),
+                ("peer_port", Some(Value::Int(7000))),
+                ("native_address", Some(ip.clone())),
+                ("native_port", Some(port)),
+                ("preferred_ip", Some(ip)),
+                ("preferred_port", Some(Value::Int(7000))),
+            ]);
+            self.put("system", "peers_v2", v2);
+        }
         for t in ["keyspaces", "tables", "columns", "types"] {
             if let Some(t) = self
                 .tables
@@ -899,6 +962,14 @@ pub fn random_tokens(n: usize) -> Vec<String> {
     (0..n).map(|_| rand::random::<i64>().to_string()).collect()
 }
 
-pub fn new_host_id() -> [u8; 16] {
-    new_random_uuid()
+/// A node's host id, derived from its address so that what a node says of
+/// itself and what its peers say of it agree.
+pub fn host_id_of(addr: std::net::SocketAddr) -> [u8; 16] {
+    let mut h = Md5::new();
+    h.update(b"cutover-node:");
+    h.update(addr.to_string().as_bytes());
+    let mut id: [u8; 16] = h.finalize().into();
+    id[6] = (id[6] & 0x0f) | 0x30;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
 }

@@ -34,6 +34,7 @@ use md5::{Digest, Md5};
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, watch};
 
+pub use db::PeerInfo;
 pub use error::NodeError;
 pub use server::{start, RunningNode};
 
@@ -157,8 +158,9 @@ impl Node {
             release_version: config.release_version.clone(),
             address: bound.ip(),
             port: bound.port(),
-            host_id: db::new_host_id(),
+            host_id: db::host_id_of(bound),
             tokens: db::random_tokens(16),
+            peers: Vec::new(),
         };
         Node {
             db: RwLock::new(Db::new(identity)),
@@ -176,6 +178,11 @@ impl Node {
 
     pub fn schema_version(&self) -> [u8; 16] {
         self.db.read().schema_version
+    }
+
+    /// The other nodes this node reports in `system.peers(_v2)`.
+    pub fn set_peers(&self, peers: Vec<PeerInfo>) {
+        self.db.write().set_peers(peers);
     }
 
     pub fn subscribe_events(&self) -> broadcast::Receiver<SchemaChange> {

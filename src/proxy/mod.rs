@@ -6,6 +6,7 @@
 //! This module owns the lifecycle (start, drain on SIGTERM, stop); routing
 //! decisions live in `route`, the client side of the wire in `session`.
 
+mod control;
 mod prepared;
 mod route;
 mod session;
@@ -50,6 +51,8 @@ pub struct Cluster {
     avoid_until: parking_lot::Mutex<std::collections::HashMap<SocketAddr, tokio::time::Instant>>,
     /// Spreads sessions over the nodes.
     next: std::sync::atomic::AtomicUsize,
+    /// The nodes the control connection found (empty: use `nodes`).
+    discovered: parking_lot::RwLock<Vec<SocketAddr>>,
 }
 
 /// How long a node that refused a connection is passed over.
@@ -59,15 +62,34 @@ impl Cluster {
     /// The nodes to try for a new connection, in order: starting at a
     /// different node for each session, nodes in backoff last.
     pub fn candidates(&self) -> Vec<SocketAddr> {
-        let n = self.nodes.len();
+        let discovered = self.discovered.read().clone();
+        let nodes = if discovered.is_empty() {
+            &self.nodes
+        } else {
+            &discovered
+        };
+        let n = nodes.len();
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n.max(1);
         let now = tokio::time::Instant::now();
         let avoid = self.avoid_until.lock();
         let (mut healthy, mut resting): (Vec<SocketAddr>, Vec<SocketAddr>) = (0..n)
-            .map(|i| self.nodes[(start + i) % n])
+            .map(|i| nodes[(start + i) % n])
             .partition(|a| avoid.get(a).is_none_or(|until| *until <= now));
         healthy.append(&mut resting);
         healthy
+    }
+
+    /// The nodes the control connection found; sessions use them from now on.
+    pub fn set_discovered(&self, nodes: Vec<SocketAddr>) {
+        let mut d = self.discovered.write();
+        if *d != nodes {
+            tracing::info!(cluster = %self.name, ?nodes, "cluster nodes");
+            *d = nodes;
+        }
+    }
+
+    pub fn discovered(&self) -> Vec<SocketAddr> {
+        self.discovered.read().clone()
     }
 
     pub fn mark_failed(&self, node: SocketAddr) {
@@ -147,6 +169,7 @@ async fn resolve(name: &str, c: &ClusterConfig) -> Result<Cluster, ProxyError> {
         config: c.clone(),
         avoid_until: Default::default(),
         next: Default::default(),
+        discovered: Default::default(),
     })
 }
 
@@ -226,6 +249,11 @@ pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
         close_all.clone(),
         tasks.clone(),
     ));
+    // Control connections stop with accepting, so a drain waits only for
+    // requests.
+    for side in [Side::Origin, Side::Target] {
+        tasks.spawn(control::run(proxy.clone(), side, stop_accepting.clone()));
+    }
     Ok(RunningProxy {
         addr,
         proxy,

@@ -1,0 +1,192 @@
+//! One control connection per cluster: it learns the cluster's nodes from
+//! `system.local` and `system.peers_v2` (or `system.peers`), keeps those of
+//! `local_datacenter`, and refreshes on topology and status events and
+//! periodically. Sessions open their connections to the nodes it found;
+//! without it (no login available, or nothing reachable yet) they use the
+//! contact points.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::sync::CancellationToken;
+
+use super::{Proxy, Side};
+use crate::frame::Opcode;
+use crate::protocol::consistency;
+use crate::protocol::request::{Query, QueryParams};
+use crate::protocol::response::{ResultBody, Rows};
+use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
+
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn cell<'a>(rows: &'a Rows, row: &'a [Option<Bytes>], name: &str) -> Option<&'a Bytes> {
+    let i = rows.metadata.columns.iter().position(|c| c.name == name)?;
+    row.get(i)?.as_ref()
+}
+
+fn inet(b: &Bytes) -> Option<IpAddr> {
+    match b.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(&b[..]).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(&b[..]).ok()?)),
+        _ => None,
+    }
+}
+
+fn int(b: &Bytes) -> Option<i32> {
+    Some(i32::from_be_bytes(<[u8; 4]>::try_from(&b[..]).ok()?))
+}
+
+async fn select(conn: &UpstreamConn, text: &str) -> Result<Option<Rows>, UpstreamError> {
+    let body = Query {
+        text: text.into(),
+        params: QueryParams {
+            consistency: consistency::ONE,
+            ..Default::default()
+        },
+    }
+    .encode(conn.version());
+    let f = conn.request_reserved(Opcode::Query, body, TIMEOUT).await?;
+    Ok(match ResultBody::read(&f.body, conn.version()) {
+        Ok(ResultBody::Rows(r)) => Some(r),
+        _ => None,
+    })
+}
+
+/// The nodes of the cluster as the connected node sees them, filtered by
+/// data center when one is configured.
+async fn discover(
+    conn: &UpstreamConn,
+    local_dc: Option<&str>,
+) -> Result<Vec<SocketAddr>, UpstreamError> {
+    let mut nodes = Vec::new();
+    if let Some(local) = select(
+        conn,
+        "SELECT data_center FROM system.local WHERE key = 'local'",
+    )
+    .await?
+    {
+        let dc = local
+            .rows
+            .first()
+            .and_then(|r| cell(&local, r, "data_center"))
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        if local_dc.is_none() || dc.as_deref() == local_dc {
+            nodes.push(conn.addr());
+        }
+    }
+    let port = conn.addr().port();
+    let (peers, v2) = match select(conn, "SELECT * FROM system.peers_v2").await? {
+        Some(r) => (Some(r), true),
+        None => (select(conn, "SELECT * FROM system.peers").await?, false),
+    };
+    if let Some(peers) = peers {
+        for row in &peers.rows {
+            let dc =
+                cell(&peers, row, "data_center").map(|b| String::from_utf8_lossy(b).into_owned());
+            if local_dc.is_some() && dc.as_deref() != local_dc {
+                continue;
+            }
+            let (ip, p) = if v2 {
+                (
+                    cell(&peers, row, "native_address").and_then(inet),
+                    cell(&peers, row, "native_port").and_then(int),
+                )
+            } else {
+                (cell(&peers, row, "rpc_address").and_then(inet), None)
+            };
+            if let Some(ip) = ip {
+                nodes.push(SocketAddr::new(ip, p.map(|p| p as u16).unwrap_or(port)));
+            }
+        }
+    }
+    nodes.sort();
+    nodes.dedup();
+    Ok(nodes)
+}
+
+/// Keeps `proxy.cluster(side)`'s node list current until `stop`. The
+/// control connection logs in with the cluster's configured credentials;
+/// without them it tries anonymously, and a cluster that then requires a
+/// login is reached through its contact points only.
+pub async fn run(proxy: Arc<Proxy>, side: Side, stop: CancellationToken) {
+    let cfg = &proxy.cluster(side).config;
+    let credentials = cfg
+        .username
+        .clone()
+        .map(|u| (u, cfg.password.clone().unwrap_or_default()));
+    watch(proxy.clone(), side, credentials, stop).await
+}
+
+async fn watch(
+    proxy: Arc<Proxy>,
+    side: Side,
+    credentials: Option<(String, String)>,
+    stop: CancellationToken,
+) {
+    let cluster = proxy.cluster(side);
+    let opts = ConnectOptions {
+        version: 4,
+        credentials,
+        connect_timeout: cluster.config.connect_timeout.0,
+        max_in_flight: 8,
+        heartbeat_interval: Some(cluster.config.heartbeat_interval.0),
+        ..Default::default()
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut conn = None;
+        for node in cluster.candidates() {
+            match UpstreamConn::connect(node, &opts).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(UpstreamError::NoCredentials { .. }) => {
+                    tracing::info!(cluster = %cluster.name, "the cluster requires a login and none is configured for it: no node discovery, its contact points are used");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(cluster = %cluster.name, %node, error = %e, "control connection attempt failed")
+                }
+            }
+        }
+        let Some(conn) = conn else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        };
+        backoff = Duration::from_millis(100);
+        let mut body = BytesMut::new();
+        crate::protocol::writer::put_string_list(&mut body, &["TOPOLOGY_CHANGE", "STATUS_CHANGE"]);
+        let _ = conn
+            .request_reserved(Opcode::Register, body.freeze(), TIMEOUT)
+            .await;
+        let mut events = conn.events();
+        loop {
+            match discover(&conn, cluster.config.local_datacenter.as_deref()).await {
+                Ok(nodes) if !nodes.is_empty() => cluster.set_discovered(nodes),
+                Ok(_) => {
+                    tracing::warn!(cluster = %cluster.name, "no node of the configured data center; using the contact points")
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %cluster.name, error = %e, "control connection lost");
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(REFRESH_EVERY) => {}
+                _ = events.recv() => {}
+            }
+            if conn.is_closed() {
+                break;
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -87,14 +87,12 @@ impl Client {
                 let (user, pass) = credentials.ok_or_else(|| {
                     ClientError::Unexpected("server requires authentication".into())
                 })?;
-                let mut token = BytesMut::new();
-                token.put_u8(0);
-                token.put_slice(user.as_bytes());
-                token.put_u8(0);
-                token.put_slice(pass.as_bytes());
-                let mut body = BytesMut::new();
-                crate::protocol::writer::put_bytes(&mut body, Some(&token));
-                let r = c.request(Opcode::AuthResponse, body.freeze()).await?;
+                let r = c
+                    .request(
+                        Opcode::AuthResponse,
+                        crate::protocol::request::sasl_plain(user, pass),
+                    )
+                    .await?;
                 match r.op() {
                     Some(Opcode::AuthSuccess) => Ok(c),
                     _ => Err(error_of(&r)),

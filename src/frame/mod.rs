@@ -219,6 +219,38 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// The bytes of the ERROR frame (protocol error, 0x000A) to send before
+    /// closing, or `None` when nothing can be trusted enough to answer. An
+    /// unsupported version is answered in a version the client can read: the
+    /// highest spoken here when it asked for more, its own framing when it
+    /// asked for less (v1/v2 headers have one-byte stream ids).
+    pub fn answer(&self) -> Option<BytesMut> {
+        let (stream, version) = self.reply_stream()?;
+        let v = match (version, self) {
+            (0, FrameError::UnsupportedVersion { version, .. }) if *version > 5 => 5,
+            (0, FrameError::UnsupportedVersion { version, .. }) => (*version).max(1),
+            (0, _) => 4,
+            (v, _) => v,
+        };
+        let message = self.to_string();
+        let mut body = BytesMut::with_capacity(6 + message.len());
+        body.put_i32(0x000A);
+        body.put_u16(message.len() as u16);
+        body.put_slice(message.as_bytes());
+        let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
+        if v < 3 {
+            out.put_u8(RESPONSE_BIT | v);
+            out.put_u8(0);
+            out.put_i8(stream as i8);
+            out.put_u8(Opcode::Error as u8);
+            out.put_u32(body.len() as u32);
+            out.put_slice(&body);
+        } else {
+            Frame::response(v, stream, Opcode::Error, body.freeze()).write_plain(&mut out);
+        }
+        Some(out)
+    }
+
     /// The stream id an ERROR answer should carry, when one can be sent at all.
     /// `None` means the connection must be closed without an answer (a
     /// corrupted v5 segment cannot be trusted to say anything).

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -18,8 +18,10 @@ use tokio_util::task::TaskTracker;
 
 use super::faults::{ConnectionInfo, StatementKind};
 use super::{Node, NodeConfig, NodeError, Outcome, SessionState};
-use crate::frame::{Compression, Frame, FrameCodec, FrameError, Opcode};
-use crate::protocol::request::{read_auth_response, read_register, read_startup};
+use crate::frame::{Frame, FrameCodec, FrameError, Opcode};
+use crate::protocol::request::{
+    negotiate_compression, read_register, read_sasl_plain, read_startup,
+};
 use crate::protocol::response::{self, SchemaChange};
 use crate::protocol::{ErrorCode, ErrorFrame};
 
@@ -213,35 +215,10 @@ impl Connection {
 
     async fn on_codec_error(&mut self, e: FrameError) {
         tracing::debug!(peer = %self.peer, error = %e, "closing connection after a framing error");
-        let Some((stream, version)) = e.reply_stream() else {
-            return;
-        };
-        let err = ErrorFrame::protocol(e.to_string());
-        let body = error_body(&err);
-        self.node.stats.count_error(&err);
-        // Unsupported versions are answered in a version the client can read:
-        // the highest we speak when it asked for more, its own framing when
-        // it asked for less (v1/v2 headers have one-byte stream ids).
-        let mut out = BytesMut::new();
-        let v = if version == 0 {
-            match e {
-                FrameError::UnsupportedVersion { version, .. } if version > 5 => 5,
-                FrameError::UnsupportedVersion { version, .. } => version.max(1),
-                _ => 4,
-            }
-        } else {
-            version
-        };
-        if v < 3 {
-            out.put_u8(0x80 | v);
-            out.put_u8(0);
-            out.put_i8(stream as i8);
-            out.put_u8(Opcode::Error as u8);
-            out.put_u32(body.len() as u32);
-            out.put_slice(&body);
-        } else {
-            Frame::response(v, stream, Opcode::Error, body).write_plain(&mut out);
-        }
+        let Some(out) = e.answer() else { return };
+        self.node
+            .stats
+            .count_error(&ErrorFrame::protocol(e.to_string()));
         let sock = self.framed.get_mut();
         let _ = sock.write_all(&out).await;
         let _ = sock.flush().await;
@@ -354,20 +331,14 @@ impl Connection {
                     .await
             }
         };
-        let mut compression = None;
-        for (k, v) in &options {
-            if k.eq_ignore_ascii_case("COMPRESSION") {
-                match Compression::from_option(v) {
-                    Some(c) if !(c == Compression::Snappy && self.state.version >= 5) => {
-                        compression = Some(c)
-                    }
-                    _ => {
-                        let e = ErrorFrame::protocol(format!("Unknown compression algorithm: {v}"));
-                        return self.reply_error(frame.stream, e).await;
-                    }
-                }
+        let compression = match negotiate_compression(&options, self.state.version) {
+            Ok(c) => c,
+            Err(m) => {
+                return self
+                    .reply_error(frame.stream, ErrorFrame::protocol(m))
+                    .await
             }
-        }
+        };
         self.node.stats.connections.lock().insert(
             self.id,
             ConnectionInfo {
@@ -413,27 +384,12 @@ impl Connection {
                 )
                 .await;
         }
-        let token = match read_auth_response(&frame.body) {
-            Ok(t) => t.unwrap_or_default(),
-            Err(e) => {
+        let (user, pass) = match read_sasl_plain(&frame.body) {
+            Ok(c) => c,
+            Err(m) => {
                 return self
-                    .reply_error(frame.stream, ErrorFrame::protocol(e.to_string()))
+                    .reply_error(frame.stream, ErrorFrame::new(ErrorCode::BAD_CREDENTIALS, m))
                     .await
-            }
-        };
-        // SASL PLAIN: [authzid] NUL user NUL password.
-        let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
-        let (user, pass) = match parts.as_slice() {
-            [_, u, p] => (
-                String::from_utf8_lossy(u).to_string(),
-                String::from_utf8_lossy(p).to_string(),
-            ),
-            _ => {
-                let e = ErrorFrame::new(
-                    ErrorCode::BAD_CREDENTIALS,
-                    "Authentication failed: malformed SASL PLAIN token",
-                );
-                return self.reply_error(frame.stream, e).await;
             }
         };
         if self

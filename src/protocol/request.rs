@@ -5,6 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::reader::{BodyError, BodyReader, RawValue};
 use super::writer::{put_bytes, put_long_string, put_short_bytes, put_string, put_string_map};
+use crate::frame::Compression;
 
 pub mod query_flags {
     pub const VALUES: u32 = 0x01;
@@ -31,6 +32,52 @@ pub fn build_startup(options: &[(&str, &str)]) -> Bytes {
     let mut b = BytesMut::new();
     put_string_map(&mut b, options);
     b.freeze()
+}
+
+/// The compression a STARTUP asks for, or the message to refuse it with.
+/// Snappy is not part of v5 (which compresses whole segments, LZ4 only).
+pub fn negotiate_compression(
+    options: &[(String, String)],
+    version: u8,
+) -> Result<Option<Compression>, String> {
+    let mut chosen = None;
+    for (k, v) in options {
+        if k.eq_ignore_ascii_case("COMPRESSION") {
+            match Compression::from_option(v) {
+                Some(c) if !(c == Compression::Snappy && version >= 5) => chosen = Some(c),
+                _ => return Err(format!("Unknown compression algorithm: {v}")),
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// An AUTH_RESPONSE body carrying a SASL PLAIN token.
+pub fn sasl_plain(user: &str, password: &str) -> Bytes {
+    let mut token = BytesMut::with_capacity(2 + user.len() + password.len());
+    token.put_u8(0);
+    token.put_slice(user.as_bytes());
+    token.put_u8(0);
+    token.put_slice(password.as_bytes());
+    let mut body = BytesMut::new();
+    put_bytes(&mut body, Some(&token));
+    body.freeze()
+}
+
+/// User and password from an AUTH_RESPONSE with a SASL PLAIN token
+/// (`[authzid] NUL user NUL password`).
+pub fn read_sasl_plain(body: &Bytes) -> Result<(String, String), String> {
+    let token = read_auth_response(body)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
+    match parts.as_slice() {
+        [_, user, pass] => Ok((
+            String::from_utf8_lossy(user).into_owned(),
+            String::from_utf8_lossy(pass).into_owned(),
+        )),
+        _ => Err("Authentication failed: malformed SASL PLAIN token".into()),
+    }
 }
 
 /// REGISTER: the event types asked for.

@@ -216,29 +216,9 @@ impl ClientSession {
 
     async fn on_codec_error(&mut self, e: FrameError) {
         tracing::debug!(peer = %self.peer, error = %e, "closing a client connection after a framing error");
-        let Some((stream, version)) = e.reply_stream() else {
-            return;
-        };
-        let body = ErrorFrame::protocol(e.to_string()).encode();
-        let v = match (version, &e) {
-            (0, FrameError::UnsupportedVersion { version, .. }) if *version > 5 => 5,
-            (0, FrameError::UnsupportedVersion { version, .. }) => (*version).max(1),
-            (0, _) => 4,
-            (v, _) => v,
-        };
-        let mut out = bytes::BytesMut::new();
-        if v < 3 {
-            use bytes::BufMut;
-            out.put_u8(0x80 | v);
-            out.put_u8(0);
-            out.put_i8(stream as i8);
-            out.put_u8(Opcode::Error as u8);
-            out.put_u32(body.len() as u32);
-            out.put_slice(&body);
-        } else {
-            Frame::response(v, stream, Opcode::Error, body).write_plain(&mut out);
+        if let Some(out) = e.answer() {
+            let _ = self.framed.get_mut().write_all(&out).await;
         }
-        let _ = self.framed.get_mut().write_all(&out).await;
     }
 
     async fn reply(&mut self, stream: i16, op: Opcode, body: Bytes) -> bool {
@@ -342,24 +322,11 @@ impl ClientSession {
                     .await
             }
         };
-        let mut compression = None;
-        for (k, v) in &options {
-            if k.eq_ignore_ascii_case("COMPRESSION") {
-                match Compression::from_option(v) {
-                    Some(c) if !(c == Compression::Snappy && self.version >= 5) => {
-                        compression = Some(c)
-                    }
-                    _ => {
-                        return self
-                            .error(
-                                frame.stream,
-                                ErrorFrame::protocol(format!("Unknown compression algorithm: {v}")),
-                            )
-                            .await
-                    }
-                }
-            }
-        }
+        let compression =
+            match crate::protocol::request::negotiate_compression(&options, self.version) {
+                Ok(c) => c,
+                Err(m) => return self.error(frame.stream, ErrorFrame::protocol(m)).await,
+            };
         let state = Arc::new(SessionState {
             proxy: self.proxy.clone(),
             version: self.version,
@@ -455,26 +422,15 @@ impl ClientSession {
                 )
                 .await;
         };
-        let token = match crate::protocol::request::read_auth_response(&frame.body) {
-            Ok(t) => t.unwrap_or_default(),
-            Err(e) => {
+        let (user, pass) = match crate::protocol::request::read_sasl_plain(&frame.body) {
+            Ok(c) => c,
+            Err(m) => {
                 return self
-                    .error(frame.stream, ErrorFrame::protocol(e.to_string()))
+                    .error(frame.stream, ErrorFrame::new(ErrorCode::BAD_CREDENTIALS, m))
                     .await
             }
         };
-        let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
-        let [_, user, pass] = parts.as_slice() else {
-            let e = ErrorFrame::new(
-                ErrorCode::BAD_CREDENTIALS,
-                "Authentication failed: malformed SASL PLAIN token",
-            );
-            return self.error(frame.stream, e).await;
-        };
-        *state.client_credentials.lock() = Some((
-            String::from_utf8_lossy(user).into_owned(),
-            String::from_utf8_lossy(pass).into_owned(),
-        ));
+        *state.client_credentials.lock() = Some((user, pass));
         let auth_side = self.proxy.auth_side();
         match state.upstream(auth_side).await {
             Ok(_) => {}

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
@@ -258,15 +258,9 @@ impl UpstreamConn {
                 .credentials
                 .as_ref()
                 .ok_or(UpstreamError::NoCredentials { addr })?;
-            let mut token = BytesMut::new();
-            token.put_u8(0);
-            token.put_slice(user.as_bytes());
-            token.put_u8(0);
-            token.put_slice(pass.as_bytes());
-            let mut body = BytesMut::new();
-            crate::protocol::writer::put_bytes(&mut body, Some(&token));
+            let body = crate::protocol::request::sasl_plain(user, pass);
             writer
-                .send(Frame::request(v, 0, Opcode::AuthResponse, body.freeze()))
+                .send(Frame::request(v, 0, Opcode::AuthResponse, body))
                 .await
                 .map_err(frame_err)?;
             answer = next(&mut reader, addr).await?;

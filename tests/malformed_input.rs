@@ -13,11 +13,81 @@ use cutover::protocol::{ErrorCode, ErrorFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn start() -> RunningNode {
-    node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap()
+/// What a test talks to: a node, or the proxy in front of two nodes. Every
+/// case must get the same answer from both.
+struct Target {
+    addr: SocketAddr,
+    nodes: Vec<RunningNode>,
+    proxy: Option<cutover::proxy::RunningProxy>,
 }
+
+impl Target {
+    async fn shutdown(self) {
+        if let Some(p) = self.proxy {
+            p.stop().await;
+        }
+        for n in self.nodes {
+            n.shutdown().await;
+        }
+    }
+}
+
+async fn start_node() -> Target {
+    let n = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    Target {
+        addr: n.addr,
+        nodes: vec![n],
+        proxy: None,
+    }
+}
+
+async fn start_proxy() -> Target {
+    let o = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let t = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let cfg = cutover::config::Config::quick_start(
+        &o.addr.to_string(),
+        &t.addr.to_string(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let p = cutover::proxy::start(cfg).await.unwrap();
+    Target {
+        addr: p.addr,
+        nodes: vec![o, t],
+        proxy: Some(p),
+    }
+}
+
+/// Each case runs against the node and through the proxy.
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod on_the_node {
+            $(#[tokio::test] async fn $case() { super::$case(super::start_node().await).await; })*
+        }
+        mod through_the_proxy {
+            $(#[tokio::test] async fn $case() { super::$case(super::start_proxy().await).await; })*
+        }
+    };
+}
+
+both!(
+    garbage_bytes_get_a_protocol_error_and_a_close,
+    too_high_a_version_is_answered_as_cassandra_does,
+    too_low_a_version_is_answered_in_its_own_framing,
+    unknown_opcode_gets_an_error_on_its_stream_and_the_connection_stays_open,
+    malformed_body_gets_an_error_and_the_connection_stays_open,
+    oversized_length_gets_an_error_then_a_close,
+    a_frame_over_the_pre_auth_limit_is_refused,
+    a_bad_v5_crc_closes_the_connection,
+    requests_before_startup_are_refused_without_closing,
+);
 
 /// Reads one v3-v5 frame with the old framing, or None on EOF.
 async fn read_frame(s: &mut TcpStream) -> Option<(u8, i16, u8, Bytes)> {
@@ -81,9 +151,7 @@ fn raw_frame(version: u8, stream: i16, opcode: u8, body: &[u8]) -> Vec<u8> {
     b.to_vec()
 }
 
-#[tokio::test]
-async fn garbage_bytes_get_a_protocol_error_and_a_close() {
-    let n = start().await;
+async fn garbage_bytes_get_a_protocol_error_and_a_close(n: Target) {
     let mut ok = healthy(n.addr).await;
     let mut s = TcpStream::connect(n.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -100,9 +168,7 @@ async fn garbage_bytes_get_a_protocol_error_and_a_close() {
     n.shutdown().await;
 }
 
-#[tokio::test]
-async fn too_high_a_version_is_answered_as_cassandra_does() {
-    let n = start().await;
+async fn too_high_a_version_is_answered_as_cassandra_does(n: Target) {
     let mut s = TcpStream::connect(n.addr).await.unwrap();
     s.write_all(&raw_frame(66, 0, Opcode::Options as u8, &[]))
         .await
@@ -117,9 +183,7 @@ async fn too_high_a_version_is_answered_as_cassandra_does() {
     n.shutdown().await;
 }
 
-#[tokio::test]
-async fn too_low_a_version_is_answered_in_its_own_framing() {
-    let n = start().await;
+async fn too_low_a_version_is_answered_in_its_own_framing(n: Target) {
     let mut s = TcpStream::connect(n.addr).await.unwrap();
     // v2: 8-byte header with a one-byte stream id.
     s.write_all(&[0x02, 0, 3, Opcode::Options as u8, 0, 0, 0, 0])
@@ -136,9 +200,7 @@ async fn too_low_a_version_is_answered_in_its_own_framing() {
     n.shutdown().await;
 }
 
-#[tokio::test]
-async fn unknown_opcode_gets_an_error_on_its_stream_and_the_connection_stays_open() {
-    let n = start().await;
+async fn unknown_opcode_gets_an_error_on_its_stream_and_the_connection_stays_open(n: Target) {
     let mut c = healthy(n.addr).await;
     c.send(Frame {
         version: 4,
@@ -156,9 +218,7 @@ async fn unknown_opcode_gets_an_error_on_its_stream_and_the_connection_stays_ope
     n.shutdown().await;
 }
 
-#[tokio::test]
-async fn malformed_body_gets_an_error_and_the_connection_stays_open() {
-    let n = start().await;
+async fn malformed_body_gets_an_error_and_the_connection_stays_open(n: Target) {
     let mut c = healthy(n.addr).await;
     // A QUERY whose long string claims more bytes than the body has.
     let mut body = BytesMut::new();
@@ -171,9 +231,7 @@ async fn malformed_body_gets_an_error_and_the_connection_stays_open() {
     n.shutdown().await;
 }
 
-#[tokio::test]
-async fn oversized_length_gets_an_error_then_a_close() {
-    let n = start().await;
+async fn oversized_length_gets_an_error_then_a_close(n: Target) {
     let mut ok = healthy(n.addr).await;
     let mut c = healthy(n.addr).await;
     let s = c.socket_mut();
@@ -194,9 +252,7 @@ async fn oversized_length_gets_an_error_then_a_close() {
     n.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_frame_over_the_pre_auth_limit_is_refused() {
-    let n = start().await;
+async fn a_frame_over_the_pre_auth_limit_is_refused(n: Target) {
     let mut s = TcpStream::connect(n.addr).await.unwrap();
     // A STARTUP with a 20 KiB option value, before any authentication.
     let big = "x".repeat(20 * 1024);
@@ -214,9 +270,7 @@ async fn a_frame_over_the_pre_auth_limit_is_refused() {
     n.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_bad_v5_crc_closes_the_connection() {
-    let n = start().await;
+async fn a_bad_v5_crc_closes_the_connection(n: Target) {
     let mut ok = healthy(n.addr).await;
     let mut c = Client::connect(n.addr, 5, None, None).await.unwrap();
     still_serving_v5(&mut c).await;
@@ -245,9 +299,7 @@ async fn still_serving_v5(c: &mut Client) {
     }
 }
 
-#[tokio::test]
-async fn requests_before_startup_are_refused_without_closing() {
-    let n = start().await;
+async fn requests_before_startup_are_refused_without_closing(n: Target) {
     let mut c = Client::connect_raw(n.addr, 4).await.unwrap();
     let f = c
         .request(

@@ -72,6 +72,9 @@ enum Command {
         /// Cluster name reported in system.local.
         #[arg(long, default_value = "cutover-embedded")]
         cluster_name: String,
+        /// Protocol versions to speak, e.g. 3,4 (default: 3,4,5).
+        #[arg(long, value_delimiter = ',', default_value = "3,4,5", value_parser = clap::value_parser!(u8).range(3..=5))]
+        protocol_versions: Vec<u8>,
     },
 }
 
@@ -153,12 +156,14 @@ async fn main() -> Result<()> {
             control,
             max_frame_bytes,
             cluster_name,
+            protocol_versions,
         } => {
             let mut cfg = NodeConfig::new(listen);
             cfg.users = users.iter().map(|u| parse_user(u)).collect::<Result<_>>()?;
             cfg.control = control;
             cfg.codec.max_frame = max_frame_bytes;
             cfg.cluster_name = cluster_name;
+            cfg.protocol_versions = protocol_versions;
             let running = node::start(cfg)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

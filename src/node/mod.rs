@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub rack: String,
     pub release_version: String,
     pub codec: CodecConfig,
+    /// The protocol versions this node speaks (a subset of 3, 4, 5).
+    pub protocol_versions: Vec<u8>,
 }
 
 impl NodeConfig {
@@ -76,6 +78,7 @@ impl NodeConfig {
             rack: "rack1".into(),
             release_version: "4.1.3".into(),
             codec: CodecConfig::default(),
+            protocol_versions: vec![3, 4, 5],
         }
     }
 }

@@ -238,6 +238,23 @@ impl Connection {
     async fn on_frame(&mut self, frame: Frame) -> bool {
         self.node.stats.count_request(frame.opcode);
         let v = frame.protocol_version();
+        if self.state.version == 0 && !self.node.config.protocol_versions.contains(&v) {
+            // Answered as Cassandra does, then closed: the driver tries lower.
+            let listed: Vec<String> = self
+                .node
+                .config
+                .protocol_versions
+                .iter()
+                .map(|v| format!("{v}/v{v}"))
+                .collect();
+            let e = ErrorFrame::protocol(format!(
+                "Invalid or unsupported protocol version ({v}); supported versions are ({})",
+                listed.join(", ")
+            ));
+            self.state.version = v;
+            self.reply_error(frame.stream, e).await;
+            return false;
+        }
         if self.state.version == 0 {
             self.state.version = v;
         } else if v != self.state.version {
@@ -261,8 +278,16 @@ impl Connection {
         };
         match op {
             Opcode::Options => {
+                let versions: Vec<String> = self
+                    .node
+                    .config
+                    .protocol_versions
+                    .iter()
+                    .map(|v| format!("{v}/v{v}"))
+                    .collect();
+                let versions: Vec<&str> = versions.iter().map(String::as_str).collect();
                 let body = response::supported(&[
-                    ("PROTOCOL_VERSIONS", &["3/v3", "4/v4", "5/v5"]),
+                    ("PROTOCOL_VERSIONS", &versions),
                     ("COMPRESSION", &["snappy", "lz4"]),
                     ("CQL_VERSION", &["3.4.5"]),
                 ]);

@@ -117,7 +117,8 @@ pub async fn run(proxy: Arc<Proxy>, side: Side, stop: CancellationToken) {
         .username
         .clone()
         .map(|u| (u, cfg.password.clone().unwrap_or_default()));
-    watch(proxy.clone(), side, credentials, stop).await
+    watch(proxy.clone(), side, credentials, stop).await;
+    proxy.cluster(side).first_round_over();
 }
 
 async fn watch(
@@ -154,6 +155,7 @@ async fn watch(
             }
         }
         let Some(conn) = conn else {
+            cluster.first_round_over();
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
@@ -167,14 +169,35 @@ async fn watch(
         let _ = conn
             .request_reserved(Opcode::Register, body.freeze(), TIMEOUT)
             .await;
+        if let Ok(f) = conn
+            .request_reserved(Opcode::Options, Bytes::new(), TIMEOUT)
+            .await
+        {
+            if let Ok(options) = crate::protocol::response::read_supported(&f.body) {
+                // "4/v4", "5/v5" count; "5/v5-beta" does not.
+                let versions = options
+                    .iter()
+                    .filter(|(k, _)| k == "PROTOCOL_VERSIONS")
+                    .flat_map(|(_, v)| v.iter())
+                    .filter(|v| !v.ends_with("-beta"))
+                    .filter_map(|v| v.split('/').next()?.parse().ok())
+                    .collect();
+                cluster.set_versions(versions);
+            }
+        }
         let mut events = conn.events();
         loop {
             match discover(&conn, cluster.config.local_datacenter.as_deref()).await {
-                Ok(nodes) if !nodes.is_empty() => cluster.set_discovered(nodes),
+                Ok(nodes) if !nodes.is_empty() => {
+                    cluster.set_discovered(nodes);
+                    cluster.first_round_over();
+                }
                 Ok(_) => {
+                    cluster.first_round_over();
                     tracing::warn!(cluster = %cluster.name, "no node of the configured data center; using the contact points")
                 }
                 Err(e) => {
+                    cluster.first_round_over();
                     tracing::warn!(cluster = %cluster.name, error = %e, "control connection lost");
                     break;
                 }

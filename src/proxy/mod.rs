@@ -53,6 +53,13 @@ pub struct Cluster {
     next: std::sync::atomic::AtomicUsize,
     /// The nodes the control connection found (empty: use `nodes`).
     discovered: parking_lot::RwLock<Vec<SocketAddr>>,
+    /// Protocol versions the cluster speaks, from its SUPPORTED (unknown
+    /// until the control connection has asked).
+    versions: parking_lot::RwLock<Option<Vec<u8>>>,
+    /// Notified when the control connection's first round is over (done or
+    /// failed), so that `start` can wait for it.
+    first_round: tokio::sync::Notify,
+    first_round_done: std::sync::atomic::AtomicBool,
 }
 
 /// How long a node that refused a connection is passed over.
@@ -86,6 +93,39 @@ impl Cluster {
             tracing::info!(cluster = %self.name, ?nodes, "cluster nodes");
             *d = nodes;
         }
+    }
+
+    pub fn first_round_over(&self) {
+        self.first_round_done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.first_round.notify_waiters();
+    }
+
+    async fn wait_first_round(&self, limit: Duration) {
+        let notified = self.first_round.notified();
+        if !self
+            .first_round_done
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let _ = tokio::time::timeout(limit, notified).await;
+        }
+    }
+
+    /// The protocol versions the cluster is known to speak, if known.
+    pub fn versions(&self) -> Option<Vec<u8>> {
+        self.versions.read().clone()
+    }
+
+    pub fn set_versions(&self, versions: Vec<u8>) {
+        *self.versions.write() = Some(versions);
+    }
+
+    /// Does the cluster speak `version`? (Yes while unknown.)
+    pub fn speaks(&self, version: u8) -> bool {
+        self.versions
+            .read()
+            .as_ref()
+            .is_none_or(|v| v.contains(&version))
     }
 
     pub fn discovered(&self) -> Vec<SocketAddr> {
@@ -170,6 +210,9 @@ async fn resolve(name: &str, c: &ClusterConfig) -> Result<Cluster, ProxyError> {
         avoid_until: Default::default(),
         next: Default::default(),
         discovered: Default::default(),
+        versions: Default::default(),
+        first_round: Default::default(),
+        first_round_done: Default::default(),
     })
 }
 
@@ -253,6 +296,12 @@ pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
     // requests.
     for side in [Side::Origin, Side::Target] {
         tasks.spawn(control::run(proxy.clone(), side, stop_accepting.clone()));
+    }
+    // The first clients already get the discovered nodes and the version
+    // check, unless a cluster takes longer than its connect timeout.
+    for side in [Side::Origin, Side::Target] {
+        let c = proxy.cluster(side);
+        c.wait_first_round(c.config.connect_timeout.0).await;
     }
     Ok(RunningProxy {
         addr,

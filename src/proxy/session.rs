@@ -342,6 +342,27 @@ impl ClientSession {
             tasks: self.tasks.clone(),
             close: self.close_all.child_token(),
         });
+        // Every cluster of the phase must speak the client's version; if one does
+        // not, the client is told as Cassandra tells it, and negotiates down.
+        let mut sides = self.proxy.write_sides();
+        sides.push(self.proxy.primary());
+        if sides
+            .iter()
+            .any(|s| !self.proxy.cluster(*s).speaks(self.version))
+        {
+            let common: Vec<String> = (3u8..=5)
+                .filter(|v| sides.iter().all(|s| self.proxy.cluster(*s).speaks(*v)))
+                .map(|v| format!("{v}/v{v}"))
+                .collect();
+            let e = ErrorFrame::protocol(format!(
+                "Invalid or unsupported protocol version ({}); supported versions are ({})",
+                self.version,
+                common.join(", ")
+            ));
+            self.error(frame.stream, e).await;
+            let _ = self.framed.flush().await;
+            return false;
+        }
         // The [auth] cluster decides whether the client must log in; the
         // primary must be reachable, and speak this version, before READY.
         let auth_side = self.proxy.auth_side();

@@ -493,3 +493,29 @@ def test_server_functions_are_computed_once_for_both_clusters(cluster_pair, tmp_
         assert rows[origin][k].id is not None
     assert rows[origin][2].at == at and rows[origin][1].u is not None
     assert rows[origin][2].id != rows[origin][3].id, "a fresh value on every EXECUTE"
+
+
+def test_the_version_is_negotiated_to_what_both_clusters_speak():
+    from conftest import Node
+
+    origin, target = Node(), Node("--protocol-versions", "3,4")
+    proxy = Proxy(origin, target)
+    try:
+        # The driver starts high (66, 65, 5): the proxy refuses v5 because the
+        # target does not speak it, as Cassandra refuses, and the driver settles.
+        c, s = connect(proxy.port)
+        try:
+            assert c.protocol_version == 4
+            s.execute("CREATE KEYSPACE nv WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+            s.execute("CREATE TABLE nv.t (k int PRIMARY KEY)")
+            s.execute("INSERT INTO nv.t (k) VALUES (1)")
+        finally:
+            c.shutdown()
+        for node in (origin, target):
+            nc, ns = connect(node.port)
+            assert ns.execute("SELECT k FROM nv.t").one().k == 1
+            nc.shutdown()
+    finally:
+        proxy.stop()
+        origin.stop()
+        target.stop()

@@ -111,11 +111,6 @@ impl Cluster {
         }
     }
 
-    /// The protocol versions the cluster is known to speak, if known.
-    pub fn versions(&self) -> Option<Vec<u8>> {
-        self.versions.read().clone()
-    }
-
     pub fn set_versions(&self, versions: Vec<u8>) {
         *self.versions.write() = Some(versions);
     }

@@ -578,13 +578,13 @@ async fn register(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Erro
         let up = state
             .upstream(state.proxy.primary())
             .await
-            .map_err(|e| unavailable(state, e))?;
+            .map_err(unavailable)?;
         let mut body = BytesMut::new();
         crate::protocol::writer::put_string_list(&mut body, &["SCHEMA_CHANGE"]);
         let a = up
             .request_reserved(Opcode::Register, body.freeze(), Duration::from_secs(10))
             .await
-            .map_err(|e| unavailable(state, e))?;
+            .map_err(unavailable)?;
         if a.op() != Some(Opcode::Ready) {
             return Ok(a);
         }
@@ -620,8 +620,7 @@ async fn register(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Erro
     ))
 }
 
-fn unavailable(state: &SessionState, e: UpstreamError) -> ErrorFrame {
-    let _ = state;
+fn unavailable(e: UpstreamError) -> ErrorFrame {
     ErrorFrame::unavailable(consistency::ONE, format!("cutover: {e}"))
 }
 

@@ -65,3 +65,64 @@ fn a_bad_user_flag_is_a_clear_cli_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--user expects NAME:PASSWORD"));
 }
+
+#[test]
+fn demo_falls_back_to_free_ports_and_the_proxy_answers() {
+    use std::io::{BufRead, BufReader};
+
+    // Hold a port so that the proxy cannot have it.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let mut child = cutover()
+        .args([
+            "demo",
+            "--origin",
+            "127.0.0.1:0",
+            "--target",
+            "127.0.0.1:0",
+            "--listen",
+            &busy_addr,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut proxy = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim_start().strip_prefix("proxy") {
+            proxy = rest
+                .split_whitespace()
+                .next()
+                .map(|a| a.parse::<std::net::SocketAddr>().unwrap());
+        }
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    let proxy = proxy.expect("the demo prints the proxy's address");
+    assert_ne!(
+        proxy.to_string(),
+        busy_addr,
+        "a free port instead of the busy one"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answered = rt.block_on(async {
+        let mut c = cutover::client::Client::connect(proxy, 4, None, None)
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            c.query("SELECT rpc_address FROM system.local"),
+        )
+        .await
+        .expect("the proxy answers system.local")
+        .is_ok()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered);
+}

@@ -265,9 +265,13 @@ pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
         source,
     })?;
     let mut topology = config.topology.clone();
-    // A listen port of 0 is only known now.
-    if config.listen.port() == 0 && topology.instances == vec![config.listen] {
+    // No instances listed means this one alone; a listen port of 0 is only
+    // known now.
+    if topology.instances.is_empty()
+        || (config.listen.port() == 0 && topology.instances == vec![config.listen])
+    {
         topology.instances = vec![addr];
+        topology.index = 0;
     }
     let proxy = Arc::new(Proxy {
         prepared: PreparedMap::new(config.limits.prepared_cache_entries as usize),

@@ -286,7 +286,17 @@ impl ClientSession {
                 };
                 requests.spawn(async move {
                     let stream = frame.stream;
-                    let mut answer = super::route::handle(&state, op, frame).await;
+                    // A bug must cost this one request a clear error, never
+                    // leave the client waiting for its timeout.
+                    let handling = std::panic::AssertUnwindSafe(super::route::handle(&state, op, frame));
+                    let mut answer = match handling.catch_unwind().await {
+                        Ok(a) => a,
+                        Err(_) => {
+                            tracing::error!(opcode = op.name(), "request handling panicked; answering SERVER_ERROR");
+                            let e = ErrorFrame::server("cutover: internal error while handling this request (logged by the proxy)");
+                            Frame::response(state.version, stream, Opcode::Error, e.encode())
+                        }
+                    };
                     answer.stream = stream;
                     let _ = state.out.send(answer);
                     drop(permit);

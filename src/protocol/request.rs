@@ -114,11 +114,7 @@ impl QueryParams {
     pub fn read(r: &mut BodyReader<'_>, version: u8) -> Result<QueryParams, BodyError> {
         use query_flags::*;
         let consistency = r.short()?;
-        let flags = if version >= 5 {
-            r.int()? as u32
-        } else {
-            r.byte()? as u32
-        };
+        let flags = read_flags(r, version)?;
         let mut p = QueryParams {
             consistency,
             flags,
@@ -256,6 +252,15 @@ impl Tail<'_> {
     }
 }
 
+/// The flags of `<query_parameters>`: a byte before v5, an int from v5.
+fn read_flags(r: &mut BodyReader<'_>, version: u8) -> Result<u32, BodyError> {
+    Ok(if version >= 5 {
+        r.int()? as u32
+    } else {
+        r.byte()? as u32
+    })
+}
+
 pub fn write_value(dst: &mut BytesMut, v: &RawValue) {
     match v {
         RawValue::Null => dst.put_i32(-1),
@@ -278,6 +283,15 @@ impl Query {
             text,
             params: QueryParams::read(&mut r, version)?,
         })
+    }
+
+    /// Only the query-parameter flags (to see whether a write carries its
+    /// own timestamp without decoding its values).
+    pub fn read_flags(body: &Bytes, version: u8) -> Result<u32, BodyError> {
+        let mut r = BodyReader::new(body);
+        r.long_string()?;
+        r.short()?;
+        read_flags(&mut r, version)
     }
 
     /// Only the text, for the proxy's classification (no parameter decoding).
@@ -353,6 +367,17 @@ impl Execute {
             result_metadata_id,
             params: QueryParams::read(&mut r, version)?,
         })
+    }
+
+    /// Only the query-parameter flags (see `Query::read_flags`).
+    pub fn read_flags(body: &Bytes, version: u8) -> Result<u32, BodyError> {
+        let mut r = BodyReader::new(body);
+        r.short_bytes()?;
+        if version >= 5 {
+            r.short_bytes()?;
+        }
+        r.short()?;
+        read_flags(&mut r, version)
     }
 
     /// Only the prepared id: what the proxy looks up on every EXECUTE.
@@ -521,6 +546,35 @@ mod tests {
                 },
             };
             assert_eq!(Query::read(&q.encode(v), v).unwrap(), q, "v{v}");
+        }
+    }
+
+    #[test]
+    fn flags_are_read_without_decoding_the_values() {
+        for v in [4u8, 5] {
+            let mut params = QueryParams {
+                consistency: 1,
+                values: vec![RawValue::Null],
+                ..Default::default()
+            };
+            let q = Query {
+                text: "INSERT".into(),
+                params: params.clone(),
+            };
+            assert_eq!(
+                Query::read_flags(&q.encode(v), v).unwrap(),
+                query_flags::VALUES
+            );
+            params.timestamp = Some(5);
+            let e = Execute {
+                id: Bytes::from_static(&[1; 16]),
+                result_metadata_id: (v >= 5).then(|| Bytes::from_static(&[2; 16])),
+                params,
+            };
+            assert_eq!(
+                Execute::read_flags(&e.encode(v), v).unwrap(),
+                query_flags::VALUES | query_flags::DEFAULT_TIMESTAMP
+            );
         }
     }
 

@@ -164,6 +164,15 @@ impl Proxy {
         }
     }
 
+    /// Every cluster the phase uses, primary first.
+    pub fn phase_sides(&self) -> Vec<Side> {
+        let mut sides = self.write_sides();
+        if !sides.contains(&self.primary()) {
+            sides.insert(0, self.primary());
+        }
+        sides
+    }
+
     /// The cluster that checks the client's credentials.
     pub fn auth_side(&self) -> Side {
         match self.config.auth.check_client_against {

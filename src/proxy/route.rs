@@ -62,6 +62,38 @@ fn sides_for(state: &SessionState, c: &Classification) -> Result<Vec<Side>, Erro
     })
 }
 
+/// What a QUERY or EXECUTE needs about write timestamps, decided from its
+/// flags alone: a body is decoded and re-encoded only when it must change.
+struct Stamp {
+    /// The proxy adds its timestamp.
+    add: bool,
+    /// The request will carry a fixed write time (the client's or the proxy's).
+    has_timestamp: bool,
+}
+
+impl Stamp {
+    fn plan(
+        state: &SessionState,
+        c: &Classification,
+        flags: impl FnOnce() -> Result<u32, crate::protocol::BodyError>,
+    ) -> Result<Stamp, ErrorFrame> {
+        if c.kind != StatementKind::Write {
+            return Ok(Stamp {
+                add: false,
+                has_timestamp: c.has_timestamp,
+            });
+        }
+        let client = flags().map_err(malformed)?
+            & crate::protocol::request::query_flags::DEFAULT_TIMESTAMP
+            != 0;
+        let add = !client && needs_timestamp(state, c);
+        Ok(Stamp {
+            add,
+            has_timestamp: add || client || c.has_timestamp,
+        })
+    }
+}
+
 /// Should the proxy give this write its own timestamp?
 fn needs_timestamp(state: &SessionState, c: &Classification) -> bool {
     state.proxy.config.writes.add_timestamps
@@ -142,20 +174,20 @@ async fn query(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
         return system_read(state, table, &frame).await;
     }
     let sides = sides_for(state, &c)?;
-    let mut has_timestamp = c.has_timestamp;
-    let body = if c.kind == StatementKind::Write {
+    let stamp = Stamp::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
+    let body = if stamp.add || replacing(state, &c) {
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
-        if q.params.timestamp.is_none() && needs_timestamp(state, &c) {
+        if stamp.add {
             q.params.timestamp = Some(now_micros());
         }
         if replacing(state, &c) {
             q.text = c.replace_functions(&q.text, literal_for);
         }
-        has_timestamp |= q.params.timestamp.is_some();
         q.encode(state.version)
     } else {
         frame.body.clone()
     };
+    let has_timestamp = stamp.has_timestamp;
     let f = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
     let answers = futures::future::join_all(
@@ -256,11 +288,8 @@ async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
     );
     // Prepared on every cluster a phase may send it to, so that a phase
     // change never meets an unknown statement.
-    let mut sides = state.proxy.write_sides();
+    let sides = state.proxy.phase_sides();
     let primary = state.proxy.primary();
-    if !sides.contains(&primary) {
-        sides.insert(0, primary);
-    }
     let answers = futures::future::join_all(
         sides
             .iter()
@@ -425,18 +454,20 @@ async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
         return Ok(rewrite_system(state, table, answer).await);
     }
     let sides = sides_for(state, &c)?;
-    let mut has_timestamp = c.has_timestamp;
-    let body = if c.kind == StatementKind::Write {
+    let stamp = Stamp::plan(state, &c, || {
+        Execute::read_flags(&frame.body, state.version)
+    })?;
+    let body = if stamp.add || !entry.hidden.is_empty() {
         let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
-        if e.params.timestamp.is_none() && needs_timestamp(state, &c) {
+        if stamp.add {
             e.params.timestamp = Some(now_micros());
         }
         bind_hidden(&entry, &mut e.params.values, e.params.names.is_some())?;
-        has_timestamp |= e.params.timestamp.is_some();
         e.encode(state.version)
     } else {
         frame.body.clone()
     };
+    let has_timestamp = stamp.has_timestamp;
     let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
     let answers = futures::future::join_all(

@@ -354,8 +354,7 @@ impl ClientSession {
         });
         // Every cluster of the phase must speak the client's version; if one does
         // not, the client is told as Cassandra tells it, and negotiates down.
-        let mut sides = self.proxy.write_sides();
-        sides.push(self.proxy.primary());
+        let sides = self.proxy.phase_sides();
         if sides
             .iter()
             .any(|s| !self.proxy.cluster(*s).speaks(self.version))

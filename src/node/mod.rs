@@ -23,6 +23,7 @@ mod schema;
 mod select;
 mod server;
 mod store;
+mod system;
 mod value;
 
 use std::collections::HashMap;
@@ -34,9 +35,9 @@ use md5::{Digest, Md5};
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, watch};
 
-pub use db::PeerInfo;
 pub use error::NodeError;
 pub use server::{start, RunningNode};
+pub use system::PeerInfo;
 
 use self::ast::{Parsed, Statement};
 use self::convert::Binds;
@@ -161,8 +162,8 @@ impl Node {
             release_version: config.release_version.clone(),
             address: bound.ip(),
             port: bound.port(),
-            host_id: db::host_id_of(bound),
-            tokens: db::random_tokens(16),
+            host_id: system::host_id_of(bound),
+            tokens: system::random_tokens(16),
             peers: Vec::new(),
         };
         Node {

@@ -78,10 +78,6 @@ impl FrameCodec {
         self.segments = Some((SegmentDecoder { lz4 }, SegmentEncoder { lz4 }));
     }
 
-    pub fn segments_enabled(&self) -> bool {
-        self.segments.is_some()
-    }
-
     /// Lift the pre-authentication size limit.
     pub fn set_authenticated(&mut self) {
         self.authenticated = true;

@@ -2,6 +2,7 @@
 //!
 //! Module map (see DESIGN.md in the README's design section):
 //!
+//! - [`admin`]: the admin HTTP API: metrics, health, histograms, log level.
 //! - [`config`]: the proxy's typed configuration, environment overrides and
 //!   validation.
 //! - [`frame`]: the frame codec (v3–v5 headers, v5 segments, LZ4/Snappy);
@@ -9,6 +10,8 @@
 //! - [`protocol`]: lazy readers of the request and response bodies the proxy
 //!   looks into, and builders for the frames it answers itself.
 //! - [`cql`]: the CQL lexer shared by the classifier and the embedded node.
+//! - [`metrics`]: latency series (HDR histograms, recorded wait-free),
+//!   counters, gauges and their Prometheus text.
 //! - [`client`]: a minimal client on the same codec (tests, benchmarks).
 //! - [`proxy`]: the dual-write proxy: listener, client sessions, routing,
 //!   prepared-id map, topology answers.
@@ -18,10 +21,12 @@
 //!   the benchmarks, with fault injection on a control port.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod cql;
 pub mod frame;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod proxy;

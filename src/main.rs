@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use cutover::config::Config;
+use cutover::admin::{AdminOptions, SetLogFilter};
+use cutover::config::{Config, LogFormat};
 use cutover::node::{self, NodeConfig};
 
 #[derive(Parser)]
@@ -46,7 +47,8 @@ enum Command {
         /// Where clients connect (quick start).
         #[arg(long, default_value = "127.0.0.1:9042")]
         listen: SocketAddr,
-        /// Admin address (quick start).
+        /// Admin API address (overrides `admin` in the config file; quick
+        /// start has none unless given).
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
@@ -85,15 +87,64 @@ fn parse_user(s: &str) -> Result<(String, String)> {
     }
 }
 
+/// Logs to stderr, text or JSON, with a filter that can change while
+/// running (`RUST_LOG` wins over the configured one at start).
+fn init_logging(format: LogFormat, filter: &str) -> SetLogFilter {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let initial = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")));
+    let (layer, handle) = reload::Layer::new(initial);
+    let registry = tracing_subscriber::registry().with(layer);
+    match format {
+        LogFormat::Text => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .init(),
+    }
+    std::sync::Arc::new(move |f: &str| {
+        let new = EnvFilter::try_new(f).map_err(|e| e.to_string())?;
+        handle.reload(new).map_err(|e| e.to_string())
+    })
+}
+
+/// Starts the admin API, or explains why it cannot.
+async fn start_admin(
+    proxy: &cutover::proxy::RunningProxy,
+    addr: SocketAddr,
+    token: Option<String>,
+    set_log_filter: SetLogFilter,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<SocketAddr> {
+    let opts = AdminOptions {
+        addr,
+        token,
+        set_log_filter: Some(set_log_filter),
+    };
+    let admin = cutover::admin::serve(proxy.proxy.clone(), opts, stop.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the admin API on {addr} (set `admin` in the config, or --admin)"
+            )
+        })?;
+    Ok(admin.addr)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log_config = match &cli.command {
+        Command::Run {
+            config: Some(file), ..
+        } => Config::load(file, std::env::vars()).map(|c| c.log).ok(),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let set_log_filter = init_logging(log_config.format, &log_config.filter);
     match cli.command {
         Command::Run {
             config,
@@ -113,24 +164,44 @@ async fn main() -> Result<()> {
                 )),
             };
             let cfg = match cfg {
-                Ok(c) => c,
+                Ok(mut c) => {
+                    if admin.is_some() {
+                        c.admin = admin;
+                    }
+                    c
+                }
                 Err(e) => {
                     eprintln!("{e}");
                     std::process::exit(2);
                 }
             };
-            if let Some(admin) = cfg.admin {
-                eprintln!(
-                    "note: the admin API (health, metrics, policy) is not built yet; nothing listens on {admin}"
-                );
-            }
             let grace = cfg.shutdown.grace_period.0;
+            let (admin, token) = (cfg.admin, cfg.admin_token.clone());
             let running = cutover::proxy::start(cfg).await?;
+            let stop_admin = tokio_util::sync::CancellationToken::new();
+            let admin = match admin {
+                Some(a) => {
+                    match start_admin(&running, a, token, set_log_filter, &stop_admin).await {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            eprintln!("{e:#}");
+                            running.stop().await;
+                            std::process::exit(2);
+                        }
+                    }
+                }
+                None => None,
+            };
+            // Tests and scripts read these lines to find the ports.
             println!("cutover proxy listening on {}", running.addr);
+            if let Some(a) = admin {
+                println!("admin listening on http://{a}");
+            }
             match wait_for_signal().await {
                 Signal::Terminate => running.drain(grace).await,
                 Signal::Interrupt => running.stop().await,
             }
+            stop_admin.cancel();
         }
         Command::CheckConfig { file } => match Config::load(&file, std::env::vars()) {
             Ok(c) => {
@@ -195,6 +266,24 @@ async fn main() -> Result<()> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            let stop_admin = tokio_util::sync::CancellationToken::new();
+            let demo_admin: SocketAddr = "127.0.0.1:9180".parse().expect("literal address");
+            let admin = match start_admin(
+                &proxy,
+                demo_admin,
+                None,
+                set_log_filter.clone(),
+                &stop_admin,
+            )
+            .await
+            {
+                Ok(a) => a,
+                Err(_) => {
+                    eprintln!("{demo_admin} is in use; the admin API takes a free port instead");
+                    let any = SocketAddr::new(demo_admin.ip(), 0);
+                    start_admin(&proxy, any, None, set_log_filter, &stop_admin).await?
+                }
+            };
             let p = proxy.addr;
             println!(
                 "cutover demo: a dual-write proxy in front of two embedded in-memory CQL nodes."
@@ -218,11 +307,13 @@ async fn main() -> Result<()> {
                 t.addr.ip(),
                 t.addr.port()
             );
+            println!("  admin   http://{admin}/metrics   /health/ready   /v1/histograms");
             println!();
             println!("Writes through the proxy land on both nodes with the same write time;");
             println!("reads are answered by the origin. Any CQL driver works (v3, v4 or v5;");
             println!("LZ4 or Snappy). Press Ctrl-C to stop.");
             let _ = wait_for_signal().await;
+            stop_admin.cancel();
             proxy.stop().await;
             o.shutdown().await;
             t.shutdown().await;

@@ -203,9 +203,61 @@ impl Default for ShutdownConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+pub struct MetricsConfig {
+    /// The recent window behind the quantile gauges and `/v1/histograms`.
+    pub window: ConfigDuration,
+    /// Tenants that get their own latency series.
+    pub tenants: Vec<String>,
+    /// At most this many tenants may be listed (each costs memory).
+    pub max_tenants: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            window: ConfigDuration(std::time::Duration::from_secs(60)),
+            tenants: Vec::new(),
+            max_tenants: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter (`RUST_LOG` wins when set); changeable at run
+    /// time with `PUT /v1/log-level`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Config {
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// Bearer token for the admin API; required when `admin` is not a
+    /// loopback address.
+    pub admin_token: Option<String>,
     pub ddl: DdlMode,
     pub limits: Limits,
     pub topology: Topology,
@@ -215,6 +267,8 @@ pub struct Config {
     pub route: RouteConfig,
     pub writes: WritesConfig,
     pub shutdown: ShutdownConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -222,6 +276,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:9042".parse().expect("literal address"),
             admin: Some("127.0.0.1:9180".parse().expect("literal address")),
+            admin_token: None,
             ddl: DdlMode::default(),
             limits: Limits::default(),
             topology: Topology::default(),
@@ -231,6 +286,8 @@ impl Default for Config {
             route: RouteConfig::default(),
             writes: WritesConfig::default(),
             shutdown: ShutdownConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -427,6 +484,28 @@ impl Config {
         }
         if self.route.write_mode == WriteMode::AsyncSecondary {
             p.push("`route.write_mode = \"async-secondary\"` needs the replay journal, which does not exist yet; use \"sync\"".into());
+        }
+        if let Some(a) = self.admin {
+            if !a.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
+                p.push(format!("`admin` is {a}, not a loopback address: set `admin_token` (or CUTOVER_ADMIN_TOKEN) so the admin API requires it"));
+            }
+        }
+        let m = &self.metrics;
+        if m.tenants.len() > m.max_tenants {
+            p.push(format!(
+                "`metrics.tenants` lists {} tenants but `metrics.max_tenants` is {}: each listed tenant costs memory for its own latency series",
+                m.tenants.len(),
+                m.max_tenants
+            ));
+        }
+        if m.window.0 < std::time::Duration::from_secs(1) {
+            p.push("`metrics.window` must be at least 1s".into());
+        }
+        if let Err(e) = self.log.filter.parse::<tracing_subscriber::EnvFilter>() {
+            p.push(format!(
+                "`log.filter` \"{}\" is not a valid filter: {e}",
+                self.log.filter
+            ));
         }
         if self.shutdown.grace_period.0.is_zero() {
             p.push("`shutdown.grace_period` must be longer than 0".into());

@@ -21,6 +21,9 @@ use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
 
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a cluster reached without a login is checked by a handshake.
+const CONTROL_HEARTBEAT: Duration = Duration::from_secs(5);
+const PROBE_EVERY: Duration = Duration::from_secs(3);
 
 fn cell<'a>(rows: &'a Rows, row: &'a [Option<Bytes>], name: &str) -> Option<&'a Bytes> {
     let i = rows.metadata.columns.iter().position(|c| c.name == name)?;
@@ -133,12 +136,16 @@ async fn watch(
         credentials,
         connect_timeout: cluster.config.connect_timeout.0,
         max_in_flight: 8,
-        heartbeat_interval: Some(cluster.config.heartbeat_interval.0),
+        // Readiness rests on this connection: a node that stops answering
+        // must show within seconds, not at the sessions' heartbeat pace.
+        heartbeat_interval: Some(cluster.config.heartbeat_interval.0.min(CONTROL_HEARTBEAT)),
         ..Default::default()
     };
     let mut backoff = Duration::from_millis(100);
+    let mut told_no_login = false;
     loop {
         let mut conn = None;
+        let mut last_error = None;
         for node in cluster.candidates() {
             match UpstreamConn::connect(node, &opts).await {
                 Ok(c) => {
@@ -146,21 +153,39 @@ async fn watch(
                     break;
                 }
                 Err(UpstreamError::NoCredentials { .. }) => {
-                    tracing::info!(cluster = %cluster.name, "the cluster requires a login and none is configured for it: no node discovery, its contact points are used");
-                    return;
+                    // The node answered (with AUTHENTICATE): it is up. Without
+                    // a login there is no discovery; health is probed again.
+                    if !told_no_login {
+                        tracing::info!(cluster = %cluster.name, "the cluster requires a login and none is configured for it: no node discovery, its contact points are used; health is checked by a handshake every few seconds");
+                        told_no_login = true;
+                    }
+                    cluster.health.set_up(node);
+                    cluster.first_round_over();
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(PROBE_EVERY) => {}
+                    }
+                    break;
                 }
                 Err(e) => {
-                    tracing::debug!(cluster = %cluster.name, %node, error = %e, "control connection attempt failed")
+                    tracing::debug!(cluster = %cluster.name, %node, error = %e, "control connection attempt failed");
+                    last_error = Some(e.to_string());
                 }
             }
         }
         let Some(conn) = conn else {
-            cluster.first_round_over();
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+            if let Some(e) = last_error {
+                if cluster.health.is_up() {
+                    tracing::warn!(cluster = %cluster.name, error = %e, "no node of the cluster answers");
+                }
+                cluster.health.set_down(format!("no node answers: {e}"));
+                cluster.first_round_over();
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
         };
         backoff = Duration::from_millis(100);
@@ -187,7 +212,14 @@ async fn watch(
         }
         let mut events = conn.events();
         loop {
-            match discover(&conn, cluster.config.local_datacenter.as_deref()).await {
+            let found = discover(&conn, cluster.config.local_datacenter.as_deref()).await;
+            if found.is_ok() {
+                if !cluster.health.is_up() {
+                    tracing::info!(cluster = %cluster.name, node = %conn.addr(), "control connection up");
+                }
+                cluster.health.set_up(conn.addr());
+            }
+            match found {
                 Ok(nodes) if !nodes.is_empty() => {
                     cluster.set_discovered(nodes);
                     cluster.first_round_over();
@@ -199,6 +231,9 @@ async fn watch(
                 Err(e) => {
                     cluster.first_round_over();
                     tracing::warn!(cluster = %cluster.name, error = %e, "control connection lost");
+                    cluster
+                        .health
+                        .set_down(format!("control connection lost: {e}"));
                     break;
                 }
             }
@@ -206,8 +241,13 @@ async fn watch(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(REFRESH_EVERY) => {}
                 _ = events.recv() => {}
+                _ = conn.closed() => {}
             }
             if conn.is_closed() {
+                tracing::warn!(cluster = %cluster.name, node = %conn.addr(), "control connection closed");
+                cluster
+                    .health
+                    .set_down(format!("control connection to {} closed", conn.addr()));
                 break;
             }
         }

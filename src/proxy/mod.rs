@@ -7,6 +7,7 @@
 //! decisions live in `route`, the client side of the wire in `session`.
 
 mod control;
+mod health;
 mod prepared;
 mod route;
 mod session;
@@ -20,11 +21,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use health::{ClusterReport, Readiness};
 pub use prepared::{PreparedMap, Side};
 pub use topology::{SystemTable, TopologyView};
 
 use crate::config::{ClusterConfig, Config, Phase};
 use crate::cql::ClassificationCache;
+use crate::metrics::{ClusterMetrics, Metrics, MetricsOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -60,6 +63,10 @@ pub struct Cluster {
     /// failed), so that `start` can wait for it.
     first_round: tokio::sync::Notify,
     first_round_done: std::sync::atomic::AtomicBool,
+    pub metrics: Arc<ClusterMetrics>,
+    pub health: health::ClusterHealth,
+    /// The sessions' connections to this cluster (for the gauges).
+    pub connections: health::ConnectionList,
 }
 
 /// How long a node that refused a connection is passed over.
@@ -146,6 +153,9 @@ pub struct Proxy {
     pub prepared: PreparedMap,
     pub classifier: ClassificationCache,
     pub topology: TopologyView,
+    pub metrics: Arc<Metrics>,
+    /// False once a drain has begun (readiness turns 503).
+    pub accepting: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -192,7 +202,7 @@ impl Proxy {
     }
 }
 
-async fn resolve(name: &str, c: &ClusterConfig) -> Result<Cluster, ProxyError> {
+async fn resolve(name: &str, c: &ClusterConfig, metrics: &Metrics) -> Result<Cluster, ProxyError> {
     let mut nodes = Vec::new();
     for cp in &c.contact_points {
         let mut addrs =
@@ -217,6 +227,11 @@ async fn resolve(name: &str, c: &ClusterConfig) -> Result<Cluster, ProxyError> {
         versions: Default::default(),
         first_round: Default::default(),
         first_round_done: Default::default(),
+        metrics: metrics
+            .cluster(name)
+            .expect("every configured cluster has its metrics"),
+        health: Default::default(),
+        connections: Default::default(),
     })
 }
 
@@ -235,6 +250,9 @@ impl RunningProxy {
     /// SIGTERM: stop accepting, let requests already received finish (up to
     /// the grace period), then close.
     pub async fn drain(self, grace: Duration) {
+        self.proxy
+            .accepting
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.stop_accepting.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
@@ -252,6 +270,9 @@ impl RunningProxy {
 
     /// SIGINT: stop at once.
     pub async fn stop(self) {
+        self.proxy
+            .accepting
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.stop_accepting.cancel();
         self.close_all.cancel();
         self.tasks.close();
@@ -260,9 +281,17 @@ impl RunningProxy {
 }
 
 pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
+    let metrics = Arc::new(Metrics::new(
+        MetricsOptions {
+            window: config.metrics.window.0,
+            tenants: config.metrics.tenants.clone(),
+            ..MetricsOptions::default()
+        },
+        &config.clusters.keys().cloned().collect::<Vec<_>>(),
+    ));
     let shard = &config.shards[&config.route.shard];
-    let origin = resolve(&shard.origin, &config.clusters[&shard.origin]).await?;
-    let target = resolve(&shard.target, &config.clusters[&shard.target]).await?;
+    let origin = resolve(&shard.origin, &config.clusters[&shard.origin], &metrics).await?;
+    let target = resolve(&shard.target, &config.clusters[&shard.target], &metrics).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ProxyError::Listen {
@@ -289,10 +318,15 @@ pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
         config,
         origin,
         target,
+        metrics: metrics.clone(),
+        accepting: std::sync::atomic::AtomicBool::new(true),
     });
+    metrics.register(Arc::new(health::ProxyGauges(Arc::downgrade(&proxy))));
     let stop_accepting = CancellationToken::new();
     let close_all = CancellationToken::new();
     let tasks = TaskTracker::new();
+    // Stops with accepting, so a drain waits only for requests.
+    tasks.spawn(merge_metrics(metrics, stop_accepting.clone()));
     tasks.spawn(accept_loop(
         proxy.clone(),
         listener,
@@ -320,6 +354,19 @@ pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
     })
 }
 
+/// Moves what requests recorded into the histograms every second, so the
+/// recent window is current to the second.
+async fn merge_metrics(metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => metrics.merge(),
+        }
+    }
+}
+
 async fn accept_loop(
     proxy: Arc<Proxy>,
     listener: TcpListener,
@@ -340,6 +387,10 @@ async fn accept_loop(
             Ok((sock, peer)) => {
                 backoff = Duration::from_millis(5);
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    proxy
+                        .metrics
+                        .client_connections_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(%peer, "refusing a client: max_client_connections reached");
                     drop(sock);
                     continue;

@@ -16,6 +16,7 @@ use crate::config::DdlMode;
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
+use crate::metrics::{OpClass, Outcome};
 use crate::protocol::reader::{BodyReader, RawValue};
 use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Prepare, Query};
 use crate::protocol::response::{read_result_kind, result_kind, ResultBody};
@@ -27,12 +28,31 @@ fn error_frame(state: &SessionState, e: ErrorFrame) -> Frame {
     Frame::response(state.version, 0, Opcode::Error, e.encode())
 }
 
-pub async fn handle(state: &Arc<SessionState>, op: Opcode, frame: Frame) -> Frame {
+/// The operation class of a statement, for the latency series.
+pub fn op_class(kind: StatementKind) -> OpClass {
+    match kind {
+        StatementKind::Read => OpClass::Read,
+        StatementKind::Write => OpClass::Write,
+        _ => OpClass::Other,
+    }
+}
+
+/// Handles one request; `class` is set to what the request turned out to
+/// be (read, write or other) once that is known.
+pub async fn handle(
+    state: &Arc<SessionState>,
+    op: Opcode,
+    frame: Frame,
+    class: &mut OpClass,
+) -> Frame {
     let r = match op {
-        Opcode::Query => query(state, frame).await,
+        Opcode::Query => query(state, frame, class).await,
         Opcode::Prepare => prepare(state, frame).await,
-        Opcode::Execute => execute(state, frame).await,
-        Opcode::Batch => batch(state, frame).await,
+        Opcode::Execute => execute(state, frame, class).await,
+        Opcode::Batch => {
+            *class = OpClass::Write;
+            batch(state, frame).await
+        }
         Opcode::Register => register(state, frame).await,
         _ => Err(ErrorFrame::protocol("unexpected opcode")),
     };
@@ -163,13 +183,18 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-async fn query(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+async fn query(
+    state: &Arc<SessionState>,
+    frame: Frame,
+    class: &mut OpClass,
+) -> Result<Frame, ErrorFrame> {
     let text = Query::read_text(&frame.body).map_err(malformed)?;
     let c = state
         .proxy
         .classifier
         .classify(text, state.keyspace().as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
+    *class = op_class(c.kind);
     if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
         return system_read(state, table, &frame).await;
     }
@@ -193,7 +218,7 @@ async fn query(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
     let answers = futures::future::join_all(
         sides
             .iter()
-            .map(|side| send_raw(state, *side, f.clone(), retry)),
+            .map(|side| send_raw(state, *side, f.clone(), retry, *class)),
     )
     .await;
     let answer = join(state, &sides, answers, c.kind)?;
@@ -216,6 +241,7 @@ async fn system_read(
         state.proxy.primary(),
         frame.clone(),
         StatementKind::Read,
+        OpClass::Read,
     )
     .await?;
     Ok(rewrite_system(state, table, answer).await)
@@ -234,7 +260,15 @@ async fn rewrite_system(state: &Arc<SessionState>, table: SystemTable, answer: F
             params: crate::protocol::request::QueryParams { consistency: consistency::ONE, ..Default::default() },
         };
         let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
-        if let Ok(a) = send_one(state, state.proxy.primary(), f, StatementKind::Read).await {
+        if let Ok(a) = send_one(
+            state,
+            state.proxy.primary(),
+            f,
+            StatementKind::Read,
+            OpClass::Read,
+        )
+        .await
+        {
             if let Ok(ResultBody::Rows(r)) = ResultBody::read(&a.body, state.version) {
                 if let Some(row) = r.rows.first() {
                     local = r
@@ -335,7 +369,8 @@ async fn prepare_on(
         body,
         ..frame.clone()
     };
-    let a = send_one(state, side, f, StatementKind::Read).await?;
+    // Preparing twice is harmless, so it may be resent like a read.
+    let a = send_one(state, side, f, StatementKind::Read, OpClass::Other).await?;
     if a.op() == Some(Opcode::Result) {
         if let Ok(id) = prepared_id_of(&a.body) {
             entry.set_id(side, id);
@@ -350,6 +385,12 @@ async fn reprepare(
     entry: &PreparedEntry,
     side: Side,
 ) -> Result<Bytes, Frame> {
+    state
+        .proxy
+        .cluster(side)
+        .metrics
+        .reprepares
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
     match prepare_on(state, entry, side, &prep).await {
         Ok(a) if a.op() == Some(Opcode::Result) => {}
@@ -433,12 +474,22 @@ fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
     Ok(b.freeze())
 }
 
-async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+async fn execute(
+    state: &Arc<SessionState>,
+    frame: Frame,
+    class: &mut OpClass,
+) -> Result<Frame, ErrorFrame> {
     let client_id = Execute::read_id(&frame.body).map_err(malformed)?;
     let Some(entry) = state.proxy.prepared.get(&client_id) else {
+        state
+            .proxy
+            .metrics
+            .prepared_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ErrorFrame::unprepared(client_id));
     };
     let c = entry.classification.clone();
+    *class = op_class(c.kind);
     if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
         // Drivers prepare their topology queries too (the scylla crate does).
         // The rewrite needs column names, so full metadata is asked for.
@@ -449,7 +500,7 @@ async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
             ..frame
         };
         let primary = state.proxy.primary();
-        let answer = execute_on(state, &entry, primary, &template, true).await;
+        let answer = execute_on(state, &entry, primary, &template, true, OpClass::Read).await;
         let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
         return Ok(rewrite_system(state, table, answer).await);
     }
@@ -473,7 +524,7 @@ async fn execute(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Error
     let answers = futures::future::join_all(
         sides
             .iter()
-            .map(|side| execute_on(state, &entry, *side, &template, retry)),
+            .map(|side| execute_on(state, &entry, *side, &template, retry, *class)),
     )
     .await;
     join(state, &sides, answers, c.kind)
@@ -489,6 +540,7 @@ async fn execute_on(
     side: Side,
     template: &Frame,
     idempotent: bool,
+    class: OpClass,
 ) -> Result<Frame, UpstreamError> {
     let mut reprepared = false;
     let mut resent = false;
@@ -504,19 +556,28 @@ async fn execute_on(
             Ok(b) => b,
             Err(e) => return Ok(error_frame(state, e)),
         };
-        let up = state.upstream(side).await?;
+        let started = std::time::Instant::now();
         let timeout = state.proxy.cluster(side).config.request_timeout.0;
-        let a = match up
-            .forward(
-                &Frame {
-                    body,
-                    ..template.clone()
-                },
-                timeout,
-            )
-            .await
-        {
-            Err(UpstreamError::Closed { .. }) if idempotent && !resent => {
+        let sent = async {
+            state
+                .upstream(side)
+                .await?
+                .forward(
+                    &Frame {
+                        body,
+                        ..template.clone()
+                    },
+                    timeout,
+                )
+                .await
+        }
+        .await;
+        let retrying = matches!(sent, Err(UpstreamError::Closed { .. })) && idempotent && !resent;
+        if !retrying {
+            record_leg(state, side, class, &sent, started);
+        }
+        let a = match sent {
+            Err(UpstreamError::Closed { .. }) if retrying => {
                 resent = true;
                 continue;
             }
@@ -553,11 +614,14 @@ async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
                 c
             }
             BatchStatement::Prepared(id) => {
-                let e = state
-                    .proxy
-                    .prepared
-                    .get(id)
-                    .ok_or_else(|| ErrorFrame::unprepared(id.clone()))?;
+                let e = state.proxy.prepared.get(id).ok_or_else(|| {
+                    state
+                        .proxy
+                        .metrics
+                        .prepared_misses
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    ErrorFrame::unprepared(id.clone())
+                })?;
                 let c = e.classification.clone();
                 bind_hidden(&e, &mut child.values, false)?;
                 entries.push(e);
@@ -594,7 +658,14 @@ async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
                 }
             }
             let body = b.encode(state.version);
-            send_raw(state, *side, Frame { body, ..template }, retry).await
+            send_raw(
+                state,
+                *side,
+                Frame { body, ..template },
+                retry,
+                OpClass::Write,
+            )
+            .await
         }
     }))
     .await;
@@ -633,7 +704,7 @@ async fn register(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Erro
                         if crate::protocol::response::read_event_type(&f.body)
                             .is_ok_and(|t| t == "SCHEMA_CHANGE") =>
                     {
-                        if out.send(f).is_err() {
+                        if out.send((f, None)).is_err() {
                             return;
                         }
                     }
@@ -655,13 +726,16 @@ fn unavailable(e: UpstreamError) -> ErrorFrame {
     ErrorFrame::unavailable(consistency::ONE, format!("cutover: {e}"))
 }
 
+/// One request to one cluster. `kind` decides whether it may be resent
+/// after a closed connection (reads may) and how a timeout is reported.
 async fn send_one(
     state: &Arc<SessionState>,
     side: Side,
     frame: Frame,
     kind: StatementKind,
+    class: OpClass,
 ) -> Result<Frame, ErrorFrame> {
-    let answers = vec![send_raw(state, side, frame, kind == StatementKind::Read).await];
+    let answers = vec![send_raw(state, side, frame, kind == StatementKind::Read, class).await];
     join(state, &[side], answers, kind)
 }
 
@@ -672,15 +746,46 @@ async fn send_raw(
     side: Side,
     frame: Frame,
     idempotent: bool,
+    class: OpClass,
 ) -> Result<Frame, UpstreamError> {
+    let started = std::time::Instant::now();
     let timeout = state.proxy.cluster(side).config.request_timeout.0;
-    let up = state.upstream(side).await?;
-    match up.forward(&frame, timeout).await {
-        Err(UpstreamError::Closed { .. }) if idempotent => {
-            state.upstream(side).await?.forward(&frame, timeout).await
+    let r = async {
+        let up = state.upstream(side).await?;
+        match up.forward(&frame, timeout).await {
+            Err(UpstreamError::Closed { .. }) if idempotent => {
+                state.upstream(side).await?.forward(&frame, timeout).await
+            }
+            other => other,
         }
-        other => other,
     }
+    .await;
+    record_leg(state, side, class, &r, started);
+    r
+}
+
+/// Records one cluster leg: its latency and, when it failed, its error (a
+/// timeout or an unreachable cluster counted as the error the client gets).
+fn record_leg(
+    state: &SessionState,
+    side: Side,
+    class: OpClass,
+    r: &Result<Frame, UpstreamError>,
+    started: std::time::Instant,
+) {
+    let outcome = match r {
+        Ok(f) => Outcome::of(f),
+        Err(UpstreamError::Timeout { .. }) if class == OpClass::Read => {
+            Outcome::error(ErrorCode::READ_TIMEOUT)
+        }
+        Err(UpstreamError::Timeout { .. }) => Outcome::error(ErrorCode::WRITE_TIMEOUT),
+        Err(_) => Outcome::error(ErrorCode::UNAVAILABLE),
+    };
+    state
+        .proxy
+        .cluster(side)
+        .metrics
+        .record(class, outcome, started.elapsed());
 }
 
 /// The client's answer from every cluster's: the primary's when all
@@ -714,8 +819,18 @@ fn join(
                 ),
             ),
         };
-        if frame.op() == Some(Opcode::Error) && failure.is_none() {
-            failure = Some(frame.clone());
+        if frame.op() == Some(Opcode::Error) {
+            if sides.len() > 1 && kind == StatementKind::Write {
+                state
+                    .proxy
+                    .cluster(*side)
+                    .metrics
+                    .mirror_write_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if failure.is_none() {
+                failure = Some(frame.clone());
+            }
         }
         if primary.is_none() {
             primary = Some(frame);

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Proxy, Side};
 use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
+use crate::metrics::{OpClass, Outcome};
 use crate::protocol::request::read_startup;
 use crate::protocol::{response, ErrorCode, ErrorFrame};
 use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
@@ -32,6 +33,18 @@ const FORWARDED_STARTUP: &[&str] = &[
     "CLIENT_ID",
 ];
 
+/// When a request was read and what it was, so that its latency can be
+/// recorded once its answer is written to the socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    pub read_at: std::time::Instant,
+    pub op: OpClass,
+}
+
+/// An answer on its way to the client, with the stamp of its request
+/// (none for server events).
+pub type Outgoing = (Frame, Option<Stamp>);
+
 /// What the requests of one client connection share.
 pub struct SessionState {
     pub proxy: Arc<Proxy>,
@@ -42,7 +55,7 @@ pub struct SessionState {
     connecting: tokio::sync::Mutex<()>,
     /// The client's own login, used towards the `[auth]` cluster.
     client_credentials: Mutex<Option<(String, String)>>,
-    pub out: mpsc::UnboundedSender<Frame>,
+    pub out: mpsc::UnboundedSender<Outgoing>,
     pub tasks: TaskTracker,
     pub close: CancellationToken,
 }
@@ -93,6 +106,7 @@ impl SessionState {
                 Ok(c) => {
                     cluster.mark_ok(node);
                     let c = Arc::new(c);
+                    cluster.connections.add(&c);
                     self.upstreams.lock().insert(side, c.clone());
                     return Ok(c);
                 }
@@ -122,6 +136,10 @@ pub struct ClientSession {
     /// A session waiting for the client's credentials, and its compression.
     authenticating: Option<(Arc<SessionState>, Option<Compression>)>,
     version: u8,
+    /// The request being handled inline (answered by the session itself).
+    current: Option<Stamp>,
+    /// Inline answers written but not yet flushed, with their outcome.
+    answered: Vec<(Stamp, Outcome)>,
 }
 
 fn supported() -> Bytes {
@@ -160,11 +178,41 @@ impl ClientSession {
             state: None,
             authenticating: None,
             version: 0,
+            current: None,
+            answered: Vec::new(),
+        }
+    }
+
+    /// Records the latency of answers just flushed to the socket.
+    fn record_flushed(&mut self, flushed: &mut Vec<(Stamp, Outcome)>) {
+        if flushed.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let client = &self.proxy.metrics.client;
+        for (stamp, outcome) in flushed.drain(..) {
+            client.record(
+                stamp.op,
+                outcome,
+                now.saturating_duration_since(stamp.read_at),
+            );
         }
     }
 
     pub async fn run(mut self) {
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+        let m = self.proxy.metrics.clone();
+        m.client_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.client_connections_accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.serve().await;
+        m.client_connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn serve(&mut self) {
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+        let mut written: Vec<(Stamp, Outcome)> = Vec::new();
         let in_flight = Arc::new(Semaphore::new(
             self.proxy.config.limits.max_in_flight_per_connection as usize,
         ));
@@ -179,39 +227,54 @@ impl ClientSession {
                     requests.close();
                 }
                 _ = requests.wait(), if !reading => break,
-                Some(f) = out_rx.recv() => {
-                    let mut ok = self.framed.feed(f).await.is_ok();
-                    while ok {
-                        match out_rx.try_recv() {
-                            Ok(f) => ok = self.framed.feed(f).await.is_ok(),
-                            Err(_) => break,
+                Some(first) = out_rx.recv() => {
+                    let mut next = Some(first);
+                    let mut ok = true;
+                    while let Some((f, stamp)) = next.take() {
+                        if let Some(s) = stamp {
+                            written.push((s, Outcome::of(&f)));
                         }
+                        ok = self.framed.feed(f).await.is_ok();
+                        if !ok { break; }
+                        next = out_rx.try_recv().ok();
                     }
                     if !ok || self.framed.flush().await.is_err() { break; }
+                    self.record_flushed(&mut written);
                 }
                 next = self.framed.next(), if reading => {
                     let Some(first) = next else { break };
+                    let read_at = std::time::Instant::now();
                     let mut item = Some(first);
                     let mut keep = true;
                     while let Some(r) = item.take() {
                         keep = match r {
-                            Ok(frame) => self.on_frame(frame, &out_tx, &in_flight, &requests).await,
+                            Ok(frame) => self.on_frame(frame, read_at, &out_tx, &in_flight, &requests).await,
                             Err(e) => { self.on_codec_error(e).await; false }
                         };
                         if !keep { break; }
                         item = self.framed.next().now_or_never().flatten();
                     }
                     if self.framed.flush().await.is_err() || !keep { break; }
+                    let mut answered = std::mem::take(&mut self.answered);
+                    self.record_flushed(&mut answered);
+                    self.answered = answered;
                 }
             }
         }
         // Answers produced while closing still go out when possible.
-        while let Ok(f) = out_rx.try_recv() {
+        while let Ok((f, stamp)) = out_rx.try_recv() {
+            if let Some(s) = stamp {
+                written.push((s, Outcome::of(&f)));
+            }
             if self.framed.feed(f).await.is_err() {
                 break;
             }
         }
-        let _ = self.framed.flush().await;
+        if self.framed.flush().await.is_ok() {
+            self.record_flushed(&mut written);
+            let mut answered = std::mem::take(&mut self.answered);
+            self.record_flushed(&mut answered);
+        }
     }
 
     async fn on_codec_error(&mut self, e: FrameError) {
@@ -222,10 +285,11 @@ impl ClientSession {
     }
 
     async fn reply(&mut self, stream: i16, op: Opcode, body: Bytes) -> bool {
-        self.framed
-            .feed(Frame::response(self.version, stream, op, body))
-            .await
-            .is_ok()
+        let f = Frame::response(self.version, stream, op, body);
+        if let Some(stamp) = self.current.take() {
+            self.answered.push((stamp, Outcome::of(&f)));
+        }
+        self.framed.feed(f).await.is_ok()
     }
 
     async fn error(&mut self, stream: i16, e: ErrorFrame) -> bool {
@@ -235,10 +299,16 @@ impl ClientSession {
     async fn on_frame(
         &mut self,
         frame: Frame,
-        out: &mpsc::UnboundedSender<Frame>,
+        read_at: std::time::Instant,
+        out: &mpsc::UnboundedSender<Outgoing>,
         in_flight: &Arc<Semaphore>,
         requests: &TaskTracker,
     ) -> bool {
+        self.proxy.metrics.count_request(frame.opcode);
+        self.current = Some(Stamp {
+            read_at,
+            op: OpClass::Other,
+        });
         let v = frame.protocol_version();
         if self.version == 0 {
             self.version = v;
@@ -284,11 +354,18 @@ impl ClientSession {
                     );
                     return self.error(frame.stream, e).await;
                 };
+                // Answered by the request's task, which stamps it.
+                self.current = None;
+                let metrics = self.proxy.metrics.clone();
+                metrics
+                    .in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 requests.spawn(async move {
                     let stream = frame.stream;
+                    let mut stamp = Stamp { read_at, op: OpClass::Other };
                     // A bug must cost this one request a clear error, never
                     // leave the client waiting for its timeout.
-                    let handling = std::panic::AssertUnwindSafe(super::route::handle(&state, op, frame));
+                    let handling = std::panic::AssertUnwindSafe(super::route::handle(&state, op, frame, &mut stamp.op));
                     let mut answer = match handling.catch_unwind().await {
                         Ok(a) => a,
                         Err(_) => {
@@ -298,7 +375,8 @@ impl ClientSession {
                         }
                     };
                     answer.stream = stream;
-                    let _ = state.out.send(answer);
+                    let _ = state.out.send((answer, Some(stamp)));
+                    metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     drop(permit);
                 });
                 true
@@ -313,7 +391,7 @@ impl ClientSession {
         }
     }
 
-    async fn on_startup(&mut self, frame: Frame, out: &mpsc::UnboundedSender<Frame>) -> bool {
+    async fn on_startup(&mut self, frame: Frame, out: &mpsc::UnboundedSender<Outgoing>) -> bool {
         if self.state.is_some() {
             return self
                 .error(

@@ -388,6 +388,11 @@ impl UpstreamConn {
     pub fn close(&self) {
         self.stop.cancel();
     }
+
+    /// Resolves once the connection is closed (by either side).
+    pub async fn closed(&self) {
+        self.stop.cancelled().await
+    }
 }
 
 async fn send(

@@ -1,0 +1,268 @@
+//! The admin HTTP API: `/metrics` (Prometheus text), `/health/live`,
+//! `/health/ready`, `/v1/histograms` (every latency series with its
+//! percentiles), and `PUT /v1/log-level`.
+//!
+//! It only reads the proxy's state (and changes the log filter); it never
+//! touches the request path. When a token is configured every call needs
+//! `Authorization: Bearer <token>`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{OpClass, Outcome, Snapshot};
+use crate::proxy::Proxy;
+
+/// Changes the log filter; an invalid filter is refused with a reason.
+pub type SetLogFilter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+pub struct AdminOptions {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+    /// How `PUT /v1/log-level` changes the filter (none: answered 501).
+    pub set_log_filter: Option<SetLogFilter>,
+}
+
+#[derive(Clone)]
+struct AdminState {
+    proxy: Arc<Proxy>,
+    token: Option<Arc<str>>,
+    set_log_filter: Option<SetLogFilter>,
+}
+
+/// A running admin server; it stops when `stop` is cancelled.
+pub struct RunningAdmin {
+    pub addr: SocketAddr,
+}
+
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    opts: AdminOptions,
+    stop: CancellationToken,
+) -> std::io::Result<RunningAdmin> {
+    let listener = TcpListener::bind(opts.addr).await?;
+    let addr = listener.local_addr()?;
+    let state = AdminState {
+        proxy,
+        token: opts.token.filter(|t| !t.is_empty()).map(Arc::from),
+        set_log_filter: opts.set_log_filter,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/v1/histograms", get(histograms))
+        .route("/v1/log-level", put(log_level))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok(RunningAdmin { addr })
+}
+
+async fn require_token(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &s.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(&**token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"errors": ["the admin API needs `Authorization: Bearer <admin_token>`"]})),
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"errors": ["no such endpoint; see the README's admin API table"]})),
+    )
+}
+
+async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    let m = s.proxy.metrics.clone();
+    // Rendering merges and walks every series: off the async workers.
+    let text = tokio::task::spawn_blocking(move || m.render())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+async fn live(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!({
+        "status": "live",
+        "uptime_seconds": s.proxy.metrics.uptime().as_secs_f64(),
+    }))
+}
+
+async fn ready(State(s): State<AdminState>) -> (StatusCode, Json<crate::proxy::Readiness>) {
+    let r = s.proxy.readiness();
+    let code = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(r))
+}
+
+/// Percentiles of one snapshot, in µs.
+#[derive(Serialize)]
+struct Summary {
+    count: u64,
+    min: u64,
+    max: u64,
+    mean: f64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    p9999: u64,
+    p99999: u64,
+}
+
+impl Summary {
+    fn of(s: &Snapshot) -> Summary {
+        let h = &s.histogram;
+        let empty = h.is_empty();
+        let q = |q: f64| if empty { 0 } else { h.value_at_quantile(q) };
+        Summary {
+            count: h.len(),
+            min: if empty { 0 } else { h.min() },
+            max: if empty { 0 } else { h.max() },
+            mean: if empty {
+                0.0
+            } else {
+                s.sum_micros as f64 / h.len() as f64
+            },
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            p9999: q(0.9999),
+            p99999: q(0.99999),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SeriesReport {
+    /// The Prometheus family this series belongs to.
+    family: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    op: &'static str,
+    outcome: &'static str,
+    cumulative: Summary,
+    recent: Summary,
+}
+
+#[derive(Serialize)]
+struct HistogramsReport {
+    unit: &'static str,
+    window_seconds: f64,
+    uptime_seconds: f64,
+    series: Vec<SeriesReport>,
+}
+
+fn report(proxy: &Proxy) -> HistogramsReport {
+    let m = &proxy.metrics;
+    let mut series = Vec::new();
+    for f in m.latency_families() {
+        for (scope, table) in &f.tables {
+            for (op, outcome, s) in table.series() {
+                let (op, outcome): (OpClass, Outcome) = (op, outcome);
+                series.push(SeriesReport {
+                    family: f.name,
+                    cluster: (f.scope_label == Some("cluster")).then(|| scope.to_string()),
+                    tenant: (f.scope_label == Some("tenant")).then(|| scope.to_string()),
+                    op: op.name(),
+                    outcome: outcome.name(),
+                    cumulative: Summary::of(&s.cumulative()),
+                    recent: Summary::of(&s.recent()),
+                });
+            }
+        }
+    }
+    HistogramsReport {
+        unit: "microseconds",
+        window_seconds: m.options().window.as_secs_f64(),
+        uptime_seconds: m.uptime().as_secs_f64(),
+        series,
+    }
+}
+
+async fn histograms(State(s): State<AdminState>) -> Json<HistogramsReport> {
+    let p = s.proxy.clone();
+    let r = tokio::task::spawn_blocking(move || report(&p))
+        .await
+        .expect("building the histogram report does not panic");
+    Json(r)
+}
+
+#[derive(Deserialize)]
+struct LogLevel {
+    filter: String,
+}
+
+async fn log_level(
+    State(s): State<AdminState>,
+    body: Result<Json<LogLevel>, axum::extract::rejection::JsonRejection>,
+) -> (StatusCode, Json<Value>) {
+    let Ok(Json(LogLevel { filter })) = body else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"errors": ["expected a JSON body like {\"filter\": \"info,cutover=debug\"}"]}),
+            ),
+        );
+    };
+    let Some(set) = &s.set_log_filter else {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            Json(json!({"errors": ["this process does not manage its own logging"]})),
+        );
+    };
+    match set(&filter) {
+        Ok(()) => {
+            tracing::info!(%filter, "log filter changed through the admin API");
+            (StatusCode::OK, Json(json!({ "filter": filter })))
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": [format!("invalid filter {filter:?}: {e}")]})),
+        ),
+    }
+}

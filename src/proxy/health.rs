@@ -1,0 +1,272 @@
+//! What the proxy reports about itself: each cluster's health as its
+//! control connection sees it, readiness, and the gauges `/metrics` reads
+//! from live state (connections, stream ids, prepared statements).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::{Proxy, Side};
+use crate::metrics::{Collector, Exposition, MetricType};
+use crate::upstream::UpstreamConn;
+
+/// A cluster's health: up while its control connection is open and answers.
+pub struct ClusterHealth {
+    state: Mutex<HealthState>,
+}
+
+#[derive(Clone)]
+struct HealthState {
+    /// None until the control connection's first attempt is over.
+    up: Option<bool>,
+    since: SystemTime,
+    node: Option<std::net::SocketAddr>,
+    error: Option<String>,
+}
+
+impl Default for ClusterHealth {
+    fn default() -> Self {
+        ClusterHealth {
+            state: Mutex::new(HealthState {
+                up: None,
+                since: SystemTime::now(),
+                node: None,
+                error: None,
+            }),
+        }
+    }
+}
+
+impl ClusterHealth {
+    pub fn set_up(&self, node: std::net::SocketAddr) {
+        let mut s = self.state.lock();
+        if s.up != Some(true) {
+            s.since = SystemTime::now();
+        }
+        s.up = Some(true);
+        s.node = Some(node);
+        s.error = None;
+    }
+
+    pub fn set_down(&self, error: String) {
+        let mut s = self.state.lock();
+        if s.up != Some(false) {
+            s.since = SystemTime::now();
+        }
+        s.up = Some(false);
+        s.node = None;
+        s.error = Some(error);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state.lock().up == Some(true)
+    }
+
+    fn report(&self, name: &str, role: &str, primary: bool) -> ClusterReport {
+        let s = self.state.lock().clone();
+        ClusterReport {
+            cluster: name.to_string(),
+            role: role.to_string(),
+            primary,
+            status: match s.up {
+                None => "unknown",
+                Some(true) => "up",
+                Some(false) => "down",
+            },
+            since: rfc3339(s.since),
+            for_seconds: s.since.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            control_node: s.node.map(|n| n.to_string()),
+            error: s.error,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ClusterReport {
+    pub cluster: String,
+    pub role: String,
+    pub primary: bool,
+    /// `up`, `down`, or `unknown` (not tried yet).
+    pub status: &'static str,
+    /// When the status last changed (RFC 3339, UTC).
+    pub since: String,
+    pub for_seconds: f64,
+    pub control_node: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub accepting_clients: bool,
+    pub primary: String,
+    pub clusters: std::collections::BTreeMap<String, ClusterReport>,
+}
+
+impl Proxy {
+    /// Ready: accepting clients, and the primary's control connection is up.
+    pub fn readiness(&self) -> Readiness {
+        let primary = self.primary();
+        let accepting = self.accepting.load(Ordering::Relaxed);
+        let clusters = [Side::Origin, Side::Target]
+            .into_iter()
+            .map(|side| {
+                let c = self.cluster(side);
+                let role = match side {
+                    Side::Origin => "origin",
+                    Side::Target => "target",
+                };
+                (
+                    c.name.clone(),
+                    c.health.report(&c.name, role, side == primary),
+                )
+            })
+            .collect();
+        Readiness {
+            ready: accepting && self.cluster(primary).health.is_up(),
+            accepting_clients: accepting,
+            primary: self.cluster(primary).name.clone(),
+            clusters,
+        }
+    }
+}
+
+/// The sessions' upstream connections to one cluster, for the gauges.
+#[derive(Default)]
+pub struct ConnectionList {
+    conns: Mutex<Vec<Weak<UpstreamConn>>>,
+}
+
+impl ConnectionList {
+    pub fn add(&self, c: &Arc<UpstreamConn>) {
+        let mut l = self.conns.lock();
+        l.retain(|w| w.upgrade().is_some_and(|c| !c.is_closed()));
+        l.push(Arc::downgrade(c));
+    }
+
+    /// (open connections, stream ids in use by requests).
+    fn usage(&self) -> (usize, usize) {
+        let mut l = self.conns.lock();
+        l.retain(|w| w.upgrade().is_some_and(|c| !c.is_closed()));
+        let live: Vec<_> = l.iter().filter_map(Weak::upgrade).collect();
+        drop(l);
+        (live.len(), live.iter().map(|c| c.in_flight()).sum())
+    }
+}
+
+/// Gauges read from the proxy's state at each scrape.
+pub struct ProxyGauges(pub Weak<Proxy>);
+
+impl Collector for ProxyGauges {
+    fn collect(&self, out: &mut Exposition) {
+        let Some(p) = self.0.upgrade() else { return };
+        let sides = [Side::Origin, Side::Target];
+        let usage: Vec<_> = sides
+            .iter()
+            .map(|s| (p.cluster(*s), p.cluster(*s).connections.usage()))
+            .collect();
+        out.family(
+            "cutover_upstream_connections",
+            "Open connections from client sessions to each cluster",
+            MetricType::Gauge,
+        );
+        for (c, (n, _)) in &usage {
+            out.sample(
+                "cutover_upstream_connections",
+                &[("cluster", &c.name)],
+                *n as f64,
+            );
+        }
+        out.family(
+            "cutover_upstream_stream_ids_in_use",
+            "Stream ids held by requests on the connections to each cluster",
+            MetricType::Gauge,
+        );
+        for (c, (_, ids)) in &usage {
+            out.sample(
+                "cutover_upstream_stream_ids_in_use",
+                &[("cluster", &c.name)],
+                *ids as f64,
+            );
+        }
+        out.family(
+            "cutover_cluster_up",
+            "1 while the cluster's control connection is open and answering",
+            MetricType::Gauge,
+        );
+        for s in sides {
+            let c = p.cluster(s);
+            out.sample(
+                "cutover_cluster_up",
+                &[("cluster", &c.name)],
+                if c.health.is_up() { 1.0 } else { 0.0 },
+            );
+        }
+        out.family(
+            "cutover_ready",
+            "1 while /health/ready answers 200",
+            MetricType::Gauge,
+        );
+        out.sample(
+            "cutover_ready",
+            &[],
+            if p.readiness().ready { 1.0 } else { 0.0 },
+        );
+        for (name, help, v) in [
+            (
+                "cutover_prepared_statements",
+                "Entries in the proxy's prepared-statement map",
+                p.prepared.len(),
+            ),
+            (
+                "cutover_classified_statements",
+                "Entries in the statement classification cache",
+                p.classifier.len(),
+            ),
+        ] {
+            out.family(name, help, MetricType::Gauge);
+            out.sample(name, &[], v as f64);
+        }
+    }
+}
+
+/// RFC 3339 in UTC, to the millisecond.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+}

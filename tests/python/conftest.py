@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -63,18 +64,43 @@ class Node:
 class Proxy:
     """A `cutover run` process in front of two nodes."""
 
-    def __init__(self, origin, target, config=None):
+    def __init__(self, origin, target, config=None, admin=False, stderr=None):
+        """`admin`: start the admin API on a free port (self.admin is its URL);
+        `stderr`: a file path for the proxy's logs."""
         if config is None:
             args = ["run", "--origin", f"127.0.0.1:{origin.port}", "--target", f"127.0.0.1:{target.port}", "--listen", "127.0.0.1:0"]
         else:
             self.config_path = config
             args = ["run", "--config", config]
-        self.proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if admin:
+            args += ["--admin", "127.0.0.1:0"]
+        self.stderr = open(stderr, "w") if stderr else subprocess.DEVNULL
+        self.proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("cutover proxy listening on "):
             self.stop()
             raise RuntimeError(f"the proxy did not start: {line!r}")
         self.port = int(line.rsplit(":", 1)[1])
+        self.admin = None
+        if admin:
+            line = self.proc.stdout.readline()
+            if not line.startswith("admin listening on "):
+                self.stop()
+                raise RuntimeError(f"the admin API did not start: {line!r}")
+            self.admin = line.split(" on ", 1)[1].strip()
+
+    def http(self, method, path, body=None, raw=False):
+        """(status, body) from the admin API; JSON bodies decoded unless `raw`."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.admin + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        return status, (text if raw else json.loads(text))
 
     def stop(self, sig=None):
         if self.proc.poll() is None:

@@ -110,6 +110,12 @@ impl Client {
         self.framed.get_mut()
     }
 
+    /// The socket, for a caller that takes over after the handshake (the
+    /// load generator of the benchmarks). Only valid with nothing pending.
+    pub fn into_socket(self) -> TcpStream {
+        self.framed.into_inner()
+    }
+
     pub fn stream(&mut self) -> i16 {
         let s = self.next_stream;
         self.next_stream = (self.next_stream + 1) & 0x7fff;

@@ -1,0 +1,284 @@
+//! The load generator of the overhead benchmark, built on cutover's own
+//! codec so it is identical for every scenario: prepared EXECUTEs over a
+//! few connections, either closed loop (a fixed number in flight) or open
+//! loop (a fixed rate; each latency measured from the request's *intended*
+//! send time, so a stall is charged to every request it delayed — the
+//! coordinated-omission correction).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cutover::client::Client;
+use cutover::frame::{Frame, FrameCodec, Opcode};
+use cutover::protocol::reader::RawValue;
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Keys the workloads cycle through.
+pub const KEYS: usize = 10_000;
+/// Value bytes of an INSERT: with the key and column overhead, a ~100-byte row.
+const VALUE_BYTES: usize = 92;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Insert,
+    Select,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// This many requests in flight per connection.
+    Closed { depth: usize },
+    /// This many requests per second over all connections.
+    Open { rate: f64 },
+}
+
+/// Creates the benchmark table on a node (directly, not through a proxy).
+pub async fn create_schema(node: SocketAddr) {
+    let mut c = Client::connect(node, 4, None, None).await.unwrap();
+    c.query("CREATE KEYSPACE IF NOT EXISTS bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
+    c.query("CREATE TABLE IF NOT EXISTS bench.kv (k int PRIMARY KEY, v blob)")
+        .await
+        .unwrap();
+}
+
+/// One connection, handshake and PREPARE done, with every request body
+/// encoded ahead so the generator spends little CPU per request.
+struct Conn {
+    socket: tokio::net::TcpStream,
+    bodies: Vec<Bytes>,
+}
+
+async fn open(addr: SocketAddr, workload: Workload) -> Conn {
+    let mut c = Client::connect(addr, 4, None, None).await.unwrap();
+    let text = match workload {
+        Workload::Insert => "INSERT INTO bench.kv (k, v) VALUES (?, ?)",
+        Workload::Select => "SELECT v FROM bench.kv WHERE k = ?",
+    };
+    let p = c.prepare(text).await.unwrap();
+    let value = Bytes::from(vec![0xab; VALUE_BYTES]);
+    let bodies = (0..KEYS as i32)
+        .map(|k| {
+            let key = RawValue::Bytes(Bytes::copy_from_slice(&k.to_be_bytes()));
+            let values = match workload {
+                Workload::Insert => vec![key, RawValue::Bytes(value.clone())],
+                Workload::Select => vec![key],
+            };
+            c.execute_body(&p, values)
+        })
+        .collect();
+    Conn {
+        socket: c.into_socket(),
+        bodies,
+    }
+}
+
+/// What one run measured, over the measured window only.
+pub struct Measured {
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    /// µs; closed loop: send to answer; open loop: intended send to answer.
+    pub latency: Histogram<u64>,
+}
+
+impl Measured {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+/// Runs `workload` against `addr` over `conns` connections: `warmup`, then
+/// the measured `window`, during which `during` is awaited (to sample CPU).
+pub async fn run<F, Fut>(
+    addr: SocketAddr,
+    workload: Workload,
+    mode: Mode,
+    conns: usize,
+    warmup: Duration,
+    window: Duration,
+    during: F,
+) -> (Measured, Fut::Output)
+where
+    F: FnOnce(Instant, Instant) -> Fut,
+    Fut: std::future::Future,
+{
+    let mut opened = Vec::new();
+    for _ in 0..conns {
+        opened.push(open(addr, workload).await);
+    }
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + window;
+    let per_conn = match mode {
+        Mode::Closed { depth } => Mode::Closed { depth },
+        Mode::Open { rate } => Mode::Open {
+            rate: rate / conns as f64,
+        },
+    };
+    let runs: Vec<_> = opened
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| tokio::spawn(drive(c, per_conn, i, start, measure_from, end)))
+        .collect();
+    let sampled = during(measure_from, end).await;
+    let mut total = Measured {
+        ops: 0,
+        errors: 0,
+        seconds: window.as_secs_f64(),
+        latency: new_histogram(),
+    };
+    for r in runs {
+        let m = r.await.unwrap();
+        total.ops += m.ops;
+        total.errors += m.errors;
+        total.latency.add(&m.latency).unwrap();
+    }
+    (total, sampled)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
+}
+
+struct Shared {
+    /// Send (or intended send) time by stream id.
+    started: Mutex<Vec<Option<Instant>>>,
+    free: Mutex<Vec<i16>>,
+    in_flight: AtomicU64,
+    done_sending: AtomicBool,
+    done: tokio::sync::Notify,
+}
+
+const STREAMS: usize = 32_768;
+
+async fn drive(
+    conn: Conn,
+    mode: Mode,
+    offset: usize,
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+) -> Measured {
+    let (r, w) = conn.socket.into_split();
+    let mut reader = FramedRead::new(r, FrameCodec::client());
+    let mut writer = FramedWrite::new(w, FrameCodec::client());
+    let shared = Arc::new(Shared {
+        started: Mutex::new(vec![None; STREAMS]),
+        free: Mutex::new((0..STREAMS).rev().map(|i| i as i16).collect()),
+        in_flight: AtomicU64::new(0),
+        done_sending: AtomicBool::new(false),
+        done: tokio::sync::Notify::new(),
+    });
+    let permits = Arc::new(Semaphore::new(match mode {
+        Mode::Closed { depth } => depth,
+        Mode::Open { .. } => STREAMS,
+    }));
+    let bodies = conn.bodies;
+    let sender = {
+        let shared = shared.clone();
+        let permits = permits.clone();
+        async move {
+            let mut next_key = offset * 7919;
+            let mut sent: u64 = 0;
+            let mut send_one = |at: Instant| {
+                let id = shared.free.lock().pop().expect("a free stream id");
+                shared.started.lock()[id as usize] = Some(at);
+                shared.in_flight.fetch_add(1, Ordering::Relaxed);
+                next_key = (next_key + 1) % KEYS;
+                sent += 1;
+                Frame::request(4, id, Opcode::Execute, bodies[next_key].clone())
+            };
+            match mode {
+                Mode::Closed { .. } => {
+                    while Instant::now() < end {
+                        let p = permits.acquire().await.unwrap();
+                        p.forget();
+                        let mut ok = writer.feed(send_one(Instant::now())).await.is_ok();
+                        while ok {
+                            match permits.try_acquire() {
+                                Ok(p) => {
+                                    p.forget();
+                                    ok = writer.feed(send_one(Instant::now())).await.is_ok();
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if !ok || writer.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Mode::Open { rate } => {
+                    let interval = Duration::from_secs_f64(1.0 / rate);
+                    let mut intended = start;
+                    while intended < end {
+                        let now = Instant::now();
+                        let mut ok = true;
+                        while intended <= now && ok {
+                            ok = writer.feed(send_one(intended)).await.is_ok();
+                            intended += interval;
+                        }
+                        if !ok || writer.flush().await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep_until(intended.into()).await;
+                    }
+                }
+            }
+            shared.done_sending.store(true, Ordering::SeqCst);
+            shared.done.notify_one();
+            writer
+        }
+    };
+    let receiver = {
+        let shared = shared.clone();
+        async move {
+            let mut m = Measured {
+                ops: 0,
+                errors: 0,
+                seconds: (end - measure_from).as_secs_f64(),
+                latency: new_histogram(),
+            };
+            loop {
+                if shared.done_sending.load(Ordering::SeqCst)
+                    && shared.in_flight.load(Ordering::Relaxed) == 0
+                {
+                    break;
+                }
+                let next = tokio::select! {
+                    _ = shared.done.notified() => continue,
+                    f = tokio::time::timeout(Duration::from_secs(10), reader.next()) => f,
+                };
+                let f = match next {
+                    Ok(Some(Ok(f))) => f,
+                    _ => break,
+                };
+                let now = Instant::now();
+                let Some(at) = shared.started.lock()[f.stream as usize].take() else {
+                    continue;
+                };
+                shared.free.lock().push(f.stream);
+                shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                permits.add_permits(1);
+                if now >= measure_from && now < end {
+                    m.ops += 1;
+                    if f.op() != Some(Opcode::Result) {
+                        m.errors += 1;
+                    }
+                    let us = now.saturating_duration_since(at).as_micros() as u64;
+                    m.latency.saturating_record(us.max(1));
+                }
+            }
+            m
+        }
+    };
+    let (_writer, m) = tokio::join!(sender, receiver);
+    m
+}

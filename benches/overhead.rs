@@ -296,6 +296,9 @@ fn measure(
             (before, cpu(sc.hop, &sc.nodes))
         },
     ));
+    if let Some(e) = &m.first_error {
+        println!("  ({}: {} errors, the first: {e})", sc.name, m.errors);
+    }
     let per_req = |d: f64| d * 1e6 / m.ops.max(1) as f64;
     let h = &m.latency;
     Row {

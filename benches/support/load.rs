@@ -83,6 +83,8 @@ async fn open(addr: SocketAddr, workload: Workload) -> Conn {
 pub struct Measured {
     pub ops: u64,
     pub errors: u64,
+    /// The first error answer, for the report.
+    pub first_error: Option<String>,
     pub seconds: f64,
     /// µs; closed loop: send to answer; open loop: intended send to answer.
     pub latency: Histogram<u64>,
@@ -131,6 +133,7 @@ where
     let mut total = Measured {
         ops: 0,
         errors: 0,
+        first_error: None,
         seconds: window.as_secs_f64(),
         latency: new_histogram(),
     };
@@ -138,6 +141,7 @@ where
         let m = r.await.unwrap();
         total.ops += m.ops;
         total.errors += m.errors;
+        total.first_error = total.first_error.or(m.first_error);
         total.latency.add(&m.latency).unwrap();
     }
     (total, sampled)
@@ -157,6 +161,8 @@ struct Shared {
 }
 
 const STREAMS: usize = 32_768;
+/// How often the open loop checks for requests due.
+const PACE: Duration = Duration::from_micros(100);
 
 async fn drive(
     conn: Conn,
@@ -216,6 +222,19 @@ async fn drive(
                     }
                 }
                 Mode::Open { rate } => {
+                    // tokio's timer ticks in milliseconds, which would send
+                    // in bursts; a thread with a finer sleep paces instead.
+                    let tick = Arc::new(tokio::sync::Notify::new());
+                    let pacer = {
+                        let tick = tick.clone();
+                        std::thread::spawn(move || {
+                            while Instant::now() < end {
+                                std::thread::sleep(PACE);
+                                tick.notify_one();
+                            }
+                            tick.notify_one();
+                        })
+                    };
                     let interval = Duration::from_secs_f64(1.0 / rate);
                     let mut intended = start;
                     while intended < end {
@@ -228,8 +247,9 @@ async fn drive(
                         if !ok || writer.flush().await.is_err() {
                             break;
                         }
-                        tokio::time::sleep_until(intended.into()).await;
+                        tick.notified().await;
                     }
+                    let _ = pacer.join();
                 }
             }
             shared.done_sending.store(true, Ordering::SeqCst);
@@ -243,6 +263,7 @@ async fn drive(
             let mut m = Measured {
                 ops: 0,
                 errors: 0,
+                first_error: None,
                 seconds: (end - measure_from).as_secs_f64(),
                 latency: new_histogram(),
             };
@@ -271,6 +292,13 @@ async fn drive(
                     m.ops += 1;
                     if f.op() != Some(Opcode::Result) {
                         m.errors += 1;
+                        if m.first_error.is_none() {
+                            m.first_error =
+                                Some(match cutover::protocol::ErrorFrame::decode(&f.body) {
+                                    Ok(e) => format!("{}: {}", e.code.name(), e.message),
+                                    Err(_) => format!("{:?}", f.op()),
+                                });
+                        }
                     }
                     let us = now.saturating_duration_since(at).as_micros() as u64;
                     m.latency.saturating_record(us.max(1));

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,6 +45,10 @@ pub struct Stamp {
 /// An answer on its way to the client, with the stamp of its request
 /// (none for server events).
 pub type Outgoing = (Frame, Option<Stamp>);
+
+/// The requests of one connection under way.
+type Running =
+    FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = Outgoing> + Send>>>;
 
 /// What the requests of one client connection share.
 pub struct SessionState {
@@ -213,33 +218,44 @@ impl ClientSession {
     async fn serve(&mut self) {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
         let mut written: Vec<(Stamp, Outcome)> = Vec::new();
-        let in_flight = Arc::new(Semaphore::new(
-            self.proxy.config.limits.max_in_flight_per_connection as usize,
-        ));
-        let requests = TaskTracker::new();
+        // The requests under way, polled by this task: no task spawned per
+        // request, and answers that finish together leave in one write.
+        let mut running: Running = FuturesUnordered::new();
         let mut reading = true;
         loop {
             tokio::select! {
                 _ = self.close_all.cancelled() => break,
-                _ = self.stop_accepting.cancelled(), if reading => {
-                    // Draining: no new requests; answer the ones under way.
-                    reading = false;
-                    requests.close();
-                }
-                _ = requests.wait(), if !reading => break,
-                Some(first) = out_rx.recv() => {
+                // Draining: no new requests; answer the ones under way.
+                _ = self.stop_accepting.cancelled(), if reading => reading = false,
+                _ = std::future::ready(()), if !reading && running.is_empty() => break,
+                Some(first) = running.next(), if !running.is_empty() => {
                     let mut next = Some(first);
                     let mut ok = true;
+                    let mut yielded = false;
                     while let Some((f, stamp)) = next.take() {
                         if let Some(s) = stamp {
                             written.push((s, Outcome::of(&f)));
                         }
                         ok = self.framed.feed(f).await.is_ok();
                         if !ok { break; }
-                        next = out_rx.try_recv().ok();
+                        next = running.next().now_or_never().flatten();
+                        if next.is_none() && !yielded {
+                            // Let answers that are nearly ready join this write.
+                            yielded = true;
+                            tokio::task::yield_now().await;
+                            next = running.next().now_or_never().flatten();
+                        }
                     }
+                    self.proxy.metrics.in_flight.fetch_sub(
+                        written.len() as i64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     if !ok || self.framed.flush().await.is_err() { break; }
                     self.record_flushed(&mut written);
+                }
+                Some((f, _)) = out_rx.recv() => {
+                    // Server events (SCHEMA_CHANGE) pushed to the client.
+                    if self.framed.send(f).await.is_err() { break; }
                 }
                 next = self.framed.next(), if reading => {
                     let Some(first) = next else { break };
@@ -248,7 +264,7 @@ impl ClientSession {
                     let mut keep = true;
                     while let Some(r) = item.take() {
                         keep = match r {
-                            Ok(frame) => self.on_frame(frame, read_at, &out_tx, &in_flight, &requests).await,
+                            Ok(frame) => self.on_frame(frame, read_at, &out_tx, &mut running).await,
                             Err(e) => { self.on_codec_error(e).await; false }
                         };
                         if !keep { break; }
@@ -261,17 +277,12 @@ impl ClientSession {
                 }
             }
         }
-        // Answers produced while closing still go out when possible.
-        while let Ok((f, stamp)) = out_rx.try_recv() {
-            if let Some(s) = stamp {
-                written.push((s, Outcome::of(&f)));
-            }
-            if self.framed.feed(f).await.is_err() {
-                break;
-            }
-        }
+        let unanswered = running.len();
+        self.proxy
+            .metrics
+            .in_flight
+            .fetch_sub(unanswered as i64, std::sync::atomic::Ordering::Relaxed);
         if self.framed.flush().await.is_ok() {
-            self.record_flushed(&mut written);
             let mut answered = std::mem::take(&mut self.answered);
             self.record_flushed(&mut answered);
         }
@@ -301,8 +312,7 @@ impl ClientSession {
         frame: Frame,
         read_at: std::time::Instant,
         out: &mpsc::UnboundedSender<Outgoing>,
-        in_flight: &Arc<Semaphore>,
-        requests: &TaskTracker,
+        running: &mut Running,
     ) -> bool {
         self.proxy.metrics.count_request(frame.opcode);
         self.current = Some(Stamp {
@@ -344,23 +354,23 @@ impl ClientSession {
                     ));
                     return self.error(frame.stream, e).await;
                 };
-                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let limit = self.proxy.config.limits.max_in_flight_per_connection as usize;
+                if running.len() >= limit {
                     let e = ErrorFrame::new(
                         ErrorCode::OVERLOADED,
                         format!(
-                            "cutover: more than {} requests in flight on this connection (limits.max_in_flight_per_connection)",
-                            self.proxy.config.limits.max_in_flight_per_connection
+                            "cutover: more than {limit} requests in flight on this connection (limits.max_in_flight_per_connection)"
                         ),
                     );
                     return self.error(frame.stream, e).await;
-                };
-                // Answered by the request's task, which stamps it.
+                }
+                // Answered when the future completes, with this stamp.
                 self.current = None;
-                let metrics = self.proxy.metrics.clone();
-                metrics
+                self.proxy
+                    .metrics
                     .in_flight
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                requests.spawn(async move {
+                running.push(Box::pin(async move {
                     let stream = frame.stream;
                     let mut stamp = Stamp { read_at, op: OpClass::Other };
                     // A bug must cost this one request a clear error, never
@@ -375,10 +385,8 @@ impl ClientSession {
                         }
                     };
                     answer.stream = stream;
-                    let _ = state.out.send((answer, Some(stamp)));
-                    metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    drop(permit);
-                });
+                    (answer, Some(stamp))
+                }));
                 true
             }
             other => {

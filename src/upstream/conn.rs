@@ -470,11 +470,18 @@ async fn write_loop(
             _ = stop.cancelled() => break,
             f = rx.recv() => match f { Some(f) => f, None => break },
         };
-        // Everything already queued goes out in the same socket write.
+        // Everything already queued goes out in the same socket write. One
+        // yield first lets the request tasks that are ready run and queue
+        // theirs: under load a write then carries many frames, not one.
         let mut ok = w.feed(first).await.is_ok();
+        let mut yielded = false;
         while ok {
             match rx.try_recv() {
                 Ok(f) => ok = w.feed(f).await.is_ok(),
+                Err(_) if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }

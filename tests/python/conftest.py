@@ -121,6 +121,7 @@ def proxy_config(tmp_path, origin, target, phase="dual-write", extra="", listen=
     path.write_text(
         f"""
 listen = "{listen}"
+admin = "127.0.0.1:0"
 [clusters.origin]
 contact_points = ["127.0.0.1:{origin.port}"]
 request_timeout = "3s"

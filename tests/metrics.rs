@@ -33,16 +33,25 @@ struct Setup {
 
 impl Setup {
     async fn start(token: Option<&str>, set_log_filter: Option<SetLogFilter>) -> Setup {
+        Setup::start_with(token, set_log_filter, |_| {}).await
+    }
+
+    async fn start_with(
+        token: Option<&str>,
+        set_log_filter: Option<SetLogFilter>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Setup {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let origin = node::start(NodeConfig::new(any)).await.unwrap();
         let target = node::start(NodeConfig::new(any)).await.unwrap();
-        let cfg = Config::quick_start(
+        let mut cfg = Config::quick_start(
             &origin.addr.to_string(),
             &target.addr.to_string(),
             any,
             None,
         )
         .unwrap();
+        configure(&mut cfg);
         let proxy = cutover::proxy::start(cfg).await.unwrap();
         let stop_admin = CancellationToken::new();
         let admin = cutover::admin::serve(
@@ -478,5 +487,60 @@ async fn a_token_guards_the_admin_api_and_the_log_filter_changes_live() {
     let r = authed("PUT", "/v1/log-level", Some("not json")).await;
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     assert_eq!(*seen.lock(), vec!["info,cutover=debug".to_string()]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn listed_tenants_get_their_own_series() {
+    let s = Setup::start_with(None, None, |c| {
+        c.tenants.key = cutover::config::TenantKey::Keyspace {
+            keyspace: "^t_(.*)$".into(),
+        };
+        c.metrics.tenants = vec!["wayne".into()];
+    })
+    .await;
+    let mut c = Client::connect(s.proxy.addr, 4, None, None).await.unwrap();
+    for ks in ["t_wayne", "t_stark"] {
+        c.query(&format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")).await.unwrap();
+        c.query(&format!("CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)"))
+            .await
+            .unwrap();
+    }
+    for k in 0..3 {
+        c.query(&format!("INSERT INTO t_wayne.t (k, v) VALUES ({k}, 'w')"))
+            .await
+            .unwrap();
+        c.query(&format!("INSERT INTO t_stark.t (k, v) VALUES ({k}, 's')"))
+            .await
+            .unwrap();
+    }
+    // Prepared statements resolve their tenant from the keyspace too.
+    c.query("USE t_wayne").await.unwrap();
+    let p = c.prepare("SELECT v FROM t WHERE k = ?").await.unwrap();
+    let body = c.execute_body(
+        &p,
+        vec![RawValue::Bytes(Bytes::copy_from_slice(&1i32.to_be_bytes()))],
+    );
+    c.request(Opcode::Execute, body).await.unwrap();
+
+    let admin = s.admin;
+    wait_for("wayne's read in its series", || async move {
+        let (_, m) = http(admin, "GET", "/metrics", None).await;
+        sum_of(
+            &m,
+            "cutover_tenant_request_duration_seconds_count",
+            &["op=\"read\""],
+        ) == 1.0
+    })
+    .await;
+    let m = s.metrics().await;
+    let tenant =
+        |labels: &[&str]| sum_of(&m, "cutover_tenant_request_duration_seconds_count", labels);
+    assert_eq!(tenant(&["tenant=\"wayne\"", "op=\"write\""]), 3.0);
+    assert_eq!(tenant(&["tenant=\"wayne\"", "op=\"read\""]), 1.0);
+    assert!(
+        !m.contains("tenant=\"stark\""),
+        "unlisted tenants get no series"
+    );
     s.stop().await;
 }

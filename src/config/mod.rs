@@ -201,6 +201,30 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// How a request's tenant is found (`[tenants] key`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TenantKey {
+    /// `"none"`: requests have no tenant.
+    Named(String),
+    /// `{ keyspace = "^t_(.*)$" }`: the keyspace, or the regex's first capture.
+    Keyspace { keyspace: String },
+    /// `{ column = "tenant_id" }`: that column's value.
+    Column { column: String },
+}
+
+impl Default for TenantKey {
+    fn default() -> Self {
+        TenantKey::Named("none".into())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TenantsConfig {
+    pub key: TenantKey,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
@@ -269,6 +293,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub tenants: TenantsConfig,
 }
 
 impl Default for Config {
@@ -288,6 +313,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            tenants: TenantsConfig::default(),
         }
     }
 }
@@ -506,6 +532,20 @@ impl Config {
                 "`log.filter` \"{}\" is not a valid filter: {e}",
                 self.log.filter
             ));
+        }
+        match &self.tenants.key {
+            TenantKey::Named(n) if n == "none" => {}
+            TenantKey::Named(n) => p.push(format!(
+                "`tenants.key` is \"{n}\": use \"none\", {{ keyspace = \"REGEX\" }} or {{ column = \"NAME\" }}"
+            )),
+            TenantKey::Keyspace { keyspace } => {
+                if let Err(e) = regex::Regex::new(keyspace) {
+                    p.push(format!("`tenants.key.keyspace` is not a valid regex: {e}"));
+                }
+            }
+            TenantKey::Column { .. } => p.push(
+                "`tenants.key = { column = ... }` is not supported yet (it needs bind-marker mapping); use { keyspace = \"REGEX\" } or \"none\"".into(),
+            ),
         }
         if self.shutdown.grace_period.0.is_zero() {
             p.push("`shutdown.grace_period` must be longer than 0".into());

@@ -167,3 +167,34 @@ fn quick_start_builds_a_dual_write_config() {
     .unwrap_err();
     assert!(e.to_string().contains("needs a port"));
 }
+
+#[test]
+fn metrics_log_admin_and_tenant_keys_are_checked_together() {
+    let text = format!(
+        "admin = \"0.0.0.0:9180\"\n{MINIMAL}\n[metrics]\ntenants = [\"a\", \"b\", \"c\"]\nmax_tenants = 2\nwindow = \"0s\"\n[log]\nfilter = \"cutover=shouting\"\n[tenants]\nkey = {{ keyspace = \"t_(\" }}\n"
+    );
+    let e = parse(&text).unwrap_err().0;
+    let all = e.join("\n");
+    for needle in [
+        "set `admin_token`",
+        "`metrics.tenants` lists 3 tenants but `metrics.max_tenants` is 2",
+        "`metrics.window` must be at least 1s",
+        "`log.filter` \"cutover=shouting\" is not a valid filter",
+        "`tenants.key.keyspace` is not a valid regex",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    let ok = format!(
+        "admin = \"0.0.0.0:9180\"\nadmin_token = \"t\"\n{MINIMAL}\n[log]\nformat = \"json\"\n[tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n"
+    );
+    let c = parse(&ok).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(
+        c.tenants.key,
+        TenantKey::Keyspace {
+            keyspace: "^t_(.*)$".into()
+        }
+    );
+    let column = format!("{MINIMAL}\n[tenants]\nkey = {{ column = \"tenant_id\" }}\n");
+    assert!(parse(&column).unwrap_err().0[0].contains("not supported yet"));
+}

@@ -229,7 +229,8 @@ pub struct Metrics {
     /// Client-visible: socket read of the request to socket write of the answer.
     pub client: SeriesTable,
     clusters: Vec<Arc<ClusterMetrics>>,
-    tenants: HashMap<String, SeriesTable>,
+    tenants: Vec<(String, SeriesTable)>,
+    tenant_index: HashMap<String, u16>,
     /// Every request frame from clients, by opcode (unknown opcodes last).
     requests: [AtomicU64; REQUEST_OPCODES + 1],
     pub in_flight: AtomicI64,
@@ -265,6 +266,12 @@ impl Metrics {
                 .iter()
                 .map(|t| (t.clone(), table()))
                 .collect(),
+            tenant_index: options
+                .tenants
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i as u16))
+                .collect(),
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             in_flight: AtomicI64::new(0),
             client_connections: AtomicI64::new(0),
@@ -297,11 +304,16 @@ impl Metrics {
 
     /// The tenant's series, when it is one of `[metrics] tenants`.
     pub fn tenant(&self, tenant: &str) -> Option<&SeriesTable> {
-        self.tenants.get(tenant)
+        self.tenant_index(tenant).map(|i| self.tenant_series(i))
     }
 
-    pub fn tenants(&self) -> impl Iterator<Item = (&String, &SeriesTable)> {
-        self.tenants.iter()
+    /// The index of a listed tenant's series (looked up once per tenant).
+    pub fn tenant_index(&self, tenant: &str) -> Option<u16> {
+        self.tenant_index.get(tenant).copied()
+    }
+
+    pub fn tenant_series(&self, index: u16) -> &SeriesTable {
+        &self.tenants[index as usize].1
     }
 
     /// Counts one request frame from a client.
@@ -347,7 +359,7 @@ impl Metrics {
         for c in &self.clusters {
             c.latency.merge();
         }
-        for t in self.tenants.values() {
+        for (_, t) in &self.tenants {
             t.merge();
         }
     }
@@ -370,8 +382,7 @@ impl Metrics {
                 .map(|c| (c.name.as_str(), &c.latency))
                 .collect(),
         });
-        let mut tenants: Vec<_> = self.tenants.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        tenants.sort_by_key(|(k, _)| *k);
+        let tenants: Vec<_> = self.tenants.iter().map(|(k, v)| (k.as_str(), v)).collect();
         f.push(LatencyFamily {
             name: "cutover_tenant_request_duration_seconds",
             help: "Client-visible latency of the tenants listed under [metrics] tenants",

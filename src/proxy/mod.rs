@@ -11,6 +11,7 @@ mod health;
 mod prepared;
 mod route;
 mod session;
+mod tenant;
 mod topology;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 pub use health::{ClusterReport, Readiness};
 pub use prepared::{PreparedMap, Side};
+pub use tenant::{Tenant, TenantResolver};
 pub use topology::{SystemTable, TopologyView};
 
 use crate::config::{ClusterConfig, Config, Phase};
@@ -154,6 +156,7 @@ pub struct Proxy {
     pub classifier: ClassificationCache,
     pub topology: TopologyView,
     pub metrics: Arc<Metrics>,
+    pub tenants: TenantResolver,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
 }
@@ -315,6 +318,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
         prepared: PreparedMap::new(config.limits.prepared_cache_entries as usize),
         classifier: ClassificationCache::new(config.limits.prepared_cache_entries as usize),
         topology: TopologyView::from_config(&topology),
+        tenants: TenantResolver::new(&config.tenants.key, metrics.clone()),
         config,
         origin,
         target,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::prepared::{PreparedEntry, PreparedMap, Side};
-use super::session::SessionState;
+use super::session::{SessionState, Stamp};
 use super::topology::SystemTable;
 use crate::config::DdlMode;
 use crate::cql::functions::evaluate;
@@ -37,22 +37,32 @@ pub fn op_class(kind: StatementKind) -> OpClass {
     }
 }
 
-/// Handles one request; `class` is set to what the request turned out to
-/// be (read, write or other) once that is known.
+/// Notes on the request's stamp what it turned out to be: read, write or
+/// other, and its tenant.
+fn note(state: &SessionState, stamp: &mut Stamp, c: &Classification, keyspace: Option<&str>) {
+    stamp.op = op_class(c.kind);
+    let ks = c
+        .tables
+        .first()
+        .and_then(|t| t.keyspace.as_deref())
+        .or(c.keyspace.as_deref())
+        .or(keyspace);
+    stamp.tenant = state.proxy.tenants.of_keyspace(ks).and_then(|t| t.metrics);
+}
+
+/// Handles one request; `stamp` learns what the request turned out to be
+/// once that is known.
 pub async fn handle(
     state: &Arc<SessionState>,
     op: Opcode,
     frame: Frame,
-    class: &mut OpClass,
+    stamp: &mut Stamp,
 ) -> Frame {
     let r = match op {
-        Opcode::Query => query(state, frame, class).await,
+        Opcode::Query => query(state, frame, stamp).await,
         Opcode::Prepare => prepare(state, frame).await,
-        Opcode::Execute => execute(state, frame, class).await,
-        Opcode::Batch => {
-            *class = OpClass::Write;
-            batch(state, frame).await
-        }
+        Opcode::Execute => execute(state, frame, stamp).await,
+        Opcode::Batch => batch(state, frame, stamp).await,
         Opcode::Register => register(state, frame).await,
         _ => Err(ErrorFrame::protocol("unexpected opcode")),
     };
@@ -84,21 +94,21 @@ fn sides_for(state: &SessionState, c: &Classification) -> Result<Vec<Side>, Erro
 
 /// What a QUERY or EXECUTE needs about write timestamps, decided from its
 /// flags alone: a body is decoded and re-encoded only when it must change.
-struct Stamp {
+struct TimestampPlan {
     /// The proxy adds its timestamp.
     add: bool,
     /// The request will carry a fixed write time (the client's or the proxy's).
     has_timestamp: bool,
 }
 
-impl Stamp {
+impl TimestampPlan {
     fn plan(
         state: &SessionState,
         c: &Classification,
         flags: impl FnOnce() -> Result<u32, crate::protocol::BodyError>,
-    ) -> Result<Stamp, ErrorFrame> {
+    ) -> Result<TimestampPlan, ErrorFrame> {
         if c.kind != StatementKind::Write {
-            return Ok(Stamp {
+            return Ok(TimestampPlan {
                 add: false,
                 has_timestamp: c.has_timestamp,
             });
@@ -107,7 +117,7 @@ impl Stamp {
             & crate::protocol::request::query_flags::DEFAULT_TIMESTAMP
             != 0;
         let add = !client && needs_timestamp(state, c);
-        Ok(Stamp {
+        Ok(TimestampPlan {
             add,
             has_timestamp: add || client || c.has_timestamp,
         })
@@ -186,23 +196,25 @@ pub fn now_micros() -> i64 {
 async fn query(
     state: &Arc<SessionState>,
     frame: Frame,
-    class: &mut OpClass,
+    stamp: &mut Stamp,
 ) -> Result<Frame, ErrorFrame> {
     let text = Query::read_text(&frame.body).map_err(malformed)?;
+    let session_ks = state.keyspace();
     let c = state
         .proxy
         .classifier
-        .classify(text, state.keyspace().as_deref())
+        .classify(text, session_ks.as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-    *class = op_class(c.kind);
+    note(state, stamp, &c, session_ks.as_deref());
+    let class = stamp.op;
     if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
         return system_read(state, table, &frame).await;
     }
     let sides = sides_for(state, &c)?;
-    let stamp = Stamp::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
-    let body = if stamp.add || replacing(state, &c) {
+    let plan = TimestampPlan::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
+    let body = if plan.add || replacing(state, &c) {
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
-        if stamp.add {
+        if plan.add {
             q.params.timestamp = Some(now_micros());
         }
         if replacing(state, &c) {
@@ -212,13 +224,13 @@ async fn query(
     } else {
         frame.body.clone()
     };
-    let has_timestamp = stamp.has_timestamp;
+    let has_timestamp = plan.has_timestamp;
     let f = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
     let answers = futures::future::join_all(
         sides
             .iter()
-            .map(|side| send_raw(state, *side, f.clone(), retry, *class)),
+            .map(|side| send_raw(state, *side, f.clone(), retry, class)),
     )
     .await;
     let answer = join(state, &sides, answers, c.kind)?;
@@ -477,7 +489,7 @@ fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
 async fn execute(
     state: &Arc<SessionState>,
     frame: Frame,
-    class: &mut OpClass,
+    stamp: &mut Stamp,
 ) -> Result<Frame, ErrorFrame> {
     let client_id = Execute::read_id(&frame.body).map_err(malformed)?;
     let Some(entry) = state.proxy.prepared.get(&client_id) else {
@@ -489,7 +501,8 @@ async fn execute(
         return Err(ErrorFrame::unprepared(client_id));
     };
     let c = entry.classification.clone();
-    *class = op_class(c.kind);
+    note(state, stamp, &c, entry.keyspace.as_deref());
+    let class = stamp.op;
     if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
         // Drivers prepare their topology queries too (the scylla crate does).
         // The rewrite needs column names, so full metadata is asked for.
@@ -505,12 +518,12 @@ async fn execute(
         return Ok(rewrite_system(state, table, answer).await);
     }
     let sides = sides_for(state, &c)?;
-    let stamp = Stamp::plan(state, &c, || {
+    let plan = TimestampPlan::plan(state, &c, || {
         Execute::read_flags(&frame.body, state.version)
     })?;
-    let body = if stamp.add || !entry.hidden.is_empty() {
+    let body = if plan.add || !entry.hidden.is_empty() {
         let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
-        if stamp.add {
+        if plan.add {
             e.params.timestamp = Some(now_micros());
         }
         bind_hidden(&entry, &mut e.params.values, e.params.names.is_some())?;
@@ -518,13 +531,13 @@ async fn execute(
     } else {
         frame.body.clone()
     };
-    let has_timestamp = stamp.has_timestamp;
+    let has_timestamp = plan.has_timestamp;
     let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
     let answers = futures::future::join_all(
         sides
             .iter()
-            .map(|side| execute_on(state, &entry, *side, &template, retry, *class)),
+            .map(|side| execute_on(state, &entry, *side, &template, retry, class)),
     )
     .await;
     join(state, &sides, answers, c.kind)
@@ -595,7 +608,12 @@ async fn execute_on(
     }
 }
 
-async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+async fn batch(
+    state: &Arc<SessionState>,
+    frame: Frame,
+    stamp: &mut Stamp,
+) -> Result<Frame, ErrorFrame> {
+    stamp.op = OpClass::Write;
     let mut b = Batch::read(&frame.body, state.version).map_err(malformed)?;
     let ks = b.keyspace.clone().or_else(|| state.keyspace());
     let mut entries = Vec::new();
@@ -628,6 +646,10 @@ async fn batch(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFr
                 c
             }
         };
+        if stamp.tenant.is_none() {
+            note(state, stamp, &c, ks.as_deref());
+            stamp.op = OpClass::Write;
+        }
         replay_unsafe |= c.conditional || c.increments;
         if c.has_timestamp {
             // A child with its own write time: leave the batch's alone.

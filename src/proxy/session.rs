@@ -40,6 +40,8 @@ const FORWARDED_STARTUP: &[&str] = &[
 pub struct Stamp {
     pub read_at: std::time::Instant,
     pub op: OpClass,
+    /// The tenant's latency series, when it has one.
+    pub tenant: Option<u16>,
 }
 
 /// An answer on its way to the client, with the stamp of its request
@@ -194,13 +196,13 @@ impl ClientSession {
             return;
         }
         let now = std::time::Instant::now();
-        let client = &self.proxy.metrics.client;
+        let m = &self.proxy.metrics;
         for (stamp, outcome) in flushed.drain(..) {
-            client.record(
-                stamp.op,
-                outcome,
-                now.saturating_duration_since(stamp.read_at),
-            );
+            let latency = now.saturating_duration_since(stamp.read_at);
+            m.client.record(stamp.op, outcome, latency);
+            if let Some(t) = stamp.tenant {
+                m.tenant_series(t).record(stamp.op, outcome, latency);
+            }
         }
     }
 
@@ -318,6 +320,7 @@ impl ClientSession {
         self.current = Some(Stamp {
             read_at,
             op: OpClass::Other,
+            tenant: None,
         });
         let v = frame.protocol_version();
         if self.version == 0 {
@@ -372,10 +375,10 @@ impl ClientSession {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 running.push(Box::pin(async move {
                     let stream = frame.stream;
-                    let mut stamp = Stamp { read_at, op: OpClass::Other };
+                    let mut stamp = Stamp { read_at, op: OpClass::Other, tenant: None };
                     // A bug must cost this one request a clear error, never
                     // leave the client waiting for its timeout.
-                    let handling = std::panic::AssertUnwindSafe(super::route::handle(&state, op, frame, &mut stamp.op));
+                    let handling = std::panic::AssertUnwindSafe(super::route::handle(&state, op, frame, &mut stamp));
                     let mut answer = match handling.catch_unwind().await {
                         Ok(a) => a,
                         Err(_) => {

@@ -10,9 +10,7 @@
 //! The nodes run in this process on their own runtime; each proxy is the
 //! real binary in its own process, so its CPU and memory are its own.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,73 +19,11 @@ use cutover::node::{self, NodeConfig};
 use futures::stream::{FuturesUnordered, StreamExt};
 use scylla::client::session_builder::SessionBuilder;
 
+mod support;
+
+use support::Process;
+
 const IN_FLIGHT: usize = 64;
-
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proxy {
-    fn start(origin: SocketAddr, target: SocketAddr, phase: &str) -> Proxy {
-        let dir = std::env::temp_dir().join(format!("cutover-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join(format!("{phase}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[limits]\nmax_client_connections = 5000\n\
-                 [clusters.origin]\ncontact_points = [\"{origin}\"]\n[clusters.target]\ncontact_points = [\"{target}\"]\n\
-                 [route]\nphase = \"{phase}\"\n"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-        Proxy { child, addr }
-    }
-
-    /// User + system CPU seconds of the proxy process so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Report {
     ops: u64,
@@ -189,8 +125,8 @@ fn main() {
             c.query("CREATE KEYSPACE bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
             c.query("CREATE TABLE bench.t (k text, c int, v text, PRIMARY KEY (k, c))").await.unwrap();
         }
-        let passthrough = Proxy::start(origin, target, "origin-only");
-        let dual = Proxy::start(origin, target, "dual-write");
+        let passthrough = Process::proxy(origin, target, "origin-only");
+        let dual = Process::proxy(origin, target, "dual-write");
         println!("proxy overhead, scylla 1.9 driver, prepared statements, {IN_FLIGHT} in flight, {}s per scenario\n", time.as_secs());
         println!("{:<8} {:<22} {:>9} {:>8} {:>8} {:>9} {:>10} {:>12}", "op", "path", "ops/s", "p50 µs", "p99 µs", "÷direct", "+p99 µs", "proxy CPU µs");
         for select in [false, true] {

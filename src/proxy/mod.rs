@@ -8,8 +8,10 @@
 
 mod control;
 mod health;
+mod prepare;
 mod prepared;
 mod route;
+mod send;
 mod session;
 mod tenant;
 mod topology;

@@ -1,32 +1,29 @@
 //! What happens to one request: classify it (cached; EXECUTE inherits its
 //! PREPARE's classification), pick the clusters, rewrite what each needs
-//! (its own prepared id, the proxy's write timestamp), send, and join the
-//! answers: a write is answered when every cluster has answered, and a
-//! failure on any of them is what the client gets.
+//! (the proxy's write timestamp, server-side function values), and hand it
+//! to `send` (and `prepare` for prepared ids): a write is answered when
+//! every cluster has answered, and a failure on any of them is what the
+//! client gets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-use super::prepared::{PreparedEntry, PreparedMap, Side};
+use super::prepare::{execute_on, prepare, reprepare};
+use super::prepared::{PreparedEntry, Side};
+use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
 use super::session::{SessionState, Stamp};
 use super::topology::SystemTable;
 use crate::config::DdlMode;
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
-use crate::metrics::{OpClass, Outcome};
-use crate::protocol::reader::{BodyReader, RawValue};
-use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Prepare, Query};
-use crate::protocol::response::{read_result_kind, result_kind, ResultBody};
-use crate::protocol::writer::put_short_bytes;
+use crate::metrics::OpClass;
+use crate::protocol::reader::RawValue;
+use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Query};
+use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorCode, ErrorFrame};
-use crate::upstream::UpstreamError;
-
-fn error_frame(state: &SessionState, e: ErrorFrame) -> Frame {
-    Frame::response(state.version, 0, Opcode::Error, e.encode())
-}
 
 /// The operation class of a statement, for the latency series.
 pub fn op_class(kind: StatementKind) -> OpClass {
@@ -67,10 +64,6 @@ pub async fn handle(
         _ => Err(ErrorFrame::protocol("unexpected opcode")),
     };
     r.unwrap_or_else(|e| error_frame(state, e))
-}
-
-fn malformed(e: impl std::fmt::Display) -> ErrorFrame {
-    ErrorFrame::protocol(format!("malformed request body: {e}"))
 }
 
 /// The clusters a statement of this kind goes to, primary first.
@@ -146,7 +139,7 @@ fn idempotent(c: &Classification, has_timestamp: bool) -> bool {
 }
 
 /// Does this write get its server-side function calls replaced?
-fn replacing(state: &SessionState, c: &Classification) -> bool {
+pub(super) fn replacing(state: &SessionState, c: &Classification) -> bool {
     state.proxy.config.writes.replace_server_functions
         && c.kind == StatementKind::Write
         && !c.server_functions.is_empty()
@@ -160,7 +153,7 @@ fn literal_for(name: &str) -> String {
 }
 
 /// Binds the proxy's values at a prepared statement's hidden markers.
-fn bind_hidden(
+pub(super) fn bind_hidden(
     entry: &PreparedEntry,
     values: &mut Vec<RawValue>,
     named: bool,
@@ -243,7 +236,7 @@ async fn query(
 }
 
 /// `system.local` / `system.peers(_v2)`: the primary answers, topology rewrites.
-async fn system_read(
+pub(super) async fn system_read(
     state: &Arc<SessionState>,
     table: SystemTable,
     frame: &Frame,
@@ -307,185 +300,6 @@ fn system_table(c: &Classification, keyspace: Option<&str>) -> Option<SystemTabl
     SystemTable::of(t.keyspace.as_deref().or(keyspace), &t.table)
 }
 
-async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
-    let p = Prepare::read(&frame.body, state.version).map_err(malformed)?;
-    let keyspace = p.keyspace.clone().or_else(|| state.keyspace());
-    let c = state
-        .proxy
-        .classifier
-        .classify(&p.text, keyspace.as_deref())
-        .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-    let client_id = PreparedMap::client_id(keyspace.as_deref(), &p.text);
-    let (cluster_text, hidden) = if replacing(state, &c) && !c.named_markers {
-        (
-            c.replace_functions(&p.text, |_| "?".into()),
-            c.hidden_markers(),
-        )
-    } else {
-        (p.text.clone(), Vec::new())
-    };
-    let entry = state.proxy.prepared.insert(
-        client_id.clone(),
-        &p.text,
-        keyspace.as_deref(),
-        c.clone(),
-        cluster_text,
-        hidden,
-    );
-    // Prepared on every cluster a phase may send it to, so that a phase
-    // change never meets an unknown statement.
-    let sides = state.proxy.phase_sides();
-    let primary = state.proxy.primary();
-    let answers = futures::future::join_all(
-        sides
-            .iter()
-            .map(|side| prepare_on(state, &entry, *side, &frame)),
-    )
-    .await;
-    let mut primary_answer = None;
-    for (side, a) in sides.iter().zip(answers) {
-        let a = a?;
-        if a.op() == Some(Opcode::Error) {
-            return Ok(a);
-        }
-        if *side == primary {
-            primary_answer = Some(a);
-        }
-    }
-    let a = primary_answer.expect("the primary is among the sides");
-    let body = if entry.hidden.is_empty() {
-        with_prepared_id(&a.body, &client_id)?
-    } else {
-        without_hidden_markers(&a.body, &entry.hidden, &client_id, state.version)?
-    };
-    Ok(Frame { body, ..a })
-}
-
-/// PREPARE on one cluster, remembering that cluster's id.
-async fn prepare_on(
-    state: &Arc<SessionState>,
-    entry: &PreparedEntry,
-    side: Side,
-    frame: &Frame,
-) -> Result<Frame, ErrorFrame> {
-    let body = Prepare {
-        text: entry.cluster_text.clone(),
-        keyspace: if state.version >= 5 {
-            entry.keyspace.clone()
-        } else {
-            None
-        },
-    }
-    .encode(state.version);
-    let f = Frame {
-        body,
-        ..frame.clone()
-    };
-    // Preparing twice is harmless, so it may be resent like a read.
-    let a = send_one(state, side, f, StatementKind::Read, OpClass::Other).await?;
-    if a.op() == Some(Opcode::Result) {
-        if let Ok(id) = prepared_id_of(&a.body) {
-            entry.set_id(side, id);
-        }
-    }
-    Ok(a)
-}
-
-/// Prepares `entry` on `side` again; its new id, or the error to answer.
-async fn reprepare(
-    state: &Arc<SessionState>,
-    entry: &PreparedEntry,
-    side: Side,
-) -> Result<Bytes, Frame> {
-    state
-        .proxy
-        .cluster(side)
-        .metrics
-        .reprepares
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
-    match prepare_on(state, entry, side, &prep).await {
-        Ok(a) if a.op() == Some(Opcode::Result) => {}
-        Ok(a) => return Err(a),
-        Err(e) => return Err(error_frame(state, e)),
-    }
-    entry.id_on(side).ok_or_else(|| {
-        error_frame(
-            state,
-            ErrorFrame::server("cutover: could not prepare the statement again"),
-        )
-    })
-}
-
-fn prepared_id_of(body: &Bytes) -> Result<Bytes, ErrorFrame> {
-    let mut r = BodyReader::new(body);
-    if r.int().map_err(malformed)? != result_kind::PREPARED {
-        return Err(ErrorFrame::server(
-            "cutover: a cluster answered PREPARE with something else than PREPARED",
-        ));
-    }
-    r.short_bytes().map_err(malformed)
-}
-
-/// A PREPARED body with its id replaced by the client-facing one.
-fn with_prepared_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
-    let mut r = BodyReader::new(body);
-    r.int().map_err(malformed)?;
-    r.short_bytes().map_err(malformed)?;
-    let rest = r.rest();
-    let mut b = BytesMut::with_capacity(body.len() + id.len());
-    b.put_i32(result_kind::PREPARED);
-    put_short_bytes(&mut b, id);
-    b.put_slice(&rest);
-    Ok(b.freeze())
-}
-
-/// A PREPARED body as the client must see it: the hidden markers' bind
-/// columns removed, partition-key indexes renumbered, the client's id.
-fn without_hidden_markers(
-    body: &Bytes,
-    hidden: &[(usize, String)],
-    id: &Bytes,
-    version: u8,
-) -> Result<Bytes, ErrorFrame> {
-    let Ok(ResultBody::Prepared(mut p)) = ResultBody::read(body, version) else {
-        return Err(ErrorFrame::server(
-            "cutover: a cluster answered PREPARE with something else than PREPARED",
-        ));
-    };
-    let is_hidden = |i: usize| hidden.iter().any(|(h, _)| *h == i);
-    p.bind.columns = p
-        .bind
-        .columns
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !is_hidden(*i))
-        .map(|(_, c)| c)
-        .collect();
-    p.bind.column_count = p.bind.columns.len();
-    if p.pk_indexes.iter().any(|i| is_hidden(*i as usize)) {
-        // A partition key computed by the proxy: drivers cannot route by it.
-        p.pk_indexes.clear();
-    } else {
-        for i in p.pk_indexes.iter_mut() {
-            *i -= hidden.iter().filter(|(h, _)| *h < *i as usize).count() as u16;
-        }
-    }
-    p.id = id.clone();
-    Ok(crate::protocol::response::prepared(&p, version))
-}
-
-/// An EXECUTE body for another prepared id.
-fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
-    let mut r = BodyReader::new(body);
-    r.short_bytes().map_err(malformed)?;
-    let rest = r.rest();
-    let mut b = BytesMut::with_capacity(body.len() + id.len());
-    put_short_bytes(&mut b, id);
-    b.put_slice(&rest);
-    Ok(b.freeze())
-}
-
 async fn execute(
     state: &Arc<SessionState>,
     frame: Frame,
@@ -541,71 +355,6 @@ async fn execute(
     )
     .await;
     join(state, &sides, answers, c.kind)
-}
-
-/// EXECUTE on one cluster with its own id. An UNPREPARED from the cluster
-/// (it restarted, or evicted the statement) is answered by preparing again
-/// and retrying, so the client never sees it; a connection that closed under
-/// an idempotent request is replaced and the request sent once more.
-async fn execute_on(
-    state: &Arc<SessionState>,
-    entry: &Arc<PreparedEntry>,
-    side: Side,
-    template: &Frame,
-    idempotent: bool,
-    class: OpClass,
-) -> Result<Frame, UpstreamError> {
-    let mut reprepared = false;
-    let mut resent = false;
-    loop {
-        let id = match entry.id_on(side) {
-            Some(id) => id,
-            None => match reprepare(state, entry, side).await {
-                Ok(id) => id,
-                Err(f) => return Ok(f),
-            },
-        };
-        let body = match with_execute_id(&template.body, &id) {
-            Ok(b) => b,
-            Err(e) => return Ok(error_frame(state, e)),
-        };
-        let started = std::time::Instant::now();
-        let timeout = state.proxy.cluster(side).config.request_timeout.0;
-        let sent = async {
-            state
-                .upstream(side)
-                .await?
-                .forward(
-                    &Frame {
-                        body,
-                        ..template.clone()
-                    },
-                    timeout,
-                )
-                .await
-        }
-        .await;
-        let retrying = matches!(sent, Err(UpstreamError::Closed { .. })) && idempotent && !resent;
-        if !retrying {
-            record_leg(state, side, class, &sent, started);
-        }
-        let a = match sent {
-            Err(UpstreamError::Closed { .. }) if retrying => {
-                resent = true;
-                continue;
-            }
-            other => other?,
-        };
-        let unprepared = a.op() == Some(Opcode::Error)
-            && ErrorFrame::decode(&a.body).is_ok_and(|e| e.code == ErrorCode::UNPREPARED);
-        if !unprepared || reprepared {
-            return Ok(a);
-        }
-        reprepared = true;
-        if let Err(f) = reprepare(state, entry, side).await {
-            return Ok(f);
-        }
-    }
 }
 
 async fn batch(
@@ -742,128 +491,4 @@ async fn register(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, Erro
         Opcode::Ready,
         Bytes::new(),
     ))
-}
-
-fn unavailable(e: UpstreamError) -> ErrorFrame {
-    ErrorFrame::unavailable(consistency::ONE, format!("cutover: {e}"))
-}
-
-/// One request to one cluster. `kind` decides whether it may be resent
-/// after a closed connection (reads may) and how a timeout is reported.
-async fn send_one(
-    state: &Arc<SessionState>,
-    side: Side,
-    frame: Frame,
-    kind: StatementKind,
-    class: OpClass,
-) -> Result<Frame, ErrorFrame> {
-    let answers = vec![send_raw(state, side, frame, kind == StatementKind::Read, class).await];
-    join(state, &[side], answers, kind)
-}
-
-/// Sends on the side's connection; when `idempotent`, a connection that
-/// closed under the request is replaced and the request sent once more.
-async fn send_raw(
-    state: &Arc<SessionState>,
-    side: Side,
-    frame: Frame,
-    idempotent: bool,
-    class: OpClass,
-) -> Result<Frame, UpstreamError> {
-    let started = std::time::Instant::now();
-    let timeout = state.proxy.cluster(side).config.request_timeout.0;
-    let r = async {
-        let up = state.upstream(side).await?;
-        match up.forward(&frame, timeout).await {
-            Err(UpstreamError::Closed { .. }) if idempotent => {
-                state.upstream(side).await?.forward(&frame, timeout).await
-            }
-            other => other,
-        }
-    }
-    .await;
-    record_leg(state, side, class, &r, started);
-    r
-}
-
-/// Records one cluster leg: its latency and, when it failed, its error (a
-/// timeout or an unreachable cluster counted as the error the client gets).
-fn record_leg(
-    state: &SessionState,
-    side: Side,
-    class: OpClass,
-    r: &Result<Frame, UpstreamError>,
-    started: std::time::Instant,
-) {
-    let outcome = match r {
-        Ok(f) => Outcome::of(f),
-        Err(UpstreamError::Timeout { .. }) if class == OpClass::Read => {
-            Outcome::error(ErrorCode::READ_TIMEOUT)
-        }
-        Err(UpstreamError::Timeout { .. }) => Outcome::error(ErrorCode::WRITE_TIMEOUT),
-        Err(_) => Outcome::error(ErrorCode::UNAVAILABLE),
-    };
-    state
-        .proxy
-        .cluster(side)
-        .metrics
-        .record(class, outcome, started.elapsed());
-}
-
-/// The client's answer from every cluster's: the primary's when all
-/// succeeded, else the first failure (the primary's first).
-fn join(
-    state: &SessionState,
-    sides: &[Side],
-    answers: Vec<Result<Frame, UpstreamError>>,
-    kind: StatementKind,
-) -> Result<Frame, ErrorFrame> {
-    let mut primary = None;
-    let mut failure = None;
-    for (side, a) in sides.iter().zip(answers) {
-        let cluster = &state.proxy.cluster(*side).name;
-        let frame = match a {
-            Ok(f) => f,
-            Err(e @ UpstreamError::Timeout { .. }) => {
-                let msg = format!("cutover: the {cluster} cluster did not answer: {e}");
-                let ef = if kind == StatementKind::Read {
-                    ErrorFrame::read_timeout(consistency::ONE, msg)
-                } else {
-                    ErrorFrame::write_timeout(consistency::ONE, "SIMPLE", msg)
-                };
-                error_frame(state, ef)
-            }
-            Err(e) => error_frame(
-                state,
-                ErrorFrame::unavailable(
-                    consistency::ONE,
-                    format!("cutover: the {cluster} cluster is unreachable: {e}"),
-                ),
-            ),
-        };
-        if frame.op() == Some(Opcode::Error) {
-            if sides.len() > 1 && kind == StatementKind::Write {
-                state
-                    .proxy
-                    .cluster(*side)
-                    .metrics
-                    .mirror_write_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            if failure.is_none() {
-                failure = Some(frame.clone());
-            }
-        }
-        if primary.is_none() {
-            primary = Some(frame);
-        }
-    }
-    let chosen = failure
-        .or(primary)
-        .ok_or_else(|| ErrorFrame::server("cutover: no cluster to send to"))?;
-    if chosen.op() == Some(Opcode::Result) {
-        // Sanity: a result body must at least have its kind.
-        read_result_kind(&chosen.body).map_err(malformed)?;
-    }
-    Ok(chosen)
 }

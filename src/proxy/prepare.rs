@@ -1,0 +1,265 @@
+//! PREPARE on every cluster a phase may use, each cluster's own id kept
+//! in the prepared map, and EXECUTE with that id: an UNPREPARED from a
+//! cluster is answered by preparing again, so the client never sees it.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::prepared::{PreparedEntry, PreparedMap, Side};
+use super::route::replacing;
+use super::send::{error_frame, malformed, record_leg, send_one};
+use super::session::SessionState;
+use crate::cql::StatementKind;
+use crate::frame::{Frame, Opcode};
+use crate::metrics::OpClass;
+use crate::protocol::reader::BodyReader;
+use crate::protocol::request::Prepare;
+use crate::protocol::response::{result_kind, ResultBody};
+use crate::protocol::writer::put_short_bytes;
+use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::upstream::UpstreamError;
+
+pub(super) async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+    let p = Prepare::read(&frame.body, state.version).map_err(malformed)?;
+    let keyspace = p.keyspace.clone().or_else(|| state.keyspace());
+    let c = state
+        .proxy
+        .classifier
+        .classify(&p.text, keyspace.as_deref())
+        .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
+    let client_id = PreparedMap::client_id(keyspace.as_deref(), &p.text);
+    let (cluster_text, hidden) = if replacing(state, &c) && !c.named_markers {
+        (
+            c.replace_functions(&p.text, |_| "?".into()),
+            c.hidden_markers(),
+        )
+    } else {
+        (p.text.clone(), Vec::new())
+    };
+    let entry = state.proxy.prepared.insert(
+        client_id.clone(),
+        &p.text,
+        keyspace.as_deref(),
+        c.clone(),
+        cluster_text,
+        hidden,
+    );
+    // Prepared on every cluster a phase may send it to, so that a phase
+    // change never meets an unknown statement.
+    let sides = state.proxy.phase_sides();
+    let primary = state.proxy.primary();
+    let answers = futures::future::join_all(
+        sides
+            .iter()
+            .map(|side| prepare_on(state, &entry, *side, &frame)),
+    )
+    .await;
+    let mut primary_answer = None;
+    for (side, a) in sides.iter().zip(answers) {
+        let a = a?;
+        if a.op() == Some(Opcode::Error) {
+            return Ok(a);
+        }
+        if *side == primary {
+            primary_answer = Some(a);
+        }
+    }
+    let a = primary_answer.expect("the primary is among the sides");
+    let body = if entry.hidden.is_empty() {
+        with_prepared_id(&a.body, &client_id)?
+    } else {
+        without_hidden_markers(&a.body, &entry.hidden, &client_id, state.version)?
+    };
+    Ok(Frame { body, ..a })
+}
+
+/// PREPARE on one cluster, remembering that cluster's id.
+pub(super) async fn prepare_on(
+    state: &Arc<SessionState>,
+    entry: &PreparedEntry,
+    side: Side,
+    frame: &Frame,
+) -> Result<Frame, ErrorFrame> {
+    let body = Prepare {
+        text: entry.cluster_text.clone(),
+        keyspace: if state.version >= 5 {
+            entry.keyspace.clone()
+        } else {
+            None
+        },
+    }
+    .encode(state.version);
+    let f = Frame {
+        body,
+        ..frame.clone()
+    };
+    // Preparing twice is harmless, so it may be resent like a read.
+    let a = send_one(state, side, f, StatementKind::Read, OpClass::Other).await?;
+    if a.op() == Some(Opcode::Result) {
+        if let Ok(id) = prepared_id_of(&a.body) {
+            entry.set_id(side, id);
+        }
+    }
+    Ok(a)
+}
+
+/// Prepares `entry` on `side` again; its new id, or the error to answer.
+pub(super) async fn reprepare(
+    state: &Arc<SessionState>,
+    entry: &PreparedEntry,
+    side: Side,
+) -> Result<Bytes, Frame> {
+    state
+        .proxy
+        .cluster(side)
+        .metrics
+        .reprepares
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
+    match prepare_on(state, entry, side, &prep).await {
+        Ok(a) if a.op() == Some(Opcode::Result) => {}
+        Ok(a) => return Err(a),
+        Err(e) => return Err(error_frame(state, e)),
+    }
+    entry.id_on(side).ok_or_else(|| {
+        error_frame(
+            state,
+            ErrorFrame::server("cutover: could not prepare the statement again"),
+        )
+    })
+}
+
+fn prepared_id_of(body: &Bytes) -> Result<Bytes, ErrorFrame> {
+    let mut r = BodyReader::new(body);
+    if r.int().map_err(malformed)? != result_kind::PREPARED {
+        return Err(ErrorFrame::server(
+            "cutover: a cluster answered PREPARE with something else than PREPARED",
+        ));
+    }
+    r.short_bytes().map_err(malformed)
+}
+
+/// A PREPARED body with its id replaced by the client-facing one.
+fn with_prepared_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
+    let mut r = BodyReader::new(body);
+    r.int().map_err(malformed)?;
+    r.short_bytes().map_err(malformed)?;
+    let rest = r.rest();
+    let mut b = BytesMut::with_capacity(body.len() + id.len());
+    b.put_i32(result_kind::PREPARED);
+    put_short_bytes(&mut b, id);
+    b.put_slice(&rest);
+    Ok(b.freeze())
+}
+
+/// A PREPARED body as the client must see it: the hidden markers' bind
+/// columns removed, partition-key indexes renumbered, the client's id.
+fn without_hidden_markers(
+    body: &Bytes,
+    hidden: &[(usize, String)],
+    id: &Bytes,
+    version: u8,
+) -> Result<Bytes, ErrorFrame> {
+    let Ok(ResultBody::Prepared(mut p)) = ResultBody::read(body, version) else {
+        return Err(ErrorFrame::server(
+            "cutover: a cluster answered PREPARE with something else than PREPARED",
+        ));
+    };
+    let is_hidden = |i: usize| hidden.iter().any(|(h, _)| *h == i);
+    p.bind.columns = p
+        .bind
+        .columns
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !is_hidden(*i))
+        .map(|(_, c)| c)
+        .collect();
+    p.bind.column_count = p.bind.columns.len();
+    if p.pk_indexes.iter().any(|i| is_hidden(*i as usize)) {
+        // A partition key computed by the proxy: drivers cannot route by it.
+        p.pk_indexes.clear();
+    } else {
+        for i in p.pk_indexes.iter_mut() {
+            *i -= hidden.iter().filter(|(h, _)| *h < *i as usize).count() as u16;
+        }
+    }
+    p.id = id.clone();
+    Ok(crate::protocol::response::prepared(&p, version))
+}
+
+/// An EXECUTE body for another prepared id.
+fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
+    let mut r = BodyReader::new(body);
+    r.short_bytes().map_err(malformed)?;
+    let rest = r.rest();
+    let mut b = BytesMut::with_capacity(body.len() + id.len());
+    put_short_bytes(&mut b, id);
+    b.put_slice(&rest);
+    Ok(b.freeze())
+}
+
+/// EXECUTE on one cluster with its own id. An UNPREPARED from the cluster
+/// (it restarted, or evicted the statement) is answered by preparing again
+/// and retrying, so the client never sees it; a connection that closed under
+/// an idempotent request is replaced and the request sent once more.
+pub(super) async fn execute_on(
+    state: &Arc<SessionState>,
+    entry: &Arc<PreparedEntry>,
+    side: Side,
+    template: &Frame,
+    idempotent: bool,
+    class: OpClass,
+) -> Result<Frame, UpstreamError> {
+    let mut reprepared = false;
+    let mut resent = false;
+    loop {
+        let id = match entry.id_on(side) {
+            Some(id) => id,
+            None => match reprepare(state, entry, side).await {
+                Ok(id) => id,
+                Err(f) => return Ok(f),
+            },
+        };
+        let body = match with_execute_id(&template.body, &id) {
+            Ok(b) => b,
+            Err(e) => return Ok(error_frame(state, e)),
+        };
+        let started = std::time::Instant::now();
+        let timeout = state.proxy.cluster(side).config.request_timeout.0;
+        let sent = async {
+            state
+                .upstream(side)
+                .await?
+                .forward(
+                    &Frame {
+                        body,
+                        ..template.clone()
+                    },
+                    timeout,
+                )
+                .await
+        }
+        .await;
+        let retrying = matches!(sent, Err(UpstreamError::Closed { .. })) && idempotent && !resent;
+        if !retrying {
+            record_leg(state, side, class, &sent, started);
+        }
+        let a = match sent {
+            Err(UpstreamError::Closed { .. }) if retrying => {
+                resent = true;
+                continue;
+            }
+            other => other?,
+        };
+        let unprepared = a.op() == Some(Opcode::Error)
+            && ErrorFrame::decode(&a.body).is_ok_and(|e| e.code == ErrorCode::UNPREPARED);
+        if !unprepared || reprepared {
+            return Ok(a);
+        }
+        reprepared = true;
+        if let Err(f) = reprepare(state, entry, side).await {
+            return Ok(f);
+        }
+    }
+}

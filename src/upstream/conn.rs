@@ -183,9 +183,13 @@ impl Shared {
 pub struct UpstreamConn {
     shared: Arc<Shared>,
     out: mpsc::UnboundedSender<Frame>,
-    events: broadcast::Sender<Frame>,
+    events: Events,
     stop: CancellationToken,
 }
+
+/// Server events, for connections that REGISTER. The channel is made on
+/// first use: it holds 256 slots, too much to carry on every connection.
+type Events = Arc<std::sync::OnceLock<broadcast::Sender<Frame>>>;
 
 impl Drop for UpstreamConn {
     fn drop(&mut self) {
@@ -298,7 +302,7 @@ impl UpstreamConn {
             last_activity: Mutex::new(tokio::time::Instant::now()),
         });
         let (out, rx) = mpsc::unbounded_channel();
-        let events = broadcast::channel(256).0;
+        let events: Events = Arc::default();
         let stop = CancellationToken::new();
         tokio::spawn(write_loop(writer, rx, shared.clone(), stop.clone()));
         tokio::spawn(read_loop(
@@ -341,7 +345,9 @@ impl UpstreamConn {
 
     /// Server events (stream -1) for connections that sent REGISTER.
     pub fn events(&self) -> broadcast::Receiver<Frame> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(256).0)
+            .subscribe()
     }
 
     /// Sends a client request and waits for its answer (its stream id is
@@ -494,12 +500,7 @@ async fn write_loop(
     shared.fail_all();
 }
 
-async fn read_loop(
-    mut r: Reader,
-    shared: Arc<Shared>,
-    events: broadcast::Sender<Frame>,
-    stop: CancellationToken,
-) {
+async fn read_loop(mut r: Reader, shared: Arc<Shared>, events: Events, stop: CancellationToken) {
     loop {
         let f = tokio::select! {
             _ = stop.cancelled() => break,
@@ -514,7 +515,9 @@ async fn read_loop(
             None => break,
         };
         if f.stream < 0 {
-            let _ = events.send(f);
+            if let Some(tx) = events.get() {
+                let _ = tx.send(f);
+            }
             continue;
         }
         let mut s = shared.streams.lock();

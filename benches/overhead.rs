@@ -411,6 +411,13 @@ fn goals(results: &[(String, Vec<Row>)], rss_with_idle_kib: u64, idle: usize) ->
                 "×",
             );
         }
+        let added = |r: &Row| r.latency[2] as f64 - rows[0].latency[2] as f64;
+        goal(
+            format!("{w}: passthrough added p99 ÷ relay's added p99"),
+            added(pass) / added(relay).max(1.0),
+            1.5,
+            "×",
+        );
     }
     let open = &results[2].1;
     let added = |r: &Row| r.latency[2] as f64 - open[0].latency[2] as f64;

@@ -121,3 +121,25 @@ def test_log_level_changes_live_and_logs_can_be_json(tmp_path):
         proxy.stop()
         origin.stop()
         target.stop()
+
+
+def test_the_shipped_prometheus_config_and_alert_rules_are_valid():
+    """deploy/prometheus: the alerts use metric names /metrics really has."""
+    import os
+
+    from conftest import ROOT
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: ./test installs it (Debian package prometheus)"
+    deploy = os.path.join(ROOT, "deploy", "prometheus")
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"]):
+        r = subprocess.run([promtool, *args], cwd=deploy, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    rules = open(os.path.join(deploy, "alerts.yml")).read()
+    import re
+
+    used = set(re.findall(r"\b(cutover_[a-z_]+)", rules))
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    documented = set(re.findall(r"`(cutover_[a-z_]+)`", readme))
+    base = {re.sub(r"_(count|sum|bucket)$", "", m) for m in used}
+    assert base <= documented, f"alerts use undocumented metrics: {base - documented}"

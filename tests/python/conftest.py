@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BINARY = os.environ.get("CUTOVER_BIN", os.path.join(ROOT, "target", "debug", "cutover"))
+BINARY = os.environ.get("TEST_CUTOVER_BINARY", os.path.join(ROOT, "target", "debug", "cutover"))
 
 
 class Node:

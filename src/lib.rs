@@ -13,6 +13,8 @@
 //! - [`metrics`]: latency series (HDR histograms, recorded wait-free),
 //!   counters, gauges and their Prometheus text.
 //! - [`client`]: a minimal client on the same codec (tests, benchmarks).
+//! - [`policy`]: the routing policy, a versioned snapshot behind `ArcSwap`,
+//!   and its validated changes (admin API, SIGHUP).
 //! - [`proxy`]: the dual-write proxy: listener, client sessions, routing,
 //!   prepared-id map, topology answers.
 //! - [`upstream`]: one connection to one cluster node: handshake, stream-id
@@ -28,6 +30,7 @@ pub mod cql;
 pub mod frame;
 pub mod metrics;
 pub mod node;
+pub mod policy;
 pub mod protocol;
 pub mod proxy;
 pub mod upstream;

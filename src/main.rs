@@ -153,6 +153,7 @@ async fn main() -> Result<()> {
             listen,
             admin,
         } => {
+            let config_file = config.clone();
             let cfg = match (config, origin, target) {
                 (Some(file), _, _) => Config::load(&file, std::env::vars())
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
@@ -177,7 +178,7 @@ async fn main() -> Result<()> {
             };
             let grace = cfg.shutdown.grace_period.0;
             let (admin, token) = (cfg.admin, cfg.admin_token.clone());
-            let running = cutover::proxy::start(cfg).await?;
+            let running = cutover::proxy::start_from(cfg, config_file).await?;
             let stop_admin = tokio_util::sync::CancellationToken::new();
             let admin = match admin {
                 Some(a) => {
@@ -197,9 +198,29 @@ async fn main() -> Result<()> {
             if let Some(a) = admin {
                 println!("admin listening on http://{a}");
             }
-            match wait_for_signal().await {
-                Signal::Terminate => running.drain(grace).await,
-                Signal::Interrupt => running.stop().await,
+            loop {
+                match wait_for_signal().await {
+                    Signal::Hangup => match running.proxy.policy.reload(std::env::vars()) {
+                        Ok(r) => tracing::info!(
+                            version = r.version,
+                            changed = r.changed,
+                            restart_needed = ?r.restart_needed,
+                            "SIGHUP: config reloaded"
+                        ),
+                        Err(problems) => tracing::error!(
+                            ?problems,
+                            "SIGHUP: the config was refused; the running policy stays"
+                        ),
+                    },
+                    Signal::Terminate => {
+                        running.drain(grace).await;
+                        break;
+                    }
+                    Signal::Interrupt => {
+                        running.stop().await;
+                        break;
+                    }
+                }
             }
             stop_admin.cancel();
         }
@@ -243,7 +264,7 @@ async fn main() -> Result<()> {
             if let Some(c) = running.control_addr {
                 println!("control listening on http://{c}");
             }
-            let _ = wait_for_signal().await;
+            wait_for_stop().await;
             running.shutdown().await;
         }
         Command::Demo {
@@ -312,7 +333,7 @@ async fn main() -> Result<()> {
             println!("Writes through the proxy land on both nodes with the same write time;");
             println!("reads are answered by the origin. Any CQL driver works (v3, v4 or v5;");
             println!("LZ4 or Snappy). Press Ctrl-C to stop.");
-            let _ = wait_for_signal().await;
+            wait_for_stop().await;
             stop_admin.cancel();
             proxy.stop().await;
             o.shutdown().await;
@@ -342,13 +363,22 @@ enum Signal {
     Terminate,
     /// SIGINT (Ctrl-C): stop at once.
     Interrupt,
+    /// SIGHUP: reload the config file.
+    Hangup,
 }
 
 async fn wait_for_signal() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Signal::Interrupt,
         _ = term.recv() => Signal::Terminate,
+        _ = hup.recv() => Signal::Hangup,
     }
+}
+
+/// Waits for SIGTERM or SIGINT; SIGHUP means nothing here.
+async fn wait_for_stop() {
+    while let Signal::Hangup = wait_for_signal().await {}
 }

@@ -1,9 +1,11 @@
 //! The admin HTTP API: `/metrics` (Prometheus text), `/health/live`,
 //! `/health/ready`, `/v1/histograms` (every latency series with its
-//! percentiles), and `PUT /v1/log-level`.
+//! percentiles), `PUT /v1/log-level`, and the routing policy
+//! (`GET`/`PUT /v1/policy`, `POST /v1/reload`).
 //!
-//! It only reads the proxy's state (and changes the log filter); it never
-//! touches the request path. When a token is configured every call needs
+//! It reads the proxy's state and changes the log filter and the policy
+//! (through `PolicyStore`, which validates); it never touches the request
+//! path. When a token is configured every call needs
 //! `Authorization: Bearer <token>`.
 
 use std::net::SocketAddr;
@@ -63,6 +65,8 @@ pub async fn serve(
         .route("/health/ready", get(ready))
         .route("/v1/histograms", get(histograms))
         .route("/v1/log-level", put(log_level))
+        .route("/v1/policy", get(get_policy).put(put_policy))
+        .route("/v1/reload", axum::routing::post(reload))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
@@ -230,6 +234,42 @@ async fn histograms(State(s): State<AdminState>) -> Json<HistogramsReport> {
         .await
         .expect("building the histogram report does not panic");
     Json(r)
+}
+
+async fn get_policy(State(s): State<AdminState>) -> Json<crate::policy::RoutePolicy> {
+    Json((*s.proxy.policy()).clone())
+}
+
+async fn put_policy(
+    State(s): State<AdminState>,
+    body: Result<Json<crate::policy::PolicyPatch>, axum::extract::rejection::JsonRejection>,
+) -> (StatusCode, Json<Value>) {
+    let patch = match body {
+        Ok(Json(p)) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"errors": [format!("{} (expected e.g. {{\"route\": {{\"phase\": \"target-primary\"}}}})", e.body_text())]}),
+                ),
+            )
+        }
+    };
+    match s.proxy.policy.apply(patch) {
+        Ok(p) => (StatusCode::OK, Json(json!({"version": p.version}))),
+        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+    }
+}
+
+async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
+    let p = s.proxy.clone();
+    let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars()))
+        .await
+        .expect("reloading does not panic");
+    match r {
+        Ok(r) => (StatusCode::OK, Json(json!(r))),
+        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+    }
 }
 
 #[derive(Deserialize)]

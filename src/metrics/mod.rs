@@ -239,7 +239,6 @@ pub struct Metrics {
     pub client_connections_refused: AtomicU64,
     /// EXECUTEs and BATCH children with an id the proxy does not know.
     pub prepared_misses: AtomicU64,
-    pub policy_version: AtomicU64,
     collectors: RwLock<Vec<Arc<dyn Collector>>>,
     started: std::time::Instant,
 }
@@ -278,7 +277,6 @@ impl Metrics {
             client_connections_accepted: AtomicU64::new(0),
             client_connections_refused: AtomicU64::new(0),
             prepared_misses: AtomicU64::new(0),
-            policy_version: AtomicU64::new(1),
             collectors: RwLock::new(Vec::new()),
             started: std::time::Instant::now(),
             options,
@@ -467,12 +465,6 @@ impl Metrics {
                 "Client requests received and not yet answered",
                 MetricType::Gauge,
                 self.in_flight.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "cutover_policy_version",
-                "Version of the routing policy in force",
-                MetricType::Gauge,
-                load(&self.policy_version),
             ),
             (
                 "cutover_uptime_seconds",

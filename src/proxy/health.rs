@@ -109,7 +109,7 @@ pub struct Readiness {
 impl Proxy {
     /// Ready: accepting clients, and the primary's control connection is up.
     pub fn readiness(&self) -> Readiness {
-        let primary = self.primary();
+        let primary = self.policy().primary();
         let accepting = self.accepting.load(Ordering::Relaxed);
         let clusters = [Side::Origin, Side::Target]
             .into_iter()
@@ -215,6 +215,28 @@ impl Collector for ProxyGauges {
             &[],
             if p.readiness().ready { 1.0 } else { 0.0 },
         );
+        let policy = p.policy();
+        out.family(
+            "cutover_policy_version",
+            "Version of the routing policy in force",
+            MetricType::Gauge,
+        );
+        out.sample("cutover_policy_version", &[], policy.version as f64);
+        for (name, help, v) in [
+            (
+                "cutover_policy_changes_total",
+                "Routing policy changes installed (admin API, SIGHUP, reload)",
+                &p.policy.changes,
+            ),
+            (
+                "cutover_policy_changes_refused_total",
+                "Routing policy changes refused as invalid (the running policy stayed)",
+                &p.policy.refused,
+            ),
+        ] {
+            out.family(name, help, MetricType::Counter);
+            out.sample(name, &[], v.load(Ordering::Relaxed) as f64);
+        }
         for (name, help, v) in [
             (
                 "cutover_prepared_statements",

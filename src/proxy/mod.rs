@@ -29,9 +29,10 @@ pub use prepared::{PreparedMap, Side};
 pub use tenant::{Tenant, TenantResolver};
 pub use topology::{SystemTable, TopologyView};
 
-use crate::config::{ClusterConfig, Config, Phase};
+use crate::config::{ClusterConfig, Config};
 use crate::cql::ClassificationCache;
 use crate::metrics::{ClusterMetrics, Metrics, MetricsOptions};
+use crate::policy::{PolicyStore, RoutePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -159,6 +160,7 @@ pub struct Proxy {
     pub topology: TopologyView,
     pub metrics: Arc<Metrics>,
     pub tenants: TenantResolver,
+    pub policy: PolicyStore,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
 }
@@ -171,21 +173,9 @@ impl Proxy {
         }
     }
 
-    /// The cluster that answers reads.
-    pub fn primary(&self) -> Side {
-        match self.config.route.phase {
-            Phase::TargetPrimary | Phase::TargetOnly => Side::Target,
-            _ => Side::Origin,
-        }
-    }
-
-    /// Every cluster the phase uses, primary first.
-    pub fn phase_sides(&self) -> Vec<Side> {
-        let mut sides = self.write_sides();
-        if !sides.contains(&self.primary()) {
-            sides.insert(0, self.primary());
-        }
-        sides
+    /// The routing policy in force: take it once per request.
+    pub fn policy(&self) -> Arc<RoutePolicy> {
+        self.policy.snapshot()
     }
 
     /// The cluster that checks the client's credentials.
@@ -193,16 +183,6 @@ impl Proxy {
         match self.config.auth.check_client_against {
             crate::config::ClusterRole::Origin => Side::Origin,
             crate::config::ClusterRole::Target => Side::Target,
-        }
-    }
-
-    /// The clusters writes go to, primary first.
-    pub fn write_sides(&self) -> Vec<Side> {
-        match self.config.route.phase {
-            Phase::OriginOnly => vec![Side::Origin],
-            Phase::TargetOnly => vec![Side::Target],
-            Phase::TargetPrimary => vec![Side::Target, Side::Origin],
-            Phase::DualWrite | Phase::ShadowReads => vec![Side::Origin, Side::Target],
         }
     }
 }
@@ -285,7 +265,17 @@ impl RunningProxy {
     }
 }
 
+/// Starts a proxy whose config came from flags (nothing to reload).
 pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
+    start_from(config, None).await
+}
+
+/// Starts a proxy. `config_file` is where SIGHUP and `POST /v1/reload`
+/// read the policy again.
+pub async fn start_from(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+) -> Result<RunningProxy, ProxyError> {
     let metrics = Arc::new(Metrics::new(
         MetricsOptions {
             window: config.metrics.window.0,
@@ -321,6 +311,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, ProxyError> {
         classifier: ClassificationCache::new(config.limits.prepared_cache_entries as usize),
         topology: TopologyView::from_config(&topology),
         tenants: TenantResolver::new(&config.tenants.key, metrics.clone()),
+        policy: PolicyStore::new(&config, config_file),
         config,
         origin,
         target,

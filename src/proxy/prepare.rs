@@ -13,6 +13,7 @@ use super::session::SessionState;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
+use crate::policy::RoutePolicy;
 use crate::protocol::reader::BodyReader;
 use crate::protocol::request::Prepare;
 use crate::protocol::response::{result_kind, ResultBody};
@@ -20,7 +21,11 @@ use crate::protocol::writer::put_short_bytes;
 use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::upstream::UpstreamError;
 
-pub(super) async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+pub(super) async fn prepare(
+    state: &Arc<SessionState>,
+    policy: &RoutePolicy,
+    frame: Frame,
+) -> Result<Frame, ErrorFrame> {
     let p = Prepare::read(&frame.body, state.version).map_err(malformed)?;
     let keyspace = p.keyspace.clone().or_else(|| state.keyspace());
     let c = state
@@ -47,8 +52,8 @@ pub(super) async fn prepare(state: &Arc<SessionState>, frame: Frame) -> Result<F
     );
     // Prepared on every cluster a phase may send it to, so that a phase
     // change never meets an unknown statement.
-    let sides = state.proxy.phase_sides();
-    let primary = state.proxy.primary();
+    let sides = policy.phase_sides();
+    let primary = policy.primary();
     let answers = futures::future::join_all(
         sides
             .iter()

@@ -10,21 +10,7 @@ use parking_lot::RwLock;
 
 use crate::cql::Classification;
 
-/// Which cluster of a shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    Origin,
-    Target,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Origin => "origin",
-            Side::Target => "target",
-        }
-    }
-}
+pub use crate::policy::Side;
 
 pub struct PreparedEntry {
     /// The text the client prepared (its id is computed from this).

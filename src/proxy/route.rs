@@ -20,6 +20,7 @@ use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
+use crate::policy::RoutePolicy;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Query};
 use crate::protocol::response::ResultBody;
@@ -55,24 +56,30 @@ pub async fn handle(
     frame: Frame,
     stamp: &mut Stamp,
 ) -> Frame {
+    // One snapshot for the whole request, whatever changes meanwhile.
+    let policy = state.proxy.policy();
     let r = match op {
-        Opcode::Query => query(state, frame, stamp).await,
-        Opcode::Prepare => prepare(state, frame).await,
-        Opcode::Execute => execute(state, frame, stamp).await,
-        Opcode::Batch => batch(state, frame, stamp).await,
-        Opcode::Register => register(state, frame).await,
+        Opcode::Query => query(state, &policy, frame, stamp).await,
+        Opcode::Prepare => prepare(state, &policy, frame).await,
+        Opcode::Execute => execute(state, &policy, frame, stamp).await,
+        Opcode::Batch => batch(state, &policy, frame, stamp).await,
+        Opcode::Register => register(state, &policy, frame).await,
         _ => Err(ErrorFrame::protocol("unexpected opcode")),
     };
     r.unwrap_or_else(|e| error_frame(state, e))
 }
 
 /// The clusters a statement of this kind goes to, primary first.
-fn sides_for(state: &SessionState, c: &Classification) -> Result<Vec<Side>, ErrorFrame> {
-    let p = &state.proxy;
+fn sides_for(
+    state: &SessionState,
+    policy: &RoutePolicy,
+    c: &Classification,
+) -> Result<Vec<Side>, ErrorFrame> {
+    let p = policy;
     Ok(match c.kind {
         StatementKind::Read => vec![p.primary()],
         StatementKind::Write | StatementKind::Truncate | StatementKind::Use | StatementKind::Access => p.write_sides(),
-        StatementKind::Schema => match p.config.ddl {
+        StatementKind::Schema => match state.proxy.config.ddl {
             DdlMode::All => p.write_sides(),
             DdlMode::PrimaryOnly => vec![p.primary()],
             DdlMode::Refuse => {
@@ -188,6 +195,7 @@ pub fn now_micros() -> i64 {
 
 async fn query(
     state: &Arc<SessionState>,
+    policy: &RoutePolicy,
     frame: Frame,
     stamp: &mut Stamp,
 ) -> Result<Frame, ErrorFrame> {
@@ -201,9 +209,9 @@ async fn query(
     note(state, stamp, &c, session_ks.as_deref());
     let class = stamp.op;
     if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
-        return system_read(state, table, &frame).await;
+        return system_read(state, policy, table, &frame).await;
     }
-    let sides = sides_for(state, &c)?;
+    let sides = sides_for(state, policy, &c)?;
     let plan = TimestampPlan::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
     let body = if plan.add || replacing(state, &c) {
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
@@ -238,22 +246,28 @@ async fn query(
 /// `system.local` / `system.peers(_v2)`: the primary answers, topology rewrites.
 pub(super) async fn system_read(
     state: &Arc<SessionState>,
+    policy: &RoutePolicy,
     table: SystemTable,
     frame: &Frame,
 ) -> Result<Frame, ErrorFrame> {
     let answer = send_one(
         state,
-        state.proxy.primary(),
+        policy.primary(),
         frame.clone(),
         StatementKind::Read,
         OpClass::Read,
     )
     .await?;
-    Ok(rewrite_system(state, table, answer).await)
+    Ok(rewrite_system(state, policy, table, answer).await)
 }
 
 /// The topology view of a system table read, from the primary's answer.
-async fn rewrite_system(state: &Arc<SessionState>, table: SystemTable, answer: Frame) -> Frame {
+async fn rewrite_system(
+    state: &Arc<SessionState>,
+    policy: &RoutePolicy,
+    table: SystemTable,
+    answer: Frame,
+) -> Frame {
     let Ok(ResultBody::Rows(rows)) = ResultBody::read(&answer.body, state.version) else {
         return answer;
     };
@@ -267,7 +281,7 @@ async fn rewrite_system(state: &Arc<SessionState>, table: SystemTable, answer: F
         let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
         if let Ok(a) = send_one(
             state,
-            state.proxy.primary(),
+            policy.primary(),
             f,
             StatementKind::Read,
             OpClass::Read,
@@ -302,6 +316,7 @@ fn system_table(c: &Classification, keyspace: Option<&str>) -> Option<SystemTabl
 
 async fn execute(
     state: &Arc<SessionState>,
+    policy: &RoutePolicy,
     frame: Frame,
     stamp: &mut Stamp,
 ) -> Result<Frame, ErrorFrame> {
@@ -326,12 +341,12 @@ async fn execute(
             body: e.encode(state.version),
             ..frame
         };
-        let primary = state.proxy.primary();
+        let primary = policy.primary();
         let answer = execute_on(state, &entry, primary, &template, true, OpClass::Read).await;
         let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
-        return Ok(rewrite_system(state, table, answer).await);
+        return Ok(rewrite_system(state, policy, table, answer).await);
     }
-    let sides = sides_for(state, &c)?;
+    let sides = sides_for(state, policy, &c)?;
     let plan = TimestampPlan::plan(state, &c, || {
         Execute::read_flags(&frame.body, state.version)
     })?;
@@ -359,6 +374,7 @@ async fn execute(
 
 async fn batch(
     state: &Arc<SessionState>,
+    policy: &RoutePolicy,
     frame: Frame,
     stamp: &mut Stamp,
 ) -> Result<Frame, ErrorFrame> {
@@ -409,7 +425,7 @@ async fn batch(
         b.timestamp = Some(now_micros());
     }
     let retry = b.timestamp.is_some() && !replay_unsafe;
-    let sides = state.proxy.write_sides();
+    let sides = policy.write_sides();
     let answers = futures::future::join_all(sides.iter().map(|side| {
         let mut b = b.clone();
         let template = frame.clone();
@@ -443,13 +459,17 @@ async fn batch(
     join(state, &sides, answers, StatementKind::Write)
 }
 
-async fn register(state: &Arc<SessionState>, frame: Frame) -> Result<Frame, ErrorFrame> {
+async fn register(
+    state: &Arc<SessionState>,
+    policy: &RoutePolicy,
+    frame: Frame,
+) -> Result<Frame, ErrorFrame> {
     let events = read_register(&frame.body).map_err(malformed)?;
     if events.iter().any(|e| e == "SCHEMA_CHANGE") {
         // Schema changes come from the primary; its topology and status
         // events are never passed on (drivers see only proxy instances).
         let up = state
-            .upstream(state.proxy.primary())
+            .upstream(policy.primary())
             .await
             .map_err(unavailable)?;
         let mut body = BytesMut::new();

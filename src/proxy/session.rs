@@ -443,7 +443,8 @@ impl ClientSession {
         });
         // Every cluster of the phase must speak the client's version; if one does
         // not, the client is told as Cassandra tells it, and negotiates down.
-        let sides = self.proxy.phase_sides();
+        let policy = self.proxy.policy();
+        let sides = policy.phase_sides();
         if sides
             .iter()
             .any(|s| !self.proxy.cluster(*s).speaks(self.version))
@@ -476,9 +477,9 @@ impl ClientSession {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        if let Err(e) = state.upstream(self.proxy.primary()).await {
+        if let Err(e) = state.upstream(self.proxy.policy().primary()).await {
             return self
-                .refuse_startup(frame.stream, self.proxy.primary(), e)
+                .refuse_startup(frame.stream, self.proxy.policy().primary(), e)
                 .await;
         }
         self.state = Some(state);
@@ -559,9 +560,9 @@ impl ClientSession {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        if let Err(e) = state.upstream(self.proxy.primary()).await {
+        if let Err(e) = state.upstream(self.proxy.policy().primary()).await {
             return self
-                .refuse_startup(frame.stream, self.proxy.primary(), e)
+                .refuse_startup(frame.stream, self.proxy.policy().primary(), e)
                 .await;
         }
         self.authenticating = None;

@@ -1,0 +1,325 @@
+//! The routing policy as an immutable, versioned snapshot behind
+//! `ArcSwap`: requests take the snapshot once and finish under it; changes
+//! (the admin API, SIGHUP, `POST /v1/reload`) are validated first and
+//! either replace it whole or leave it as it was, with every problem listed.
+//!
+//! This module decides which clusters a phase uses; it does not send
+//! anything. Today the policy is the default route; per-tenant routes and
+//! the shard directory join it later.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Phase, RouteConfig, WriteMode};
+
+/// Which cluster of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Origin,
+    Target,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Origin => "origin",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// One version of the routing policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutePolicy {
+    pub version: u64,
+    pub route: RouteConfig,
+}
+
+impl RoutePolicy {
+    /// The cluster that answers reads.
+    pub fn primary(&self) -> Side {
+        match self.route.phase {
+            Phase::TargetPrimary | Phase::TargetOnly => Side::Target,
+            _ => Side::Origin,
+        }
+    }
+
+    /// The clusters writes go to, primary first.
+    pub fn write_sides(&self) -> Vec<Side> {
+        match self.route.phase {
+            Phase::OriginOnly => vec![Side::Origin],
+            Phase::TargetOnly => vec![Side::Target],
+            Phase::TargetPrimary => vec![Side::Target, Side::Origin],
+            Phase::DualWrite | Phase::ShadowReads => vec![Side::Origin, Side::Target],
+        }
+    }
+
+    /// Every cluster the phase uses, primary first.
+    pub fn phase_sides(&self) -> Vec<Side> {
+        let mut sides = self.write_sides();
+        if !sides.contains(&self.primary()) {
+            sides.insert(0, self.primary());
+        }
+        sides
+    }
+}
+
+/// Fields of the default route to change (`PUT /v1/policy`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePatch {
+    pub shard: Option<String>,
+    pub phase: Option<Phase>,
+    pub write_mode: Option<WriteMode>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPatch {
+    pub route: Option<RoutePatch>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    pub version: u64,
+    /// False when the file's policy equals the running one.
+    pub changed: bool,
+    /// Sections of the file that differ from the running config but only
+    /// take effect at a restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// The running policy and where a reload reads it from.
+pub struct PolicyStore {
+    current: ArcSwap<RoutePolicy>,
+    /// The config the proxy started with (what a reload compares against),
+    /// and its file, if any.
+    source: Mutex<(Config, Option<PathBuf>)>,
+    /// The shard the proxy's clusters belong to: the only one a route can
+    /// name until the shard directory reaches every shard's clusters.
+    shard: String,
+    /// Changes installed and refused (a change to the same route is neither).
+    pub changes: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
+impl PolicyStore {
+    pub fn new(config: &Config, file: Option<PathBuf>) -> PolicyStore {
+        PolicyStore {
+            current: ArcSwap::from_pointee(RoutePolicy {
+                version: 1,
+                route: config.route.clone(),
+            }),
+            source: Mutex::new((config.clone(), file)),
+            shard: config.route.shard.clone(),
+            changes: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// The snapshot in force; take it once per request.
+    pub fn snapshot(&self) -> Arc<RoutePolicy> {
+        self.current.load_full()
+    }
+
+    /// Problems with a route, each a sentence an operator can act on.
+    fn check(&self, route: &RouteConfig) -> Vec<String> {
+        let mut p = Vec::new();
+        if route.shard != self.shard {
+            p.push(format!(
+                "route.shard \"{}\": this proxy reaches the clusters of shard \"{}\" only; moving the default route to another shard needs a restart",
+                route.shard, self.shard
+            ));
+        }
+        if route.write_mode == WriteMode::AsyncSecondary {
+            p.push("route.write_mode \"async-secondary\" needs the replay journal, which does not exist yet; use \"sync\"".into());
+        }
+        p
+    }
+
+    /// Installs `route` as a new version, unless it is invalid (nothing
+    /// changes then) or equal to the running one.
+    fn install(&self, route: RouteConfig) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
+        let problems = self.check(&route);
+        if !problems.is_empty() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                ?problems,
+                "routing policy change refused; the running policy stays"
+            );
+            return Err(problems);
+        }
+        let mut installed = None;
+        self.current.rcu(|cur| {
+            if cur.route == route {
+                installed = Some((cur.clone(), false));
+                cur.clone()
+            } else {
+                let next = Arc::new(RoutePolicy {
+                    version: cur.version + 1,
+                    route: route.clone(),
+                });
+                installed = Some((next.clone(), true));
+                next
+            }
+        });
+        let (policy, changed) = installed.expect("rcu ran at least once");
+        if changed {
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                version = policy.version,
+                phase = ?policy.route.phase,
+                shard = %policy.route.shard,
+                "routing policy changed"
+            );
+        }
+        Ok((policy, changed))
+    }
+
+    /// `PUT /v1/policy`: changes the given fields of the default route.
+    pub fn apply(&self, patch: PolicyPatch) -> Result<Arc<RoutePolicy>, Vec<String>> {
+        let _one_change_at_a_time = self.source.lock();
+        let mut route = self.snapshot().route.clone();
+        if let Some(r) = patch.route {
+            if let Some(s) = r.shard {
+                route.shard = s;
+            }
+            if let Some(p) = r.phase {
+                route.phase = p;
+            }
+            if let Some(w) = r.write_mode {
+                route.write_mode = w;
+            }
+        }
+        self.install(route).map(|(p, _)| p)
+    }
+
+    /// SIGHUP and `POST /v1/reload`: reads the config file again (with the
+    /// `CUTOVER_*` overrides in `vars`), validates all of it, and installs
+    /// its route. Other sections that changed are reported, not applied.
+    pub fn reload(
+        &self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Reloaded, Vec<String>> {
+        let source = self.source.lock();
+        let Some(path) = source.1.clone() else {
+            return Err(vec![
+                "this proxy was started without a config file (--origin/--target); there is nothing to reload".into(),
+            ]);
+        };
+        let new = Config::load(&path, vars).map_err(|e| {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(problems = ?e.0, "reloaded config refused; the running policy stays");
+            e.0.into_iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect::<Vec<_>>()
+        })?;
+        let (policy, changed) = self.install(new.route.clone())?;
+        let old = &source.0;
+        let mut restart_needed = Vec::new();
+        let mut differs = |name: &str, a: bool| {
+            if a {
+                restart_needed.push(name.to_string());
+            }
+        };
+        differs("listen", new.listen != old.listen);
+        differs(
+            "admin",
+            new.admin != old.admin || new.admin_token != old.admin_token,
+        );
+        differs("ddl", new.ddl != old.ddl);
+        differs("limits", new.limits != old.limits);
+        differs("topology", new.topology != old.topology);
+        differs("clusters", new.clusters != old.clusters);
+        differs("shards", new.shards != old.shards);
+        differs("auth", new.auth != old.auth);
+        differs("writes", new.writes != old.writes);
+        differs("shutdown", new.shutdown != old.shutdown);
+        differs("metrics", new.metrics != old.metrics);
+        differs("log", new.log != old.log);
+        differs("tenants", new.tenants != old.tenants);
+        if !restart_needed.is_empty() {
+            tracing::warn!(sections = ?restart_needed, "the reloaded config changes sections that take effect only at a restart");
+        }
+        Ok(Reloaded {
+            version: policy.version,
+            changed,
+            restart_needed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> PolicyStore {
+        let c = Config::quick_start(
+            "127.0.0.1:9042",
+            "127.0.0.1:9043",
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+        )
+        .unwrap();
+        PolicyStore::new(&c, None)
+    }
+
+    fn phase(p: Phase) -> PolicyPatch {
+        PolicyPatch {
+            route: Some(RoutePatch {
+                phase: Some(p),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_valid_change_is_a_new_version_and_an_invalid_one_changes_nothing() {
+        let s = store();
+        let before = s.snapshot();
+        assert_eq!((before.version, before.primary()), (1, Side::Origin));
+        let p = s.apply(phase(Phase::TargetPrimary)).unwrap();
+        assert_eq!((p.version, p.primary()), (2, Side::Target));
+        assert_eq!(p.write_sides(), vec![Side::Target, Side::Origin]);
+        // The old snapshot is unchanged for the requests still holding it.
+        assert_eq!(before.primary(), Side::Origin);
+        let bad = PolicyPatch {
+            route: Some(RoutePatch {
+                shard: Some("elsewhere".into()),
+                write_mode: Some(WriteMode::AsyncSecondary),
+                ..Default::default()
+            }),
+        };
+        let e = s.apply(bad).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(s.snapshot().version, 2);
+        // The same route again is not a new version.
+        assert_eq!(s.apply(phase(Phase::TargetPrimary)).unwrap().version, 2);
+    }
+
+    #[test]
+    fn phases_use_their_clusters() {
+        let s = store();
+        let only = s.apply(phase(Phase::OriginOnly)).unwrap();
+        assert_eq!(only.phase_sides(), vec![Side::Origin]);
+        let target = s.apply(phase(Phase::TargetOnly)).unwrap();
+        assert_eq!(target.phase_sides(), vec![Side::Target]);
+        let shadow = s.apply(phase(Phase::ShadowReads)).unwrap();
+        assert_eq!(shadow.primary(), Side::Origin);
+        assert_eq!(shadow.phase_sides(), vec![Side::Origin, Side::Target]);
+    }
+
+    #[test]
+    fn reload_needs_a_file() {
+        let e = store().reload(Vec::new()).unwrap_err();
+        assert!(e[0].contains("without a config file"));
+    }
+}

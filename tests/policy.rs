@@ -1,0 +1,199 @@
+//! The routing policy changed while clients run: through the admin API and
+//! by reloading the config file, with invalid changes refused and the
+//! running policy kept; requests under way never fail.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::{http, wait_for};
+use cutover::admin::AdminOptions;
+use cutover::client::Client;
+use cutover::config::Config;
+use cutover::node::{self, NodeConfig};
+use cutover::protocol::response::ResultBody;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+fn config_text(origin: SocketAddr, target: SocketAddr, phase: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [clusters.origin]\ncontact_points = [\"{origin}\"]\n\
+         [clusters.target]\ncontact_points = [\"{target}\"]\n\
+         [route]\nphase = \"{phase}\"\n"
+    )
+}
+
+/// The value of k = 1 as the proxy answers it (tells which cluster read).
+async fn read_v(c: &mut Client) -> String {
+    match c.query("SELECT v FROM ks.t WHERE k = 1").await.unwrap() {
+        ResultBody::Rows(r) => String::from_utf8(r.rows[0][0].clone().unwrap().to_vec()).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn direct_has(node: SocketAddr, k: i32) -> bool {
+    let mut c = Client::connect(node, 4, None, None).await.unwrap();
+    match c
+        .query(&format!("SELECT v FROM ks.t WHERE k = {k}"))
+        .await
+        .unwrap()
+    {
+        ResultBody::Rows(r) => !r.rows.is_empty(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_policy_changes_live_and_invalid_changes_are_refused() {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let origin = node::start(NodeConfig::new(any)).await.unwrap();
+    let target = node::start(NodeConfig::new(any)).await.unwrap();
+    // The same key with a different value on each node, written directly.
+    for (n, v) in [(origin.addr, "from-origin"), (target.addr, "from-target")] {
+        let mut c = Client::connect(n, 4, None, None).await.unwrap();
+        c.query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
+        c.query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+        c.query(&format!("INSERT INTO ks.t (k, v) VALUES (1, '{v}')"))
+            .await
+            .unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("cutover-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cutover.toml");
+    std::fs::write(&file, config_text(origin.addr, target.addr, "dual-write")).unwrap();
+    let cfg = Config::load(&file, Vec::new()).unwrap();
+    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
+        .await
+        .unwrap();
+    let stop_admin = CancellationToken::new();
+    let admin = cutover::admin::serve(
+        proxy.proxy.clone(),
+        AdminOptions {
+            addr: any,
+            token: None,
+            set_log_filter: None,
+        },
+        stop_admin.clone(),
+    )
+    .await
+    .unwrap()
+    .addr;
+
+    // Load on its own connection through every change: reads and writes,
+    // none may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, done, addr) = (stop.clone(), done.clone(), proxy.addr);
+        tokio::spawn(async move {
+            let mut c = Client::connect(addr, 4, None, None).await.unwrap();
+            let mut k = 1000;
+            while !stop.load(Ordering::SeqCst) {
+                k += 1;
+                c.query(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, 'load')"))
+                    .await
+                    .unwrap_or_else(|e| panic!("write {k} failed during policy changes: {e}"));
+                c.query("SELECT v FROM ks.t WHERE k = 1")
+                    .await
+                    .unwrap_or_else(|e| panic!("read failed during policy changes: {e}"));
+                done.fetch_add(2, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    assert_eq!(read_v(&mut c).await, "from-origin");
+    let (status, body) = http(admin, "GET", "/v1/policy", None).await;
+    assert_eq!(status, 200);
+    let p: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(p["version"], 1);
+    assert_eq!(p["route"]["phase"], "dual-write");
+
+    // The admin API: reads move to the target at once.
+    let (status, body) = http(
+        admin,
+        "PUT",
+        "/v1/policy",
+        Some(r#"{"route": {"phase": "target-primary"}}"#),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"version":2}"#));
+    assert_eq!(read_v(&mut c).await, "from-target");
+
+    // Invalid changes: refused with every reason, nothing changes.
+    for bad in [
+        r#"{"route": {"write_mode": "async-secondary", "shard": "other"}}"#,
+        r#"{"route": {"phase": "sideways"}}"#,
+        r#"{"rout": {}}"#,
+    ] {
+        let (status, body) = http(admin, "PUT", "/v1/policy", Some(bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("errors"), "{body}");
+    }
+    let (_, body) = http(
+        admin,
+        "PUT",
+        "/v1/policy",
+        Some(r#"{"route": {"write_mode": "async-secondary", "shard": "other"}}"#),
+    )
+    .await;
+    assert!(
+        body.contains("async-secondary") && body.contains("shard"),
+        "both problems listed: {body}"
+    );
+    assert_eq!(read_v(&mut c).await, "from-target");
+
+    // The file: origin-only, then reload. Writes stop reaching the target.
+    std::fs::write(&file, config_text(origin.addr, target.addr, "origin-only")).unwrap();
+    let (status, body) = http(admin, "POST", "/v1/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (r["version"].clone(), r["changed"].clone()),
+        (3.into(), true.into())
+    );
+    assert_eq!(read_v(&mut c).await, "from-origin");
+    c.query("INSERT INTO ks.t (k, v) VALUES (7, 'origin only')")
+        .await
+        .unwrap();
+    assert!(direct_has(origin.addr, 7).await);
+    assert!(
+        !direct_has(target.addr, 7).await,
+        "origin-only wrote to the target"
+    );
+
+    // A broken file is refused; the policy stays.
+    std::fs::write(&file, "listen = [oops").unwrap();
+    let (status, body) = http(admin, "POST", "/v1/reload", None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not valid TOML"), "{body}");
+    assert_eq!(proxy.proxy.policy().version, 3);
+    assert_eq!(read_v(&mut c).await, "from-origin");
+
+    // The load kept going through all of it without an error.
+    let before = done.load(Ordering::SeqCst);
+    wait_for("more load after the changes", || {
+        let done = done.clone();
+        async move { done.load(Ordering::SeqCst) > before + 20 }
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+
+    let (_, m) = http(admin, "GET", "/metrics", None).await;
+    assert!(m.contains("\ncutover_policy_version 3\n"), "{m}");
+    assert!(m.contains("\ncutover_policy_changes_total 2\n"));
+    assert!(
+        m.contains("\ncutover_policy_changes_refused_total 3\n"),
+        "two bad PUTs that parse, and the broken file"
+    );
+    stop_admin.cancel();
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

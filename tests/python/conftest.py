@@ -192,3 +192,13 @@ def connect(port, protocol_version=None, compression=False, keyspace=None, **kw)
         args["protocol_version"] = protocol_version
     cluster = Cluster(**args)
     return cluster, cluster.connect(keyspace)
+
+
+def diverge(origin, target, ks):
+    """The same key with a different value on each node, written directly."""
+    for node, value in ((origin, "from-origin"), (target, "from-target")):
+        c, s = connect(node.port)
+        s.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        s.execute(f"CREATE TABLE IF NOT EXISTS {ks}.t (k int PRIMARY KEY, v text)")
+        s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, '{value}')")
+        c.shutdown()

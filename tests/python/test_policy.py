@@ -3,16 +3,7 @@ connected: by editing the config file and sending SIGHUP, and through the
 admin API; an invalid file is refused and the running policy stays."""
 import signal
 
-from conftest import Node, Proxy, connect, proxy_config, wait_for
-
-
-def diverge(origin, target, ks):
-    for node, value in ((origin, "from-origin"), (target, "from-target")):
-        c, s = connect(node.port)
-        s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-        s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
-        s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, '{value}')")
-        c.shutdown()
+from conftest import Node, Proxy, connect, diverge, proxy_config, wait_for
 
 
 def counter(proxy, name):

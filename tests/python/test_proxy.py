@@ -8,7 +8,7 @@ import uuid
 import pytest
 from cassandra import Unavailable, WriteTimeout
 
-from conftest import Proxy, connect, proxy_config, wait_for
+from conftest import Proxy, connect, diverge, proxy_config, wait_for
 from test_auth_and_cqlsh import cqlsh
 from test_driver_workload import VARIANTS, run_workload
 
@@ -44,16 +44,6 @@ def test_workload_through_the_proxy_lands_on_both_nodes(cluster_pair, version, l
     finally:
         co.shutdown()
         ct.shutdown()
-
-
-def diverge(origin, target, ks):
-    """The same key with a different value on each node, written directly."""
-    for node, value in ((origin, "from-origin"), (target, "from-target")):
-        c, s = connect(node.port)
-        s.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-        s.execute(f"CREATE TABLE IF NOT EXISTS {ks}.t (k int PRIMARY KEY, v text)")
-        s.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, '{value}')")
-        c.shutdown()
 
 
 def test_reads_are_answered_by_the_primary_and_config_switches_it(cluster_pair, tmp_path):

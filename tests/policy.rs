@@ -147,16 +147,23 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
     );
     assert_eq!(read_v(&mut c).await, "from-target");
 
-    // The file: origin-only, then reload. Writes stop reaching the target.
+    // The file: origin-only. The watcher reloads it; writes stop reaching
+    // the target. An explicit reload then finds nothing new.
     std::fs::write(&file, config_text(origin.addr, target.addr, "origin-only")).unwrap();
+    let p = proxy.proxy.clone();
+    wait_for("the watcher to reload the edited file", || {
+        let p = p.clone();
+        async move { p.policy().version == 3 }
+    })
+    .await;
+    assert_eq!(read_v(&mut c).await, "from-origin");
     let (status, body) = http(admin, "POST", "/v1/reload", None).await;
     assert_eq!(status, 200, "{body}");
     let r: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         (r["version"].clone(), r["changed"].clone()),
-        (3.into(), true.into())
+        (3.into(), false.into())
     );
-    assert_eq!(read_v(&mut c).await, "from-origin");
     c.query("INSERT INTO ks.t (k, v) VALUES (7, 'origin only')")
         .await
         .unwrap();
@@ -166,11 +173,17 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
         "origin-only wrote to the target"
     );
 
-    // A broken file is refused; the policy stays.
+    // A broken file is refused, by the watcher and by a reload; the policy stays.
     std::fs::write(&file, "listen = [oops").unwrap();
     let (status, body) = http(admin, "POST", "/v1/reload", None).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not valid TOML"), "{body}");
+    let p = proxy.proxy.clone();
+    wait_for("the watcher to refuse the broken file", || {
+        let p = p.clone();
+        async move { p.policy.refused.load(Ordering::SeqCst) == 4 }
+    })
+    .await;
     assert_eq!(proxy.proxy.policy().version, 3);
     assert_eq!(read_v(&mut c).await, "from-origin");
 
@@ -188,8 +201,8 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
     assert!(m.contains("\ncutover_policy_version 3\n"), "{m}");
     assert!(m.contains("\ncutover_policy_changes_total 2\n"));
     assert!(
-        m.contains("\ncutover_policy_changes_refused_total 3\n"),
-        "two bad PUTs that parse, and the broken file"
+        m.contains("\ncutover_policy_changes_refused_total 4\n"),
+        "two bad PUTs that parse, the broken file twice (watcher and reload)"
     );
     stop_admin.cancel();
     proxy.stop().await;

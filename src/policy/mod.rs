@@ -122,6 +122,11 @@ impl PolicyStore {
         }
     }
 
+    /// The config file a reload reads, if the proxy started from one.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.source.lock().1.clone()
+    }
+
     /// The snapshot in force; take it once per request.
     pub fn snapshot(&self) -> Arc<RoutePolicy> {
         self.current.load_full()

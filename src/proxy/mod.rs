@@ -324,6 +324,9 @@ pub async fn start_from(
     let tasks = TaskTracker::new();
     // Stops with accepting, so a drain waits only for requests.
     tasks.spawn(merge_metrics(metrics, stop_accepting.clone()));
+    if let Some(file) = proxy.policy.file() {
+        tasks.spawn(watch_config(proxy.clone(), file, stop_accepting.clone()));
+    }
     tasks.spawn(accept_loop(
         proxy.clone(),
         listener,
@@ -349,6 +352,49 @@ pub async fn start_from(
         close_all,
         tasks,
     })
+}
+
+/// How often the config file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Reloads the config when its file changes (modification time or size), as
+/// SIGHUP does; a file caught half-written is refused and read again at its
+/// next change.
+async fn watch_config(proxy: Arc<Proxy>, file: std::path::PathBuf, stop: CancellationToken) {
+    let stamp = |f: &std::path::Path| {
+        std::fs::metadata(f)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&file);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        let now = stamp(&file);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let p = proxy.clone();
+        let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars())).await;
+        match r {
+            Ok(Ok(r)) => tracing::info!(
+                file = %file.display(),
+                version = r.version,
+                changed = r.changed,
+                restart_needed = ?r.restart_needed,
+                "config file changed: reloaded"
+            ),
+            Ok(Err(problems)) => tracing::error!(
+                file = %file.display(),
+                ?problems,
+                "config file changed but was refused; the running policy stays"
+            ),
+            Err(_) => {}
+        }
+    }
 }
 
 /// Moves what requests recorded into the histograms every second, so the

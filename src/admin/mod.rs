@@ -67,6 +67,7 @@ pub async fn serve(
         .route("/v1/log-level", put(log_level))
         .route("/v1/policy", get(get_policy).put(put_policy))
         .route("/v1/reload", axum::routing::post(reload))
+        .route("/v1/shadow", get(shadow))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
@@ -259,6 +260,10 @@ async fn put_policy(
         Ok(p) => (StatusCode::OK, Json(json!({"version": p.version}))),
         Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
     }
+}
+
+async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport> {
+    Json(s.proxy.shadow.report())
 }
 
 async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {

@@ -66,6 +66,8 @@ pub struct Limits {
     pub max_frame_bytes: ByteSize,
     pub max_frame_bytes_before_auth: ByteSize,
     pub prepared_cache_entries: u32,
+    /// Shadow reads under way at once; beyond this they are dropped.
+    pub max_shadow_reads_in_flight: u32,
 }
 
 impl Default for Limits {
@@ -76,6 +78,7 @@ impl Default for Limits {
             max_frame_bytes: ByteSize(crate::frame::DEFAULT_MAX_FRAME as u64),
             max_frame_bytes_before_auth: ByteSize(crate::frame::DEFAULT_MAX_FRAME_PRE_AUTH as u64),
             prepared_cache_entries: 100_000,
+            max_shadow_reads_in_flight: 1024,
         }
     }
 }
@@ -422,6 +425,10 @@ impl Config {
             (
                 "limits.prepared_cache_entries",
                 l.prepared_cache_entries as u64,
+            ),
+            (
+                "limits.max_shadow_reads_in_flight",
+                l.max_shadow_reads_in_flight as u64,
             ),
         ] {
             if v == 0 {

@@ -13,6 +13,7 @@ mod prepared;
 mod route;
 mod send;
 mod session;
+mod shadow;
 mod tenant;
 mod topology;
 
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub use health::{ClusterReport, Readiness};
 pub use prepared::{PreparedMap, Side};
+pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
 pub use tenant::{Tenant, TenantResolver};
 pub use topology::{SystemTable, TopologyView};
 
@@ -161,6 +163,7 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub tenants: TenantResolver,
     pub policy: PolicyStore,
+    pub shadow: Arc<ShadowReads>,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
 }
@@ -312,6 +315,9 @@ pub async fn start_from(
         topology: TopologyView::from_config(&topology),
         tenants: TenantResolver::new(&config.tenants.key, metrics.clone()),
         policy: PolicyStore::new(&config, config_file),
+        shadow: Arc::new(ShadowReads::new(
+            config.limits.max_shadow_reads_in_flight as usize,
+        )),
         config,
         origin,
         target,
@@ -319,6 +325,7 @@ pub async fn start_from(
         accepting: std::sync::atomic::AtomicBool::new(true),
     });
     metrics.register(Arc::new(health::ProxyGauges(Arc::downgrade(&proxy))));
+    metrics.register(proxy.shadow.clone());
     let stop_accepting = CancellationToken::new();
     let close_all = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -14,6 +14,7 @@ use super::prepare::{execute_on, prepare, reprepare};
 use super::prepared::{PreparedEntry, Side};
 use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
 use super::session::{SessionState, Stamp};
+use super::shadow::{shadowing, start_shadow};
 use super::topology::SystemTable;
 use crate::config::DdlMode;
 use crate::cql::functions::evaluate;
@@ -228,6 +229,20 @@ async fn query(
     let has_timestamp = plan.has_timestamp;
     let f = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
+    let shadow =
+        shadowing(policy, &c, || Query::read_flags(&f.body, state.version)).and_then(|secondary| {
+            let key: String = Query::read_text(&f.body)
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            let (state2, f2) = (state.clone(), f.clone());
+            start_shadow(state, &c, session_ks.as_deref(), key, async move {
+                send_raw(&state2, secondary, f2, true, OpClass::Read)
+                    .await
+                    .ok()
+            })
+        });
     let answers = futures::future::join_all(
         sides
             .iter()
@@ -235,6 +250,9 @@ async fn query(
     )
     .await;
     let answer = join(state, &sides, answers, c.kind)?;
+    if let Some(tx) = shadow {
+        let _ = tx.send(answer.clone());
+    }
     if c.kind == StatementKind::Use && answer.op() == Some(Opcode::Result) {
         if let Ok(ResultBody::SetKeyspace(ks)) = ResultBody::read(&answer.body, state.version) {
             state.set_keyspace(ks);
@@ -363,13 +381,31 @@ async fn execute(
     let has_timestamp = plan.has_timestamp;
     let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
+    let shadow = shadowing(policy, &c, || {
+        Execute::read_flags(&template.body, state.version)
+    })
+    .and_then(|secondary| {
+        let key = Execute::read(&template.body, state.version)
+            .map(|e| super::shadow::render_values(&e.params.values))
+            .unwrap_or_default();
+        let (state2, entry2, t2) = (state.clone(), entry.clone(), template.clone());
+        start_shadow(state, &c, entry.keyspace.as_deref(), key, async move {
+            execute_on(&state2, &entry2, secondary, &t2, true, OpClass::Read)
+                .await
+                .ok()
+        })
+    });
     let answers = futures::future::join_all(
         sides
             .iter()
             .map(|side| execute_on(state, &entry, *side, &template, retry, class)),
     )
     .await;
-    join(state, &sides, answers, c.kind)
+    let answer = join(state, &sides, answers, c.kind)?;
+    if let Some(tx) = shadow {
+        let _ = tx.send(answer.clone());
+    }
+    Ok(answer)
 }
 
 async fn batch(

@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{http, wait_for};
-use cutover::admin::{AdminOptions, SetLogFilter};
+use common::{http, serve_admin, two_nodes, wait_for};
+use cutover::admin::SetLogFilter;
 use cutover::client::Client;
 use cutover::config::Config;
 use cutover::frame::{Frame, Opcode};
 use cutover::node::faults::{ErrorRule, InjectedError};
-use cutover::node::{self, NodeConfig, RunningNode};
+use cutover::node::RunningNode;
 use cutover::protocol::reader::RawValue;
 use cutover::protocol::request::{Query, QueryParams};
 use cutover::protocol::{ErrorCode, ErrorFrame};
@@ -42,8 +42,7 @@ impl Setup {
         configure: impl FnOnce(&mut Config),
     ) -> Setup {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let origin = node::start(NodeConfig::new(any)).await.unwrap();
-        let target = node::start(NodeConfig::new(any)).await.unwrap();
+        let (origin, target) = two_nodes().await;
         let mut cfg = Config::quick_start(
             &origin.addr.to_string(),
             &target.addr.to_string(),
@@ -53,19 +52,7 @@ impl Setup {
         .unwrap();
         configure(&mut cfg);
         let proxy = cutover::proxy::start(cfg).await.unwrap();
-        let stop_admin = CancellationToken::new();
-        let admin = cutover::admin::serve(
-            proxy.proxy.clone(),
-            AdminOptions {
-                addr: any,
-                token: token.map(String::from),
-                set_log_filter,
-            },
-            stop_admin.clone(),
-        )
-        .await
-        .unwrap()
-        .addr;
+        let (admin, stop_admin) = serve_admin(&proxy, token, set_log_filter).await;
         Setup {
             origin,
             target,

@@ -8,14 +8,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{http, wait_for};
-use cutover::admin::AdminOptions;
+use common::{http, serve_admin, two_nodes, wait_for};
 use cutover::client::Client;
 use cutover::config::Config;
-use cutover::node::{self, NodeConfig};
 use cutover::protocol::response::ResultBody;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 fn config_text(origin: SocketAddr, target: SocketAddr, phase: &str) -> String {
     format!(
@@ -48,9 +45,7 @@ async fn direct_has(node: SocketAddr, k: i32) -> bool {
 
 #[tokio::test]
 async fn the_policy_changes_live_and_invalid_changes_are_refused() {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let origin = node::start(NodeConfig::new(any)).await.unwrap();
-    let target = node::start(NodeConfig::new(any)).await.unwrap();
+    let (origin, target) = two_nodes().await;
     // The same key with a different value on each node, written directly.
     for (n, v) in [(origin.addr, "from-origin"), (target.addr, "from-target")] {
         let mut c = Client::connect(n, 4, None, None).await.unwrap();
@@ -70,19 +65,7 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
     let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
         .await
         .unwrap();
-    let stop_admin = CancellationToken::new();
-    let admin = cutover::admin::serve(
-        proxy.proxy.clone(),
-        AdminOptions {
-            addr: any,
-            token: None,
-            set_log_filter: None,
-        },
-        stop_admin.clone(),
-    )
-    .await
-    .unwrap()
-    .addr;
+    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
 
     // Load on its own connection through every change: reads and writes,
     // none may fail.

@@ -10,22 +10,18 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{http, wait_for};
-use cutover::admin::AdminOptions;
+use common::{http, serve_admin, two_nodes, wait_for};
 use cutover::client::Client;
 use cutover::config::{Config, Phase};
 use cutover::frame::Opcode;
-use cutover::node::{self, NodeConfig};
 use cutover::protocol::reader::RawValue;
 use cutover::protocol::response::ResultBody;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn shadow_reads_count_exactly_the_rows_that_differ_and_never_delay_the_client() {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let origin = node::start(NodeConfig::new(any)).await.unwrap();
-    let target = node::start(NodeConfig::new(any)).await.unwrap();
+    let (origin, target) = two_nodes().await;
     let mut cfg = Config::quick_start(
         &origin.addr.to_string(),
         &target.addr.to_string(),
@@ -38,19 +34,7 @@ async fn shadow_reads_count_exactly_the_rows_that_differ_and_never_delay_the_cli
     cfg.clusters.get_mut("target").unwrap().request_timeout =
         cutover::config::ConfigDuration(Duration::from_secs(3));
     let proxy = cutover::proxy::start(cfg).await.unwrap();
-    let stop_admin = CancellationToken::new();
-    let admin = cutover::admin::serve(
-        proxy.proxy.clone(),
-        AdminOptions {
-            addr: any,
-            token: None,
-            set_log_filter: None,
-        },
-        stop_admin.clone(),
-    )
-    .await
-    .unwrap()
-    .addr;
+    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
 
     let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
     c.query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();

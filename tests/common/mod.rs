@@ -410,3 +410,38 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// Two embedded nodes (origin, target) on free loopback ports.
+pub async fn two_nodes() -> (cutover::node::RunningNode, cutover::node::RunningNode) {
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let origin = cutover::node::start(cutover::node::NodeConfig::new(any))
+        .await
+        .unwrap();
+    let target = cutover::node::start(cutover::node::NodeConfig::new(any))
+        .await
+        .unwrap();
+    (origin, target)
+}
+
+/// The admin API of `proxy` on a free loopback port; cancel the token to
+/// stop it.
+pub async fn serve_admin(
+    proxy: &cutover::proxy::RunningProxy,
+    token: Option<&str>,
+    set_log_filter: Option<cutover::admin::SetLogFilter>,
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr = cutover::admin::serve(
+        proxy.proxy.clone(),
+        cutover::admin::AdminOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: token.map(String::from),
+            set_log_filter,
+        },
+        stop.clone(),
+    )
+    .await
+    .unwrap()
+    .addr;
+    (addr, stop)
+}

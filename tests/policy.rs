@@ -193,3 +193,92 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
     target.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_continuation_page_stays_with_the_cluster_that_issued_it() {
+    use cutover::policy::{PolicyPatch, RoutePatch};
+    use cutover::protocol::request::QueryParams;
+    let (origin, target) = two_nodes().await;
+    for (n, v) in [(origin.addr, "o"), (target.addr, "t")] {
+        let mut c = Client::connect(n, 4, None, None).await.unwrap();
+        c.query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
+        c.query("CREATE TABLE ks.p (k int PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+        for k in 0..30 {
+            c.query(&format!("INSERT INTO ks.p (k, v) VALUES ({k}, '{v}')"))
+                .await
+                .unwrap();
+        }
+    }
+    let cfg = Config::quick_start(
+        &origin.addr.to_string(),
+        &target.addr.to_string(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    let page = |paging_state| QueryParams {
+        consistency: 1,
+        page_size: Some(10),
+        paging_state,
+        ..Default::default()
+    };
+    let values = |r: &cutover::protocol::response::Rows| -> Vec<String> {
+        r.rows
+            .iter()
+            .map(|row| String::from_utf8(row[1].clone().unwrap().to_vec()).unwrap())
+            .collect()
+    };
+    let ResultBody::Rows(first) = c
+        .query_with("SELECT * FROM ks.p", page(None))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(values(&first), vec!["o"; 10]);
+    let state = first.metadata.paging_state.clone().expect("more pages");
+
+    // Reads move to the target; the paged read already under way does not.
+    let p = proxy
+        .proxy
+        .policy
+        .apply(PolicyPatch {
+            route: Some(RoutePatch {
+                phase: Some(cutover::config::Phase::TargetPrimary),
+                ..Default::default()
+            }),
+        })
+        .unwrap();
+    assert_eq!(p.version, 2);
+    let ResultBody::Rows(second) = c
+        .query_with("SELECT * FROM ks.p", page(Some(state)))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        values(&second),
+        vec!["o"; 10],
+        "the continuation page came from the origin"
+    );
+    let ResultBody::Rows(fresh) = c
+        .query_with("SELECT * FROM ks.p", page(None))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        values(&fresh),
+        vec!["t"; 10],
+        "a new read follows the new policy"
+    );
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}

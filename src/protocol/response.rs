@@ -221,6 +221,21 @@ pub fn read_result_kind(body: &Bytes) -> Result<i32, BodyError> {
     BodyReader::new(body).int()
 }
 
+/// The paging state of a ROWS result that has more pages (read from its
+/// first fields only).
+pub fn read_paging_state(body: &Bytes) -> Option<Bytes> {
+    let mut r = BodyReader::new(body);
+    if r.int().ok()? != result_kind::ROWS {
+        return None;
+    }
+    let flags = r.int().ok()?;
+    r.int().ok()?;
+    if flags & rows_flags::HAS_MORE_PAGES == 0 {
+        return None;
+    }
+    r.bytes().ok()?
+}
+
 impl ResultBody {
     pub fn read(body: &Bytes, version: u8) -> Result<ResultBody, BodyError> {
         let mut r = BodyReader::new(body);

@@ -164,6 +164,7 @@ pub struct Proxy {
     pub tenants: TenantResolver,
     pub policy: PolicyStore,
     pub shadow: Arc<ShadowReads>,
+    pub pages: session::PagePins,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
 }
@@ -315,6 +316,7 @@ pub async fn start_from(
         topology: TopologyView::from_config(&topology),
         tenants: TenantResolver::new(&config.tenants.key, metrics.clone()),
         policy: PolicyStore::new(&config, config_file),
+        pages: Default::default(),
         shadow: Arc::new(ShadowReads::new(
             config.limits.max_shadow_reads_in_flight as usize,
         )),

@@ -212,7 +212,21 @@ async fn query(
     if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
         return system_read(state, policy, table, &frame).await;
     }
-    let sides = sides_for(state, policy, &c)?;
+    let pinned = continuation_side(state, &c, || {
+        let flags = Query::read_flags(&frame.body, state.version).ok()?;
+        (flags & crate::protocol::request::query_flags::PAGING_STATE != 0)
+            .then(|| {
+                Query::read(&frame.body, state.version)
+                    .ok()?
+                    .params
+                    .paging_state
+            })
+            .flatten()
+    });
+    let sides = match pinned {
+        Some(side) => vec![side],
+        None => sides_for(state, policy, &c)?,
+    };
     let plan = TimestampPlan::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
     let body = if plan.add || replacing(state, &c) {
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
@@ -250,6 +264,7 @@ async fn query(
     )
     .await;
     let answer = join(state, &sides, answers, c.kind)?;
+    pin_pages(state, &c, sides[0], &answer);
     if let Some(tx) = shadow {
         let _ = tx.send(answer.clone());
     }
@@ -364,7 +379,21 @@ async fn execute(
         let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
         return Ok(rewrite_system(state, policy, table, answer).await);
     }
-    let sides = sides_for(state, policy, &c)?;
+    let pinned = continuation_side(state, &c, || {
+        let flags = Execute::read_flags(&frame.body, state.version).ok()?;
+        (flags & crate::protocol::request::query_flags::PAGING_STATE != 0)
+            .then(|| {
+                Execute::read(&frame.body, state.version)
+                    .ok()?
+                    .params
+                    .paging_state
+            })
+            .flatten()
+    });
+    let sides = match pinned {
+        Some(side) => vec![side],
+        None => sides_for(state, policy, &c)?,
+    };
     let plan = TimestampPlan::plan(state, &c, || {
         Execute::read_flags(&frame.body, state.version)
     })?;
@@ -402,10 +431,34 @@ async fn execute(
     )
     .await;
     let answer = join(state, &sides, answers, c.kind)?;
+    pin_pages(state, &c, sides[0], &answer);
     if let Some(tx) = shadow {
         let _ = tx.send(answer.clone());
     }
     Ok(answer)
+}
+
+/// For a read that continues a paged result: the cluster that issued its
+/// paging state (a continuation page stays there whatever the policy says
+/// now). `paging_state` is only called for reads.
+fn continuation_side(
+    state: &SessionState,
+    c: &Classification,
+    paging_state: impl FnOnce() -> Option<Bytes>,
+) -> Option<Side> {
+    if c.kind != StatementKind::Read {
+        return None;
+    }
+    state.proxy.pages.pinned(&paging_state()?)
+}
+
+/// Remembers which cluster issued the paging state of a read's answer.
+fn pin_pages(state: &SessionState, c: &Classification, side: Side, answer: &Frame) {
+    if c.kind == StatementKind::Read && answer.op() == Some(Opcode::Result) {
+        if let Some(p) = crate::protocol::response::read_paging_state(&answer.body) {
+            state.proxy.pages.pin(p, side);
+        }
+    }
 }
 
 async fn batch(

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{http, serve_admin, two_nodes, wait_for};
+use common::{http, node_has_row, serve_admin, two_nodes, wait_for};
 use cutover::client::Client;
 use cutover::config::Config;
 use cutover::protocol::response::ResultBody;
@@ -27,18 +27,6 @@ fn config_text(origin: SocketAddr, target: SocketAddr, phase: &str) -> String {
 async fn read_v(c: &mut Client) -> String {
     match c.query("SELECT v FROM ks.t WHERE k = 1").await.unwrap() {
         ResultBody::Rows(r) => String::from_utf8(r.rows[0][0].clone().unwrap().to_vec()).unwrap(),
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn direct_has(node: SocketAddr, k: i32) -> bool {
-    let mut c = Client::connect(node, 4, None, None).await.unwrap();
-    match c
-        .query(&format!("SELECT v FROM ks.t WHERE k = {k}"))
-        .await
-        .unwrap()
-    {
-        ResultBody::Rows(r) => !r.rows.is_empty(),
         other => panic!("{other:?}"),
     }
 }
@@ -150,9 +138,9 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
     c.query("INSERT INTO ks.t (k, v) VALUES (7, 'origin only')")
         .await
         .unwrap();
-    assert!(direct_has(origin.addr, 7).await);
+    assert!(node_has_row(origin.addr, "ks.t", 7).await);
     assert!(
-        !direct_has(target.addr, 7).await,
+        !node_has_row(target.addr, "ks.t", 7).await,
         "origin-only wrote to the target"
     );
 

@@ -222,10 +222,50 @@ impl Default for TenantKey {
     }
 }
 
+/// Whether a tenant's requests are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TenantStatus {
+    #[default]
+    ReadWrite,
+    /// Reads served, writes refused (while the tenant is copied elsewhere).
+    ReadOnly,
+    /// Nothing served.
+    NotReady,
+}
+
+impl TenantStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            TenantStatus::ReadWrite => "read-write",
+            TenantStatus::ReadOnly => "read-only",
+            TenantStatus::NotReady => "not-ready",
+        }
+    }
+}
+
+/// One tenant's entry in the directory: where its data lives and how its
+/// requests are served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEntry {
+    pub tenant: String,
+    /// Default: the default route's shard.
+    #[serde(default)]
+    pub shard: Option<String>,
+    /// Default: the default route's phase.
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub status: TenantStatus,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct TenantsConfig {
     pub key: TenantKey,
+    /// Inline directory entries (`[[tenants.entries]]`).
+    pub entries: Vec<TenantEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -553,6 +593,31 @@ impl Config {
             TenantKey::Column { .. } => p.push(
                 "`tenants.key = { column = ... }` is not supported yet (it needs bind-marker mapping); use { keyspace = \"REGEX\" } or \"none\"".into(),
             ),
+        }
+        let mut seen_tenants = std::collections::BTreeSet::new();
+        for e in &self.tenants.entries {
+            if !seen_tenants.insert(e.tenant.as_str()) {
+                p.push(format!(
+                    "`tenants.entries` lists tenant \"{}\" twice",
+                    e.tenant
+                ));
+            }
+            if let Some(shard) = &e.shard {
+                if !self.shards.contains_key(shard) {
+                    p.push(format!(
+                        "`tenants.entries` \"{}\": shard \"{shard}\" is not configured",
+                        e.tenant
+                    ));
+                } else if *shard != self.route.shard {
+                    p.push(format!(
+                        "`tenants.entries` \"{}\": shard \"{shard}\" differs from the default route's \"{}\"; a tenant on its own shard is not supported yet",
+                        e.tenant, self.route.shard
+                    ));
+                }
+            }
+        }
+        if !self.tenants.entries.is_empty() && self.tenants.key == TenantKey::default() {
+            p.push("`tenants.entries` are listed but `tenants.key` is \"none\": no request would ever have a tenant; set `tenants.key = { keyspace = \"REGEX\" }`".into());
         }
         if self.shutdown.grace_period.0.is_zero() {
             p.push("`shutdown.grace_period` must be longer than 0".into());

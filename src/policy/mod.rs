@@ -14,7 +14,9 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Phase, RouteConfig, WriteMode};
+use std::collections::HashMap;
+
+use crate::config::{Config, Phase, RouteConfig, TenantEntry, TenantStatus, WriteMode};
 
 /// Which cluster of a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,33 +34,62 @@ impl Side {
     }
 }
 
+/// The cluster that answers reads in `phase`.
+pub fn primary_of(phase: Phase) -> Side {
+    match phase {
+        Phase::TargetPrimary | Phase::TargetOnly => Side::Target,
+        _ => Side::Origin,
+    }
+}
+
+/// The clusters writes go to in `phase`, primary first.
+pub fn write_sides_of(phase: Phase) -> Vec<Side> {
+    match phase {
+        Phase::OriginOnly => vec![Side::Origin],
+        Phase::TargetOnly => vec![Side::Target],
+        Phase::TargetPrimary => vec![Side::Target, Side::Origin],
+        Phase::DualWrite | Phase::ShadowReads => vec![Side::Origin, Side::Target],
+    }
+}
+
+/// A tenant's route in a snapshot; a field left out follows the default
+/// route (also when the default route changes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantRoute {
+    pub shard: Option<String>,
+    pub phase: Option<Phase>,
+    pub status: TenantStatus,
+}
+
+/// How one request is served: its tenant's route, or the default one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effective {
+    pub phase: Phase,
+    pub status: TenantStatus,
+}
+
 /// One version of the routing policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoutePolicy {
     pub version: u64,
     pub route: RouteConfig,
+    /// The directory: tenants with their own route (the rest take the
+    /// default one). Looked up without a lock: the map is in the snapshot.
+    pub tenants: HashMap<String, TenantRoute>,
 }
 
 impl RoutePolicy {
-    /// The cluster that answers reads.
+    /// The cluster that answers reads on the default route.
     pub fn primary(&self) -> Side {
-        match self.route.phase {
-            Phase::TargetPrimary | Phase::TargetOnly => Side::Target,
-            _ => Side::Origin,
-        }
+        primary_of(self.route.phase)
     }
 
-    /// The clusters writes go to, primary first.
+    /// The clusters writes go to on the default route, primary first.
     pub fn write_sides(&self) -> Vec<Side> {
-        match self.route.phase {
-            Phase::OriginOnly => vec![Side::Origin],
-            Phase::TargetOnly => vec![Side::Target],
-            Phase::TargetPrimary => vec![Side::Target, Side::Origin],
-            Phase::DualWrite | Phase::ShadowReads => vec![Side::Origin, Side::Target],
-        }
+        write_sides_of(self.route.phase)
     }
 
-    /// Every cluster the phase uses, primary first.
+    /// Every cluster the default route's phase uses, primary first.
     pub fn phase_sides(&self) -> Vec<Side> {
         let mut sides = self.write_sides();
         if !sides.contains(&self.primary()) {
@@ -66,6 +97,37 @@ impl RoutePolicy {
         }
         sides
     }
+
+    /// How a request of `tenant` is served (one hash lookup).
+    pub fn for_tenant(&self, tenant: Option<&str>) -> Effective {
+        match tenant.and_then(|t| self.tenants.get(t)) {
+            Some(r) => Effective {
+                phase: r.phase.unwrap_or(self.route.phase),
+                status: r.status,
+            },
+            None => Effective {
+                phase: self.route.phase,
+                status: TenantStatus::ReadWrite,
+            },
+        }
+    }
+}
+
+/// The directory of a config's entries.
+fn directory(entries: &[TenantEntry]) -> HashMap<String, TenantRoute> {
+    entries
+        .iter()
+        .map(|e| {
+            (
+                e.tenant.clone(),
+                TenantRoute {
+                    shard: e.shard.clone(),
+                    phase: e.phase,
+                    status: e.status,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Fields of the default route to change (`PUT /v1/policy`).
@@ -114,6 +176,7 @@ impl PolicyStore {
             current: ArcSwap::from_pointee(RoutePolicy {
                 version: 1,
                 route: config.route.clone(),
+                tenants: directory(&config.tenants.entries),
             }),
             source: Mutex::new((config.clone(), file)),
             shard: config.route.shard.clone(),
@@ -149,7 +212,11 @@ impl PolicyStore {
 
     /// Installs `route` as a new version, unless it is invalid (nothing
     /// changes then) or equal to the running one.
-    fn install(&self, route: RouteConfig) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
+    fn install(
+        &self,
+        route: RouteConfig,
+        tenants: Option<HashMap<String, TenantRoute>>,
+    ) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
         let problems = self.check(&route);
         if !problems.is_empty() {
             self.refused
@@ -162,13 +229,15 @@ impl PolicyStore {
         }
         let mut installed = None;
         self.current.rcu(|cur| {
-            if cur.route == route {
+            let tenants = tenants.clone().unwrap_or_else(|| cur.tenants.clone());
+            if cur.route == route && cur.tenants == tenants {
                 installed = Some((cur.clone(), false));
                 cur.clone()
             } else {
                 let next = Arc::new(RoutePolicy {
                     version: cur.version + 1,
                     route: route.clone(),
+                    tenants,
                 });
                 installed = Some((next.clone(), true));
                 next
@@ -203,7 +272,7 @@ impl PolicyStore {
                 route.write_mode = w;
             }
         }
-        self.install(route).map(|(p, _)| p)
+        self.install(route, None).map(|(p, _)| p)
     }
 
     /// SIGHUP and `POST /v1/reload`: reads the config file again (with the
@@ -227,7 +296,8 @@ impl PolicyStore {
                 .map(|p| format!("{}: {p}", path.display()))
                 .collect::<Vec<_>>()
         })?;
-        let (policy, changed) = self.install(new.route.clone())?;
+        let tenants = directory(&new.tenants.entries);
+        let (policy, changed) = self.install(new.route.clone(), Some(tenants))?;
         let old = &source.0;
         let mut restart_needed = Vec::new();
         let mut differs = |name: &str, a: bool| {
@@ -250,7 +320,7 @@ impl PolicyStore {
         differs("shutdown", new.shutdown != old.shutdown);
         differs("metrics", new.metrics != old.metrics);
         differs("log", new.log != old.log);
-        differs("tenants", new.tenants != old.tenants);
+        differs("tenants.key", new.tenants.key != old.tenants.key);
         if !restart_needed.is_empty() {
             tracing::warn!(sections = ?restart_needed, "the reloaded config changes sections that take effect only at a restart");
         }
@@ -320,6 +390,41 @@ mod tests {
         let shadow = s.apply(phase(Phase::ShadowReads)).unwrap();
         assert_eq!(shadow.primary(), Side::Origin);
         assert_eq!(shadow.phase_sides(), vec![Side::Origin, Side::Target]);
+    }
+
+    #[test]
+    fn a_tenant_without_its_own_phase_follows_the_default_route() {
+        let mut c = Config::quick_start(
+            "127.0.0.1:9042",
+            "127.0.0.1:9043",
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+        )
+        .unwrap();
+        c.tenants.entries = vec![
+            TenantEntry {
+                tenant: "ro".into(),
+                shard: None,
+                phase: None,
+                status: TenantStatus::ReadOnly,
+            },
+            TenantEntry {
+                tenant: "tp".into(),
+                shard: None,
+                phase: Some(Phase::TargetPrimary),
+                status: TenantStatus::ReadWrite,
+            },
+        ];
+        let s = PolicyStore::new(&c, None);
+        let p = s.snapshot();
+        assert_eq!(p.for_tenant(Some("ro")).status, TenantStatus::ReadOnly);
+        assert_eq!(p.for_tenant(Some("ro")).phase, Phase::DualWrite);
+        assert_eq!(p.for_tenant(Some("tp")).phase, Phase::TargetPrimary);
+        assert_eq!(p.for_tenant(Some("other")).status, TenantStatus::ReadWrite);
+        let p = s.apply(phase(Phase::OriginOnly)).unwrap();
+        assert_eq!(p.for_tenant(Some("ro")).phase, Phase::OriginOnly);
+        assert_eq!(p.for_tenant(Some("tp")).phase, Phase::TargetPrimary);
+        assert_eq!(p.for_tenant(None).phase, Phase::OriginOnly);
     }
 
     #[test]

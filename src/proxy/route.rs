@@ -17,11 +17,12 @@ use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
 use super::topology::SystemTable;
 use crate::config::DdlMode;
+use crate::config::TenantStatus;
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
-use crate::policy::RoutePolicy;
+use crate::policy::{primary_of, write_sides_of, RoutePolicy};
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Query};
 use crate::protocol::response::ResultBody;
@@ -37,8 +38,13 @@ pub fn op_class(kind: StatementKind) -> OpClass {
 }
 
 /// Notes on the request's stamp what it turned out to be: read, write or
-/// other, and its tenant.
-fn note(state: &SessionState, stamp: &mut Stamp, c: &Classification, keyspace: Option<&str>) {
+/// other, and its tenant's series; returns the tenant.
+fn note(
+    state: &SessionState,
+    stamp: &mut Stamp,
+    c: &Classification,
+    keyspace: Option<&str>,
+) -> Option<Arc<str>> {
     stamp.op = op_class(c.kind);
     let ks = c
         .tables
@@ -46,7 +52,9 @@ fn note(state: &SessionState, stamp: &mut Stamp, c: &Classification, keyspace: O
         .and_then(|t| t.keyspace.as_deref())
         .or(c.keyspace.as_deref())
         .or(keyspace);
-    stamp.tenant = state.proxy.tenants.of_keyspace(ks).and_then(|t| t.metrics);
+    let tenant = state.proxy.tenants.of_keyspace(ks);
+    stamp.tenant = tenant.as_ref().and_then(|t| t.metrics);
+    tenant.map(|t| t.name)
 }
 
 /// Handles one request; `stamp` learns what the request turned out to be
@@ -70,16 +78,41 @@ pub async fn handle(
     r.unwrap_or_else(|e| error_frame(state, e))
 }
 
-/// The clusters a statement of this kind goes to, primary first.
+/// The clusters a statement of this kind goes to, primary first: reads and
+/// writes by their tenant's route (refused when its status says so), the
+/// rest by the default route.
 fn sides_for(
     state: &SessionState,
     policy: &RoutePolicy,
-    c: &Classification,
+    kind: StatementKind,
+    tenant: Option<&str>,
 ) -> Result<Vec<Side>, ErrorFrame> {
     let p = policy;
-    Ok(match c.kind {
-        StatementKind::Read => vec![p.primary()],
-        StatementKind::Write | StatementKind::Truncate | StatementKind::Use | StatementKind::Access => p.write_sides(),
+    let tenant_route = || -> Result<crate::policy::Effective, ErrorFrame> {
+        let e = p.for_tenant(tenant);
+        let writing = matches!(kind, StatementKind::Write | StatementKind::Truncate);
+        let refused = match e.status {
+            TenantStatus::ReadWrite => false,
+            TenantStatus::ReadOnly => writing,
+            TenantStatus::NotReady => true,
+        };
+        if refused {
+            return Err(ErrorFrame::new(
+                ErrorCode::UNAUTHORIZED,
+                format!(
+                    "cutover: tenant \"{}\" is {}: {} are refused until it is read-write again (it is being moved between shards)",
+                    tenant.unwrap_or("?"),
+                    e.status.name(),
+                    if e.status == TenantStatus::NotReady { "reads and writes" } else { "writes" }
+                ),
+            ));
+        }
+        Ok(e)
+    };
+    Ok(match kind {
+        StatementKind::Read => vec![primary_of(tenant_route()?.phase)],
+        StatementKind::Write | StatementKind::Truncate => write_sides_of(tenant_route()?.phase),
+        StatementKind::Use | StatementKind::Access => p.write_sides(),
         StatementKind::Schema => match state.proxy.config.ddl {
             DdlMode::All => p.write_sides(),
             DdlMode::PrimaryOnly => vec![p.primary()],
@@ -207,7 +240,7 @@ async fn query(
         .classifier
         .classify(text, session_ks.as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-    note(state, stamp, &c, session_ks.as_deref());
+    let tenant = note(state, stamp, &c, session_ks.as_deref());
     let class = stamp.op;
     if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
         return system_read(state, policy, table, &frame).await;
@@ -225,7 +258,7 @@ async fn query(
     });
     let sides = match pinned {
         Some(side) => vec![side],
-        None => sides_for(state, policy, &c)?,
+        None => sides_for(state, policy, c.kind, tenant.as_deref())?,
     };
     let plan = TimestampPlan::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
     let body = if plan.add || replacing(state, &c) {
@@ -243,20 +276,22 @@ async fn query(
     let has_timestamp = plan.has_timestamp;
     let f = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow =
-        shadowing(policy, &c, || Query::read_flags(&f.body, state.version)).and_then(|secondary| {
-            let key: String = Query::read_text(&f.body)
-                .unwrap_or("")
-                .chars()
-                .take(200)
-                .collect();
-            let (state2, f2) = (state.clone(), f.clone());
-            start_shadow(state, &c, session_ks.as_deref(), key, async move {
-                send_raw(&state2, secondary, f2, true, OpClass::Read)
-                    .await
-                    .ok()
-            })
-        });
+    let shadow = shadowing(policy, &c, tenant.as_deref(), || {
+        Query::read_flags(&f.body, state.version)
+    })
+    .and_then(|secondary| {
+        let key: String = Query::read_text(&f.body)
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        let (state2, f2) = (state.clone(), f.clone());
+        start_shadow(state, &c, session_ks.as_deref(), key, async move {
+            send_raw(&state2, secondary, f2, true, OpClass::Read)
+                .await
+                .ok()
+        })
+    });
     let answers = futures::future::join_all(
         sides
             .iter()
@@ -363,7 +398,7 @@ async fn execute(
         return Err(ErrorFrame::unprepared(client_id));
     };
     let c = entry.classification.clone();
-    note(state, stamp, &c, entry.keyspace.as_deref());
+    let tenant = note(state, stamp, &c, entry.keyspace.as_deref());
     let class = stamp.op;
     if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
         // Drivers prepare their topology queries too (the scylla crate does).
@@ -392,7 +427,7 @@ async fn execute(
     });
     let sides = match pinned {
         Some(side) => vec![side],
-        None => sides_for(state, policy, &c)?,
+        None => sides_for(state, policy, c.kind, tenant.as_deref())?,
     };
     let plan = TimestampPlan::plan(state, &c, || {
         Execute::read_flags(&frame.body, state.version)
@@ -410,7 +445,7 @@ async fn execute(
     let has_timestamp = plan.has_timestamp;
     let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(policy, &c, || {
+    let shadow = shadowing(policy, &c, tenant.as_deref(), || {
         Execute::read_flags(&template.body, state.version)
     })
     .and_then(|secondary| {
@@ -472,7 +507,10 @@ async fn batch(
     let ks = b.keyspace.clone().or_else(|| state.keyspace());
     let mut entries = Vec::new();
     let mut replay_unsafe = false;
+    // Every child's tenant: the batch takes their route, which must be one.
+    let mut tenants: Vec<Option<Arc<str>>> = Vec::new();
     for child in b.children.iter_mut() {
+        let mut child_ks = ks.clone();
         let c = match &mut child.statement {
             BatchStatement::Query(t) => {
                 let c = state
@@ -496,13 +534,17 @@ async fn batch(
                 })?;
                 let c = e.classification.clone();
                 bind_hidden(&e, &mut child.values, false)?;
+                child_ks = e.keyspace.clone().or(child_ks);
                 entries.push(e);
                 c
             }
         };
-        if stamp.tenant.is_none() {
-            note(state, stamp, &c, ks.as_deref());
-            stamp.op = OpClass::Write;
+        let metrics_tenant = stamp.tenant;
+        let tenant = note(state, stamp, &c, child_ks.as_deref());
+        stamp.tenant = metrics_tenant.or(stamp.tenant);
+        stamp.op = OpClass::Write;
+        if !tenants.contains(&tenant) {
+            tenants.push(tenant);
         }
         replay_unsafe |= c.conditional || c.increments;
         if c.has_timestamp {
@@ -514,7 +556,22 @@ async fn batch(
         b.timestamp = Some(now_micros());
     }
     let retry = b.timestamp.is_some() && !replay_unsafe;
-    let sides = policy.write_sides();
+    let routes: Vec<_> = tenants
+        .iter()
+        .map(|t| policy.for_tenant(t.as_deref()))
+        .collect();
+    if routes.windows(2).any(|w| w[0] != w[1]) {
+        let names: Vec<&str> = tenants
+            .iter()
+            .map(|t| t.as_deref().unwrap_or("(none)"))
+            .collect();
+        return Err(ErrorFrame::invalid(format!(
+            "cutover: this BATCH mixes tenants on different routes ({}); send one batch per tenant",
+            names.join(", ")
+        )));
+    }
+    let tenant = tenants.iter().flatten().next().cloned();
+    let sides = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
     let answers = futures::future::join_all(sides.iter().map(|side| {
         let mut b = b.clone();
         let template = frame.clone();

@@ -233,12 +233,11 @@ impl Collector for ShadowReads {
 pub(super) fn shadowing(
     policy: &RoutePolicy,
     c: &Classification,
+    tenant: Option<&str>,
     flags: impl FnOnce() -> Result<u32, crate::protocol::BodyError>,
 ) -> Option<Side> {
-    if policy.route.phase != crate::config::Phase::ShadowReads
-        || c.kind != StatementKind::Read
-        || c.system
-    {
+    let phase = policy.for_tenant(tenant).phase;
+    if phase != crate::config::Phase::ShadowReads || c.kind != StatementKind::Read || c.system {
         return None;
     }
     let continuation = flags().map_or(true, |f| {
@@ -247,7 +246,7 @@ pub(super) fn shadowing(
     if continuation {
         return None;
     }
-    Some(match policy.primary() {
+    Some(match crate::policy::primary_of(phase) {
         Side::Origin => Side::Target,
         Side::Target => Side::Origin,
     })

@@ -445,3 +445,16 @@ pub async fn serve_admin(
     .addr;
     (addr, stop)
 }
+
+/// Does `node`, asked directly, have row `k` in `table` (`ks.t`)?
+pub async fn node_has_row(node: std::net::SocketAddr, table: &str, k: i32) -> bool {
+    let mut c = Client::connect(node, 4, None, None).await.unwrap();
+    match c
+        .query(&format!("SELECT v FROM {table} WHERE k = {k}"))
+        .await
+        .unwrap()
+    {
+        cutover::protocol::response::ResultBody::Rows(r) => !r.rows.is_empty(),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,77 @@
+//! What a directory lookup costs on the request path: `for_tenant` on a
+//! policy snapshot holding 1,000,000 tenants, for tenants that are listed
+//! and tenants that are not, against a plain `HashMap<String, u32>` lookup
+//! of the same names in the same process (the baseline).
+//!
+//!     cargo bench --bench directory [-- --quick]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use cutover::config::{Phase, RouteConfig, TenantStatus};
+use cutover::policy::{RoutePolicy, TenantRoute};
+
+const TENANTS: usize = 1_000_000;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let lookups = if quick { 2_000_000 } else { 20_000_000 };
+    let names: Vec<String> = (0..TENANTS).map(|i| format!("tenant-{i:07}")).collect();
+    let absent: Vec<String> = (0..10_000).map(|i| format!("stranger-{i:05}")).collect();
+    let started = Instant::now();
+    let policy = RoutePolicy {
+        version: 1,
+        route: RouteConfig::default(),
+        tenants: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    n.clone(),
+                    TenantRoute {
+                        shard: None,
+                        phase: Some(if i % 2 == 0 {
+                            Phase::DualWrite
+                        } else {
+                            Phase::TargetPrimary
+                        }),
+                        status: TenantStatus::ReadWrite,
+                    },
+                )
+            })
+            .collect(),
+    };
+    let build = started.elapsed();
+    let plain: HashMap<String, u32> = names.iter().map(|n| (n.clone(), 1)).collect();
+    // A pseudo-random walk over the names, the same for every measurement.
+    let order: Vec<usize> = (0..lookups).map(|i| (i * 7_919 + 13) % TENANTS).collect();
+
+    let time = |f: &dyn Fn(usize) -> u64| {
+        let t = Instant::now();
+        let mut acc = 0u64;
+        for &i in &order {
+            acc = acc.wrapping_add(f(i));
+        }
+        black_box(acc);
+        t.elapsed().as_nanos() as f64 / order.len() as f64
+    };
+    let listed = time(&|i| policy.for_tenant(Some(black_box(&names[i]))).phase as u64);
+    let unlisted = time(&|i| {
+        policy
+            .for_tenant(Some(black_box(&absent[i % absent.len()])))
+            .phase as u64
+    });
+    let none = time(&|i| policy.for_tenant(black_box(None)).phase as u64 + i as u64);
+    let baseline = time(&|i| *plain.get(black_box(&names[i])).unwrap_or(&0) as u64);
+    println!(
+        "directory lookup, {TENANTS} tenants, {lookups} lookups each (snapshot built in {build:?})"
+    );
+    println!(
+        "  listed tenant          {listed:>6.1} ns/lookup   ({:.2}x the baseline)",
+        listed / baseline
+    );
+    println!("  unlisted tenant        {unlisted:>6.1} ns/lookup");
+    println!("  request without tenant {none:>6.1} ns/lookup");
+    println!("  baseline HashMap<String, u32>::get  {baseline:>6.1} ns/lookup");
+}

@@ -1,0 +1,179 @@
+//! The directory on the default shard: tenants by keyspace with their own
+//! phase and status; a read-only tenant's writes refused with 0x2100 naming
+//! it while other tenants are untouched; a BATCH across routes refused;
+//! entries changed by reloading the file.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{http, node_has_row, serve_admin, two_nodes};
+use cutover::client::{Client, ClientError};
+use cutover::config::Config;
+use cutover::frame::Opcode;
+use cutover::protocol::request::{Batch, BatchStatement};
+use cutover::protocol::response::ResultBody;
+use cutover::protocol::{ErrorCode, ErrorFrame};
+
+fn config_text(origin: SocketAddr, target: SocketAddr, wayne: &str, stark: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\n\
+         [clusters.origin]\ncontact_points = [\"{origin}\"]\n\
+         [clusters.target]\ncontact_points = [\"{target}\"]\n\
+         [tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n\
+         [[tenants.entries]]\ntenant = \"wayne\"\nstatus = \"{wayne}\"\n\
+         [[tenants.entries]]\ntenant = \"stark\"\nphase = \"origin-only\"\nstatus = \"{stark}\"\n"
+    )
+}
+
+async fn has_row(node: SocketAddr, ks: &str) -> bool {
+    node_has_row(node, &format!("{ks}.t"), 1).await
+}
+
+fn server_error(r: Result<ResultBody, ClientError>) -> ErrorFrame {
+    match r {
+        Err(ClientError::Server(e)) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tenants_take_their_own_phase_and_status() {
+    let (origin, target) = two_nodes().await;
+    let dir = std::env::temp_dir().join(format!("cutover-tenants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cutover.toml");
+    std::fs::write(
+        &file,
+        config_text(origin.addr, target.addr, "read-only", "read-write"),
+    )
+    .unwrap();
+    let cfg = Config::load(&file, Vec::new()).unwrap();
+    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
+        .await
+        .unwrap();
+    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    for ks in ["t_wayne", "t_stark", "t_other"] {
+        c.query(&format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")).await.unwrap();
+        c.query(&format!("CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)"))
+            .await
+            .unwrap();
+    }
+
+    // wayne is read-only: its writes are refused, naming it; reads work.
+    let e = server_error(
+        c.query("INSERT INTO t_wayne.t (k, v) VALUES (1, 'x')")
+            .await,
+    );
+    assert_eq!(e.code, ErrorCode::UNAUTHORIZED);
+    assert!(
+        e.message.contains("\"wayne\"") && e.message.contains("read-only"),
+        "{}",
+        e.message
+    );
+    c.query("SELECT v FROM t_wayne.t WHERE k = 1")
+        .await
+        .unwrap();
+    assert!(!has_row(origin.addr, "t_wayne").await && !has_row(target.addr, "t_wayne").await);
+
+    // stark is origin-only; others follow the default route (dual-write).
+    c.query("INSERT INTO t_stark.t (k, v) VALUES (1, 's')")
+        .await
+        .unwrap();
+    c.query("INSERT INTO t_other.t (k, v) VALUES (1, 'o')")
+        .await
+        .unwrap();
+    assert!(has_row(origin.addr, "t_stark").await && !has_row(target.addr, "t_stark").await);
+    assert!(has_row(origin.addr, "t_other").await && has_row(target.addr, "t_other").await);
+    // Prepared statements follow their keyspace's tenant too.
+    let p = c
+        .prepare("INSERT INTO t_wayne.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    let e = server_error(
+        c.execute(
+            &p,
+            vec![
+                cutover::protocol::reader::RawValue::Bytes(bytes::Bytes::from_static(&[
+                    0, 0, 0, 2,
+                ])),
+                cutover::protocol::reader::RawValue::Bytes(bytes::Bytes::from_static(b"y")),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(e.code, ErrorCode::UNAUTHORIZED);
+
+    // A BATCH across routes is refused; within one route it works.
+    let batch = |a: &str, b: &str| {
+        Batch {
+            kind: 0,
+            children: vec![
+                cutover::protocol::request::BatchChild {
+                    statement: BatchStatement::Query(format!(
+                        "INSERT INTO {a}.t (k, v) VALUES (5, 'b')"
+                    )),
+                    values: vec![],
+                },
+                cutover::protocol::request::BatchChild {
+                    statement: BatchStatement::Query(format!(
+                        "INSERT INTO {b}.t (k, v) VALUES (6, 'b')"
+                    )),
+                    values: vec![],
+                },
+            ],
+            consistency: 1,
+            serial_consistency: None,
+            timestamp: None,
+            keyspace: None,
+            now_in_seconds: None,
+        }
+        .encode(4)
+    };
+    let a = c
+        .request(Opcode::Batch, batch("t_stark", "t_other"))
+        .await
+        .unwrap();
+    let e = ErrorFrame::decode(&a.body).unwrap();
+    assert_eq!(e.code, ErrorCode::INVALID);
+    assert!(
+        e.message.contains("stark") && e.message.contains("other"),
+        "{}",
+        e.message
+    );
+    let a = c
+        .request(Opcode::Batch, batch("t_other", "t_other"))
+        .await
+        .unwrap();
+    assert_eq!(a.op(), Some(Opcode::Result));
+
+    // The file moves wayne to read-write and stark to not-ready.
+    std::fs::write(
+        &file,
+        config_text(origin.addr, target.addr, "read-write", "not-ready"),
+    )
+    .unwrap();
+    let (status, body) = http(admin, "POST", "/v1/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    c.query("INSERT INTO t_wayne.t (k, v) VALUES (1, 'x')")
+        .await
+        .unwrap();
+    assert!(has_row(origin.addr, "t_wayne").await && has_row(target.addr, "t_wayne").await);
+    let e = server_error(c.query("SELECT v FROM t_stark.t WHERE k = 1").await);
+    assert!(
+        e.message.contains("not-ready") && e.message.contains("reads and writes"),
+        "{}",
+        e.message
+    );
+    let (_, body) = http(admin, "GET", "/v1/policy", None).await;
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(p["tenants"]["stark"]["status"], "not-ready");
+    assert_eq!(p["tenants"]["stark"]["phase"], "origin-only");
+
+    stop_admin.cancel();
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -200,18 +200,24 @@ async fn main() -> Result<()> {
             }
             loop {
                 match wait_for_signal().await {
-                    Signal::Hangup => match running.proxy.policy.reload(std::env::vars()) {
-                        Ok(r) => tracing::info!(
-                            version = r.version,
-                            changed = r.changed,
-                            restart_needed = ?r.restart_needed,
-                            "SIGHUP: config reloaded"
-                        ),
-                        Err(problems) => tracing::error!(
-                            ?problems,
-                            "SIGHUP: the config was refused; the running policy stays"
-                        ),
-                    },
+                    Signal::Hangup => {
+                        let before = running.proxy.policy();
+                        match running.proxy.policy.reload(std::env::vars()) {
+                            Ok(r) => {
+                                tracing::info!(
+                                    version = r.version,
+                                    changed = r.changed,
+                                    restart_needed = ?r.restart_needed,
+                                    "SIGHUP: config reloaded"
+                                );
+                                running.proxy.fence_after(&before, true).await;
+                            }
+                            Err(problems) => tracing::error!(
+                                ?problems,
+                                "SIGHUP: the config was refused; the running policy stays"
+                            ),
+                        }
+                    }
                     Signal::Terminate => {
                         running.drain(grace).await;
                         break;

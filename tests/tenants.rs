@@ -177,3 +177,105 @@ async fn tenants_take_their_own_phase_and_status() {
     target.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn turning_a_tenant_read_only_waits_for_its_writes_under_way() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let (origin, target) = two_nodes().await;
+    let dir = std::env::temp_dir().join(format!("cutover-fence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cutover.toml");
+    std::fs::write(
+        &file,
+        config_text(origin.addr, target.addr, "read-write", "read-write"),
+    )
+    .unwrap();
+    let cfg = Config::load(&file, Vec::new()).unwrap();
+    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
+        .await
+        .unwrap();
+    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    c.query("CREATE KEYSPACE t_wayne WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
+    c.query("CREATE TABLE t_wayne.t (k int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+
+    // Five writes for wayne, held up by the origin.
+    origin.node.faults.hang.store(true, Ordering::SeqCst);
+    let mut writes = Vec::new();
+    for k in 0..5 {
+        let addr = proxy.addr;
+        writes.push(tokio::spawn(async move {
+            let mut w = Client::connect(addr, 4, None, None).await.unwrap();
+            w.query(&format!(
+                "INSERT INTO t_wayne.t (k, v) VALUES ({k}, 'before')"
+            ))
+            .await
+        }));
+    }
+    let p = proxy.proxy.clone();
+    common::wait_for("five writes under way", || {
+        let p = p.clone();
+        async move { p.metrics.in_flight.load(Ordering::SeqCst) == 5 }
+    })
+    .await;
+
+    // wayne turns read-only: the reload waits for those five.
+    std::fs::write(
+        &file,
+        config_text(origin.addr, target.addr, "read-only", "read-write"),
+    )
+    .unwrap();
+    let reload = tokio::spawn(async move { http(admin, "POST", "/v1/reload", None).await });
+    tokio::pin!(reload);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut reload)
+            .await
+            .is_err(),
+        "the reload returned while writes admitted before it were under way"
+    );
+    // New writes for wayne are refused at once meanwhile.
+    let e = server_error(
+        c.query("INSERT INTO t_wayne.t (k, v) VALUES (9, 'after')")
+            .await,
+    );
+    assert_eq!(e.code, ErrorCode::UNAUTHORIZED);
+    origin.node.faults.hang.store(false, Ordering::SeqCst);
+    origin.node.faults.release_all();
+    let (status, body) = reload.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"fenced\":[\"wayne\"]") || body.contains("\"fenced\":[]"),
+        "{body}"
+    );
+    for w in writes {
+        w.await
+            .unwrap()
+            .expect("a write admitted before the change completes");
+    }
+    // After the call returned, nothing more of wayne's reaches a node.
+    let e = server_error(
+        c.query("INSERT INTO t_wayne.t (k, v) VALUES (10, 'after')")
+            .await,
+    );
+    assert_eq!(e.code, ErrorCode::UNAUTHORIZED);
+    for k in [9, 10] {
+        assert!(
+            !node_has_row(origin.addr, "t_wayne.t", k).await
+                && !node_has_row(target.addr, "t_wayne.t", k).await
+        );
+    }
+    for k in 0..5 {
+        assert!(
+            node_has_row(origin.addr, "t_wayne.t", k).await
+                && node_has_row(target.addr, "t_wayne.t", k).await
+        );
+    }
+    stop_admin.cancel();
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

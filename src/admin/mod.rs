@@ -267,13 +267,28 @@ async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport>
 }
 
 async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
+    let before = s.proxy.policy();
     let p = s.proxy.clone();
     let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars()))
         .await
         .expect("reloading does not panic");
-    match r {
-        Ok(r) => (StatusCode::OK, Json(json!(r))),
-        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+    let r = match r {
+        Ok(r) => r,
+        Err(errors) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+    };
+    // Answered once the tenants the change turned read-only have no write
+    // under way that was admitted before.
+    let (fenced, drained) = s.proxy.fence_after(&before, true).await;
+    let mut body = json!(r);
+    body["fenced"] = json!(fenced);
+    if drained {
+        (StatusCode::OK, Json(body))
+    } else {
+        body["errors"] = json!([format!(
+            "the new policy is in force, but writes admitted before it are still under way (tenants fenced: {})",
+            fenced.join(", ")
+        )]);
+        (StatusCode::GATEWAY_TIMEOUT, Json(body))
     }
 }
 

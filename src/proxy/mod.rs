@@ -7,6 +7,7 @@
 //! decisions live in `route`, the client side of the wire in `session`.
 
 mod control;
+mod fence;
 mod health;
 mod prepare;
 mod prepared;
@@ -165,6 +166,7 @@ pub struct Proxy {
     pub policy: PolicyStore,
     pub shadow: Arc<ShadowReads>,
     pub pages: session::PagePins,
+    pub fence: fence::WriteFence,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
 }
@@ -180,6 +182,36 @@ impl Proxy {
     /// The routing policy in force: take it once per request.
     pub fn policy(&self) -> Arc<RoutePolicy> {
         self.policy.snapshot()
+    }
+
+    /// After a policy change from `before`: when it turned tenants
+    /// read-only or not-ready, waits until every tenant write admitted
+    /// before the change has finished (at most a cluster's request timeout
+    /// plus a second). Returns those tenants, and whether the wait ended in
+    /// time.
+    /// With `always`, waits whenever some tenant is read-only or not-ready
+    /// (an operator's call must not return early because the file watcher
+    /// applied the same change a moment before).
+    pub async fn fence_after(&self, before: &RoutePolicy, always: bool) -> (Vec<String>, bool) {
+        let now = self.policy();
+        let fenced = fence::newly_fenced(before, &now);
+        let any_fenced = now
+            .tenants
+            .values()
+            .any(|t| t.status != crate::config::TenantStatus::ReadWrite);
+        if fenced.is_empty() && !(always && any_fenced) {
+            return (fenced, true);
+        }
+        let limit = self
+            .origin
+            .config
+            .request_timeout
+            .0
+            .max(self.target.config.request_timeout.0)
+            + Duration::from_secs(1);
+        let drained = self.fence.grace_period(limit).await;
+        tracing::info!(tenants = ?fenced, drained, "writes refused from now on; writes admitted before have finished");
+        (fenced, drained)
     }
 
     /// The cluster that checks the client's credentials.
@@ -317,6 +349,7 @@ pub async fn start_from(
         tenants: TenantResolver::new(&config.tenants.key, metrics.clone()),
         policy: PolicyStore::new(&config, config_file),
         pages: Default::default(),
+        fence: Default::default(),
         shadow: Arc::new(ShadowReads::new(
             config.limits.max_shadow_reads_in_flight as usize,
         )),
@@ -387,15 +420,19 @@ async fn watch_config(proxy: Arc<Proxy>, file: std::path::PathBuf, stop: Cancell
         }
         seen = now;
         let p = proxy.clone();
+        let before = proxy.policy();
         let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars())).await;
         match r {
-            Ok(Ok(r)) => tracing::info!(
-                file = %file.display(),
-                version = r.version,
-                changed = r.changed,
-                restart_needed = ?r.restart_needed,
-                "config file changed: reloaded"
-            ),
+            Ok(Ok(r)) => {
+                tracing::info!(
+                    file = %file.display(),
+                    version = r.version,
+                    changed = r.changed,
+                    restart_needed = ?r.restart_needed,
+                    "config file changed: reloaded"
+                );
+                proxy.fence_after(&before, false).await;
+            }
             Ok(Err(problems)) => tracing::error!(
                 file = %file.display(),
                 ?problems,

@@ -78,6 +78,11 @@ pub async fn handle(
     r.unwrap_or_else(|e| error_frame(state, e))
 }
 
+/// Statements a read-only tenant may not run.
+fn writes(kind: StatementKind) -> bool {
+    matches!(kind, StatementKind::Write | StatementKind::Truncate)
+}
+
 /// The clusters a statement of this kind goes to, primary first: reads and
 /// writes by their tenant's route (refused when its status says so), the
 /// rest by the default route.
@@ -90,7 +95,7 @@ fn sides_for(
     let p = policy;
     let tenant_route = || -> Result<crate::policy::Effective, ErrorFrame> {
         let e = p.for_tenant(tenant);
-        let writing = matches!(kind, StatementKind::Write | StatementKind::Truncate);
+        let writing = writes(kind);
         let refused = match e.status {
             TenantStatus::ReadWrite => false,
             TenantStatus::ReadOnly => writing,
@@ -242,6 +247,18 @@ async fn query(
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
     let tenant = note(state, stamp, &c, session_ks.as_deref());
     let class = stamp.op;
+    // A tenant's write is counted before the snapshot that judges it (the
+    // read-only fence waits for it).
+    let fresh;
+    let (_admitted, policy) = match (writes(c.kind), tenant.as_deref()) {
+        (true, Some(t)) => {
+            let _ = t;
+            let a = state.proxy.fence.enter();
+            fresh = state.proxy.policy();
+            (Some(a), &*fresh)
+        }
+        _ => (None, policy),
+    };
     if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
         return system_read(state, policy, table, &frame).await;
     }
@@ -400,6 +417,16 @@ async fn execute(
     let c = entry.classification.clone();
     let tenant = note(state, stamp, &c, entry.keyspace.as_deref());
     let class = stamp.op;
+    let fresh;
+    let (_admitted, policy) = match (writes(c.kind), tenant.as_deref()) {
+        (true, Some(t)) => {
+            let _ = t;
+            let a = state.proxy.fence.enter();
+            fresh = state.proxy.policy();
+            (Some(a), &*fresh)
+        }
+        _ => (None, policy),
+    };
     if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
         // Drivers prepare their topology queries too (the scylla crate does).
         // The rewrite needs column names, so full metadata is asked for.
@@ -571,6 +598,16 @@ async fn batch(
         )));
     }
     let tenant = tenants.iter().flatten().next().cloned();
+    let fresh;
+    let (_admitted, policy) = match tenant.as_deref() {
+        Some(t) => {
+            let _ = t;
+            let a = state.proxy.fence.enter();
+            fresh = state.proxy.policy();
+            (Some(a), &*fresh)
+        }
+        None => (None, policy),
+    };
     let sides = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
     let answers = futures::future::join_all(sides.iter().map(|side| {
         let mut b = b.clone();

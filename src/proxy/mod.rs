@@ -6,9 +6,11 @@
 //! This module owns the lifecycle (start, drain on SIGTERM, stop); routing
 //! decisions live in `route`, the client side of the wire in `session`.
 
+mod batch;
 mod control;
 mod fence;
 mod health;
+mod paging;
 mod prepare;
 mod prepared;
 mod route;
@@ -165,7 +167,7 @@ pub struct Proxy {
     pub tenants: TenantResolver,
     pub policy: PolicyStore,
     pub shadow: Arc<ShadowReads>,
-    pub pages: session::PagePins,
+    pub pages: paging::PagePins,
     pub fence: fence::WriteFence,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,

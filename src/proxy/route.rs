@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::prepare::{execute_on, prepare, reprepare};
+use super::batch::batch;
+use super::paging::{continuation_side, pin_pages};
+use super::prepare::{execute_on, prepare};
 use super::prepared::{PreparedEntry, Side};
 use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
 use super::session::{SessionState, Stamp};
@@ -24,7 +26,7 @@ use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
 use crate::policy::{primary_of, write_sides_of, RoutePolicy};
 use crate::protocol::reader::RawValue;
-use crate::protocol::request::{read_register, Batch, BatchStatement, Execute, Query};
+use crate::protocol::request::{read_register, Execute, Query};
 use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorCode, ErrorFrame};
 
@@ -39,7 +41,7 @@ pub fn op_class(kind: StatementKind) -> OpClass {
 
 /// Notes on the request's stamp what it turned out to be: read, write or
 /// other, and its tenant's series; returns the tenant.
-fn note(
+pub(super) fn note(
     state: &SessionState,
     stamp: &mut Stamp,
     c: &Classification,
@@ -86,7 +88,7 @@ fn writes(kind: StatementKind) -> bool {
 /// The clusters a statement of this kind goes to, primary first: reads and
 /// writes by their tenant's route (refused when its status says so), the
 /// rest by the default route.
-fn sides_for(
+pub(super) fn sides_for(
     state: &SessionState,
     policy: &RoutePolicy,
     kind: StatementKind,
@@ -192,7 +194,7 @@ pub(super) fn replacing(state: &SessionState, c: &Classification) -> bool {
 }
 
 /// A literal for a function call in query text (the call itself when unknown).
-fn literal_for(name: &str) -> String {
+pub(super) fn literal_for(name: &str) -> String {
     evaluate(name)
         .map(|v| v.literal)
         .unwrap_or_else(|| format!("{name}()"))
@@ -225,7 +227,7 @@ pub(super) fn bind_hidden(
     Ok(())
 }
 
-pub fn now_micros() -> i64 {
+pub(super) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -498,148 +500,6 @@ async fn execute(
         let _ = tx.send(answer.clone());
     }
     Ok(answer)
-}
-
-/// For a read that continues a paged result: the cluster that issued its
-/// paging state (a continuation page stays there whatever the policy says
-/// now). `paging_state` is only called for reads.
-fn continuation_side(
-    state: &SessionState,
-    c: &Classification,
-    paging_state: impl FnOnce() -> Option<Bytes>,
-) -> Option<Side> {
-    if c.kind != StatementKind::Read {
-        return None;
-    }
-    state.proxy.pages.pinned(&paging_state()?)
-}
-
-/// Remembers which cluster issued the paging state of a read's answer.
-fn pin_pages(state: &SessionState, c: &Classification, side: Side, answer: &Frame) {
-    if c.kind == StatementKind::Read && answer.op() == Some(Opcode::Result) {
-        if let Some(p) = crate::protocol::response::read_paging_state(&answer.body) {
-            state.proxy.pages.pin(p, side);
-        }
-    }
-}
-
-async fn batch(
-    state: &Arc<SessionState>,
-    policy: &RoutePolicy,
-    frame: Frame,
-    stamp: &mut Stamp,
-) -> Result<Frame, ErrorFrame> {
-    stamp.op = OpClass::Write;
-    let mut b = Batch::read(&frame.body, state.version).map_err(malformed)?;
-    let ks = b.keyspace.clone().or_else(|| state.keyspace());
-    let mut entries = Vec::new();
-    let mut replay_unsafe = false;
-    // Every child's tenant: the batch takes their route, which must be one.
-    let mut tenants: Vec<Option<Arc<str>>> = Vec::new();
-    for child in b.children.iter_mut() {
-        let mut child_ks = ks.clone();
-        let c = match &mut child.statement {
-            BatchStatement::Query(t) => {
-                let c = state
-                    .proxy
-                    .classifier
-                    .classify(t, ks.as_deref())
-                    .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-                if replacing(state, &c) {
-                    *t = c.replace_functions(t, literal_for);
-                }
-                c
-            }
-            BatchStatement::Prepared(id) => {
-                let e = state.proxy.prepared.get(id).ok_or_else(|| {
-                    state
-                        .proxy
-                        .metrics
-                        .prepared_misses
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    ErrorFrame::unprepared(id.clone())
-                })?;
-                let c = e.classification.clone();
-                bind_hidden(&e, &mut child.values, false)?;
-                child_ks = e.keyspace.clone().or(child_ks);
-                entries.push(e);
-                c
-            }
-        };
-        let metrics_tenant = stamp.tenant;
-        let tenant = note(state, stamp, &c, child_ks.as_deref());
-        stamp.tenant = metrics_tenant.or(stamp.tenant);
-        stamp.op = OpClass::Write;
-        if !tenants.contains(&tenant) {
-            tenants.push(tenant);
-        }
-        replay_unsafe |= c.conditional || c.increments;
-        if c.has_timestamp {
-            // A child with its own write time: leave the batch's alone.
-            replay_unsafe = true;
-        }
-    }
-    if b.timestamp.is_none() && state.proxy.config.writes.add_timestamps && !replay_unsafe {
-        b.timestamp = Some(now_micros());
-    }
-    let retry = b.timestamp.is_some() && !replay_unsafe;
-    let routes: Vec<_> = tenants
-        .iter()
-        .map(|t| policy.for_tenant(t.as_deref()))
-        .collect();
-    if routes.windows(2).any(|w| w[0] != w[1]) {
-        let names: Vec<&str> = tenants
-            .iter()
-            .map(|t| t.as_deref().unwrap_or("(none)"))
-            .collect();
-        return Err(ErrorFrame::invalid(format!(
-            "cutover: this BATCH mixes tenants on different routes ({}); send one batch per tenant",
-            names.join(", ")
-        )));
-    }
-    let tenant = tenants.iter().flatten().next().cloned();
-    let fresh;
-    let (_admitted, policy) = match tenant.as_deref() {
-        Some(t) => {
-            let _ = t;
-            let a = state.proxy.fence.enter();
-            fresh = state.proxy.policy();
-            (Some(a), &*fresh)
-        }
-        None => (None, policy),
-    };
-    let sides = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
-    let answers = futures::future::join_all(sides.iter().map(|side| {
-        let mut b = b.clone();
-        let template = frame.clone();
-        let entries = entries.clone();
-        async move {
-            let mut prepared = entries.iter();
-            for child in b.children.iter_mut() {
-                if let BatchStatement::Prepared(id) = &mut child.statement {
-                    let entry = prepared.next().expect("one entry per prepared child");
-                    *id = match entry.id_on(*side) {
-                        Some(cluster_id) => cluster_id,
-                        None => match reprepare(state, entry, *side).await {
-                            Ok(cluster_id) => cluster_id,
-                            Err(f) => return Ok(f),
-                        },
-                    };
-                }
-            }
-            let body = b.encode(state.version);
-            send_raw(
-                state,
-                *side,
-                Frame { body, ..template },
-                retry,
-                OpClass::Write,
-            )
-            .await
-        }
-    }))
-    .await;
-    join(state, &sides, answers, StatementKind::Write)
 }
 
 async fn register(

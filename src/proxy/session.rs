@@ -67,37 +67,6 @@ pub struct SessionState {
     pub close: CancellationToken,
 }
 
-/// Paging states handed out lately (proxy-wide: a driver may ask for the
-/// next page on another connection), and the cluster that issued each: a
-/// continuation page goes there whatever the policy says now. Bounded; the
-/// oldest go first.
-#[derive(Default)]
-pub struct PagePins {
-    inner: Mutex<(HashMap<Bytes, Side>, std::collections::VecDeque<Bytes>)>,
-}
-
-/// Paging states remembered.
-const PINNED_PAGES: usize = 10_000;
-
-impl PagePins {
-    pub fn pin(&self, paging_state: Bytes, side: Side) {
-        let mut g = self.inner.lock();
-        let (map, order) = &mut *g;
-        if map.insert(paging_state.clone(), side).is_none() {
-            order.push_back(paging_state);
-            if order.len() > PINNED_PAGES {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
-                }
-            }
-        }
-    }
-
-    pub fn pinned(&self, paging_state: &Bytes) -> Option<Side> {
-        self.inner.lock().0.get(paging_state).copied()
-    }
-}
-
 impl SessionState {
     pub fn keyspace(&self) -> Option<String> {
         self.keyspace.lock().clone()

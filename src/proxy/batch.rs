@@ -1,0 +1,135 @@
+//! BATCH: every child classified (or looked up by its prepared id), the
+//! batch given one write time, refused when its children's tenants are on
+//! different routes, and sent to each cluster with that cluster's ids.
+
+use std::sync::Arc;
+
+use super::prepare::reprepare;
+use super::route::{bind_hidden, literal_for, note, now_micros, replacing, sides_for};
+use super::send::{join, malformed, send_raw};
+use super::session::{SessionState, Stamp};
+use crate::cql::StatementKind;
+use crate::frame::Frame;
+use crate::metrics::OpClass;
+use crate::policy::RoutePolicy;
+use crate::protocol::request::{Batch, BatchStatement};
+use crate::protocol::ErrorFrame;
+
+pub(super) async fn batch(
+    state: &Arc<SessionState>,
+    policy: &RoutePolicy,
+    frame: Frame,
+    stamp: &mut Stamp,
+) -> Result<Frame, ErrorFrame> {
+    stamp.op = OpClass::Write;
+    let mut b = Batch::read(&frame.body, state.version).map_err(malformed)?;
+    let ks = b.keyspace.clone().or_else(|| state.keyspace());
+    let mut entries = Vec::new();
+    let mut replay_unsafe = false;
+    // Every child's tenant: the batch takes their route, which must be one.
+    let mut tenants: Vec<Option<Arc<str>>> = Vec::new();
+    for child in b.children.iter_mut() {
+        let mut child_ks = ks.clone();
+        let c = match &mut child.statement {
+            BatchStatement::Query(t) => {
+                let c = state
+                    .proxy
+                    .classifier
+                    .classify(t, ks.as_deref())
+                    .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
+                if replacing(state, &c) {
+                    *t = c.replace_functions(t, literal_for);
+                }
+                c
+            }
+            BatchStatement::Prepared(id) => {
+                let e = state.proxy.prepared.get(id).ok_or_else(|| {
+                    state
+                        .proxy
+                        .metrics
+                        .prepared_misses
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    ErrorFrame::unprepared(id.clone())
+                })?;
+                let c = e.classification.clone();
+                bind_hidden(&e, &mut child.values, false)?;
+                child_ks = e.keyspace.clone().or(child_ks);
+                entries.push(e);
+                c
+            }
+        };
+        let metrics_tenant = stamp.tenant;
+        let tenant = note(state, stamp, &c, child_ks.as_deref());
+        stamp.tenant = metrics_tenant.or(stamp.tenant);
+        stamp.op = OpClass::Write;
+        if !tenants.contains(&tenant) {
+            tenants.push(tenant);
+        }
+        replay_unsafe |= c.conditional || c.increments;
+        if c.has_timestamp {
+            // A child with its own write time: leave the batch's alone.
+            replay_unsafe = true;
+        }
+    }
+    if b.timestamp.is_none() && state.proxy.config.writes.add_timestamps && !replay_unsafe {
+        b.timestamp = Some(now_micros());
+    }
+    let retry = b.timestamp.is_some() && !replay_unsafe;
+    let routes: Vec<_> = tenants
+        .iter()
+        .map(|t| policy.for_tenant(t.as_deref()))
+        .collect();
+    if routes.windows(2).any(|w| w[0] != w[1]) {
+        let names: Vec<&str> = tenants
+            .iter()
+            .map(|t| t.as_deref().unwrap_or("(none)"))
+            .collect();
+        return Err(ErrorFrame::invalid(format!(
+            "cutover: this BATCH mixes tenants on different routes ({}); send one batch per tenant",
+            names.join(", ")
+        )));
+    }
+    let tenant = tenants.iter().flatten().next().cloned();
+    let fresh;
+    let (_admitted, policy) = match tenant.as_deref() {
+        Some(t) => {
+            let _ = t;
+            let a = state.proxy.fence.enter();
+            fresh = state.proxy.policy();
+            (Some(a), &*fresh)
+        }
+        None => (None, policy),
+    };
+    let sides = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
+    let answers = futures::future::join_all(sides.iter().map(|side| {
+        let mut b = b.clone();
+        let template = frame.clone();
+        let entries = entries.clone();
+        async move {
+            let mut prepared = entries.iter();
+            for child in b.children.iter_mut() {
+                if let BatchStatement::Prepared(id) = &mut child.statement {
+                    let entry = prepared.next().expect("one entry per prepared child");
+                    *id = match entry.id_on(*side) {
+                        Some(cluster_id) => cluster_id,
+                        None => match reprepare(state, entry, *side).await {
+                            Ok(cluster_id) => cluster_id,
+                            Err(f) => return Ok(f),
+                        },
+                    };
+                }
+            }
+            let body = b.encode(state.version);
+            send_raw(
+                state,
+                *side,
+                Frame { body, ..template },
+                retry,
+                OpClass::Write,
+            )
+            .await
+        }
+    }))
+    .await;
+    join(state, &sides, answers, StatementKind::Write)
+}

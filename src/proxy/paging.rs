@@ -1,0 +1,67 @@
+//! Paged reads across policy changes: the proxy remembers which cluster
+//! issued each paging state it handed out, so a continuation page goes
+//! there whatever the policy says now.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::prepared::Side;
+use super::session::SessionState;
+use crate::cql::{Classification, StatementKind};
+use crate::frame::{Frame, Opcode};
+
+/// Paging states handed out lately (proxy-wide: a driver may ask for the
+/// next page on another connection), and the cluster that issued each: a
+/// continuation page goes there whatever the policy says now. Bounded; the
+/// oldest go first.
+#[derive(Default)]
+pub struct PagePins {
+    inner: Mutex<(HashMap<Bytes, Side>, std::collections::VecDeque<Bytes>)>,
+}
+
+/// Paging states remembered.
+const PINNED_PAGES: usize = 10_000;
+
+impl PagePins {
+    pub fn pin(&self, paging_state: Bytes, side: Side) {
+        let mut g = self.inner.lock();
+        let (map, order) = &mut *g;
+        if map.insert(paging_state.clone(), side).is_none() {
+            order.push_back(paging_state);
+            if order.len() > PINNED_PAGES {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn pinned(&self, paging_state: &Bytes) -> Option<Side> {
+        self.inner.lock().0.get(paging_state).copied()
+    }
+}
+
+/// For a read that continues a paged result: the cluster that issued its
+/// paging state (a continuation page stays there whatever the policy says
+/// now). `paging_state` is only called for reads.
+pub(super) fn continuation_side(
+    state: &SessionState,
+    c: &Classification,
+    paging_state: impl FnOnce() -> Option<Bytes>,
+) -> Option<Side> {
+    if c.kind != StatementKind::Read {
+        return None;
+    }
+    state.proxy.pages.pinned(&paging_state()?)
+}
+
+/// Remembers which cluster issued the paging state of a read's answer.
+pub(super) fn pin_pages(state: &SessionState, c: &Classification, side: Side, answer: &Frame) {
+    if c.kind == StatementKind::Read && answer.op() == Some(Opcode::Result) {
+        if let Some(p) = crate::protocol::response::read_paging_state(&answer.body) {
+            state.proxy.pages.pin(p, side);
+        }
+    }
+}

@@ -279,3 +279,108 @@ async fn turning_a_tenant_read_only_waits_for_its_writes_under_way() {
     target.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_admin_api_keeps_entries_in_the_directory_file() {
+    let (origin, target) = two_nodes().await;
+    let dir = std::env::temp_dir().join(format!("cutover-directory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cutover.toml");
+    let text = config_text(origin.addr, target.addr, "read-write", "read-write")
+        .replace(
+            "[tenants]\n",
+            "[tenants]\ndirectory_file = \"directory.toml\"\n",
+        )
+        .replace(
+            "[[tenants.entries]]\ntenant = \"wayne\"\nstatus = \"read-write\"\n",
+            "",
+        );
+    std::fs::write(&file, text).unwrap();
+    let cfg = Config::load(&file, Vec::new()).unwrap();
+    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
+        .await
+        .unwrap();
+    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    c.query("CREATE KEYSPACE t_wayne WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
+    c.query("CREATE TABLE t_wayne.t (k int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    c.query("INSERT INTO t_wayne.t (k, v) VALUES (1, 'ok')")
+        .await
+        .unwrap();
+
+    let (status, body) = http(
+        admin,
+        "PUT",
+        "/v1/tenants/wayne",
+        Some(r#"{"status": "read-only"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"version\":2") && body.contains("\"fenced\":[\"wayne\"]"),
+        "{body}"
+    );
+    let written = std::fs::read_to_string(dir.join("directory.toml")).unwrap();
+    assert!(
+        written.contains("tenant = \"wayne\"") && written.contains("status = \"read-only\""),
+        "{written}"
+    );
+    let e = server_error(
+        c.query("INSERT INTO t_wayne.t (k, v) VALUES (2, 'no')")
+            .await,
+    );
+    assert_eq!(e.code, ErrorCode::UNAUTHORIZED);
+    let (_, list) = http(admin, "GET", "/v1/tenants", None).await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["stark", "wayne"]);
+    assert_eq!(list[1]["status"], "read-only");
+
+    // A reload reads the directory file: the API's change stays.
+    let (status, body) = http(admin, "POST", "/v1/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    let e = server_error(
+        c.query("INSERT INTO t_wayne.t (k, v) VALUES (3, 'no')")
+            .await,
+    );
+    assert_eq!(e.code, ErrorCode::UNAUTHORIZED);
+
+    // Invalid changes are refused and nothing is written.
+    for (path, body) in [
+        ("/v1/tenants/wayne", r#"{"shard": "nowhere"}"#),
+        ("/v1/tenants/wayne", r#"{"status": "sleepy"}"#),
+        ("/v1/tenants/stark", r#"{"status": "read-only"}"#),
+    ] {
+        let (status, answer) = http(admin, "PUT", path, Some(body)).await;
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("directory.toml")).unwrap(),
+        written
+    );
+    let (status, body) = http(admin, "GET", "/v1/tenants/nobody", None).await;
+    assert_eq!(status, 404, "{body}");
+
+    // DELETE: wayne takes the default route again.
+    let (status, body) = http(admin, "DELETE", "/v1/tenants/wayne", None).await;
+    assert_eq!(status, 200, "{body}");
+    c.query("INSERT INTO t_wayne.t (k, v) VALUES (4, 'ok')")
+        .await
+        .unwrap();
+    assert!(!std::fs::read_to_string(dir.join("directory.toml"))
+        .unwrap()
+        .contains("wayne"));
+
+    stop_admin.cancel();
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

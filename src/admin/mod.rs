@@ -68,6 +68,11 @@ pub async fn serve(
         .route("/v1/policy", get(get_policy).put(put_policy))
         .route("/v1/reload", axum::routing::post(reload))
         .route("/v1/shadow", get(shadow))
+        .route("/v1/tenants", get(list_tenants))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(get_tenant).put(put_tenant).delete(delete_tenant),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
@@ -260,6 +265,99 @@ async fn put_policy(
         Ok(p) => (StatusCode::OK, Json(json!({"version": p.version}))),
         Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
     }
+}
+
+#[derive(Serialize)]
+struct TenantView {
+    tenant: String,
+    shard: String,
+    phase: crate::config::Phase,
+    status: crate::config::TenantStatus,
+}
+
+fn tenant_views(p: &crate::policy::RoutePolicy) -> Vec<TenantView> {
+    let mut v: Vec<TenantView> = p
+        .tenants
+        .iter()
+        .map(|(name, r)| TenantView {
+            tenant: name.clone(),
+            shard: r.shard.clone().unwrap_or_else(|| p.route.shard.clone()),
+            phase: p.for_tenant(Some(name)).phase,
+            status: r.status,
+        })
+        .collect();
+    v.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    v
+}
+
+async fn list_tenants(State(s): State<AdminState>) -> Json<Vec<TenantView>> {
+    Json(tenant_views(&s.proxy.policy()))
+}
+
+async fn get_tenant(
+    State(s): State<AdminState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+) -> (StatusCode, Json<Value>) {
+    match tenant_views(&s.proxy.policy())
+        .into_iter()
+        .find(|t| t.tenant == tenant)
+    {
+        Some(t) => (StatusCode::OK, Json(json!(t))),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({"errors": [format!("tenant \"{tenant}\" has no entry; it takes the default route")]}),
+            ),
+        ),
+    }
+}
+
+/// A directory change, then the fence when it turned a tenant read-only.
+async fn change_tenant(
+    s: AdminState,
+    tenant: String,
+    patch: Option<crate::policy::TenantPatch>,
+) -> (StatusCode, Json<Value>) {
+    let before = s.proxy.policy();
+    let p = s.proxy.clone();
+    let t = tenant.clone();
+    let r = tokio::task::spawn_blocking(move || p.policy.set_tenant(&t, patch))
+        .await
+        .expect("changing the directory does not panic");
+    let policy = match r {
+        Ok(p) => p,
+        Err(errors) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+    };
+    let (fenced, drained) = s.proxy.fence_after(&before, false).await;
+    let body = json!({"version": policy.version, "fenced": fenced});
+    if drained {
+        (StatusCode::OK, Json(body))
+    } else {
+        (StatusCode::GATEWAY_TIMEOUT, Json(body))
+    }
+}
+
+async fn put_tenant(
+    State(s): State<AdminState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    body: Result<Json<crate::policy::TenantPatch>, axum::extract::rejection::JsonRejection>,
+) -> (StatusCode, Json<Value>) {
+    match body {
+        Ok(Json(p)) => change_tenant(s, tenant, Some(p)).await,
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"errors": [format!("{} (expected e.g. {{\"status\": \"read-only\"}})", e.body_text())]}),
+            ),
+        ),
+    }
+}
+
+async fn delete_tenant(
+    State(s): State<AdminState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+) -> (StatusCode, Json<Value>) {
+    change_tenant(s, tenant, None).await
 }
 
 async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport> {

@@ -5,6 +5,7 @@
 //! This module parses and checks; it does not start anything. A `Config`
 //! that `load` returns is valid: every name it refers to exists.
 
+mod directory;
 mod env;
 mod units;
 
@@ -14,6 +15,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use directory::{read_directory, write_directory};
 pub use units::{parse_duration, parse_size, ByteSize, ConfigDuration};
 
 /// Every problem found in a config, each a sentence a person can act on.
@@ -266,6 +268,13 @@ pub struct TenantsConfig {
     pub key: TenantKey,
     /// Inline directory entries (`[[tenants.entries]]`).
     pub entries: Vec<TenantEntry>,
+    /// The directory file: entries the admin API manages (written
+    /// atomically before a change takes effect). Relative to the config
+    /// file's folder.
+    pub directory_file: Option<std::path::PathBuf>,
+    /// The directory file's entries, as read by `Config::load`.
+    #[serde(skip)]
+    pub file_entries: Vec<TenantEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,7 +378,20 @@ impl Config {
     ) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
-        Config::from_toml(&text, vars)
+        let mut c = Config::from_toml(&text, vars)?;
+        if let Some(file) = c.tenants.directory_file.clone() {
+            let file = match path.parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file,
+            };
+            c.tenants.file_entries = read_directory(&file).map_err(ConfigErrors)?;
+            c.tenants.directory_file = Some(file);
+            let problems = c.problems();
+            if !problems.is_empty() {
+                return Err(ConfigErrors(problems));
+            }
+        }
+        Ok(c)
     }
 
     pub fn from_toml(
@@ -594,29 +616,10 @@ impl Config {
                 "`tenants.key = { column = ... }` is not supported yet (it needs bind-marker mapping); use { keyspace = \"REGEX\" } or \"none\"".into(),
             ),
         }
-        let mut seen_tenants = std::collections::BTreeSet::new();
-        for e in &self.tenants.entries {
-            if !seen_tenants.insert(e.tenant.as_str()) {
-                p.push(format!(
-                    "`tenants.entries` lists tenant \"{}\" twice",
-                    e.tenant
-                ));
-            }
-            if let Some(shard) = &e.shard {
-                if !self.shards.contains_key(shard) {
-                    p.push(format!(
-                        "`tenants.entries` \"{}\": shard \"{shard}\" is not configured",
-                        e.tenant
-                    ));
-                } else if *shard != self.route.shard {
-                    p.push(format!(
-                        "`tenants.entries` \"{}\": shard \"{shard}\" differs from the default route's \"{}\"; a tenant on its own shard is not supported yet",
-                        e.tenant, self.route.shard
-                    ));
-                }
-            }
-        }
-        if !self.tenants.entries.is_empty() && self.tenants.key == TenantKey::default() {
+        let mut all = self.tenants.entries.clone();
+        all.extend(self.tenants.file_entries.iter().cloned());
+        p.extend(self.entry_problems(&all));
+        if !all.is_empty() && self.tenants.key == TenantKey::default() {
             p.push("`tenants.entries` are listed but `tenants.key` is \"none\": no request would ever have a tenant; set `tenants.key = { keyspace = \"REGEX\" }`".into());
         }
         if self.shutdown.grace_period.0.is_zero() {

@@ -113,6 +113,22 @@ impl RoutePolicy {
     }
 }
 
+/// A config's entries: inline, then from the directory file.
+fn all_entries(c: &Config) -> Vec<TenantEntry> {
+    let mut all = c.tenants.entries.clone();
+    all.extend(c.tenants.file_entries.iter().cloned());
+    all
+}
+
+/// Fields of a tenant's entry to set (`PUT /v1/tenants/{tenant}`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    pub shard: Option<String>,
+    pub phase: Option<Phase>,
+    pub status: Option<TenantStatus>,
+}
+
 /// The directory of a config's entries.
 fn directory(entries: &[TenantEntry]) -> HashMap<String, TenantRoute> {
     entries
@@ -176,7 +192,7 @@ impl PolicyStore {
             current: ArcSwap::from_pointee(RoutePolicy {
                 version: 1,
                 route: config.route.clone(),
-                tenants: directory(&config.tenants.entries),
+                tenants: directory(&all_entries(config)),
             }),
             source: Mutex::new((config.clone(), file)),
             shard: config.route.shard.clone(),
@@ -185,9 +201,72 @@ impl PolicyStore {
         }
     }
 
+    /// The directory file, if one is configured.
+    pub fn directory_file(&self) -> Option<PathBuf> {
+        self.source.lock().0.tenants.directory_file.clone()
+    }
+
     /// The config file a reload reads, if the proxy started from one.
     pub fn file(&self) -> Option<PathBuf> {
         self.source.lock().1.clone()
+    }
+
+    /// `PUT` (`Some`) or `DELETE` (`None`) of a tenant's entry in the
+    /// directory file: validated, written to the file, then in force.
+    pub fn set_tenant(
+        &self,
+        tenant: &str,
+        patch: Option<TenantPatch>,
+    ) -> Result<Arc<RoutePolicy>, Vec<String>> {
+        let mut source = self.source.lock();
+        let config = &mut source.0;
+        let Some(file) = config.tenants.directory_file.clone() else {
+            return Err(vec!["`tenants.directory_file` is not set: the admin API keeps tenant entries there, so that a reload never undoes them".into()]);
+        };
+        if config.tenants.entries.iter().any(|e| e.tenant == tenant) {
+            return Err(vec![format!(
+                "tenant \"{tenant}\" is listed in the config file's [[tenants.entries]]; change it there (the admin API manages the directory file)"
+            )]);
+        }
+        let mut entries = crate::config::read_directory(&file)?;
+        let existing = entries.iter().position(|e| e.tenant == tenant);
+        match (patch, existing) {
+            (Some(p), Some(i)) => {
+                let e = &mut entries[i];
+                e.shard = p.shard.or(e.shard.take());
+                e.phase = p.phase.or(e.phase);
+                e.status = p.status.unwrap_or(e.status);
+            }
+            (Some(p), None) => entries.push(TenantEntry {
+                tenant: tenant.to_string(),
+                shard: p.shard,
+                phase: p.phase,
+                status: p.status.unwrap_or_default(),
+            }),
+            (None, Some(i)) => {
+                entries.remove(i);
+            }
+            (None, None) => {
+                return Err(vec![format!(
+                    "tenant \"{tenant}\" has no entry in the directory file"
+                )])
+            }
+        }
+        let mut problems = config.entry_problems(&entries);
+        if config.tenants.key == crate::config::TenantKey::default() {
+            problems.push("`tenants.key` is \"none\": no request would ever have a tenant".into());
+        }
+        if !problems.is_empty() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(problems);
+        }
+        crate::config::write_directory(&file, &entries).map_err(|e| vec![e])?;
+        config.tenants.file_entries = entries;
+        let tenants = directory(&all_entries(config));
+        let route = self.snapshot().route.clone();
+        drop(source);
+        self.install(route, Some(tenants)).map(|(p, _)| p)
     }
 
     /// The snapshot in force; take it once per request.
@@ -282,7 +361,7 @@ impl PolicyStore {
         &self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Reloaded, Vec<String>> {
-        let source = self.source.lock();
+        let mut source = self.source.lock();
         let Some(path) = source.1.clone() else {
             return Err(vec![
                 "this proxy was started without a config file (--origin/--target); there is nothing to reload".into(),
@@ -296,8 +375,12 @@ impl PolicyStore {
                 .map(|p| format!("{}: {p}", path.display()))
                 .collect::<Vec<_>>()
         })?;
-        let tenants = directory(&new.tenants.entries);
+        let tenants = directory(&all_entries(&new));
         let (policy, changed) = self.install(new.route.clone(), Some(tenants))?;
+        // The directory as reloaded is what later API changes start from.
+        source.0.tenants.entries = new.tenants.entries.clone();
+        source.0.tenants.file_entries = new.tenants.file_entries.clone();
+        source.0.tenants.directory_file = new.tenants.directory_file.clone();
         let old = &source.0;
         let mut restart_needed = Vec::new();
         let mut differs = |name: &str, a: bool| {

@@ -401,14 +401,22 @@ pub async fn start_from(
 /// How often the config file is checked for changes.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Reloads the config when its file changes (modification time or size), as
+/// Reloads the config when its file or its directory file changes
+/// (modification time or size), as
 /// SIGHUP does; a file caught half-written is refused and read again at its
 /// next change.
 async fn watch_config(proxy: Arc<Proxy>, file: std::path::PathBuf, stop: CancellationToken) {
-    let stamp = |f: &std::path::Path| {
+    let stamp_of = |f: &std::path::Path| {
         std::fs::metadata(f)
             .ok()
             .map(|m| (m.modified().ok(), m.len()))
+    };
+    // The config file and the directory file it names.
+    let stamp = |f: &std::path::Path| {
+        (
+            stamp_of(f),
+            proxy.policy.directory_file().and_then(|d| stamp_of(&d)),
+        )
     };
     let mut seen = stamp(&file);
     loop {

@@ -30,6 +30,37 @@ async fn has_row(node: SocketAddr, ks: &str) -> bool {
     node_has_row(node, &format!("{ks}.t"), 1).await
 }
 
+/// A proxy started from `text` written to `dir/cutover.toml`, its admin
+/// API, and a client with the tables `t.t` of `keyspaces` created.
+async fn start_from_file(
+    dir: &std::path::Path,
+    text: String,
+    keyspaces: &[&str],
+) -> (
+    cutover::proxy::RunningProxy,
+    SocketAddr,
+    tokio_util::sync::CancellationToken,
+    Client,
+    std::path::PathBuf,
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("cutover.toml");
+    std::fs::write(&file, text).unwrap();
+    let cfg = Config::load(&file, Vec::new()).unwrap();
+    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
+        .await
+        .unwrap();
+    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    for ks in keyspaces {
+        c.query(&format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")).await.unwrap();
+        c.query(&format!("CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)"))
+            .await
+            .unwrap();
+    }
+    (proxy, admin, stop_admin, c, file)
+}
+
 fn server_error(r: Result<ResultBody, ClientError>) -> ErrorFrame {
     match r {
         Err(ClientError::Server(e)) => e,
@@ -41,25 +72,9 @@ fn server_error(r: Result<ResultBody, ClientError>) -> ErrorFrame {
 async fn tenants_take_their_own_phase_and_status() {
     let (origin, target) = two_nodes().await;
     let dir = std::env::temp_dir().join(format!("cutover-tenants-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cutover.toml");
-    std::fs::write(
-        &file,
-        config_text(origin.addr, target.addr, "read-only", "read-write"),
-    )
-    .unwrap();
-    let cfg = Config::load(&file, Vec::new()).unwrap();
-    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
-        .await
-        .unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
-    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
-    for ks in ["t_wayne", "t_stark", "t_other"] {
-        c.query(&format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")).await.unwrap();
-        c.query(&format!("CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)"))
-            .await
-            .unwrap();
-    }
+    let text = config_text(origin.addr, target.addr, "read-only", "read-write");
+    let (proxy, admin, stop_admin, mut c, file) =
+        start_from_file(&dir, text, &["t_wayne", "t_stark", "t_other"]).await;
 
     // wayne is read-only: its writes are refused, naming it; reads work.
     let e = server_error(
@@ -184,23 +199,8 @@ async fn turning_a_tenant_read_only_waits_for_its_writes_under_way() {
     use std::time::Duration;
     let (origin, target) = two_nodes().await;
     let dir = std::env::temp_dir().join(format!("cutover-fence-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cutover.toml");
-    std::fs::write(
-        &file,
-        config_text(origin.addr, target.addr, "read-write", "read-write"),
-    )
-    .unwrap();
-    let cfg = Config::load(&file, Vec::new()).unwrap();
-    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
-        .await
-        .unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
-    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
-    c.query("CREATE KEYSPACE t_wayne WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
-    c.query("CREATE TABLE t_wayne.t (k int PRIMARY KEY, v text)")
-        .await
-        .unwrap();
+    let text = config_text(origin.addr, target.addr, "read-write", "read-write");
+    let (proxy, admin, stop_admin, mut c, file) = start_from_file(&dir, text, &["t_wayne"]).await;
 
     // Five writes for wayne, held up by the origin.
     origin.node.faults.hang.store(true, Ordering::SeqCst);
@@ -284,8 +284,6 @@ async fn turning_a_tenant_read_only_waits_for_its_writes_under_way() {
 async fn the_admin_api_keeps_entries_in_the_directory_file() {
     let (origin, target) = two_nodes().await;
     let dir = std::env::temp_dir().join(format!("cutover-directory-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cutover.toml");
     let text = config_text(origin.addr, target.addr, "read-write", "read-write")
         .replace(
             "[tenants]\n",
@@ -295,17 +293,7 @@ async fn the_admin_api_keeps_entries_in_the_directory_file() {
             "[[tenants.entries]]\ntenant = \"wayne\"\nstatus = \"read-write\"\n",
             "",
         );
-    std::fs::write(&file, text).unwrap();
-    let cfg = Config::load(&file, Vec::new()).unwrap();
-    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
-        .await
-        .unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
-    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
-    c.query("CREATE KEYSPACE t_wayne WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
-    c.query("CREATE TABLE t_wayne.t (k int PRIMARY KEY, v text)")
-        .await
-        .unwrap();
+    let (proxy, admin, stop_admin, mut c, _) = start_from_file(&dir, text, &["t_wayne"]).await;
     c.query("INSERT INTO t_wayne.t (k, v) VALUES (1, 'ok')")
         .await
         .unwrap();

@@ -52,6 +52,17 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// Read or change the tenant directory of a running proxy (its admin API).
+    Tenants {
+        /// The proxy's admin address.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: SocketAddr,
+        /// Bearer token (default: $CUTOVER_ADMIN_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: TenantAction,
+    },
     /// Check a proxy config file (and CUTOVER_* overrides) without starting anything.
     CheckConfig {
         /// The TOML file.
@@ -78,6 +89,91 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "3,4,5", value_parser = clap::value_parser!(u8).range(3..=5))]
         protocol_versions: Vec<u8>,
     },
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    /// Every tenant with an entry.
+    List,
+    /// One tenant's entry.
+    Show { tenant: String },
+    /// Set fields of a tenant's entry (created if missing); returns once in
+    /// force (and, for read-only, once its writes under way have finished).
+    Set {
+        tenant: String,
+        #[arg(long)]
+        phase: Option<String>,
+        /// read-write, read-only or not-ready.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        shard: Option<String>,
+        /// On every instance of `[topology] admin_instances`.
+        #[arg(long)]
+        fleet: bool,
+    },
+    /// Remove a tenant's entry: it takes the default route again.
+    Delete {
+        tenant: String,
+        #[arg(long)]
+        fleet: bool,
+    },
+}
+
+/// `cutover tenants ...`: one admin API call; its JSON answer on stdout,
+/// its errors on stderr with exit status 1.
+async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction) -> Result<()> {
+    let token = token.or_else(|| std::env::var("CUTOVER_ADMIN_TOKEN").ok());
+    let fleet = |f: bool| if f { "?fleet=true" } else { "" };
+    let (method, path, body) = match action {
+        TenantAction::List => ("GET", "/v1/tenants".to_string(), None),
+        TenantAction::Show { tenant } => ("GET", format!("/v1/tenants/{tenant}"), None),
+        TenantAction::Set {
+            tenant,
+            phase,
+            status,
+            shard,
+            fleet: f,
+        } => {
+            let mut b = serde_json::Map::new();
+            for (k, v) in [("phase", phase), ("status", status), ("shard", shard)] {
+                if let Some(v) = v {
+                    b.insert(k.into(), v.into());
+                }
+            }
+            if b.is_empty() {
+                bail!("give at least one of --phase, --status, --shard");
+            }
+            (
+                "PUT",
+                format!("/v1/tenants/{tenant}{}", fleet(f)),
+                Some(serde_json::Value::Object(b).to_string()),
+            )
+        }
+        TenantAction::Delete { tenant, fleet: f } => {
+            ("DELETE", format!("/v1/tenants/{tenant}{}", fleet(f)), None)
+        }
+    };
+    let (status, answer) = cutover::admin::client::request(
+        admin,
+        method,
+        &path,
+        body.as_deref(),
+        token.as_deref(),
+        std::time::Duration::from_secs(120),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let pretty = serde_json::from_str::<serde_json::Value>(&answer)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or(answer);
+    if status == 200 {
+        println!("{pretty}");
+        Ok(())
+    } else {
+        eprintln!("{method} {path}: HTTP {status}\n{pretty}");
+        std::process::exit(1);
+    }
 }
 
 fn parse_user(s: &str) -> Result<(String, String)> {
@@ -230,6 +326,11 @@ async fn main() -> Result<()> {
             }
             stop_admin.cancel();
         }
+        Command::Tenants {
+            admin,
+            token,
+            action,
+        } => tenants(admin, token, action).await?,
         Command::CheckConfig { file } => match Config::load(&file, std::env::vars()) {
             Ok(c) => {
                 println!("{}: valid", file.display());

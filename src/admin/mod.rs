@@ -8,6 +8,8 @@
 //! path. When a token is configured every call needs
 //! `Authorization: Bearer <token>`.
 
+pub mod client;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -337,27 +339,131 @@ async fn change_tenant(
     }
 }
 
+#[derive(Deserialize, Default)]
+struct FleetQuery {
+    #[serde(default)]
+    fleet: bool,
+}
+
+/// The same change on every other instance of `[topology] admin_instances`,
+/// each answering once fenced there. The local change is already in force.
+async fn on_the_fleet(
+    s: &AdminState,
+    method: &str,
+    tenant: &str,
+    body: Option<String>,
+    local: (StatusCode, Json<Value>),
+) -> (StatusCode, Json<Value>) {
+    if local.0 != StatusCode::OK {
+        return local;
+    }
+    let topology = &s.proxy.config.topology;
+    if topology.admin_instances.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"errors": ["?fleet=true needs `topology.admin_instances` (the admin address of each instance); the change is in force on this instance only"]}),
+            ),
+        );
+    }
+    let path = format!("/v1/tenants/{tenant}");
+    let timeout = s
+        .proxy
+        .config
+        .clusters
+        .values()
+        .map(|c| c.request_timeout.0)
+        .max()
+        .unwrap_or_default()
+        + std::time::Duration::from_secs(5);
+    let calls = topology
+        .admin_instances
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != topology.index)
+        .map(|(_, addr)| {
+            let (path, body) = (path.clone(), body.clone());
+            let token = s.token.clone();
+            async move {
+                let r = client::request(
+                    *addr,
+                    method,
+                    &path,
+                    body.as_deref(),
+                    token.as_deref(),
+                    timeout,
+                )
+                .await;
+                (*addr, r)
+            }
+        });
+    let answers = futures::future::join_all(calls).await;
+    let mut instances = serde_json::Map::new();
+    let mut errors = Vec::new();
+    instances.insert(
+        topology
+            .admin_instances
+            .get(topology.index)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        local.1 .0.clone(),
+    );
+    for (addr, r) in answers {
+        match r {
+            Ok((200, body)) => {
+                instances.insert(
+                    addr.to_string(),
+                    serde_json::from_str(&body).unwrap_or(Value::Null),
+                );
+            }
+            Ok((status, body)) => errors.push(format!("instance {addr} answered {status}: {body}")),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        (StatusCode::OK, Json(json!({ "instances": instances })))
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "instances": instances, "errors": errors })),
+        )
+    }
+}
+
 async fn put_tenant(
     State(s): State<AdminState>,
     axum::extract::Path(tenant): axum::extract::Path<String>,
-    body: Result<Json<crate::policy::TenantPatch>, axum::extract::rejection::JsonRejection>,
+    axum::extract::Query(q): axum::extract::Query<FleetQuery>,
+    body: String,
 ) -> (StatusCode, Json<Value>) {
-    match body {
-        Ok(Json(p)) => change_tenant(s, tenant, Some(p)).await,
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(
-                json!({"errors": [format!("{} (expected e.g. {{\"status\": \"read-only\"}})", e.body_text())]}),
-            ),
-        ),
+    let patch = match serde_json::from_str::<crate::policy::TenantPatch>(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"errors": [format!("{e} (expected e.g. {{\"status\": \"read-only\"}})")]}),
+                ),
+            )
+        }
+    };
+    let local = change_tenant(s.clone(), tenant.clone(), Some(patch)).await;
+    if !q.fleet {
+        return local;
     }
+    on_the_fleet(&s, "PUT", &tenant, Some(body), local).await
 }
 
 async fn delete_tenant(
     State(s): State<AdminState>,
     axum::extract::Path(tenant): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<FleetQuery>,
 ) -> (StatusCode, Json<Value>) {
-    change_tenant(s, tenant, None).await
+    let local = change_tenant(s.clone(), tenant.clone(), None).await;
+    if !q.fleet {
+        return local;
+    }
+    on_the_fleet(&s, "DELETE", &tenant, None, local).await
 }
 
 async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport> {

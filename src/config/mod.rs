@@ -93,6 +93,9 @@ pub struct Topology {
     pub instances: Vec<SocketAddr>,
     /// This instance's position in `instances`.
     pub index: usize,
+    /// The admin API of each instance, in the order of `instances`: where
+    /// `?fleet=true` changes reach the others.
+    pub admin_instances: Vec<SocketAddr>,
     pub tokens_per_instance: u32,
     pub datacenter: String,
     pub rack: String,
@@ -103,6 +106,7 @@ impl Default for Topology {
         Topology {
             instances: Vec::new(),
             index: 0,
+            admin_instances: Vec::new(),
             tokens_per_instance: 8,
             datacenter: "dc1".into(),
             rack: "rack1".into(),
@@ -517,6 +521,13 @@ impl Config {
             p.push(format!(
                 "`topology.index` is {} but `topology.instances` lists {} instance(s)",
                 t.index,
+                t.instances.len()
+            ));
+        }
+        if !t.admin_instances.is_empty() && t.admin_instances.len() != t.instances.len() {
+            p.push(format!(
+                "`topology.admin_instances` lists {} address(es) but `topology.instances` lists {}: one admin address per instance, in the same order",
+                t.admin_instances.len(),
                 t.instances.len()
             ));
         }

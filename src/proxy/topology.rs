@@ -199,6 +199,7 @@ mod tests {
             tokens_per_instance: 4,
             datacenter: "dc1".into(),
             rack: "r1".into(),
+            admin_instances: Vec::new(),
         })
     }
 

@@ -1,0 +1,183 @@
+//! Semantic checks of a parsed config: every problem found, each a
+//! sentence an operator can act on, in file order.
+
+use super::{Config, TenantKey, WriteMode};
+
+impl Config {
+    /// Every semantic problem, in file order.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let l = &self.limits;
+        for (name, v) in [
+            (
+                "limits.max_client_connections",
+                l.max_client_connections as u64,
+            ),
+            (
+                "limits.max_in_flight_per_connection",
+                l.max_in_flight_per_connection as u64,
+            ),
+            (
+                "limits.prepared_cache_entries",
+                l.prepared_cache_entries as u64,
+            ),
+            (
+                "limits.max_shadow_reads_in_flight",
+                l.max_shadow_reads_in_flight as u64,
+            ),
+        ] {
+            if v == 0 {
+                p.push(format!("`{name}` must be at least 1"));
+            }
+        }
+        if l.max_in_flight_per_connection > 32_768 {
+            p.push("`limits.max_in_flight_per_connection` cannot exceed 32768 (the protocol's stream ids)".into());
+        }
+        if l.max_frame_bytes.0 < 1024 || l.max_frame_bytes.0 > 256 * 1024 * 1024 {
+            p.push(
+                "`limits.max_frame_bytes` must be between 1KiB and 256MiB (the protocol's ceiling)"
+                    .into(),
+            );
+        }
+        if l.max_frame_bytes_before_auth.0 > l.max_frame_bytes.0 {
+            p.push(
+                "`limits.max_frame_bytes_before_auth` cannot exceed `limits.max_frame_bytes`"
+                    .into(),
+            );
+        }
+        let t = &self.topology;
+        if t.index >= t.instances.len() {
+            p.push(format!(
+                "`topology.index` is {} but `topology.instances` lists {} instance(s)",
+                t.index,
+                t.instances.len()
+            ));
+        }
+        if !t.admin_instances.is_empty() && t.admin_instances.len() != t.instances.len() {
+            p.push(format!(
+                "`topology.admin_instances` lists {} address(es) but `topology.instances` lists {}: one admin address per instance, in the same order",
+                t.admin_instances.len(),
+                t.instances.len()
+            ));
+        }
+        if !(1..=256).contains(&t.tokens_per_instance) {
+            p.push("`topology.tokens_per_instance` must be between 1 and 256".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for i in &t.instances {
+            if !seen.insert(i) {
+                p.push(format!("`topology.instances` lists {i} twice"));
+            }
+        }
+        if self.clusters.is_empty() {
+            p.push("no `[clusters.*]`: at least an origin cluster is needed (`[clusters.origin] contact_points = [\"host:9042\"]`)".into());
+        }
+        for (name, c) in &self.clusters {
+            if c.contact_points.is_empty() {
+                p.push(format!("`clusters.{name}.contact_points` is empty"));
+            }
+            for cp in &c.contact_points {
+                if let Err(e) = check_host_port(cp) {
+                    p.push(format!("`clusters.{name}.contact_points`: {e}"));
+                }
+            }
+            if c.password.is_some() && c.username.is_none() {
+                p.push(format!(
+                    "`clusters.{name}.password` is set but `clusters.{name}.username` is not"
+                ));
+            }
+            for (key, d) in [
+                ("connect_timeout", c.connect_timeout),
+                ("request_timeout", c.request_timeout),
+                ("heartbeat_interval", c.heartbeat_interval),
+            ] {
+                if d.0.is_zero() {
+                    p.push(format!("`clusters.{name}.{key}` must be longer than 0"));
+                }
+            }
+        }
+        for (name, s) in &self.shards {
+            for (role, cluster) in [("origin", &s.origin), ("target", &s.target)] {
+                if !self.clusters.contains_key(cluster) {
+                    p.push(format!("`shards.{name}.{role}` names cluster \"{cluster}\", which is not configured"));
+                }
+            }
+            if s.origin == s.target {
+                p.push(format!(
+                    "`shards.{name}`: origin and target are the same cluster \"{}\"",
+                    s.origin
+                ));
+            }
+        }
+        if !self.shards.contains_key(&self.route.shard) {
+            let known: Vec<&str> = self.shards.keys().map(String::as_str).collect();
+            p.push(format!(
+                "`route.shard` is \"{}\" but the configured shards are [{}] (a shard needs clusters named in `[shards.NAME]`, or clusters named origin and target)",
+                self.route.shard,
+                known.join(", ")
+            ));
+        }
+        if self.route.write_mode == WriteMode::AsyncSecondary {
+            p.push("`route.write_mode = \"async-secondary\"` needs the replay journal, which does not exist yet; use \"sync\"".into());
+        }
+        if let Some(a) = self.admin {
+            if !a.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
+                p.push(format!("`admin` is {a}, not a loopback address: set `admin_token` (or CUTOVER_ADMIN_TOKEN) so the admin API requires it"));
+            }
+        }
+        let m = &self.metrics;
+        if m.tenants.len() > m.max_tenants {
+            p.push(format!(
+                "`metrics.tenants` lists {} tenants but `metrics.max_tenants` is {}: each listed tenant costs memory for its own latency series",
+                m.tenants.len(),
+                m.max_tenants
+            ));
+        }
+        if m.window.0 < std::time::Duration::from_secs(1) {
+            p.push("`metrics.window` must be at least 1s".into());
+        }
+        if let Err(e) = self.log.filter.parse::<tracing_subscriber::EnvFilter>() {
+            p.push(format!(
+                "`log.filter` \"{}\" is not a valid filter: {e}",
+                self.log.filter
+            ));
+        }
+        match &self.tenants.key {
+            TenantKey::Named(n) if n == "none" => {}
+            TenantKey::Named(n) => p.push(format!(
+                "`tenants.key` is \"{n}\": use \"none\", {{ keyspace = \"REGEX\" }} or {{ column = \"NAME\" }}"
+            )),
+            TenantKey::Keyspace { keyspace } => {
+                if let Err(e) = regex::Regex::new(keyspace) {
+                    p.push(format!("`tenants.key.keyspace` is not a valid regex: {e}"));
+                }
+            }
+            TenantKey::Column { .. } => p.push(
+                "`tenants.key = { column = ... }` is not supported yet (it needs bind-marker mapping); use { keyspace = \"REGEX\" } or \"none\"".into(),
+            ),
+        }
+        let mut all = self.tenants.entries.clone();
+        all.extend(self.tenants.file_entries.iter().cloned());
+        p.extend(self.entry_problems(&all));
+        if !all.is_empty() && self.tenants.key == TenantKey::default() {
+            p.push("`tenants.entries` are listed but `tenants.key` is \"none\": no request would ever have a tenant; set `tenants.key = { keyspace = \"REGEX\" }`".into());
+        }
+        if self.shutdown.grace_period.0.is_zero() {
+            p.push("`shutdown.grace_period` must be longer than 0".into());
+        }
+        p
+    }
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("\"{s}\" needs a port (host:port)"))?;
+    if host.is_empty() {
+        return Err(format!("\"{s}\" has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("\"{s}\" has an invalid port \"{port}\"")),
+    }
+}

@@ -4,99 +4,19 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{http, serve_admin, two_nodes, wait_for};
+use common::{http, wait_for, Setup};
 use cutover::admin::SetLogFilter;
 use cutover::client::Client;
-use cutover::config::Config;
 use cutover::frame::{Frame, Opcode};
 use cutover::node::faults::{ErrorRule, InjectedError};
-use cutover::node::RunningNode;
 use cutover::protocol::reader::RawValue;
 use cutover::protocol::request::{Query, QueryParams};
 use cutover::protocol::{ErrorCode, ErrorFrame};
-use cutover::proxy::RunningProxy;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-
-struct Setup {
-    origin: RunningNode,
-    target: RunningNode,
-    proxy: RunningProxy,
-    admin: SocketAddr,
-    stop_admin: CancellationToken,
-}
-
-impl Setup {
-    async fn start(token: Option<&str>, set_log_filter: Option<SetLogFilter>) -> Setup {
-        Setup::start_with(token, set_log_filter, |_| {}).await
-    }
-
-    async fn start_with(
-        token: Option<&str>,
-        set_log_filter: Option<SetLogFilter>,
-        configure: impl FnOnce(&mut Config),
-    ) -> Setup {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (origin, target) = two_nodes().await;
-        let mut cfg = Config::quick_start(
-            &origin.addr.to_string(),
-            &target.addr.to_string(),
-            any,
-            None,
-        )
-        .unwrap();
-        configure(&mut cfg);
-        let proxy = cutover::proxy::start(cfg).await.unwrap();
-        let (admin, stop_admin) = serve_admin(&proxy, token, set_log_filter).await;
-        Setup {
-            origin,
-            target,
-            proxy,
-            admin,
-            stop_admin,
-        }
-    }
-
-    async fn client_with_table(&self) -> Client {
-        let mut c = Client::connect(self.proxy.addr, 4, None, None)
-            .await
-            .unwrap();
-        c.query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
-        c.query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
-            .await
-            .unwrap();
-        c
-    }
-
-    async fn metrics(&self) -> String {
-        let (status, body) = http(self.admin, "GET", "/metrics", None).await;
-        assert_eq!(status, 200);
-        body
-    }
-
-    async fn histograms(&self) -> Value {
-        let (status, body) = http(self.admin, "GET", "/v1/histograms", None).await;
-        assert_eq!(status, 200);
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn ready(&self) -> (u16, Value) {
-        let (status, body) = http(self.admin, "GET", "/health/ready", None).await;
-        (status, serde_json::from_str(&body).unwrap())
-    }
-
-    async fn stop(self) {
-        self.stop_admin.cancel();
-        self.proxy.stop().await;
-        self.origin.shutdown().await;
-        self.target.shutdown().await;
-    }
-}
 
 /// The value of the sample named exactly `series` (name and labels).
 fn sample(text: &str, series: &str) -> Option<f64> {

@@ -5,14 +5,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{http, serve_admin, two_nodes, wait_for};
+use common::{http, wait_for, Setup};
 use cutover::client::Client;
-use cutover::config::{Config, Phase};
+use cutover::config::Phase;
 use cutover::frame::Opcode;
 use cutover::protocol::reader::RawValue;
 use cutover::protocol::response::ResultBody;
@@ -20,21 +19,14 @@ use serde_json::Value;
 
 #[tokio::test]
 async fn shadow_reads_count_exactly_the_rows_that_differ_and_never_delay_the_client() {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (origin, target) = two_nodes().await;
-    let mut cfg = Config::quick_start(
-        &origin.addr.to_string(),
-        &target.addr.to_string(),
-        any,
-        None,
-    )
-    .unwrap();
-    cfg.route.phase = Phase::ShadowReads;
-    cfg.limits.max_shadow_reads_in_flight = 8;
-    cfg.clusters.get_mut("target").unwrap().request_timeout =
-        cutover::config::ConfigDuration(Duration::from_secs(3));
-    let proxy = cutover::proxy::start(cfg).await.unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let setup = Setup::start_with(None, None, |cfg| {
+        cfg.route.phase = Phase::ShadowReads;
+        cfg.limits.max_shadow_reads_in_flight = 8;
+        cfg.clusters.get_mut("target").unwrap().request_timeout =
+            cutover::config::ConfigDuration(Duration::from_secs(3));
+    })
+    .await;
+    let (proxy, admin, target) = (&setup.proxy, setup.admin, &setup.target);
 
     let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
     c.query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
@@ -140,8 +132,56 @@ async fn shadow_reads_count_exactly_the_rows_that_differ_and_never_delay_the_cli
     target.node.faults.release_all();
     target.node.faults.hang.store(false, Ordering::SeqCst);
 
-    stop_admin.cancel();
-    proxy.stop().await;
-    origin.shutdown().await;
-    target.shutdown().await;
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn target_primary_can_shadow_reads_to_the_origin() {
+    let setup = Setup::start_with(None, None, |cfg| {
+        cfg.route.phase = Phase::TargetPrimary;
+        cfg.route.shadow_target_primary = true;
+    })
+    .await;
+    let (proxy, admin, origin) = (&setup.proxy, setup.admin, &setup.origin);
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    c.query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
+    c.query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    for k in 0..4 {
+        c.query(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, 'v{k}')"))
+            .await
+            .unwrap();
+    }
+    let mut o = Client::connect(origin.addr, 4, None, None).await.unwrap();
+    o.query("UPDATE ks.t SET v = 'stale' WHERE k = 2")
+        .await
+        .unwrap();
+    for k in 0..4 {
+        let ResultBody::Rows(r) = c
+            .query(&format!("SELECT v FROM ks.t WHERE k = {k}"))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            r.rows[0][0].as_deref(),
+            Some(format!("v{k}").as_bytes()),
+            "the target answers"
+        );
+    }
+    wait_for("4 comparisons", || async move {
+        let (_, body) = http(admin, "GET", "/v1/shadow", None).await;
+        serde_json::from_str::<Value>(&body).unwrap()["compared"] == 4
+    })
+    .await;
+    let (_, body) = http(admin, "GET", "/v1/shadow", None).await;
+    let r: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["mismatched"], 1, "{r}");
+    assert!(
+        r["samples"][0]["key"].as_str().unwrap().contains("k = 2"),
+        "{r}"
+    );
+    setup.stop().await;
 }

@@ -164,6 +164,9 @@ pub struct RouteConfig {
     pub shard: String,
     pub phase: Phase,
     pub write_mode: WriteMode,
+    /// In `target-primary`, also shadow reads to the origin and compare
+    /// (as `shadow-reads` does towards the target).
+    pub shadow_target_primary: bool,
 }
 
 impl Default for RouteConfig {
@@ -172,6 +175,7 @@ impl Default for RouteConfig {
             shard: "default".into(),
             phase: Phase::default(),
             write_mode: WriteMode::default(),
+            shadow_target_primary: false,
         }
     }
 }

@@ -153,6 +153,7 @@ pub struct RoutePatch {
     pub shard: Option<String>,
     pub phase: Option<Phase>,
     pub write_mode: Option<WriteMode>,
+    pub shadow_target_primary: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -349,6 +350,9 @@ impl PolicyStore {
             }
             if let Some(w) = r.write_mode {
                 route.write_mode = w;
+            }
+            if let Some(b) = r.shadow_target_primary {
+                route.shadow_target_primary = b;
             }
         }
         self.install(route, None).map(|(p, _)| p)

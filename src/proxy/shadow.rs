@@ -1,5 +1,6 @@
-//! Shadow reads: in the `shadow-reads` phase a read's first page also goes
-//! to the secondary cluster. The client never waits for it: the comparison
+//! Shadow reads: in the `shadow-reads` phase (and in `target-primary` with
+//! `route.shadow_target_primary`) a read's first page also goes to the
+//! secondary cluster. The client never waits for it: the comparison
 //! runs on its own task once both answers are in, by value (columns and
 //! rows; never stream ids, paging-state bytes, tracing ids or warnings).
 //! At most `limits.max_shadow_reads_in_flight` run at once; beyond that a
@@ -237,7 +238,12 @@ pub(super) fn shadowing(
     flags: impl FnOnce() -> Result<u32, crate::protocol::BodyError>,
 ) -> Option<Side> {
     let phase = policy.for_tenant(tenant).phase;
-    if phase != crate::config::Phase::ShadowReads || c.kind != StatementKind::Read || c.system {
+    let shadowed = match phase {
+        crate::config::Phase::ShadowReads => true,
+        crate::config::Phase::TargetPrimary => policy.route.shadow_target_primary,
+        _ => false,
+    };
+    if !shadowed || c.kind != StatementKind::Read || c.system {
         return None;
     }
     let continuation = flags().map_or(true, |f| {

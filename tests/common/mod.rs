@@ -458,3 +458,83 @@ pub async fn node_has_row(node: std::net::SocketAddr, table: &str, k: i32) -> bo
         other => panic!("{other:?}"),
     }
 }
+
+/// Two nodes, a proxy in front (quick-start config, adjustable), and its
+/// admin API.
+pub struct Setup {
+    pub origin: cutover::node::RunningNode,
+    pub target: cutover::node::RunningNode,
+    pub proxy: cutover::proxy::RunningProxy,
+    pub admin: std::net::SocketAddr,
+    pub stop_admin: tokio_util::sync::CancellationToken,
+}
+
+impl Setup {
+    pub async fn start(
+        token: Option<&str>,
+        set_log_filter: Option<cutover::admin::SetLogFilter>,
+    ) -> Setup {
+        Setup::start_with(token, set_log_filter, |_| {}).await
+    }
+
+    pub async fn start_with(
+        token: Option<&str>,
+        set_log_filter: Option<cutover::admin::SetLogFilter>,
+        configure: impl FnOnce(&mut cutover::config::Config),
+    ) -> Setup {
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (origin, target) = two_nodes().await;
+        let mut cfg = cutover::config::Config::quick_start(
+            &origin.addr.to_string(),
+            &target.addr.to_string(),
+            any,
+            None,
+        )
+        .unwrap();
+        configure(&mut cfg);
+        let proxy = cutover::proxy::start(cfg).await.unwrap();
+        let (admin, stop_admin) = serve_admin(&proxy, token, set_log_filter).await;
+        Setup {
+            origin,
+            target,
+            proxy,
+            admin,
+            stop_admin,
+        }
+    }
+
+    pub async fn client_with_table(&self) -> Client {
+        let mut c = Client::connect(self.proxy.addr, 4, None, None)
+            .await
+            .unwrap();
+        c.query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
+        c.query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+        c
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, body) = http(self.admin, "GET", "/metrics", None).await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    pub async fn histograms(&self) -> serde_json::Value {
+        let (status, body) = http(self.admin, "GET", "/v1/histograms", None).await;
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub async fn ready(&self) -> (u16, serde_json::Value) {
+        let (status, body) = http(self.admin, "GET", "/health/ready", None).await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    pub async fn stop(self) {
+        self.stop_admin.cancel();
+        self.proxy.stop().await;
+        self.origin.shutdown().await;
+        self.target.shutdown().await;
+    }
+}

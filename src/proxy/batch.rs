@@ -100,7 +100,7 @@ pub(super) async fn batch(
         }
         None => (None, policy),
     };
-    let sides = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
+    let (sides, _) = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
     let answers = futures::future::join_all(sides.iter().map(|side| {
         let mut b = b.clone();
         let template = frame.clone();

@@ -19,7 +19,7 @@ use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
 use super::topology::SystemTable;
 use crate::config::DdlMode;
-use crate::config::TenantStatus;
+use crate::config::{Phase, TenantStatus};
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
@@ -93,7 +93,7 @@ pub(super) fn sides_for(
     policy: &RoutePolicy,
     kind: StatementKind,
     tenant: Option<&str>,
-) -> Result<Vec<Side>, ErrorFrame> {
+) -> Result<(Vec<Side>, Phase), ErrorFrame> {
     let p = policy;
     let tenant_route = || -> Result<crate::policy::Effective, ErrorFrame> {
         let e = p.for_tenant(tenant);
@@ -117,12 +117,18 @@ pub(super) fn sides_for(
         Ok(e)
     };
     Ok(match kind {
-        StatementKind::Read => vec![primary_of(tenant_route()?.phase)],
-        StatementKind::Write | StatementKind::Truncate => write_sides_of(tenant_route()?.phase),
-        StatementKind::Use | StatementKind::Access => p.write_sides(),
+        StatementKind::Read => {
+            let phase = tenant_route()?.phase;
+            (vec![primary_of(phase)], phase)
+        }
+        StatementKind::Write | StatementKind::Truncate => {
+            let phase = tenant_route()?.phase;
+            (write_sides_of(phase), phase)
+        }
+        StatementKind::Use | StatementKind::Access => (p.write_sides(), p.route.phase),
         StatementKind::Schema => match state.proxy.config.ddl {
-            DdlMode::All => p.write_sides(),
-            DdlMode::PrimaryOnly => vec![p.primary()],
+            DdlMode::All => (p.write_sides(), p.route.phase),
+            DdlMode::PrimaryOnly => (vec![p.primary()], p.route.phase),
             DdlMode::Refuse => {
                 return Err(ErrorFrame::new(
                     ErrorCode::UNAUTHORIZED,
@@ -275,8 +281,10 @@ async fn query(
             })
             .flatten()
     });
-    let sides = match pinned {
-        Some(side) => vec![side],
+    // The tenant's phase, looked up once (a continuation page is never
+    // shadowed, so the default's is as good as any there).
+    let (sides, phase) = match pinned {
+        Some(side) => (vec![side], policy.route.phase),
         None => sides_for(state, policy, c.kind, tenant.as_deref())?,
     };
     let plan = TimestampPlan::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
@@ -295,7 +303,7 @@ async fn query(
     let has_timestamp = plan.has_timestamp;
     let f = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(policy, &c, tenant.as_deref(), || {
+    let shadow = shadowing(policy, phase, &c, || {
         Query::read_flags(&f.body, state.version)
     })
     .and_then(|secondary| {
@@ -454,8 +462,10 @@ async fn execute(
             })
             .flatten()
     });
-    let sides = match pinned {
-        Some(side) => vec![side],
+    // The tenant's phase, looked up once (a continuation page is never
+    // shadowed, so the default's is as good as any there).
+    let (sides, phase) = match pinned {
+        Some(side) => (vec![side], policy.route.phase),
         None => sides_for(state, policy, c.kind, tenant.as_deref())?,
     };
     let plan = TimestampPlan::plan(state, &c, || {
@@ -474,7 +484,7 @@ async fn execute(
     let has_timestamp = plan.has_timestamp;
     let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(policy, &c, tenant.as_deref(), || {
+    let shadow = shadowing(policy, phase, &c, || {
         Execute::read_flags(&template.body, state.version)
     })
     .and_then(|secondary| {

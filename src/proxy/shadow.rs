@@ -233,11 +233,10 @@ impl Collector for ShadowReads {
 /// page (no paging state) also goes to the secondary.
 pub(super) fn shadowing(
     policy: &RoutePolicy,
+    phase: crate::config::Phase,
     c: &Classification,
-    tenant: Option<&str>,
     flags: impl FnOnce() -> Result<u32, crate::protocol::BodyError>,
 ) -> Option<Side> {
-    let phase = policy.for_tenant(tenant).phase;
     let shadowed = match phase {
         crate::config::Phase::ShadowReads => true,
         crate::config::Phase::TargetPrimary => policy.route.shadow_target_primary,

@@ -267,7 +267,7 @@ async fn query(
         }
         _ => (None, policy),
     };
-    if let Some(table) = system_table(&c, state.keyspace().as_deref()) {
+    if let Some(table) = system_table(&c, session_ks.as_deref()) {
         return system_read(state, policy, table, &frame).await;
     }
     let pinned = continuation_side(state, &c, || {

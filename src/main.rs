@@ -297,21 +297,11 @@ async fn main() -> Result<()> {
             loop {
                 match wait_for_signal().await {
                     Signal::Hangup => {
-                        let before = running.proxy.policy();
-                        match running.proxy.policy.reload(std::env::vars()) {
-                            Ok(r) => {
-                                tracing::info!(
-                                    version = r.version,
-                                    changed = r.changed,
-                                    restart_needed = ?r.restart_needed,
-                                    "SIGHUP: config reloaded"
-                                );
-                                running.proxy.fence_after(&before, true).await;
-                            }
-                            Err(problems) => tracing::error!(
+                        if let Err(problems) = running.proxy.reload().await {
+                            tracing::error!(
                                 ?problems,
                                 "SIGHUP: the config was refused; the running policy stays"
-                            ),
+                            );
                         }
                     }
                     Signal::Terminate => {

@@ -330,7 +330,7 @@ async fn change_tenant(
         Ok(p) => p,
         Err(errors) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
     };
-    let (fenced, drained) = s.proxy.fence_after(&before, false).await;
+    let (fenced, drained) = s.proxy.fence_after(&before).await;
     let body = json!({"version": policy.version, "fenced": fenced});
     if drained {
         (StatusCode::OK, Json(body))
@@ -471,28 +471,21 @@ async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport>
 }
 
 async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
-    let before = s.proxy.policy();
-    let p = s.proxy.clone();
-    let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars()))
-        .await
-        .expect("reloading does not panic");
-    let r = match r {
-        Ok(r) => r,
-        Err(errors) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
-    };
-    // Answered once the tenants the change turned read-only have no write
-    // under way that was admitted before.
-    let (fenced, drained) = s.proxy.fence_after(&before, true).await;
-    let mut body = json!(r);
-    body["fenced"] = json!(fenced);
-    if drained {
-        (StatusCode::OK, Json(body))
-    } else {
-        body["errors"] = json!([format!(
-            "the new policy is in force, but writes admitted before it are still under way (tenants fenced: {})",
-            fenced.join(", ")
-        )]);
-        (StatusCode::GATEWAY_TIMEOUT, Json(body))
+    match s.proxy.reload().await {
+        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+        Ok((r, fenced, drained)) => {
+            let mut body = json!(r);
+            body["fenced"] = json!(fenced);
+            if drained {
+                (StatusCode::OK, Json(body))
+            } else {
+                body["errors"] = json!([format!(
+                    "the new policy is in force, but writes admitted before it are still under way (tenants fenced: {})",
+                    fenced.join(", ")
+                )]);
+                (StatusCode::GATEWAY_TIMEOUT, Json(body))
+            }
+        }
     }
 }
 

@@ -314,36 +314,29 @@ impl Metrics {
         &self.tenants[index as usize].1
     }
 
-    /// Counts one request frame from a client.
+    /// Counts one request frame from a client (opcodes that do not exist
+    /// count as `UNKNOWN`).
     pub fn count_request(&self, opcode: u8) {
-        let i = (opcode as usize).min(REQUEST_OPCODES);
+        let i = match Opcode::from_u8(opcode) {
+            Some(_) if (opcode as usize) < REQUEST_OPCODES => opcode as usize,
+            _ => REQUEST_OPCODES,
+        };
         self.requests[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Requests by opcode name (only opcodes seen, unknown ones as "UNKNOWN").
+    /// Requests by opcode name (only opcodes seen).
     pub fn requests_by_opcode(&self) -> Vec<(&'static str, u64)> {
-        (0..=REQUEST_OPCODES)
-            .filter_map(|i| {
-                let n = self.requests[i].load(Ordering::Relaxed);
-                let name = if i == REQUEST_OPCODES {
-                    "UNKNOWN"
-                } else {
-                    Opcode::from_u8(i as u8)
-                        .map(|o| o.name())
-                        .unwrap_or("UNKNOWN")
-                };
+        self.requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                let name = Opcode::from_u8(i as u8)
+                    .filter(|_| i < REQUEST_OPCODES)
+                    .map_or("UNKNOWN", |o| o.name());
                 (n > 0).then_some((name, n))
             })
-            .fold(
-                Vec::new(),
-                |mut acc: Vec<(&'static str, u64)>, (name, n)| {
-                    match acc.iter_mut().find(|(k, _)| *k == name) {
-                        Some((_, total)) => *total += n,
-                        None => acc.push((name, n)),
-                    }
-                    acc
-                },
-            )
+            .collect()
     }
 
     pub fn register(&self, c: Arc<dyn Collector>) {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::prepare::reprepare;
-use super::route::{bind_hidden, literal_for, note, now_micros, replacing, sides_for};
+use super::route::{admit_write, bind_hidden, literal_for, note, now_micros, replacing, sides_for};
 use super::send::{join, malformed, send_raw};
 use super::session::{SessionState, Stamp};
 use crate::cql::StatementKind;
@@ -90,16 +90,8 @@ pub(super) async fn batch(
         )));
     }
     let tenant = tenants.iter().flatten().next().cloned();
-    let fresh;
-    let (_admitted, policy) = match tenant.as_deref() {
-        Some(t) => {
-            let _ = t;
-            let a = state.proxy.fence.enter();
-            fresh = state.proxy.policy();
-            (Some(a), &*fresh)
-        }
-        None => (None, policy),
-    };
+    let admitted = admit_write(state, StatementKind::Write, tenant.as_deref());
+    let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
     let (sides, _) = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
     let answers = futures::future::join_all(sides.iter().map(|side| {
         let mut b = b.clone();

@@ -186,22 +186,20 @@ impl Proxy {
         self.policy.snapshot()
     }
 
-    /// After a policy change from `before`: when it turned tenants
-    /// read-only or not-ready, waits until every tenant write admitted
-    /// before the change has finished (at most a cluster's request timeout
-    /// plus a second). Returns those tenants, and whether the wait ended in
-    /// time.
-    /// With `always`, waits whenever some tenant is read-only or not-ready
-    /// (an operator's call must not return early because the file watcher
-    /// applied the same change a moment before).
-    pub async fn fence_after(&self, before: &RoutePolicy, always: bool) -> (Vec<String>, bool) {
+    /// After a policy change from `before`: while some tenant is read-only
+    /// or not-ready, waits until every tenant write admitted before now has
+    /// finished (at most a cluster's request timeout plus a second) — also
+    /// when the file watcher applied the same change a moment before, so an
+    /// operator's call never returns early. Returns the tenants this change
+    /// turned read-only or not-ready, and whether the wait ended in time.
+    pub async fn fence_after(&self, before: &RoutePolicy) -> (Vec<String>, bool) {
         let now = self.policy();
         let fenced = fence::newly_fenced(before, &now);
-        let any_fenced = now
+        if now
             .tenants
             .values()
-            .any(|t| t.status != crate::config::TenantStatus::ReadWrite);
-        if fenced.is_empty() && !(always && any_fenced) {
+            .all(|t| t.status == crate::config::TenantStatus::ReadWrite)
+        {
             return (fenced, true);
         }
         let limit = self
@@ -212,8 +210,32 @@ impl Proxy {
             .max(self.target.config.request_timeout.0)
             + Duration::from_secs(1);
         let drained = self.fence.grace_period(limit).await;
-        tracing::info!(tenants = ?fenced, drained, "writes refused from now on; writes admitted before have finished");
+        if !fenced.is_empty() {
+            tracing::info!(tenants = ?fenced, drained, "writes refused from now on; writes admitted before have finished");
+        }
         (fenced, drained)
+    }
+
+    /// Reads the config file (and its directory file) again, puts its
+    /// policy in force and fences: SIGHUP, the file watcher and
+    /// `POST /v1/reload`. The reload, the tenants fenced, and whether their
+    /// writes drained in time; or every problem, the running policy kept.
+    pub async fn reload(
+        self: &Arc<Self>,
+    ) -> Result<(crate::policy::Reloaded, Vec<String>, bool), Vec<String>> {
+        let before = self.policy();
+        let p = self.clone();
+        let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars()))
+            .await
+            .map_err(|e| vec![format!("reloading failed: {e}")])??;
+        tracing::info!(
+            version = r.version,
+            changed = r.changed,
+            restart_needed = ?r.restart_needed,
+            "config reloaded"
+        );
+        let (fenced, drained) = self.fence_after(&before).await;
+        Ok((r, fenced, drained))
     }
 
     /// The cluster that checks the client's credentials.
@@ -429,26 +451,12 @@ async fn watch_config(proxy: Arc<Proxy>, file: std::path::PathBuf, stop: Cancell
             continue;
         }
         seen = now;
-        let p = proxy.clone();
-        let before = proxy.policy();
-        let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars())).await;
-        match r {
-            Ok(Ok(r)) => {
-                tracing::info!(
-                    file = %file.display(),
-                    version = r.version,
-                    changed = r.changed,
-                    restart_needed = ?r.restart_needed,
-                    "config file changed: reloaded"
-                );
-                proxy.fence_after(&before, false).await;
-            }
-            Ok(Err(problems)) => tracing::error!(
+        if let Err(problems) = proxy.reload().await {
+            tracing::error!(
                 file = %file.display(),
                 ?problems,
                 "config file changed but was refused; the running policy stays"
-            ),
-            Err(_) => {}
+            );
         }
     }
 }

@@ -45,13 +45,14 @@ impl PagePins {
 
 /// For a read that continues a paged result: the cluster that issued its
 /// paging state (a continuation page stays there whatever the policy says
-/// now). `paging_state` is only called for reads.
+/// now). `paging_state` decodes it, only for such reads.
 pub(super) fn continuation_side(
     state: &SessionState,
     c: &Classification,
+    continues: bool,
     paging_state: impl FnOnce() -> Option<Bytes>,
 ) -> Option<Side> {
-    if c.kind != StatementKind::Read {
+    if c.kind != StatementKind::Read || !continues {
         return None;
     }
     state.proxy.pages.pinned(&paging_state()?)

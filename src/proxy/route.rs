@@ -85,6 +85,27 @@ fn writes(kind: StatementKind) -> bool {
     matches!(kind, StatementKind::Write | StatementKind::Truncate)
 }
 
+/// A tenant's write registers with the read-only fence *before* it takes
+/// the snapshot that judges it: the registration, and that snapshot. Other
+/// requests keep the snapshot the request started with (`None`).
+pub(super) fn admit_write<'s>(
+    state: &'s SessionState,
+    kind: StatementKind,
+    tenant: Option<&str>,
+) -> Option<(super::fence::Admitted<'s>, Arc<RoutePolicy>)> {
+    if !writes(kind) || tenant.is_none() {
+        return None;
+    }
+    let admitted = state.proxy.fence.enter();
+    Some((admitted, state.proxy.policy()))
+}
+
+/// Whether a QUERY or EXECUTE continues a paged result (carries a paging
+/// state), from its flags.
+fn continues(flags: u32) -> bool {
+    flags & crate::protocol::request::query_flags::PAGING_STATE != 0
+}
+
 /// The clusters a statement of this kind goes to, primary first: reads and
 /// writes by their tenant's route (refused when its status says so), the
 /// rest by the default route.
@@ -94,9 +115,8 @@ pub(super) fn sides_for(
     kind: StatementKind,
     tenant: Option<&str>,
 ) -> Result<(Vec<Side>, Phase), ErrorFrame> {
-    let p = policy;
     let tenant_route = || -> Result<crate::policy::Effective, ErrorFrame> {
-        let e = p.for_tenant(tenant);
+        let e = policy.for_tenant(tenant);
         let writing = writes(kind);
         let refused = match e.status {
             TenantStatus::ReadWrite => false,
@@ -125,10 +145,10 @@ pub(super) fn sides_for(
             let phase = tenant_route()?.phase;
             (write_sides_of(phase), phase)
         }
-        StatementKind::Use | StatementKind::Access => (p.write_sides(), p.route.phase),
+        StatementKind::Use | StatementKind::Access => (policy.write_sides(), policy.route.phase),
         StatementKind::Schema => match state.proxy.config.ddl {
-            DdlMode::All => (p.write_sides(), p.route.phase),
-            DdlMode::PrimaryOnly => (vec![p.primary()], p.route.phase),
+            DdlMode::All => (policy.write_sides(), policy.route.phase),
+            DdlMode::PrimaryOnly => (vec![policy.primary()], policy.route.phase),
             DdlMode::Refuse => {
                 return Err(ErrorFrame::new(
                     ErrorCode::UNAUTHORIZED,
@@ -149,25 +169,19 @@ struct TimestampPlan {
 }
 
 impl TimestampPlan {
-    fn plan(
-        state: &SessionState,
-        c: &Classification,
-        flags: impl FnOnce() -> Result<u32, crate::protocol::BodyError>,
-    ) -> Result<TimestampPlan, ErrorFrame> {
+    fn plan(state: &SessionState, c: &Classification, flags: u32) -> TimestampPlan {
         if c.kind != StatementKind::Write {
-            return Ok(TimestampPlan {
+            return TimestampPlan {
                 add: false,
                 has_timestamp: c.has_timestamp,
-            });
+            };
         }
-        let client = flags().map_err(malformed)?
-            & crate::protocol::request::query_flags::DEFAULT_TIMESTAMP
-            != 0;
+        let client = flags & crate::protocol::request::query_flags::DEFAULT_TIMESTAMP != 0;
         let add = !client && needs_timestamp(state, c);
-        Ok(TimestampPlan {
+        TimestampPlan {
             add,
             has_timestamp: add || client || c.has_timestamp,
-        })
+        }
     }
 }
 
@@ -255,31 +269,17 @@ async fn query(
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
     let tenant = note(state, stamp, &c, session_ks.as_deref());
     let class = stamp.op;
-    // A tenant's write is counted before the snapshot that judges it (the
-    // read-only fence waits for it).
-    let fresh;
-    let (_admitted, policy) = match (writes(c.kind), tenant.as_deref()) {
-        (true, Some(t)) => {
-            let _ = t;
-            let a = state.proxy.fence.enter();
-            fresh = state.proxy.policy();
-            (Some(a), &*fresh)
-        }
-        _ => (None, policy),
-    };
+    let admitted = admit_write(state, c.kind, tenant.as_deref());
+    let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
     if let Some(table) = system_table(&c, session_ks.as_deref()) {
         return system_read(state, policy, table, &frame).await;
     }
-    let pinned = continuation_side(state, &c, || {
-        let flags = Query::read_flags(&frame.body, state.version).ok()?;
-        (flags & crate::protocol::request::query_flags::PAGING_STATE != 0)
-            .then(|| {
-                Query::read(&frame.body, state.version)
-                    .ok()?
-                    .params
-                    .paging_state
-            })
-            .flatten()
+    let flags = Query::read_flags(&frame.body, state.version).map_err(malformed)?;
+    let pinned = continuation_side(state, &c, continues(flags), || {
+        Query::read(&frame.body, state.version)
+            .ok()?
+            .params
+            .paging_state
     });
     // The tenant's phase, looked up once (a continuation page is never
     // shadowed, so the default's is as good as any there).
@@ -287,7 +287,7 @@ async fn query(
         Some(side) => (vec![side], policy.route.phase),
         None => sides_for(state, policy, c.kind, tenant.as_deref())?,
     };
-    let plan = TimestampPlan::plan(state, &c, || Query::read_flags(&frame.body, state.version))?;
+    let plan = TimestampPlan::plan(state, &c, flags);
     let body = if plan.add || replacing(state, &c) {
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
         if plan.add {
@@ -303,21 +303,25 @@ async fn query(
     let has_timestamp = plan.has_timestamp;
     let f = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(policy, phase, &c, || {
-        Query::read_flags(&f.body, state.version)
-    })
-    .and_then(|secondary| {
+    let shadow = shadowing(policy, phase, &c, continues(flags)).and_then(|secondary| {
         let key: String = Query::read_text(&f.body)
             .unwrap_or("")
             .chars()
             .take(200)
             .collect();
         let (state2, f2) = (state.clone(), f.clone());
-        start_shadow(state, &c, session_ks.as_deref(), key, async move {
-            send_raw(&state2, secondary, f2, true, OpClass::Read)
-                .await
-                .ok()
-        })
+        start_shadow(
+            state,
+            &c,
+            session_ks.as_deref(),
+            tenant.clone(),
+            key,
+            async move {
+                send_raw(&state2, secondary, f2, true, OpClass::Read)
+                    .await
+                    .ok()
+            },
+        )
     });
     let answers = futures::future::join_all(
         sides
@@ -427,16 +431,8 @@ async fn execute(
     let c = entry.classification.clone();
     let tenant = note(state, stamp, &c, entry.keyspace.as_deref());
     let class = stamp.op;
-    let fresh;
-    let (_admitted, policy) = match (writes(c.kind), tenant.as_deref()) {
-        (true, Some(t)) => {
-            let _ = t;
-            let a = state.proxy.fence.enter();
-            fresh = state.proxy.policy();
-            (Some(a), &*fresh)
-        }
-        _ => (None, policy),
-    };
+    let admitted = admit_write(state, c.kind, tenant.as_deref());
+    let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
     if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
         // Drivers prepare their topology queries too (the scylla crate does).
         // The rewrite needs column names, so full metadata is asked for.
@@ -451,16 +447,12 @@ async fn execute(
         let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
         return Ok(rewrite_system(state, policy, table, answer).await);
     }
-    let pinned = continuation_side(state, &c, || {
-        let flags = Execute::read_flags(&frame.body, state.version).ok()?;
-        (flags & crate::protocol::request::query_flags::PAGING_STATE != 0)
-            .then(|| {
-                Execute::read(&frame.body, state.version)
-                    .ok()?
-                    .params
-                    .paging_state
-            })
-            .flatten()
+    let flags = Execute::read_flags(&frame.body, state.version).map_err(malformed)?;
+    let pinned = continuation_side(state, &c, continues(flags), || {
+        Execute::read(&frame.body, state.version)
+            .ok()?
+            .params
+            .paging_state
     });
     // The tenant's phase, looked up once (a continuation page is never
     // shadowed, so the default's is as good as any there).
@@ -468,9 +460,7 @@ async fn execute(
         Some(side) => (vec![side], policy.route.phase),
         None => sides_for(state, policy, c.kind, tenant.as_deref())?,
     };
-    let plan = TimestampPlan::plan(state, &c, || {
-        Execute::read_flags(&frame.body, state.version)
-    })?;
+    let plan = TimestampPlan::plan(state, &c, flags);
     let body = if plan.add || !entry.hidden.is_empty() {
         let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
         if plan.add {
@@ -484,19 +474,23 @@ async fn execute(
     let has_timestamp = plan.has_timestamp;
     let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(policy, phase, &c, || {
-        Execute::read_flags(&template.body, state.version)
-    })
-    .and_then(|secondary| {
+    let shadow = shadowing(policy, phase, &c, continues(flags)).and_then(|secondary| {
         let key = Execute::read(&template.body, state.version)
             .map(|e| super::shadow::render_values(&e.params.values))
             .unwrap_or_default();
         let (state2, entry2, t2) = (state.clone(), entry.clone(), template.clone());
-        start_shadow(state, &c, entry.keyspace.as_deref(), key, async move {
-            execute_on(&state2, &entry2, secondary, &t2, true, OpClass::Read)
-                .await
-                .ok()
-        })
+        start_shadow(
+            state,
+            &c,
+            entry.keyspace.as_deref(),
+            tenant.clone(),
+            key,
+            async move {
+                execute_on(&state2, &entry2, secondary, &t2, true, OpClass::Read)
+                    .await
+                    .ok()
+            },
+        )
     });
     let answers = futures::future::join_all(
         sides
@@ -548,7 +542,7 @@ async fn register(
                         if crate::protocol::response::read_event_type(&f.body)
                             .is_ok_and(|t| t == "SCHEMA_CHANGE") =>
                     {
-                        if out.send((f, None)).is_err() {
+                        if out.send(f).is_err() {
                             return;
                         }
                     }

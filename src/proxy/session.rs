@@ -44,13 +44,10 @@ pub struct Stamp {
     pub tenant: Option<u16>,
 }
 
-/// An answer on its way to the client, with the stamp of its request
-/// (none for server events).
-pub type Outgoing = (Frame, Option<Stamp>);
-
-/// The requests of one connection under way.
+/// The requests of one connection under way; each ends with its answer
+/// and the stamp its latency is recorded from.
 type Running =
-    FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = Outgoing> + Send>>>;
+    FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, Stamp)> + Send>>>;
 
 /// What the requests of one client connection share.
 pub struct SessionState {
@@ -62,7 +59,8 @@ pub struct SessionState {
     connecting: tokio::sync::Mutex<()>,
     /// The client's own login, used towards the `[auth]` cluster.
     client_credentials: Mutex<Option<(String, String)>>,
-    pub out: mpsc::UnboundedSender<Outgoing>,
+    /// Server events (SCHEMA_CHANGE) for the client.
+    pub out: mpsc::UnboundedSender<Frame>,
     pub tasks: TaskTracker,
     pub close: CancellationToken,
 }
@@ -191,12 +189,11 @@ impl ClientSession {
     }
 
     /// Records the latency of answers just flushed to the socket.
-    fn record_flushed(&mut self, flushed: &mut Vec<(Stamp, Outcome)>) {
+    fn record_flushed(m: &crate::metrics::Metrics, flushed: &mut Vec<(Stamp, Outcome)>) {
         if flushed.is_empty() {
             return;
         }
         let now = std::time::Instant::now();
-        let m = &self.proxy.metrics;
         for (stamp, outcome) in flushed.drain(..) {
             let latency = now.saturating_duration_since(stamp.read_at);
             m.client.record(stamp.op, outcome, latency);
@@ -218,7 +215,7 @@ impl ClientSession {
     }
 
     async fn serve(&mut self) {
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
         let mut written: Vec<(Stamp, Outcome)> = Vec::new();
         // The requests under way, polled by this task: no task spawned per
         // request, and answers that finish together leave in one write.
@@ -235,9 +232,7 @@ impl ClientSession {
                     let mut ok = true;
                     let mut yielded = false;
                     while let Some((f, stamp)) = next.take() {
-                        if let Some(s) = stamp {
-                            written.push((s, Outcome::of(&f)));
-                        }
+                        written.push((stamp, Outcome::of(&f)));
                         ok = self.framed.feed(f).await.is_ok();
                         if !ok { break; }
                         next = running.next().now_or_never().flatten();
@@ -253,9 +248,9 @@ impl ClientSession {
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     if !ok || self.framed.flush().await.is_err() { break; }
-                    self.record_flushed(&mut written);
+                    Self::record_flushed(&self.proxy.metrics, &mut written);
                 }
-                Some((f, _)) = out_rx.recv() => {
+                Some(f) = out_rx.recv() => {
                     // Server events (SCHEMA_CHANGE) pushed to the client.
                     if self.framed.send(f).await.is_err() { break; }
                 }
@@ -273,9 +268,7 @@ impl ClientSession {
                         item = self.framed.next().now_or_never().flatten();
                     }
                     if self.framed.flush().await.is_err() || !keep { break; }
-                    let mut answered = std::mem::take(&mut self.answered);
-                    self.record_flushed(&mut answered);
-                    self.answered = answered;
+                    Self::record_flushed(&self.proxy.metrics, &mut self.answered);
                 }
             }
         }
@@ -285,8 +278,7 @@ impl ClientSession {
             .in_flight
             .fetch_sub(unanswered as i64, std::sync::atomic::Ordering::Relaxed);
         if self.framed.flush().await.is_ok() {
-            let mut answered = std::mem::take(&mut self.answered);
-            self.record_flushed(&mut answered);
+            Self::record_flushed(&self.proxy.metrics, &mut self.answered);
         }
     }
 
@@ -313,7 +305,7 @@ impl ClientSession {
         &mut self,
         frame: Frame,
         read_at: std::time::Instant,
-        out: &mpsc::UnboundedSender<Outgoing>,
+        out: &mpsc::UnboundedSender<Frame>,
         running: &mut Running,
     ) -> bool {
         self.proxy.metrics.count_request(frame.opcode);
@@ -388,7 +380,7 @@ impl ClientSession {
                         }
                     };
                     answer.stream = stream;
-                    (answer, Some(stamp))
+                    (answer, stamp)
                 }));
                 true
             }
@@ -402,7 +394,7 @@ impl ClientSession {
         }
     }
 
-    async fn on_startup(&mut self, frame: Frame, out: &mpsc::UnboundedSender<Outgoing>) -> bool {
+    async fn on_startup(&mut self, frame: Frame, out: &mpsc::UnboundedSender<Frame>) -> bool {
         if self.state.is_some() {
             return self
                 .error(

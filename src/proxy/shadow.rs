@@ -235,20 +235,14 @@ pub(super) fn shadowing(
     policy: &RoutePolicy,
     phase: crate::config::Phase,
     c: &Classification,
-    flags: impl FnOnce() -> Result<u32, crate::protocol::BodyError>,
+    continues_a_page: bool,
 ) -> Option<Side> {
     let shadowed = match phase {
         crate::config::Phase::ShadowReads => true,
         crate::config::Phase::TargetPrimary => policy.route.shadow_target_primary,
         _ => false,
     };
-    if !shadowed || c.kind != StatementKind::Read || c.system {
-        return None;
-    }
-    let continuation = flags().map_or(true, |f| {
-        f & crate::protocol::request::query_flags::PAGING_STATE != 0
-    });
-    if continuation {
+    if !shadowed || c.kind != StatementKind::Read || c.system || continues_a_page {
         return None;
     }
     Some(match crate::policy::primary_of(phase) {
@@ -264,6 +258,7 @@ pub(super) fn start_shadow(
     state: &Arc<SessionState>,
     c: &Classification,
     keyspace: Option<&str>,
+    tenant: Option<Arc<str>>,
     key: String,
     secondary: impl std::future::Future<Output = Option<Frame>> + Send + 'static,
 ) -> Option<tokio::sync::oneshot::Sender<Frame>> {
@@ -280,16 +275,7 @@ pub(super) fn start_shadow(
             )
         })
         .unwrap_or_else(|| "?".into());
-    let ks = c
-        .tables
-        .first()
-        .and_then(|t| t.keyspace.as_deref())
-        .or(keyspace);
-    let tenant = state
-        .proxy
-        .tenants
-        .of_keyspace(ks)
-        .map(|t| t.name.to_string());
+    let tenant = tenant.map(|t| t.to_string());
     let cx = super::shadow::ShadowContext {
         table,
         tenant,

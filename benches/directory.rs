@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use cutover::config::{Phase, RouteConfig, TenantStatus};
-use cutover::policy::{RoutePolicy, TenantRoute};
+use cutover::policy::{RoutePolicy, ShardId, TenantRoute};
 
 const TENANTS: usize = 1_000_000;
 
@@ -23,6 +23,7 @@ fn main() {
     let policy = RoutePolicy {
         version: 1,
         route: RouteConfig::default(),
+        shard: ShardId(0),
         tenants: names
             .iter()
             .enumerate()
@@ -30,7 +31,8 @@ fn main() {
                 (
                     n.clone(),
                     TenantRoute {
-                        shard: None,
+                        shard: Some(format!("shard-{}", i % 4)),
+                        shard_id: Some(ShardId(i % 4)),
                         phase: Some(if i % 2 == 0 {
                             Phase::DualWrite
                         } else {

@@ -328,7 +328,7 @@ async fn readiness_follows_the_primary_and_reports_every_cluster() {
     s.target.node.set_down(true);
     wait_for("the target reported down", || async move {
         let (_, body) = http(admin, "GET", "/health/ready", None).await;
-        body.contains("\"target\":{\"cluster\":\"target\",\"role\":\"target\",\"primary\":false,\"status\":\"down\"")
+        body.contains("\"target\":{\"cluster\":\"target\",\"roles\":[\"default.target\"],\"primary\":false,\"status\":\"down\"")
     })
     .await;
     let (status, body) = s.ready().await;

@@ -49,7 +49,14 @@ async fn sessions_spread_over_the_discovered_nodes_of_the_local_data_center() {
     cfg.clusters.get_mut("origin").unwrap().local_datacenter = Some("dc1".into());
     let proxy = cutover::proxy::start(cfg).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while proxy.proxy.origin.discovered().len() < 2 {
+    while proxy
+        .proxy
+        .cluster_named("origin")
+        .unwrap()
+        .discovered()
+        .len()
+        < 2
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the control connection found no peers"
@@ -57,7 +64,7 @@ async fn sessions_spread_over_the_discovered_nodes_of_the_local_data_center() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        proxy.proxy.origin.discovered(),
+        proxy.proxy.cluster_named("origin").unwrap().discovered(),
         vec![nodes[0].addr, nodes[1].addr],
         "dc1 only"
     );

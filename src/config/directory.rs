@@ -86,11 +86,6 @@ impl Config {
                         "`tenants.entries` \"{}\": shard \"{shard}\" is not configured",
                         e.tenant
                     ));
-                } else if *shard != self.route.shard {
-                    p.push(format!(
-                        "`tenants.entries` \"{}\": shard \"{shard}\" differs from the default route's \"{}\"; a tenant on its own shard is not supported yet",
-                        e.tenant, self.route.shard
-                    ));
                 }
             }
         }

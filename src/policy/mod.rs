@@ -3,9 +3,9 @@
 //! (the admin API, SIGHUP, `POST /v1/reload`) are validated first and
 //! either replace it whole or leave it as it was, with every problem listed.
 //!
-//! This module decides which clusters a phase uses; it does not send
-//! anything. Today the policy is the default route; per-tenant routes and
-//! the shard directory join it later.
+//! The policy is the default route plus the directory (tenant → shard,
+//! phase, status). This module decides which roles (origin, target) a phase
+//! uses and which shard a tenant is on; it does not send anything.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,11 +52,29 @@ pub fn write_sides_of(phase: Phase) -> Vec<Side> {
     }
 }
 
+/// One of the shards the proxy started with: an index into their names
+/// (the config's `[shards.*]`, in name order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ShardId(pub usize);
+
+/// Every cluster `phase` uses, primary first.
+pub fn phase_sides_of(phase: Phase) -> Vec<Side> {
+    let mut sides = write_sides_of(phase);
+    let primary = primary_of(phase);
+    if !sides.contains(&primary) {
+        sides.insert(0, primary);
+    }
+    sides
+}
+
 /// A tenant's route in a snapshot; a field left out follows the default
 /// route (also when the default route changes).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantRoute {
     pub shard: Option<String>,
+    /// `shard`, resolved when the snapshot was made.
+    #[serde(skip)]
+    pub shard_id: Option<ShardId>,
     pub phase: Option<Phase>,
     pub status: TenantStatus,
 }
@@ -64,6 +82,7 @@ pub struct TenantRoute {
 /// How one request is served: its tenant's route, or the default one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Effective {
+    pub shard: ShardId,
     pub phase: Phase,
     pub status: TenantStatus,
 }
@@ -73,6 +92,9 @@ pub struct Effective {
 pub struct RoutePolicy {
     pub version: u64,
     pub route: RouteConfig,
+    /// `route.shard`, resolved when the snapshot was made.
+    #[serde(skip)]
+    pub shard: ShardId,
     /// The directory: tenants with their own route (the rest take the
     /// default one). Looked up without a lock: the map is in the snapshot.
     pub tenants: HashMap<String, TenantRoute>,
@@ -91,21 +113,19 @@ impl RoutePolicy {
 
     /// Every cluster the default route's phase uses, primary first.
     pub fn phase_sides(&self) -> Vec<Side> {
-        let mut sides = self.write_sides();
-        if !sides.contains(&self.primary()) {
-            sides.insert(0, self.primary());
-        }
-        sides
+        phase_sides_of(self.route.phase)
     }
 
     /// How a request of `tenant` is served (one hash lookup).
     pub fn for_tenant(&self, tenant: Option<&str>) -> Effective {
         match tenant.and_then(|t| self.tenants.get(t)) {
             Some(r) => Effective {
+                shard: r.shard_id.unwrap_or(self.shard),
                 phase: r.phase.unwrap_or(self.route.phase),
                 status: r.status,
             },
             None => Effective {
+                shard: self.shard,
                 phase: self.route.phase,
                 status: TenantStatus::ReadWrite,
             },
@@ -129,21 +149,55 @@ pub struct TenantPatch {
     pub status: Option<TenantStatus>,
 }
 
-/// The directory of a config's entries.
-fn directory(entries: &[TenantEntry]) -> HashMap<String, TenantRoute> {
-    entries
-        .iter()
-        .map(|e| {
-            (
-                e.tenant.clone(),
-                TenantRoute {
-                    shard: e.shard.clone(),
-                    phase: e.phase,
-                    status: e.status,
-                },
-            )
-        })
-        .collect()
+/// The directory of a config's entries, their shards resolved among
+/// `shards`; or a problem for each entry naming another shard.
+fn directory(
+    shards: &[String],
+    entries: &[TenantEntry],
+) -> Result<HashMap<String, TenantRoute>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut dir = HashMap::with_capacity(entries.len());
+    for e in entries {
+        let shard_id = match &e.shard {
+            None => None,
+            Some(name) => match shard_id(shards, name) {
+                Some(id) => Some(id),
+                None => {
+                    problems.push(unknown_shard(
+                        &format!("tenant \"{}\"", e.tenant),
+                        name,
+                        shards,
+                    ));
+                    continue;
+                }
+            },
+        };
+        dir.insert(
+            e.tenant.clone(),
+            TenantRoute {
+                shard: e.shard.clone(),
+                shard_id,
+                phase: e.phase,
+                status: e.status,
+            },
+        );
+    }
+    if problems.is_empty() {
+        Ok(dir)
+    } else {
+        Err(problems)
+    }
+}
+
+fn shard_id(shards: &[String], name: &str) -> Option<ShardId> {
+    shards.iter().position(|s| s == name).map(ShardId)
+}
+
+fn unknown_shard(what: &str, name: &str, shards: &[String]) -> String {
+    format!(
+        "{what}: shard \"{name}\" is not one this proxy started with ([{}]); a new shard takes effect at a restart",
+        shards.join(", ")
+    )
 }
 
 /// Fields of the default route to change (`PUT /v1/policy`).
@@ -179,24 +233,27 @@ pub struct PolicyStore {
     /// The config the proxy started with (what a reload compares against),
     /// and its file, if any.
     source: Mutex<(Config, Option<PathBuf>)>,
-    /// The shard the proxy's clusters belong to: the only one a route can
-    /// name until the shard directory reaches every shard's clusters.
-    shard: String,
+    /// The shards the proxy started with (their clusters are the ones it
+    /// reaches), in name order: `ShardId`s index this.
+    shards: Vec<String>,
     /// Changes installed and refused (a change to the same route is neither).
     pub changes: std::sync::atomic::AtomicU64,
     pub refused: std::sync::atomic::AtomicU64,
 }
 
 impl PolicyStore {
+    /// The policy of a valid config (every shard it names is configured).
     pub fn new(config: &Config, file: Option<PathBuf>) -> PolicyStore {
+        let shards: Vec<String> = config.shards.keys().cloned().collect();
         PolicyStore {
             current: ArcSwap::from_pointee(RoutePolicy {
                 version: 1,
                 route: config.route.clone(),
-                tenants: directory(&all_entries(config)),
+                shard: shard_id(&shards, &config.route.shard).unwrap_or_default(),
+                tenants: directory(&shards, &all_entries(config)).unwrap_or_default(),
             }),
             source: Mutex::new((config.clone(), file)),
-            shard: config.route.shard.clone(),
+            shards,
             changes: Default::default(),
             refused: Default::default(),
         }
@@ -257,14 +314,22 @@ impl PolicyStore {
         if config.tenants.key == crate::config::TenantKey::default() {
             problems.push("`tenants.key` is \"none\": no request would ever have a tenant".into());
         }
-        if !problems.is_empty() {
-            self.refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(problems);
+        let mut all = config.tenants.entries.clone();
+        all.extend(entries.iter().cloned());
+        let tenants = directory(&self.shards, &all);
+        if let Err(more) = &tenants {
+            problems.extend(more.iter().cloned());
         }
+        let tenants = match tenants {
+            Ok(t) if problems.is_empty() => t,
+            _ => {
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(problems);
+            }
+        };
         crate::config::write_directory(&file, &entries).map_err(|e| vec![e])?;
         config.tenants.file_entries = entries;
-        let tenants = directory(&all_entries(config));
         let route = self.snapshot().route.clone();
         drop(source);
         self.install(route, Some(tenants)).map(|(p, _)| p)
@@ -278,11 +343,8 @@ impl PolicyStore {
     /// Problems with a route, each a sentence an operator can act on.
     fn check(&self, route: &RouteConfig) -> Vec<String> {
         let mut p = Vec::new();
-        if route.shard != self.shard {
-            p.push(format!(
-                "route.shard \"{}\": this proxy reaches the clusters of shard \"{}\" only; moving the default route to another shard needs a restart",
-                route.shard, self.shard
-            ));
+        if shard_id(&self.shards, &route.shard).is_none() {
+            p.push(unknown_shard("route.shard", &route.shard, &self.shards));
         }
         if route.write_mode == WriteMode::AsyncSecondary {
             p.push("route.write_mode \"async-secondary\" needs the replay journal, which does not exist yet; use \"sync\"".into());
@@ -316,6 +378,7 @@ impl PolicyStore {
             } else {
                 let next = Arc::new(RoutePolicy {
                     version: cur.version + 1,
+                    shard: shard_id(&self.shards, &route.shard).unwrap_or_default(),
                     route: route.clone(),
                     tenants,
                 });
@@ -379,7 +442,10 @@ impl PolicyStore {
                 .map(|p| format!("{}: {p}", path.display()))
                 .collect::<Vec<_>>()
         })?;
-        let tenants = directory(&all_entries(&new));
+        let tenants = directory(&self.shards, &all_entries(&new)).inspect_err(|_| {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })?;
         let (policy, changed) = self.install(new.route.clone(), Some(tenants))?;
         // The directory as reloaded is what later API changes start from.
         source.0.tenants.entries = new.tenants.entries.clone();
@@ -423,15 +489,18 @@ impl PolicyStore {
 mod tests {
     use super::*;
 
-    fn store() -> PolicyStore {
-        let c = Config::quick_start(
+    fn config() -> Config {
+        Config::quick_start(
             "127.0.0.1:9042",
             "127.0.0.1:9043",
             "127.0.0.1:0".parse().unwrap(),
             None,
         )
-        .unwrap();
-        PolicyStore::new(&c, None)
+        .unwrap()
+    }
+
+    fn store() -> PolicyStore {
+        PolicyStore::new(&config(), None)
     }
 
     fn phase(p: Phase) -> PolicyPatch {
@@ -481,13 +550,7 @@ mod tests {
 
     #[test]
     fn a_tenant_without_its_own_phase_follows_the_default_route() {
-        let mut c = Config::quick_start(
-            "127.0.0.1:9042",
-            "127.0.0.1:9043",
-            "127.0.0.1:0".parse().unwrap(),
-            None,
-        )
-        .unwrap();
+        let mut c = config();
         c.tenants.entries = vec![
             TenantEntry {
                 tenant: "ro".into(),
@@ -512,6 +575,41 @@ mod tests {
         assert_eq!(p.for_tenant(Some("ro")).phase, Phase::OriginOnly);
         assert_eq!(p.for_tenant(Some("tp")).phase, Phase::TargetPrimary);
         assert_eq!(p.for_tenant(None).phase, Phase::OriginOnly);
+    }
+
+    #[test]
+    fn routes_name_the_shards_the_proxy_started_with() {
+        let mut c = config();
+        c.shards.insert(
+            "second".into(),
+            crate::config::ShardConfig {
+                origin: "target".into(),
+                target: "origin".into(),
+            },
+        );
+        let s = PolicyStore::new(&c, None);
+        assert_eq!(s.snapshot().shard, ShardId(0), "default < second");
+        let p = s
+            .apply(PolicyPatch {
+                route: Some(RoutePatch {
+                    shard: Some("second".into()),
+                    ..Default::default()
+                }),
+            })
+            .unwrap();
+        assert_eq!(p.shard, ShardId(1));
+        assert_eq!(p.for_tenant(Some("anyone")).shard, ShardId(1));
+        let e = directory(
+            &s.shards,
+            &[TenantEntry {
+                tenant: "x".into(),
+                shard: Some("third".into()),
+                phase: None,
+                status: TenantStatus::ReadWrite,
+            }],
+        )
+        .unwrap_err();
+        assert!(e[0].contains("not one this proxy started with"), "{e:?}");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use super::decide::{admit_write, route_for};
 use super::prepare::reprepare;
-use super::route::{admit_write, bind_hidden, literal_for, note, now_micros, replacing, sides_for};
+use super::route::{bind_hidden, literal_for, note, now_micros, replacing};
 use super::send::{join, malformed, send_raw};
 use super::session::{SessionState, Stamp};
 use crate::cql::StatementKind;
@@ -92,8 +93,8 @@ pub(super) async fn batch(
     let tenant = tenants.iter().flatten().next().cloned();
     let admitted = admit_write(state, StatementKind::Write, tenant.as_deref());
     let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
-    let (sides, _) = sides_for(state, policy, StatementKind::Write, tenant.as_deref())?;
-    let answers = futures::future::join_all(sides.iter().map(|side| {
+    let clusters = route_for(state, policy, StatementKind::Write, tenant.as_deref())?.clusters;
+    let answers = futures::future::join_all(clusters.iter().map(|cluster| {
         let mut b = b.clone();
         let template = frame.clone();
         let entries = entries.clone();
@@ -102,9 +103,9 @@ pub(super) async fn batch(
             for child in b.children.iter_mut() {
                 if let BatchStatement::Prepared(id) = &mut child.statement {
                     let entry = prepared.next().expect("one entry per prepared child");
-                    *id = match entry.id_on(*side) {
+                    *id = match entry.id_on(*cluster) {
                         Some(cluster_id) => cluster_id,
-                        None => match reprepare(state, entry, *side).await {
+                        None => match reprepare(state, entry, *cluster).await {
                             Ok(cluster_id) => cluster_id,
                             Err(f) => return Ok(f),
                         },
@@ -114,7 +115,7 @@ pub(super) async fn batch(
             let body = b.encode(state.version);
             send_raw(
                 state,
-                *side,
+                *cluster,
                 Frame { body, ..template },
                 retry,
                 OpClass::Write,
@@ -123,5 +124,5 @@ pub(super) async fn batch(
         }
     }))
     .await;
-    join(state, &sides, answers, StatementKind::Write)
+    join(state, &clusters, answers, StatementKind::Write)
 }

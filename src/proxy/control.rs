@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
-use super::{Proxy, Side};
+use super::{ClusterId, Proxy};
 use crate::frame::Opcode;
 use crate::protocol::consistency;
 use crate::protocol::request::{Query, QueryParams};
@@ -110,27 +110,27 @@ async fn discover(
     Ok(nodes)
 }
 
-/// Keeps `proxy.cluster(side)`'s node list current until `stop`. The
+/// Keeps `proxy.cluster(cluster)`'s node list current until `stop`. The
 /// control connection logs in with the cluster's configured credentials;
 /// without them it tries anonymously, and a cluster that then requires a
 /// login is reached through its contact points only.
-pub async fn run(proxy: Arc<Proxy>, side: Side, stop: CancellationToken) {
-    let cfg = &proxy.cluster(side).config;
+pub async fn run(proxy: Arc<Proxy>, cluster: ClusterId, stop: CancellationToken) {
+    let cfg = &proxy.cluster(cluster).config;
     let credentials = cfg
         .username
         .clone()
         .map(|u| (u, cfg.password.clone().unwrap_or_default()));
-    watch(proxy.clone(), side, credentials, stop).await;
-    proxy.cluster(side).first_round_over();
+    watch(proxy.clone(), cluster, credentials, stop).await;
+    proxy.cluster(cluster).first_round_over();
 }
 
 async fn watch(
     proxy: Arc<Proxy>,
-    side: Side,
+    cluster: ClusterId,
     credentials: Option<(String, String)>,
     stop: CancellationToken,
 ) {
-    let cluster = proxy.cluster(side);
+    let cluster = proxy.cluster(cluster);
     let opts = ConnectOptions {
         version: 4,
         credentials,

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{Proxy, Side};
+use super::{ClusterId, Proxy};
 use crate::metrics::{Collector, Exposition, MetricType};
 use crate::upstream::UpstreamConn;
 
@@ -65,11 +65,11 @@ impl ClusterHealth {
         self.state.lock().up == Some(true)
     }
 
-    fn report(&self, name: &str, role: &str, primary: bool) -> ClusterReport {
+    fn report(&self, name: &str, roles: Vec<String>, primary: bool) -> ClusterReport {
         let s = self.state.lock().clone();
         ClusterReport {
             cluster: name.to_string(),
-            role: role.to_string(),
+            roles,
             primary,
             status: match s.up {
                 None => "unknown",
@@ -87,7 +87,10 @@ impl ClusterHealth {
 #[derive(Serialize)]
 pub struct ClusterReport {
     pub cluster: String,
-    pub role: String,
+    /// What the cluster is in each shard that names it: `SHARD.origin` or
+    /// `SHARD.target`.
+    pub roles: Vec<String>,
+    /// Answers the default route's reads.
     pub primary: bool,
     /// `up`, `down`, or `unknown` (not tried yet).
     pub status: &'static str,
@@ -109,19 +112,27 @@ pub struct Readiness {
 impl Proxy {
     /// Ready: accepting clients, and the primary's control connection is up.
     pub fn readiness(&self) -> Readiness {
-        let primary = self.policy().primary();
+        let primary = self.default_primary(&self.policy());
         let accepting = self.accepting.load(Ordering::Relaxed);
-        let clusters = [Side::Origin, Side::Target]
-            .into_iter()
-            .map(|side| {
-                let c = self.cluster(side);
-                let role = match side {
-                    Side::Origin => "origin",
-                    Side::Target => "target",
-                };
+        let shard_names: Vec<&String> = self.config.shards.keys().collect();
+        let clusters = (0..self.clusters.len())
+            .map(ClusterId)
+            .map(|id| {
+                let c = self.cluster(id);
+                let roles = self
+                    .shards
+                    .iter()
+                    .zip(&shard_names)
+                    .flat_map(|([origin, target], name)| {
+                        [(origin, "origin"), (target, "target")]
+                            .into_iter()
+                            .filter(|(c, _)| **c == id)
+                            .map(move |(_, role)| format!("{name}.{role}"))
+                    })
+                    .collect();
                 (
                     c.name.clone(),
-                    c.health.report(&c.name, role, side == primary),
+                    c.health.report(&c.name, roles, id == primary),
                 )
             })
             .collect();
@@ -163,10 +174,10 @@ pub struct ProxyGauges(pub Weak<Proxy>);
 impl Collector for ProxyGauges {
     fn collect(&self, out: &mut Exposition) {
         let Some(p) = self.0.upgrade() else { return };
-        let sides = [Side::Origin, Side::Target];
-        let usage: Vec<_> = sides
+        let usage: Vec<_> = p
+            .clusters
             .iter()
-            .map(|s| (p.cluster(*s), p.cluster(*s).connections.usage()))
+            .map(|c| (c, c.connections.usage()))
             .collect();
         out.family(
             "cutover_upstream_connections",
@@ -197,8 +208,7 @@ impl Collector for ProxyGauges {
             "1 while the cluster's control connection is open and answering",
             MetricType::Gauge,
         );
-        for s in sides {
-            let c = p.cluster(s);
+        for c in &p.clusters {
             out.sample(
                 "cutover_cluster_up",
                 &[("cluster", &c.name)],

@@ -8,6 +8,7 @@
 
 mod batch;
 mod control;
+mod decide;
 mod fence;
 mod health;
 mod paging;
@@ -28,8 +29,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::policy::{ShardId, Side};
 pub use health::{ClusterReport, Readiness};
-pub use prepared::{PreparedMap, Side};
+pub use prepared::PreparedMap;
 pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
 pub use tenant::{Tenant, TenantResolver};
 pub use topology::{SystemTable, TopologyView};
@@ -53,6 +55,10 @@ pub enum ProxyError {
         reason: String,
     },
 }
+
+/// One of the proxy's clusters: an index into `Proxy::clusters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterId(pub usize);
 
 /// One cluster as the proxy reaches it.
 pub struct Cluster {
@@ -158,8 +164,14 @@ impl Cluster {
 /// State shared by every session of one proxy instance.
 pub struct Proxy {
     pub config: Config,
-    pub origin: Cluster,
-    pub target: Cluster,
+    /// Every cluster of every shard, in name order.
+    pub clusters: Vec<Cluster>,
+    /// Each shard's origin and target, indexed by `ShardId` (shard names in
+    /// order, as the policy numbers them).
+    pub shards: Vec<[ClusterId; 2]>,
+    /// The cluster that checks the client's credentials (`[auth]`, on the
+    /// default route's shard at start).
+    pub auth_cluster: ClusterId,
     pub prepared: PreparedMap,
     pub classifier: ClassificationCache,
     pub topology: TopologyView,
@@ -174,11 +186,38 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn cluster(&self, side: Side) -> &Cluster {
-        match side {
-            Side::Origin => &self.origin,
-            Side::Target => &self.target,
-        }
+    pub fn cluster(&self, id: ClusterId) -> &Cluster {
+        &self.clusters[id.0]
+    }
+
+    pub fn cluster_named(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// `side` of `shard`.
+    pub fn on(&self, shard: ShardId, side: Side) -> ClusterId {
+        self.shards[shard.0][match side {
+            Side::Origin => 0,
+            Side::Target => 1,
+        }]
+    }
+
+    /// The cluster that answers reads on the default route.
+    pub fn default_primary(&self, policy: &RoutePolicy) -> ClusterId {
+        self.on(policy.shard, policy.primary())
+    }
+
+    /// Every cluster of every shard (where `ddl = "all"` sends schema
+    /// changes), the default route's primary first.
+    pub fn all_clusters(&self, policy: &RoutePolicy) -> Vec<ClusterId> {
+        let primary = self.default_primary(policy);
+        std::iter::once(primary)
+            .chain(
+                (0..self.clusters.len())
+                    .map(ClusterId)
+                    .filter(|c| *c != primary),
+            )
+            .collect()
     }
 
     /// The routing policy in force: take it once per request.
@@ -203,11 +242,11 @@ impl Proxy {
             return (fenced, true);
         }
         let limit = self
-            .origin
-            .config
-            .request_timeout
-            .0
-            .max(self.target.config.request_timeout.0)
+            .clusters
+            .iter()
+            .map(|c| c.config.request_timeout.0)
+            .max()
+            .unwrap_or_default()
             + Duration::from_secs(1);
         let drained = self.fence.grace_period(limit).await;
         if !fenced.is_empty() {
@@ -236,14 +275,6 @@ impl Proxy {
         );
         let (fenced, drained) = self.fence_after(&before).await;
         Ok((r, fenced, drained))
-    }
-
-    /// The cluster that checks the client's credentials.
-    pub fn auth_side(&self) -> Side {
-        match self.config.auth.check_client_against {
-            crate::config::ClusterRole::Origin => Side::Origin,
-            crate::config::ClusterRole::Target => Side::Target,
-        }
     }
 }
 
@@ -344,9 +375,34 @@ pub async fn start_from(
         },
         &config.clusters.keys().cloned().collect::<Vec<_>>(),
     ));
-    let shard = &config.shards[&config.route.shard];
-    let origin = resolve(&shard.origin, &config.clusters[&shard.origin], &metrics).await?;
-    let target = resolve(&shard.target, &config.clusters[&shard.target], &metrics).await?;
+    // The clusters some shard names; a cluster of none is not reached.
+    let names: std::collections::BTreeSet<&String> = config
+        .shards
+        .values()
+        .flat_map(|s| [&s.origin, &s.target])
+        .collect();
+    let mut clusters = Vec::with_capacity(names.len());
+    for name in &names {
+        clusters.push(resolve(name, &config.clusters[*name], &metrics).await?);
+    }
+    let id_of = |name: &String| {
+        ClusterId(
+            names
+                .iter()
+                .position(|n| *n == name)
+                .expect("a shard's clusters are resolved"),
+        )
+    };
+    let shards: Vec<[ClusterId; 2]> = config
+        .shards
+        .values()
+        .map(|s| [id_of(&s.origin), id_of(&s.target)])
+        .collect();
+    let default_shard = &config.shards[&config.route.shard];
+    let auth_cluster = id_of(match config.auth.check_client_against {
+        crate::config::ClusterRole::Origin => &default_shard.origin,
+        crate::config::ClusterRole::Target => &default_shard.target,
+    });
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ProxyError::Listen {
@@ -378,8 +434,9 @@ pub async fn start_from(
             config.limits.max_shadow_reads_in_flight as usize,
         )),
         config,
-        origin,
-        target,
+        clusters,
+        shards,
+        auth_cluster,
         metrics: metrics.clone(),
         accepting: std::sync::atomic::AtomicBool::new(true),
     });
@@ -402,15 +459,18 @@ pub async fn start_from(
     ));
     // Control connections stop with accepting, so a drain waits only for
     // requests.
-    for side in [Side::Origin, Side::Target] {
-        tasks.spawn(control::run(proxy.clone(), side, stop_accepting.clone()));
+    for id in (0..proxy.clusters.len()).map(ClusterId) {
+        tasks.spawn(control::run(proxy.clone(), id, stop_accepting.clone()));
     }
     // The first clients already get the discovered nodes and the version
     // check, unless a cluster takes longer than its connect timeout.
-    for side in [Side::Origin, Side::Target] {
-        let c = proxy.cluster(side);
-        c.wait_first_round(c.config.connect_timeout.0).await;
-    }
+    futures::future::join_all(
+        proxy
+            .clusters
+            .iter()
+            .map(|c| c.wait_first_round(c.config.connect_timeout.0)),
+    )
+    .await;
     Ok(RunningProxy {
         addr,
         proxy,

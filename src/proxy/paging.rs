@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::prepared::Side;
 use super::session::SessionState;
+use super::ClusterId;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 
@@ -18,17 +18,17 @@ use crate::frame::{Frame, Opcode};
 /// oldest go first.
 #[derive(Default)]
 pub struct PagePins {
-    inner: Mutex<(HashMap<Bytes, Side>, std::collections::VecDeque<Bytes>)>,
+    inner: Mutex<(HashMap<Bytes, ClusterId>, std::collections::VecDeque<Bytes>)>,
 }
 
 /// Paging states remembered.
 const PINNED_PAGES: usize = 10_000;
 
 impl PagePins {
-    pub fn pin(&self, paging_state: Bytes, side: Side) {
+    pub fn pin(&self, paging_state: Bytes, cluster: ClusterId) {
         let mut g = self.inner.lock();
         let (map, order) = &mut *g;
-        if map.insert(paging_state.clone(), side).is_none() {
+        if map.insert(paging_state.clone(), cluster).is_none() {
             order.push_back(paging_state);
             if order.len() > PINNED_PAGES {
                 if let Some(old) = order.pop_front() {
@@ -38,7 +38,7 @@ impl PagePins {
         }
     }
 
-    pub fn pinned(&self, paging_state: &Bytes) -> Option<Side> {
+    pub fn pinned(&self, paging_state: &Bytes) -> Option<ClusterId> {
         self.inner.lock().0.get(paging_state).copied()
     }
 }
@@ -51,7 +51,7 @@ pub(super) fn continuation_side(
     c: &Classification,
     continues: bool,
     paging_state: impl FnOnce() -> Option<Bytes>,
-) -> Option<Side> {
+) -> Option<ClusterId> {
     if c.kind != StatementKind::Read || !continues {
         return None;
     }
@@ -59,10 +59,15 @@ pub(super) fn continuation_side(
 }
 
 /// Remembers which cluster issued the paging state of a read's answer.
-pub(super) fn pin_pages(state: &SessionState, c: &Classification, side: Side, answer: &Frame) {
+pub(super) fn pin_pages(
+    state: &SessionState,
+    c: &Classification,
+    cluster: ClusterId,
+    answer: &Frame,
+) {
     if c.kind == StatementKind::Read && answer.op() == Some(Opcode::Result) {
         if let Some(p) = crate::protocol::response::read_paging_state(&answer.body) {
-            state.proxy.pages.pin(p, side);
+            state.proxy.pages.pin(p, cluster);
         }
     }
 }

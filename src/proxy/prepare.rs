@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::prepared::{PreparedEntry, PreparedMap, Side};
+use super::decide::prepare_clusters;
+use super::prepared::{PreparedEntry, PreparedMap};
 use super::route::replacing;
 use super::send::{error_frame, malformed, record_leg, send_one};
 use super::session::SessionState;
+use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
@@ -50,27 +52,32 @@ pub(super) async fn prepare(
         cluster_text,
         hidden,
     );
-    // Prepared on every cluster a phase may send it to, so that a phase
-    // change never meets an unknown statement.
-    let sides = policy.phase_sides();
-    let primary = policy.primary();
+    // Prepared on every cluster the tenant's phase may send it to; a
+    // cluster it meets later (a phase or shard change) prepares it then.
+    let tenant = state
+        .proxy
+        .tenants
+        .of_keyspace(super::route::keyspace_of(&c, keyspace.as_deref()))
+        .map(|t| t.name);
+    let clusters = prepare_clusters(&state.proxy, policy, tenant.as_deref());
+    let primary = clusters[0];
     let answers = futures::future::join_all(
-        sides
+        clusters
             .iter()
-            .map(|side| prepare_on(state, &entry, *side, &frame)),
+            .map(|cluster| prepare_on(state, &entry, *cluster, &frame)),
     )
     .await;
     let mut primary_answer = None;
-    for (side, a) in sides.iter().zip(answers) {
+    for (cluster, a) in clusters.iter().zip(answers) {
         let a = a?;
         if a.op() == Some(Opcode::Error) {
             return Ok(a);
         }
-        if *side == primary {
+        if *cluster == primary {
             primary_answer = Some(a);
         }
     }
-    let a = primary_answer.expect("the primary is among the sides");
+    let a = primary_answer.expect("the primary is among the clusters");
     let body = if entry.hidden.is_empty() {
         with_prepared_id(&a.body, &client_id)?
     } else {
@@ -83,7 +90,7 @@ pub(super) async fn prepare(
 pub(super) async fn prepare_on(
     state: &Arc<SessionState>,
     entry: &PreparedEntry,
-    side: Side,
+    cluster: ClusterId,
     frame: &Frame,
 ) -> Result<Frame, ErrorFrame> {
     let body = Prepare {
@@ -100,34 +107,34 @@ pub(super) async fn prepare_on(
         ..frame.clone()
     };
     // Preparing twice is harmless, so it may be resent like a read.
-    let a = send_one(state, side, f, StatementKind::Read, OpClass::Other).await?;
+    let a = send_one(state, cluster, f, StatementKind::Read, OpClass::Other).await?;
     if a.op() == Some(Opcode::Result) {
         if let Ok(id) = prepared_id_of(&a.body) {
-            entry.set_id(side, id);
+            entry.set_id(cluster, id);
         }
     }
     Ok(a)
 }
 
-/// Prepares `entry` on `side` again; its new id, or the error to answer.
+/// Prepares `entry` on `cluster` again; its new id, or the error to answer.
 pub(super) async fn reprepare(
     state: &Arc<SessionState>,
     entry: &PreparedEntry,
-    side: Side,
+    cluster: ClusterId,
 ) -> Result<Bytes, Frame> {
     state
         .proxy
-        .cluster(side)
+        .cluster(cluster)
         .metrics
         .reprepares
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let prep = Frame::request(state.version, 0, Opcode::Prepare, Bytes::new());
-    match prepare_on(state, entry, side, &prep).await {
+    match prepare_on(state, entry, cluster, &prep).await {
         Ok(a) if a.op() == Some(Opcode::Result) => {}
         Ok(a) => return Err(a),
         Err(e) => return Err(error_frame(state, e)),
     }
-    entry.id_on(side).ok_or_else(|| {
+    entry.id_on(cluster).ok_or_else(|| {
         error_frame(
             state,
             ErrorFrame::server("cutover: could not prepare the statement again"),
@@ -211,7 +218,7 @@ fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
 pub(super) async fn execute_on(
     state: &Arc<SessionState>,
     entry: &Arc<PreparedEntry>,
-    side: Side,
+    cluster: ClusterId,
     template: &Frame,
     idempotent: bool,
     class: OpClass,
@@ -219,9 +226,9 @@ pub(super) async fn execute_on(
     let mut reprepared = false;
     let mut resent = false;
     loop {
-        let id = match entry.id_on(side) {
+        let id = match entry.id_on(cluster) {
             Some(id) => id,
-            None => match reprepare(state, entry, side).await {
+            None => match reprepare(state, entry, cluster).await {
                 Ok(id) => id,
                 Err(f) => return Ok(f),
             },
@@ -231,10 +238,10 @@ pub(super) async fn execute_on(
             Err(e) => return Ok(error_frame(state, e)),
         };
         let started = std::time::Instant::now();
-        let timeout = state.proxy.cluster(side).config.request_timeout.0;
+        let timeout = state.proxy.cluster(cluster).config.request_timeout.0;
         let sent = async {
             state
-                .upstream(side)
+                .upstream(cluster)
                 .await?
                 .forward(
                     &Frame {
@@ -248,7 +255,7 @@ pub(super) async fn execute_on(
         .await;
         let retrying = matches!(sent, Err(UpstreamError::Closed { .. })) && idempotent && !resent;
         if !retrying {
-            record_leg(state, side, class, &sent, started);
+            record_leg(state, cluster, class, &sent, started);
         }
         let a = match sent {
             Err(UpstreamError::Closed { .. }) if retrying => {
@@ -263,7 +270,7 @@ pub(super) async fn execute_on(
             return Ok(a);
         }
         reprepared = true;
-        if let Err(f) = reprepare(state, entry, side).await {
+        if let Err(f) = reprepare(state, entry, cluster).await {
             return Ok(f);
         }
     }

@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 
 use crate::cql::Classification;
 
-pub use crate::policy::Side;
+use super::ClusterId;
 
 pub struct PreparedEntry {
     /// The text the client prepared (its id is computed from this).
@@ -23,15 +23,16 @@ pub struct PreparedEntry {
     pub hidden: Vec<(usize, String)>,
     pub keyspace: Option<String>,
     pub classification: Arc<Classification>,
-    ids: RwLock<HashMap<Side, Bytes>>,
+    /// Each cluster's own id.
+    ids: RwLock<HashMap<ClusterId, Bytes>>,
 }
 
 impl PreparedEntry {
-    pub fn id_on(&self, side: Side) -> Option<Bytes> {
+    pub fn id_on(&self, side: ClusterId) -> Option<Bytes> {
         self.ids.read().get(&side).cloned()
     }
 
-    pub fn set_id(&self, side: Side, id: Bytes) {
+    pub fn set_id(&self, side: ClusterId, id: Bytes) {
         self.ids.write().insert(side, id);
     }
 }

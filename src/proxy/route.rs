@@ -11,24 +11,23 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::batch;
+use super::decide::{admit_write, route_for, Route};
 use super::paging::{continuation_side, pin_pages};
 use super::prepare::{execute_on, prepare};
-use super::prepared::{PreparedEntry, Side};
+use super::prepared::PreparedEntry;
 use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
 use super::topology::SystemTable;
-use crate::config::DdlMode;
-use crate::config::{Phase, TenantStatus};
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
-use crate::policy::{primary_of, write_sides_of, RoutePolicy};
+use crate::policy::RoutePolicy;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::{read_register, Execute, Query};
 use crate::protocol::response::ResultBody;
-use crate::protocol::{consistency, ErrorCode, ErrorFrame};
+use crate::protocol::{consistency, ErrorFrame};
 
 /// The operation class of a statement, for the latency series.
 pub fn op_class(kind: StatementKind) -> OpClass {
@@ -48,15 +47,19 @@ pub(super) fn note(
     keyspace: Option<&str>,
 ) -> Option<Arc<str>> {
     stamp.op = op_class(c.kind);
-    let ks = c
-        .tables
+    let tenant = state.proxy.tenants.of_keyspace(keyspace_of(c, keyspace));
+    stamp.tenant = tenant.as_ref().and_then(|t| t.metrics);
+    tenant.map(|t| t.name)
+}
+
+/// The keyspace a statement works in: its first table's, the one it names,
+/// or the session's.
+pub(super) fn keyspace_of<'a>(c: &'a Classification, session: Option<&'a str>) -> Option<&'a str> {
+    c.tables
         .first()
         .and_then(|t| t.keyspace.as_deref())
         .or(c.keyspace.as_deref())
-        .or(keyspace);
-    let tenant = state.proxy.tenants.of_keyspace(ks);
-    stamp.tenant = tenant.as_ref().and_then(|t| t.metrics);
-    tenant.map(|t| t.name)
+        .or(session)
 }
 
 /// Handles one request; `stamp` learns what the request turned out to be
@@ -80,83 +83,10 @@ pub async fn handle(
     r.unwrap_or_else(|e| error_frame(state, e))
 }
 
-/// Statements a read-only tenant may not run.
-fn writes(kind: StatementKind) -> bool {
-    matches!(kind, StatementKind::Write | StatementKind::Truncate)
-}
-
-/// A tenant's write registers with the read-only fence *before* it takes
-/// the snapshot that judges it: the registration, and that snapshot. Other
-/// requests keep the snapshot the request started with (`None`).
-pub(super) fn admit_write<'s>(
-    state: &'s SessionState,
-    kind: StatementKind,
-    tenant: Option<&str>,
-) -> Option<(super::fence::Admitted<'s>, Arc<RoutePolicy>)> {
-    if !writes(kind) || tenant.is_none() {
-        return None;
-    }
-    let admitted = state.proxy.fence.enter();
-    Some((admitted, state.proxy.policy()))
-}
-
 /// Whether a QUERY or EXECUTE continues a paged result (carries a paging
 /// state), from its flags.
 fn continues(flags: u32) -> bool {
     flags & crate::protocol::request::query_flags::PAGING_STATE != 0
-}
-
-/// The clusters a statement of this kind goes to, primary first: reads and
-/// writes by their tenant's route (refused when its status says so), the
-/// rest by the default route.
-pub(super) fn sides_for(
-    state: &SessionState,
-    policy: &RoutePolicy,
-    kind: StatementKind,
-    tenant: Option<&str>,
-) -> Result<(Vec<Side>, Phase), ErrorFrame> {
-    let tenant_route = || -> Result<crate::policy::Effective, ErrorFrame> {
-        let e = policy.for_tenant(tenant);
-        let writing = writes(kind);
-        let refused = match e.status {
-            TenantStatus::ReadWrite => false,
-            TenantStatus::ReadOnly => writing,
-            TenantStatus::NotReady => true,
-        };
-        if refused {
-            return Err(ErrorFrame::new(
-                ErrorCode::UNAUTHORIZED,
-                format!(
-                    "cutover: tenant \"{}\" is {}: {} are refused until it is read-write again (it is being moved between shards)",
-                    tenant.unwrap_or("?"),
-                    e.status.name(),
-                    if e.status == TenantStatus::NotReady { "reads and writes" } else { "writes" }
-                ),
-            ));
-        }
-        Ok(e)
-    };
-    Ok(match kind {
-        StatementKind::Read => {
-            let phase = tenant_route()?.phase;
-            (vec![primary_of(phase)], phase)
-        }
-        StatementKind::Write | StatementKind::Truncate => {
-            let phase = tenant_route()?.phase;
-            (write_sides_of(phase), phase)
-        }
-        StatementKind::Use | StatementKind::Access => (policy.write_sides(), policy.route.phase),
-        StatementKind::Schema => match state.proxy.config.ddl {
-            DdlMode::All => (policy.write_sides(), policy.route.phase),
-            DdlMode::PrimaryOnly => (vec![policy.primary()], policy.route.phase),
-            DdlMode::Refuse => {
-                return Err(ErrorFrame::new(
-                    ErrorCode::UNAUTHORIZED,
-                    "cutover: schema changes are refused by this proxy (ddl = \"refuse\"); run them on the clusters directly",
-                ))
-            }
-        },
-    })
 }
 
 /// What a QUERY or EXECUTE needs about write timestamps, decided from its
@@ -281,11 +211,10 @@ async fn query(
             .params
             .paging_state
     });
-    // The tenant's phase, looked up once (a continuation page is never
-    // shadowed, so the default's is as good as any there).
-    let (sides, phase) = match pinned {
-        Some(side) => (vec![side], policy.route.phase),
-        None => sides_for(state, policy, c.kind, tenant.as_deref())?,
+    // The tenant's route, looked up once.
+    let route = match pinned {
+        Some(cluster) => Route::pinned(cluster, policy),
+        None => route_for(state, policy, c.kind, tenant.as_deref())?,
     };
     let plan = TimestampPlan::plan(state, &c, flags);
     let body = if plan.add || replacing(state, &c) {
@@ -303,7 +232,7 @@ async fn query(
     let has_timestamp = plan.has_timestamp;
     let f = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(policy, phase, &c, continues(flags)).and_then(|secondary| {
+    let shadow = shadowing(state, policy, &route, &c, continues(flags)).and_then(|secondary| {
         let key: String = Query::read_text(&f.body)
             .unwrap_or("")
             .chars()
@@ -324,13 +253,14 @@ async fn query(
         )
     });
     let answers = futures::future::join_all(
-        sides
+        route
+            .clusters
             .iter()
-            .map(|side| send_raw(state, *side, f.clone(), retry, class)),
+            .map(|cluster| send_raw(state, *cluster, f.clone(), retry, class)),
     )
     .await;
-    let answer = join(state, &sides, answers, c.kind)?;
-    pin_pages(state, &c, sides[0], &answer);
+    let answer = join(state, &route.clusters, answers, c.kind)?;
+    pin_pages(state, &c, route.primary(), &answer);
     if let Some(tx) = shadow {
         let _ = tx.send(answer.clone());
     }
@@ -351,7 +281,7 @@ pub(super) async fn system_read(
 ) -> Result<Frame, ErrorFrame> {
     let answer = send_one(
         state,
-        policy.primary(),
+        state.proxy.default_primary(policy),
         frame.clone(),
         StatementKind::Read,
         OpClass::Read,
@@ -380,7 +310,7 @@ async fn rewrite_system(
         let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
         if let Ok(a) = send_one(
             state,
-            policy.primary(),
+            state.proxy.default_primary(policy),
             f,
             StatementKind::Read,
             OpClass::Read,
@@ -442,7 +372,7 @@ async fn execute(
             body: e.encode(state.version),
             ..frame
         };
-        let primary = policy.primary();
+        let primary = state.proxy.default_primary(policy);
         let answer = execute_on(state, &entry, primary, &template, true, OpClass::Read).await;
         let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
         return Ok(rewrite_system(state, policy, table, answer).await);
@@ -454,11 +384,10 @@ async fn execute(
             .params
             .paging_state
     });
-    // The tenant's phase, looked up once (a continuation page is never
-    // shadowed, so the default's is as good as any there).
-    let (sides, phase) = match pinned {
-        Some(side) => (vec![side], policy.route.phase),
-        None => sides_for(state, policy, c.kind, tenant.as_deref())?,
+    // The tenant's route, looked up once.
+    let route = match pinned {
+        Some(cluster) => Route::pinned(cluster, policy),
+        None => route_for(state, policy, c.kind, tenant.as_deref())?,
     };
     let plan = TimestampPlan::plan(state, &c, flags);
     let body = if plan.add || !entry.hidden.is_empty() {
@@ -474,7 +403,7 @@ async fn execute(
     let has_timestamp = plan.has_timestamp;
     let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(policy, phase, &c, continues(flags)).and_then(|secondary| {
+    let shadow = shadowing(state, policy, &route, &c, continues(flags)).and_then(|secondary| {
         let key = Execute::read(&template.body, state.version)
             .map(|e| super::shadow::render_values(&e.params.values))
             .unwrap_or_default();
@@ -493,13 +422,14 @@ async fn execute(
         )
     });
     let answers = futures::future::join_all(
-        sides
+        route
+            .clusters
             .iter()
-            .map(|side| execute_on(state, &entry, *side, &template, retry, class)),
+            .map(|cluster| execute_on(state, &entry, *cluster, &template, retry, class)),
     )
     .await;
-    let answer = join(state, &sides, answers, c.kind)?;
-    pin_pages(state, &c, sides[0], &answer);
+    let answer = join(state, &route.clusters, answers, c.kind)?;
+    pin_pages(state, &c, route.primary(), &answer);
     if let Some(tx) = shadow {
         let _ = tx.send(answer.clone());
     }
@@ -516,7 +446,7 @@ async fn register(
         // Schema changes come from the primary; its topology and status
         // events are never passed on (drivers see only proxy instances).
         let up = state
-            .upstream(policy.primary())
+            .upstream(state.proxy.default_primary(policy))
             .await
             .map_err(unavailable)?;
         let mut body = BytesMut::new();

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use super::prepared::Side;
 use super::session::SessionState;
+use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::{OpClass, Outcome};
@@ -30,37 +30,41 @@ pub(super) fn unavailable(e: UpstreamError) -> ErrorFrame {
 /// after a closed connection (reads may) and how a timeout is reported.
 pub(super) async fn send_one(
     state: &Arc<SessionState>,
-    side: Side,
+    cluster: ClusterId,
     frame: Frame,
     kind: StatementKind,
     class: OpClass,
 ) -> Result<Frame, ErrorFrame> {
-    let answers = vec![send_raw(state, side, frame, kind == StatementKind::Read, class).await];
-    join(state, &[side], answers, kind)
+    let answers = vec![send_raw(state, cluster, frame, kind == StatementKind::Read, class).await];
+    join(state, &[cluster], answers, kind)
 }
 
-/// Sends on the side's connection; when `idempotent`, a connection that
+/// Sends on the cluster's connection; when `idempotent`, a connection that
 /// closed under the request is replaced and the request sent once more.
 pub(super) async fn send_raw(
     state: &Arc<SessionState>,
-    side: Side,
+    cluster: ClusterId,
     frame: Frame,
     idempotent: bool,
     class: OpClass,
 ) -> Result<Frame, UpstreamError> {
     let started = std::time::Instant::now();
-    let timeout = state.proxy.cluster(side).config.request_timeout.0;
+    let timeout = state.proxy.cluster(cluster).config.request_timeout.0;
     let r = async {
-        let up = state.upstream(side).await?;
+        let up = state.upstream(cluster).await?;
         match up.forward(&frame, timeout).await {
             Err(UpstreamError::Closed { .. }) if idempotent => {
-                state.upstream(side).await?.forward(&frame, timeout).await
+                state
+                    .upstream(cluster)
+                    .await?
+                    .forward(&frame, timeout)
+                    .await
             }
             other => other,
         }
     }
     .await;
-    record_leg(state, side, class, &r, started);
+    record_leg(state, cluster, class, &r, started);
     r
 }
 
@@ -68,7 +72,7 @@ pub(super) async fn send_raw(
 /// timeout or an unreachable cluster counted as the error the client gets).
 pub(super) fn record_leg(
     state: &SessionState,
-    side: Side,
+    cluster: ClusterId,
     class: OpClass,
     r: &Result<Frame, UpstreamError>,
     started: std::time::Instant,
@@ -83,7 +87,7 @@ pub(super) fn record_leg(
     };
     state
         .proxy
-        .cluster(side)
+        .cluster(cluster)
         .metrics
         .record(class, outcome, started.elapsed());
 }
@@ -92,14 +96,14 @@ pub(super) fn record_leg(
 /// succeeded, else the first failure (the primary's first).
 pub(super) fn join(
     state: &SessionState,
-    sides: &[Side],
+    clusters: &[ClusterId],
     answers: Vec<Result<Frame, UpstreamError>>,
     kind: StatementKind,
 ) -> Result<Frame, ErrorFrame> {
     let mut primary = None;
     let mut failure = None;
-    for (side, a) in sides.iter().zip(answers) {
-        let cluster = &state.proxy.cluster(*side).name;
+    for (id, a) in clusters.iter().zip(answers) {
+        let cluster = &state.proxy.cluster(*id).name;
         let frame = match a {
             Ok(f) => f,
             Err(e @ UpstreamError::Timeout { .. }) => {
@@ -120,10 +124,10 @@ pub(super) fn join(
             ),
         };
         if frame.op() == Some(Opcode::Error) {
-            if sides.len() > 1 && kind == StatementKind::Write {
+            if clusters.len() > 1 && kind == StatementKind::Write {
                 state
                     .proxy
-                    .cluster(*side)
+                    .cluster(*id)
                     .metrics
                     .mirror_write_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -17,7 +17,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Proxy, Side};
+use super::{ClusterId, Proxy};
 use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
 use crate::metrics::{OpClass, Outcome};
 use crate::protocol::request::read_startup;
@@ -55,7 +55,7 @@ pub struct SessionState {
     pub version: u8,
     keyspace: Mutex<Option<String>>,
     startup: Vec<(String, String)>,
-    upstreams: Mutex<HashMap<Side, Arc<UpstreamConn>>>,
+    upstreams: Mutex<HashMap<ClusterId, Arc<UpstreamConn>>>,
     connecting: tokio::sync::Mutex<()>,
     /// The client's own login, used towards the `[auth]` cluster.
     client_credentials: Mutex<Option<(String, String)>>,
@@ -74,17 +74,28 @@ impl SessionState {
         *self.keyspace.lock() = Some(ks);
     }
 
-    /// The connection to `side`, opened (again) when missing or closed, with
+    /// The connection to `cluster`, opened (again) when missing or closed, with
     /// the session's keyspace replayed.
-    pub async fn upstream(&self, side: Side) -> Result<Arc<UpstreamConn>, UpstreamError> {
-        if let Some(c) = self.upstreams.lock().get(&side).filter(|c| !c.is_closed()) {
+    pub async fn upstream(&self, cluster: ClusterId) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        if let Some(c) = self
+            .upstreams
+            .lock()
+            .get(&cluster)
+            .filter(|c| !c.is_closed())
+        {
             return Ok(c.clone());
         }
         let _one_at_a_time = self.connecting.lock().await;
-        if let Some(c) = self.upstreams.lock().get(&side).filter(|c| !c.is_closed()) {
+        if let Some(c) = self
+            .upstreams
+            .lock()
+            .get(&cluster)
+            .filter(|c| !c.is_closed())
+        {
             return Ok(c.clone());
         }
-        let cluster = self.proxy.cluster(side);
+        let id = cluster;
+        let cluster = self.proxy.cluster(id);
         let cfg = &cluster.config;
         let opts = ConnectOptions {
             version: self.version,
@@ -92,8 +103,8 @@ impl SessionState {
             startup: self.startup.clone(),
             // Towards the [auth] cluster a session logs in as its client,
             // never with the proxy's own credentials, so that cluster checks
-            // every client; the other cluster gets its configured login.
-            credentials: if side == self.proxy.auth_side() {
+            // every client; the others get their configured login.
+            credentials: if id == self.proxy.auth_cluster {
                 self.client_credentials.lock().clone()
             } else {
                 cfg.username
@@ -112,7 +123,7 @@ impl SessionState {
                     cluster.mark_ok(node);
                     let c = Arc::new(c);
                     cluster.connections.add(&c);
-                    self.upstreams.lock().insert(side, c.clone());
+                    self.upstreams.lock().insert(id, c.clone());
                     return Ok(c);
                 }
                 // A refused login is the client's answer, not a sick node.
@@ -127,6 +138,18 @@ impl SessionState {
             }
         }
         Err(last.expect("a cluster has at least one contact point (validated)"))
+    }
+}
+
+impl SessionState {
+    /// The clusters this session has open connections to.
+    pub fn connected(&self) -> Vec<ClusterId> {
+        self.upstreams
+            .lock()
+            .iter()
+            .filter(|(_, c)| !c.is_closed())
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
@@ -433,16 +456,16 @@ impl ClientSession {
             tasks: self.tasks.clone(),
             close: self.close_all.child_token(),
         });
-        // Every cluster of the phase must speak the client's version; if one does
-        // not, the client is told as Cassandra tells it, and negotiates down.
-        let policy = self.proxy.policy();
-        let sides = policy.phase_sides();
-        if sides
+        // Every cluster must speak the client's version (a tenant's requests
+        // may reach any shard); if one does not, the client is told as
+        // Cassandra tells it, and negotiates down.
+        let clusters: Vec<ClusterId> = (0..self.proxy.clusters.len()).map(ClusterId).collect();
+        if clusters
             .iter()
             .any(|s| !self.proxy.cluster(*s).speaks(self.version))
         {
             let common: Vec<String> = (3u8..=5)
-                .filter(|v| sides.iter().all(|s| self.proxy.cluster(*s).speaks(*v)))
+                .filter(|v| clusters.iter().all(|s| self.proxy.cluster(*s).speaks(*v)))
                 .map(|v| format!("{v}/v{v}"))
                 .collect();
             let e = ErrorFrame::protocol(format!(
@@ -456,7 +479,7 @@ impl ClientSession {
         }
         // The [auth] cluster decides whether the client must log in; the
         // primary must be reachable, and speak this version, before READY.
-        let auth_side = self.proxy.auth_side();
+        let auth_side = self.proxy.auth_cluster;
         match state.upstream(auth_side).await {
             Ok(_) => {}
             Err(UpstreamError::NoCredentials { .. }) => {
@@ -469,10 +492,9 @@ impl ClientSession {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        if let Err(e) = state.upstream(self.proxy.policy().primary()).await {
-            return self
-                .refuse_startup(frame.stream, self.proxy.policy().primary(), e)
-                .await;
+        let primary = self.proxy.default_primary(&self.proxy.policy());
+        if let Err(e) = state.upstream(primary).await {
+            return self.refuse_startup(frame.stream, primary, e).await;
         }
         self.state = Some(state);
         self.framed.codec_mut().set_authenticated();
@@ -500,7 +522,7 @@ impl ClientSession {
         }
     }
 
-    async fn refuse_startup(&mut self, stream: i16, side: Side, e: UpstreamError) -> bool {
+    async fn refuse_startup(&mut self, stream: i16, cluster: ClusterId, e: UpstreamError) -> bool {
         let err = match &e {
             UpstreamError::Handshake { error, .. }
                 if error.code == ErrorCode::PROTOCOL_ERROR
@@ -515,7 +537,7 @@ impl ClientSession {
             UpstreamError::Handshake { error, .. } => error.clone(),
             other => ErrorFrame::server(format!(
                 "cutover: cannot reach the {} cluster: {other}",
-                self.proxy.cluster(side).name
+                self.proxy.cluster(cluster).name
             )),
         };
         self.error(stream, err).await;
@@ -543,7 +565,7 @@ impl ClientSession {
             }
         };
         *state.client_credentials.lock() = Some((user, pass));
-        let auth_side = self.proxy.auth_side();
+        let auth_side = self.proxy.auth_cluster;
         match state.upstream(auth_side).await {
             Ok(_) => {}
             Err(UpstreamError::Handshake { error, .. }) => {
@@ -552,10 +574,9 @@ impl ClientSession {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        if let Err(e) = state.upstream(self.proxy.policy().primary()).await {
-            return self
-                .refuse_startup(frame.stream, self.proxy.policy().primary(), e)
-                .await;
+        let primary = self.proxy.default_primary(&self.proxy.policy());
+        if let Err(e) = state.upstream(primary).await {
+            return self.refuse_startup(frame.stream, primary, e).await;
         }
         self.authenticating = None;
         self.state = Some(state);

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::session::SessionState;
-use super::Side;
+use super::ClusterId;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::{Collector, Exposition, MetricType};
@@ -230,14 +230,15 @@ impl Collector for ShadowReads {
 }
 
 /// The cluster a read is shadowed to: in `shadow-reads`, a read's first
-/// page (no paging state) also goes to the secondary.
+/// page (no paging state) also goes to the secondary of its shard.
 pub(super) fn shadowing(
+    state: &SessionState,
     policy: &RoutePolicy,
-    phase: crate::config::Phase,
+    route: &super::decide::Route,
     c: &Classification,
     continues_a_page: bool,
-) -> Option<Side> {
-    let shadowed = match phase {
+) -> Option<ClusterId> {
+    let shadowed = match route.phase {
         crate::config::Phase::ShadowReads => true,
         crate::config::Phase::TargetPrimary => policy.route.shadow_target_primary,
         _ => false,
@@ -245,10 +246,7 @@ pub(super) fn shadowing(
     if !shadowed || c.kind != StatementKind::Read || c.system || continues_a_page {
         return None;
     }
-    Some(match crate::policy::primary_of(phase) {
-        Side::Origin => Side::Target,
-        Side::Target => Side::Origin,
-    })
+    Some(state.proxy.secondary(route.shard, route.phase))
 }
 
 /// Starts a shadow read (`secondary`) and its comparison on its own task;

@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod copy;
 pub mod cql;
 pub mod frame;
 pub mod metrics;

@@ -63,6 +63,27 @@ enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// Copy a keyspace's tables between clusters, keeping every cell's write
+    /// time and TTL (a tenant moving to another shard, made read-only first).
+    Copy {
+        /// A node of the cluster to read from.
+        #[arg(long)]
+        from: SocketAddr,
+        /// A node of each cluster to write to (repeat the flag).
+        #[arg(long, required = true)]
+        to: Vec<SocketAddr>,
+        #[arg(long)]
+        keyspace: String,
+        /// Only these tables (repeat the flag; default: every table).
+        #[arg(long = "table")]
+        tables: Vec<String>,
+        /// Login for every cluster, as USER:PASSWORD.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        user: Option<String>,
+        /// Rows read per page.
+        #[arg(long, default_value_t = 1000)]
+        page_size: i32,
+    },
     /// Check a proxy config file (and CUTOVER_* overrides) without starting anything.
     CheckConfig {
         /// The TOML file.
@@ -321,6 +342,39 @@ async fn main() -> Result<()> {
             token,
             action,
         } => tenants(admin, token, action).await?,
+        Command::Copy {
+            from,
+            to,
+            keyspace,
+            tables,
+            user,
+            page_size,
+        } => {
+            let started = std::time::Instant::now();
+            let o = cutover::copy::CopyOptions {
+                from,
+                to,
+                keyspace,
+                tables,
+                credentials: user.as_deref().map(parse_user).transpose()?,
+                page_size,
+            };
+            match cutover::copy::copy(&o).await {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    eprintln!(
+                        "copied {} row(s) of {} table(s) in {:.1} s",
+                        r.tables.iter().map(|t| t.rows).sum::<u64>(),
+                        r.tables.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                Err(e) => {
+                    eprintln!("copy failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::CheckConfig { file } => match Config::load(&file, std::env::vars()) {
             Ok(c) => {
                 println!("{}: valid", file.display());

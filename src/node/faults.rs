@@ -153,11 +153,17 @@ pub struct Stats {
     errors: Mutex<BTreeMap<String, u64>>,
     pub connections: Mutex<BTreeMap<u64, ConnectionInfo>>,
     pub accepted: AtomicU64,
+    /// Count writes (INSERT, UPDATE, DELETE, BATCH) by keyspace: off by
+    /// default, as it classifies every request.
+    pub count_writes: std::sync::atomic::AtomicBool,
+    writes: Mutex<BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct StatsReport {
     pub requests: BTreeMap<String, u64>,
+    /// Writes by keyspace, while `count_writes` is on.
+    pub writes: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub connections: Vec<ConnectionInfo>,
     pub connections_accepted: u64,
@@ -168,6 +174,15 @@ impl Stats {
         if let Some(c) = self.requests.get(opcode as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn count_write(&self, keyspace: &str) {
+        *self.writes.lock().entry(keyspace.to_string()).or_default() += 1;
+    }
+
+    /// Writes received for `keyspace` while `count_writes` was on.
+    pub fn writes_to(&self, keyspace: &str) -> u64 {
+        self.writes.lock().get(keyspace).copied().unwrap_or(0)
     }
 
     pub fn count_error(&self, e: &ErrorFrame) {
@@ -191,6 +206,7 @@ impl Stats {
         }
         StatsReport {
             requests,
+            writes: self.writes.lock().clone(),
             errors: self.errors.lock().clone(),
             connections: self.connections.lock().values().cloned().collect(),
             connections_accepted: self.accepted.load(Ordering::Relaxed),
@@ -202,5 +218,6 @@ impl Stats {
             c.store(0, Ordering::Relaxed);
         }
         self.errors.lock().clear();
+        self.writes.lock().clear();
     }
 }

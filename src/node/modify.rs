@@ -217,8 +217,18 @@ fn plan_insert(
         .iter()
         .map(|i| key_part(*i))
         .collect::<Result<Vec<_>, _>>()?;
+    // Only the partition key and static columns: the statics alone.
+    let statics_only = !schema.clustering.is_empty()
+        && values
+            .iter()
+            .all(|(i, _)| !matches!(schema.columns[*i].kind, ColumnKind::Clustering(_)))
+        && values
+            .iter()
+            .any(|(i, _)| schema.columns[*i].kind == ColumnKind::Static);
     let target = if schema.clustering.is_empty() {
         Target::Row(Vec::new())
+    } else if statics_only {
+        Target::Statics
     } else {
         let mut ck = Vec::new();
         for (p, i) in schema.clustering.iter().enumerate() {

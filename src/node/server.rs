@@ -449,8 +449,12 @@ impl Connection {
         let latency = faults.latency_us.load(Ordering::Relaxed);
         let hang = faults.hang.load(Ordering::SeqCst);
         let has_error_rule = faults.error.lock().is_some();
-        if latency > 0 || hang || has_error_rule {
+        let counting = self.node.stats.count_writes.load(Ordering::Relaxed);
+        if latency > 0 || hang || has_error_rule || counting {
             let (ks, kind) = self.node.inspect(&self.state, op, &frame.body);
+            if counting && kind == StatementKind::Write {
+                self.node.stats.count_write(ks.as_deref().unwrap_or(""));
+            }
             let system = ks.as_deref().is_none_or(super::schema::is_system_keyspace);
             if !system {
                 if let Some(e) = faults.error_for(op, ks.as_deref(), kind) {

@@ -5,33 +5,16 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use common::two_nodes;
-use cutover::admin::AdminOptions;
 use cutover::client::{Client, ClientError};
-use cutover::config::Config;
 use cutover::protocol::ErrorCode;
-use tokio_util::sync::CancellationToken;
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 /// `cutover tenants --admin ADMIN ARGS...`: (exit success, stdout, stderr).
 async fn cli(admin: SocketAddr, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-    cmd.args(["tenants", "--admin", &admin.to_string()])
-        .args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["tenants".to_string(), "--admin".into(), admin.to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    common::cutover_cli(all).await
 }
 
 async fn write(c: &mut Client, k: i32) -> Result<(), ClientError> {
@@ -43,44 +26,20 @@ async fn write(c: &mut Client, k: i32) -> Result<(), ClientError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_turned_read_only_on_the_fleet_is_refused_everywhere() {
     let (origin, target) = two_nodes().await;
-    let listen = [free_port(), free_port()];
-    let admins = [free_port(), free_port()];
-    let base = std::env::temp_dir().join(format!("cutover-fleet-{}", std::process::id()));
-    let mut proxies = Vec::new();
-    let stop = CancellationToken::new();
-    for i in 0..2 {
-        let dir = base.join(format!("instance-{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("cutover.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "listen = \"{}\"\n\
-                 [topology]\ninstances = [\"{}\", \"{}\"]\nadmin_instances = [\"{}\", \"{}\"]\nindex = {i}\n\
-                 [clusters.origin]\ncontact_points = [\"{}\"]\n\
-                 [clusters.target]\ncontact_points = [\"{}\"]\n\
-                 [tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\ndirectory_file = \"directory.toml\"\n",
-                listen[i], listen[0], listen[1], admins[0], admins[1], origin.addr, target.addr
-            ),
-        )
-        .unwrap();
-        let cfg = Config::load(&file, Vec::new()).unwrap();
-        let proxy = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
-        cutover::admin::serve(
-            proxy.proxy.clone(),
-            AdminOptions {
-                addr: admins[i],
-                token: None,
-                set_log_filter: None,
-            },
-            stop.clone(),
-        )
-        .await
-        .unwrap();
-        proxies.push(proxy);
-    }
+    let fleet = common::Fleet::start(
+        2,
+        "fleet",
+        &format!(
+            "[clusters.origin]\ncontact_points = [\"{}\"]\n\
+             [clusters.target]\ncontact_points = [\"{}\"]\n\
+             [tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\ndirectory_file = \"directory.toml\"\n",
+            origin.addr, target.addr
+        ),
+    )
+    .await;
+    let (proxies, admins, base) = (&fleet.proxies, fleet.admins.clone(), fleet.base.clone());
     let mut clients = Vec::new();
-    for p in &proxies {
+    for p in proxies {
         clients.push(Client::connect(p.addr, 4, None, None).await.unwrap());
     }
     clients[0].query("CREATE KEYSPACE t_wayne WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}").await.unwrap();
@@ -98,7 +57,7 @@ async fn a_tenant_turned_read_only_on_the_fleet_is_refused_everywhere() {
     )
     .await;
     assert!(ok, "{out}{err}");
-    for a in admins {
+    for a in &admins {
         assert!(
             out.contains(&a.to_string()),
             "both instances answered: {out}"
@@ -131,11 +90,7 @@ async fn a_tenant_turned_read_only_on_the_fleet_is_refused_everywhere() {
     for (i, c) in clients.iter_mut().enumerate() {
         write(c, 20 + i as i32).await.unwrap();
     }
-    stop.cancel();
-    for p in proxies {
-        p.stop().await;
-    }
+    fleet.stop().await;
     origin.shutdown().await;
     target.shutdown().await;
-    let _ = std::fs::remove_dir_all(base);
 }

@@ -23,22 +23,6 @@ async fn node() -> RunningNode {
     .unwrap()
 }
 
-/// Two shards: `default` (o1, t1) and `dedicated` (o2, t2); wayne lives on
-/// `dedicated`, everyone else on `default`.
-fn config_text(nodes: &[SocketAddr; 4]) -> String {
-    let [o1, t1, o2, t2] = nodes;
-    format!(
-        "listen = \"127.0.0.1:0\"\n\
-         [clusters.o1]\ncontact_points = [\"{o1}\"]\n\
-         [clusters.t1]\ncontact_points = [\"{t1}\"]\n\
-         [clusters.o2]\ncontact_points = [\"{o2}\"]\n\
-         [clusters.t2]\ncontact_points = [\"{t2}\"]\n\
-         [shards.default]\norigin = \"o1\"\ntarget = \"t1\"\n\
-         [shards.dedicated]\norigin = \"o2\"\ntarget = \"t2\"\n\
-         [tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\ndirectory_file = \"directory.toml\"\n"
-    )
-}
-
 /// The value of row `k` of `ks.t` on `node`, asked directly.
 async fn value_on(node: SocketAddr, ks: &str, k: i32) -> Option<String> {
     let mut c = Client::connect(node, 4, None, None).await.unwrap();
@@ -91,7 +75,14 @@ async fn each_tenant_stays_on_its_shard_through_every_phase() {
     let dir = std::env::temp_dir().join(format!("cutover-shards-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("cutover.toml");
-    std::fs::write(&file, config_text(&nodes)).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\n{}",
+            common::two_shards_toml(&nodes)
+        ),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("directory.toml"),
         "[[entries]]\ntenant = \"wayne\"\nshard = \"dedicated\"\n",

@@ -538,3 +538,109 @@ impl Setup {
         self.target.shutdown().await;
     }
 }
+
+/// Clusters o1, t1, o2, t2 at `nodes` and two shards: `default` (o1, t1)
+/// and `dedicated` (o2, t2); tenants by keyspace (`t_NAME`), entries in
+/// `directory.toml`.
+pub fn two_shards_toml(nodes: &[std::net::SocketAddr]) -> String {
+    let [o1, t1, o2, t2] = nodes else {
+        panic!("four nodes")
+    };
+    format!(
+        "[clusters.o1]\ncontact_points = [\"{o1}\"]\n\
+         [clusters.t1]\ncontact_points = [\"{t1}\"]\n\
+         [clusters.o2]\ncontact_points = [\"{o2}\"]\n\
+         [clusters.t2]\ncontact_points = [\"{t2}\"]\n\
+         [shards.default]\norigin = \"o1\"\ntarget = \"t1\"\n\
+         [shards.dedicated]\norigin = \"o2\"\ntarget = \"t2\"\n\
+         [tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\ndirectory_file = \"directory.toml\"\n"
+    )
+}
+
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Proxy instances that know each other (`[topology]` instances and admin
+/// instances), each started from its own config file (`rest` after the
+/// topology) in its own folder under `base`, with its admin API.
+pub struct Fleet {
+    pub proxies: Vec<cutover::proxy::RunningProxy>,
+    pub admins: Vec<std::net::SocketAddr>,
+    pub base: std::path::PathBuf,
+    stop_admin: tokio_util::sync::CancellationToken,
+}
+
+impl Fleet {
+    pub async fn start(n: usize, name: &str, rest: &str) -> Fleet {
+        let listen: Vec<_> = (0..n).map(|_| free_port()).collect();
+        let admins: Vec<_> = (0..n).map(|_| free_port()).collect();
+        let list = |a: &[std::net::SocketAddr]| {
+            a.iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let base = std::env::temp_dir().join(format!("cutover-{name}-{}", std::process::id()));
+        let stop_admin = tokio_util::sync::CancellationToken::new();
+        let mut proxies = Vec::new();
+        for i in 0..n {
+            let dir = base.join(format!("instance-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("cutover.toml");
+            std::fs::write(
+                &file,
+                format!(
+                    "listen = \"{}\"\n[topology]\ninstances = [{}]\nadmin_instances = [{}]\nindex = {i}\n{rest}",
+                    listen[i],
+                    list(&listen),
+                    list(&admins)
+                ),
+            )
+            .unwrap();
+            let cfg = cutover::config::Config::load(&file, Vec::new()).unwrap();
+            let proxy = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
+            cutover::admin::serve(
+                proxy.proxy.clone(),
+                cutover::admin::AdminOptions {
+                    addr: admins[i],
+                    token: None,
+                    set_log_filter: None,
+                },
+                stop_admin.clone(),
+            )
+            .await
+            .unwrap();
+            proxies.push(proxy);
+        }
+        Fleet {
+            proxies,
+            admins,
+            base,
+            stop_admin,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop_admin.cancel();
+        for p in self.proxies {
+            p.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(self.base);
+    }
+}
+
+/// The `cutover` binary with `args`: (exit success, stdout, stderr).
+pub async fn cutover_cli(args: Vec<String>) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

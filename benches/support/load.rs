@@ -247,7 +247,13 @@ async fn drive(
                         if !ok || writer.flush().await.is_err() {
                             break;
                         }
-                        tick.notified().await;
+                        // Before `end` the pacer still ticks at least once
+                        // more; after it (a flush that blocked past the end
+                        // leaves the sender behind) no tick may come, and
+                        // the requests still due are sent at once.
+                        if Instant::now() < end {
+                            tick.notified().await;
+                        }
                     }
                     let _ = pacer.join();
                 }

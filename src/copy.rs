@@ -270,6 +270,11 @@ async fn copy_table(
     let select = format!("SELECT {} FROM {full}", selectors.join(", "));
     let mut paging_state = None;
     let mut untimed_rows = 0u64;
+    // The write time of collections in rows without another cell.
+    let copied_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
     // Partitions whose static cells were written (they repeat on every row).
     let mut statics_done: std::collections::HashSet<Vec<Option<Bytes>>> = Default::default();
     loop {
@@ -290,11 +295,11 @@ async fn copy_table(
         };
         for row in &rows.rows {
             r.rows += 1;
-            let groups = group_cells(&rows, row, &cells);
+            let groups = group_cells(&rows, row, &cells, copied_at);
             let partition: Vec<Option<Bytes>> = keys
                 .iter()
                 .filter(|k| k.kind == "partition_key")
-                .map(|k| row[columns.iter().position(|c| c.name == k.name).unwrap()].clone())
+                .map(|k| cell(&rows, row, &k.name).clone())
                 .collect();
             let write_statics = statics_done.insert(partition);
             for ((timestamp, ttl), group) in groups {
@@ -367,6 +372,7 @@ fn group_cells<'c>(
     rows: &Rows,
     row: &[Option<Bytes>],
     cells: &[&'c Column],
+    copied_at: i64,
 ) -> BTreeMap<(i64, i32), Vec<&'c Column>> {
     let int = |b: &Option<Bytes>| -> Option<i64> {
         let b = b.as_ref()?;
@@ -389,14 +395,10 @@ fn group_cells<'c>(
             groups.entry((wt, ttl)).or_default().push(c);
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
     for c in cells.iter().filter(|c| c.multi_cell()) {
         if cell(rows, row, &c.name).is_some() {
             groups
-                .entry((newest.unwrap_or(now), 0))
+                .entry((newest.unwrap_or(copied_at), 0))
                 .or_default()
                 .push(c);
         }

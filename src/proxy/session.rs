@@ -74,6 +74,16 @@ impl SessionState {
         *self.keyspace.lock() = Some(ks);
     }
 
+    /// The clusters this session has open connections to.
+    pub fn connected(&self) -> Vec<ClusterId> {
+        self.upstreams
+            .lock()
+            .iter()
+            .filter(|(_, c)| !c.is_closed())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The connection to `cluster`, opened (again) when missing or closed, with
     /// the session's keyspace replayed.
     pub async fn upstream(&self, cluster: ClusterId) -> Result<Arc<UpstreamConn>, UpstreamError> {
@@ -138,18 +148,6 @@ impl SessionState {
             }
         }
         Err(last.expect("a cluster has at least one contact point (validated)"))
-    }
-}
-
-impl SessionState {
-    /// The clusters this session has open connections to.
-    pub fn connected(&self) -> Vec<ClusterId> {
-        self.upstreams
-            .lock()
-            .iter()
-            .filter(|(_, c)| !c.is_closed())
-            .map(|(id, _)| *id)
-            .collect()
     }
 }
 

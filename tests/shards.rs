@@ -5,23 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use common::{http, serve_admin, wait_for, Rows};
+use common::{http, wait_for, Rows};
 use cutover::client::Client;
-use cutover::config::Config;
-use cutover::node::RunningNode;
 use cutover::protocol::response::ResultBody;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
-
-async fn node() -> RunningNode {
-    cutover::node::start(cutover::node::NodeConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap()
-}
 
 /// The value of row `k` of `ks.t` on `node`, asked directly.
 async fn value_on(node: SocketAddr, ks: &str, k: i32) -> Option<String> {
@@ -70,34 +58,14 @@ async fn answered_by(s: &Session, ks: &str) -> String {
 
 #[tokio::test]
 async fn each_tenant_stays_on_its_shard_through_every_phase() {
-    let running = [node().await, node().await, node().await, node().await];
-    let nodes = running.each_ref().map(|n| n.addr);
-    let dir = std::env::temp_dir().join(format!("cutover-shards-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cutover.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "listen = \"127.0.0.1:0\"\n{}",
-            common::two_shards_toml(&nodes)
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("directory.toml"),
+    let sharded = common::Sharded::start(
+        "shards",
+        "key = { keyspace = \"^t_(.*)$\" }",
         "[[entries]]\ntenant = \"wayne\"\nshard = \"dedicated\"\n",
     )
-    .unwrap();
-    let cfg = Config::load(&file, Vec::new()).unwrap();
-    let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
-        .await
-        .unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
-    let s = SessionBuilder::new()
-        .known_node_addr(proxy.addr)
-        .build()
-        .await
-        .unwrap();
+    .await;
+    let (nodes, admin) = (sharded.nodes, sharded.admin);
+    let s = sharded.session().await;
 
     // Schema changes reach every cluster of every shard.
     for ks in ["t_wayne", "t_stark"] {
@@ -195,12 +163,5 @@ async fn each_tenant_stays_on_its_shard_through_every_phase() {
     assert_eq!(ready["primary"], "o1");
 
     drop(s);
-    stop_admin.cancel();
-    proxy.stop().await;
-    for n in running {
-        tokio::time::timeout(Duration::from_secs(5), n.shutdown())
-            .await
-            .unwrap();
-    }
-    let _ = std::fs::remove_dir_all(dir);
+    sharded.stop().await;
 }

@@ -70,6 +70,7 @@ pub async fn serve(
         .route("/v1/policy", get(get_policy).put(put_policy))
         .route("/v1/reload", axum::routing::post(reload))
         .route("/v1/shadow", get(shadow))
+        .route("/v1/tenant-key", get(tenant_key))
         .route("/v1/tenants", get(list_tenants))
         .route(
             "/v1/tenants/{tenant}",
@@ -290,6 +291,17 @@ fn tenant_views(p: &crate::policy::RoutePolicy) -> Vec<TenantView> {
         .collect();
     v.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     v
+}
+
+/// How tenants are found, and with a column key which tables are keyed
+/// by it (partition key) or shared, as learned so far.
+async fn tenant_key(State(s): State<AdminState>) -> Json<Value> {
+    let (keyed, shared) = s.proxy.tenants.keyed.listing();
+    Json(json!({
+        "key": s.proxy.config.tenants.key,
+        "keyed_tables": keyed,
+        "shared_tables": shared,
+    }))
 }
 
 async fn list_tenants(State(s): State<AdminState>) -> Json<Vec<TenantView>> {

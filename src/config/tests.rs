@@ -196,7 +196,14 @@ fn metrics_log_admin_and_tenant_keys_are_checked_together() {
         }
     );
     let column = format!("{MINIMAL}\n[tenants]\nkey = {{ column = \"tenant_id\" }}\n");
-    assert!(parse(&column).unwrap_err().0[0].contains("not supported yet"));
+    assert_eq!(
+        parse(&column).unwrap().tenants.key,
+        TenantKey::Column {
+            column: "tenant_id".into()
+        }
+    );
+    let blank = format!("{MINIMAL}\n[tenants]\nkey = {{ column = \"\" }}\n");
+    assert!(parse(&blank).unwrap_err().0[0].contains("`tenants.key.column` is \"\""));
 }
 
 #[test]

@@ -152,15 +152,19 @@ impl Config {
                     p.push(format!("`tenants.key.keyspace` is not a valid regex: {e}"));
                 }
             }
-            TenantKey::Column { .. } => p.push(
-                "`tenants.key = { column = ... }` is not supported yet (it needs bind-marker mapping); use { keyspace = \"REGEX\" } or \"none\"".into(),
-            ),
+            TenantKey::Column { column } => {
+                if column.is_empty() || column.contains(char::is_whitespace) {
+                    p.push(format!(
+                        "`tenants.key.column` is \"{column}\": give the name of the column that holds the tenant (as the table defines it, e.g. \"tenant_id\")"
+                    ));
+                }
+            }
         }
         let mut all = self.tenants.entries.clone();
         all.extend(self.tenants.file_entries.iter().cloned());
         p.extend(self.entry_problems(&all));
         if !all.is_empty() && self.tenants.key == TenantKey::default() {
-            p.push("`tenants.entries` are listed but `tenants.key` is \"none\": no request would ever have a tenant; set `tenants.key = { keyspace = \"REGEX\" }`".into());
+            p.push("`tenants.entries` are listed but `tenants.key` is \"none\": no request would ever have a tenant; set `tenants.key = { keyspace = \"REGEX\" }` or `{ column = \"NAME\" }`".into());
         }
         if self.shutdown.grace_period.0.is_zero() {
             p.push("`shutdown.grace_period` must be longer than 0".into());

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::lexer::{tokenize_spanned, LexError, Spanned, Token};
+use super::tenant_key::{tenant_keys, TableKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatementKind {
@@ -59,6 +60,9 @@ pub struct Classification {
     pub marker_offsets: Vec<usize>,
     /// Uses `:name` markers (then no hidden `?` can be added).
     pub named_markers: bool,
+    /// With tenants keyed by a column: what a read or write gives that
+    /// column, for each table it names.
+    pub tenant_keys: Vec<TableKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,16 @@ fn table_at(toks: &[Spanned], i: usize) -> Option<TableRef> {
 
 /// Classifies one statement; `session_keyspace` is the connection's USE.
 pub fn classify(text: &str, session_keyspace: Option<&str>) -> Result<Classification, LexError> {
+    classify_keyed(text, session_keyspace, None)
+}
+
+/// Classifies one statement, and with `tenant_column` finds where it gives
+/// that column's value.
+pub fn classify_keyed(
+    text: &str,
+    session_keyspace: Option<&str>,
+    tenant_column: Option<&str>,
+) -> Result<Classification, LexError> {
     let toks = tokenize_spanned(text)?;
     let mut c = Classification {
         kind: StatementKind::Read,
@@ -128,6 +142,7 @@ pub fn classify(text: &str, session_keyspace: Option<&str>) -> Result<Classifica
         named_markers: toks
             .iter()
             .any(|t| matches!(t.token, Token::NamedMarker(_))),
+        tenant_keys: Vec::new(),
     };
     c.bind_markers = c.marker_offsets.len();
     let first = match toks.first().map(|t| &t.token) {
@@ -226,6 +241,11 @@ pub fn classify(text: &str, session_keyspace: Option<&str>) -> Result<Classifica
                 .is_some_and(|k| k.starts_with("system"))
         });
     }
+    if let Some(column) = tenant_column {
+        if matches!(c.kind, StatementKind::Read | StatementKind::Write) && !c.system {
+            c.tenant_keys = tenant_keys(&toks, column);
+        }
+    }
     Ok(c)
 }
 
@@ -290,13 +310,16 @@ type CacheKey = (Option<Arc<str>>, Arc<str>);
 pub struct ClassificationCache {
     entries: RwLock<HashMap<CacheKey, Arc<Classification>>>,
     capacity: usize,
+    tenant_column: Option<String>,
 }
 
 impl ClassificationCache {
-    pub fn new(capacity: usize) -> ClassificationCache {
+    /// `tenant_column`: the column tenants are keyed by, if any.
+    pub fn new(capacity: usize, tenant_column: Option<String>) -> ClassificationCache {
         ClassificationCache {
             entries: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
+            tenant_column,
         }
     }
 
@@ -309,7 +332,11 @@ impl ClassificationCache {
         if let Some(c) = self.entries.read().get(&key) {
             return Ok(c.clone());
         }
-        let c = Arc::new(classify(text, keyspace)?);
+        let c = Arc::new(classify_keyed(
+            text,
+            keyspace,
+            self.tenant_column.as_deref(),
+        )?);
         let mut entries = self.entries.write();
         if entries.len() >= self.capacity {
             entries.clear();
@@ -506,7 +533,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_keyed_by_keyspace_and_bounded() {
-        let cache = ClassificationCache::new(2);
+        let cache = ClassificationCache::new(2, None);
         let a = cache
             .classify("SELECT * FROM peers", Some("system"))
             .unwrap();

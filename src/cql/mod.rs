@@ -8,9 +8,12 @@
 mod classify;
 pub mod functions;
 mod lexer;
+mod tenant_key;
 
 pub use classify::{
-    classify, Classification, ClassificationCache, ServerFunction, StatementKind, TableRef,
+    classify, classify_keyed, Classification, ClassificationCache, ServerFunction, StatementKind,
+    TableRef,
 };
+pub use tenant_key::{KeyValue, TableKey};
 
 pub use lexer::{tokenize, tokenize_spanned, LexError, Spanned, Token};

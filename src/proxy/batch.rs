@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use super::decide::{admit_write, route_for};
+use super::decide::{admit_write, one_route, route_for};
 use super::prepare::reprepare;
 use super::route::{bind_hidden, literal_for, note, now_micros, replacing};
 use super::send::{join, malformed, send_raw};
 use super::session::{SessionState, Stamp};
+use super::tenant::Bound;
 use crate::cql::StatementKind;
 use crate::frame::Frame;
 use crate::metrics::OpClass;
@@ -31,6 +32,7 @@ pub(super) async fn batch(
     let mut tenants: Vec<Option<Arc<str>>> = Vec::new();
     for child in b.children.iter_mut() {
         let mut child_ks = ks.clone();
+        let mut prepared = None;
         let c = match &mut child.statement {
             BatchStatement::Query(t) => {
                 let c = state
@@ -52,19 +54,39 @@ pub(super) async fn batch(
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     ErrorFrame::unprepared(id.clone())
                 })?;
-                let c = e.classification.clone();
-                bind_hidden(&e, &mut child.values, false)?;
                 child_ks = e.keyspace.clone().or(child_ks);
-                entries.push(e);
-                c
+                prepared = Some(e.clone());
+                e.classification.clone()
             }
         };
+        // The tenant, from the values as the client bound them.
+        let (keys, types) = match &prepared {
+            Some(e) => e.tenant_keys(),
+            None => (&c.tenant_keys[..], &[][..]),
+        };
+        let bound = Bound {
+            values: &child.values,
+            names: None,
+            types,
+        };
         let metrics_tenant = stamp.tenant;
-        let tenant = note(state, stamp, &c, child_ks.as_deref());
+        let tenant = note(
+            state,
+            stamp,
+            &c,
+            keys,
+            child_ks.as_deref(),
+            Some(&bound),
+            policy,
+        )?;
         stamp.tenant = metrics_tenant.or(stamp.tenant);
         stamp.op = OpClass::Write;
         if !tenants.contains(&tenant) {
             tenants.push(tenant);
+        }
+        if let Some(e) = prepared {
+            bind_hidden(&e, &mut child.values, false)?;
+            entries.push(e);
         }
         replay_unsafe |= c.conditional || c.increments;
         if c.has_timestamp {
@@ -76,20 +98,7 @@ pub(super) async fn batch(
         b.timestamp = Some(now_micros());
     }
     let retry = b.timestamp.is_some() && !replay_unsafe;
-    let routes: Vec<_> = tenants
-        .iter()
-        .map(|t| policy.for_tenant(t.as_deref()))
-        .collect();
-    if routes.windows(2).any(|w| w[0] != w[1]) {
-        let names: Vec<&str> = tenants
-            .iter()
-            .map(|t| t.as_deref().unwrap_or("(none)"))
-            .collect();
-        return Err(ErrorFrame::invalid(format!(
-            "cutover: this BATCH mixes tenants on different routes ({}); send one batch per tenant",
-            names.join(", ")
-        )));
-    }
+    one_route(policy, tenants.iter().map(|t| t.as_deref()), "BATCH mixes")?;
     let tenant = tenants.iter().flatten().next().cloned();
     let admitted = admit_write(state, StatementKind::Write, tenant.as_deref());
     let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);

@@ -110,6 +110,41 @@ async fn discover(
     Ok(nodes)
 }
 
+/// With tenants keyed by a column: which of the cluster's tables have it
+/// in their partition key.
+async fn learn_tables(proxy: &Proxy, cluster: ClusterId, conn: &UpstreamConn) {
+    let Some(column) = proxy.tenants.column() else {
+        return;
+    };
+    match select(
+        conn,
+        "SELECT keyspace_name, table_name, column_name, kind, type FROM system_schema.columns",
+    )
+    .await
+    {
+        Ok(Some(rows)) => {
+            let tables = super::keyed::schema_tables(&rows, column);
+            for (ks, ts) in &tables {
+                for (t, tenancy) in ts {
+                    if *tenancy == super::keyed::Tenancy::Keyed(None) {
+                        tracing::warn!(keyspace = %ks, table = %t, column, "the tenant column's type is not one the proxy reads (text, ascii, the integers, varint, uuid, timeuuid): writes to this table are refused");
+                    }
+                }
+            }
+            proxy
+                .tenants
+                .keyed
+                .learn(super::keyed::Source::Cluster(cluster.0), tables);
+        }
+        Ok(None) | Err(_) => {
+            tracing::debug!(
+                cluster = cluster.0,
+                "could not read system_schema.columns; tenant-keyed tables as known before"
+            )
+        }
+    }
+}
+
 /// Keeps `proxy.cluster(cluster)`'s node list current until `stop`. The
 /// control connection logs in with the cluster's configured credentials;
 /// without them it tries anonymously, and a cluster that then requires a
@@ -130,6 +165,7 @@ async fn watch(
     credentials: Option<(String, String)>,
     stop: CancellationToken,
 ) {
+    let id = cluster;
     let cluster = proxy.cluster(cluster);
     let opts = ConnectOptions {
         version: 4,
@@ -190,7 +226,12 @@ async fn watch(
         };
         backoff = Duration::from_millis(100);
         let mut body = BytesMut::new();
-        crate::protocol::writer::put_string_list(&mut body, &["TOPOLOGY_CHANGE", "STATUS_CHANGE"]);
+        let mut events = vec!["TOPOLOGY_CHANGE", "STATUS_CHANGE"];
+        if proxy.tenants.column().is_some() {
+            // Tables created or altered: which are keyed by tenant.
+            events.push("SCHEMA_CHANGE");
+        }
+        crate::protocol::writer::put_string_list(&mut body, &events);
         let _ = conn
             .request_reserved(Opcode::Register, body.freeze(), TIMEOUT)
             .await;
@@ -218,6 +259,9 @@ async fn watch(
                     tracing::info!(cluster = %cluster.name, node = %conn.addr(), "control connection up");
                 }
                 cluster.health.set_up(conn.addr());
+            }
+            if found.is_ok() {
+                learn_tables(&proxy, id, &conn).await;
             }
             match found {
                 Ok(nodes) if !nodes.is_empty() => {

@@ -77,6 +77,28 @@ pub(super) fn admit_write<'s>(
     Some((admitted, state.proxy.policy()))
 }
 
+/// Refuses a statement whose tenants (an `IN` list's, a BATCH's children's)
+/// are not all on one route: shard, phase and status.
+pub(super) fn one_route<'t>(
+    policy: &RoutePolicy,
+    tenants: impl Iterator<Item = Option<&'t str>> + Clone,
+    what: &str,
+) -> Result<(), ErrorFrame> {
+    let mut routes = tenants.clone().map(|t| policy.for_tenant(t));
+    let Some(first) = routes.next() else {
+        return Ok(());
+    };
+    if routes.all(|r| r == first) {
+        return Ok(());
+    }
+    let names: Vec<&str> = tenants.map(|t| t.unwrap_or("(none)")).collect();
+    Err(ErrorFrame::invalid(format!(
+        "cutover: this {what} tenants on different routes ({}); send one {what_one} per tenant",
+        names.join(", "),
+        what_one = what.split_whitespace().next().unwrap_or("statement"),
+    )))
+}
+
 /// The tenant's route, or the refusal its status calls for.
 fn tenant_route(
     policy: &RoutePolicy,

@@ -11,6 +11,7 @@ mod control;
 mod decide;
 mod fence;
 mod health;
+mod keyed;
 mod paging;
 mod prepare;
 mod prepared;
@@ -424,7 +425,13 @@ pub async fn start_from(
     }
     let proxy = Arc::new(Proxy {
         prepared: PreparedMap::new(config.limits.prepared_cache_entries as usize),
-        classifier: ClassificationCache::new(config.limits.prepared_cache_entries as usize),
+        classifier: ClassificationCache::new(
+            config.limits.prepared_cache_entries as usize,
+            match &config.tenants.key {
+                crate::config::TenantKey::Column { column } => Some(column.clone()),
+                _ => None,
+            },
+        ),
         topology: TopologyView::from_config(&topology),
         tenants: TenantResolver::new(&config.tenants.key, metrics.clone()),
         policy: PolicyStore::new(&config, config_file),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::decide::prepare_clusters;
+use super::keyed::prepared_keys;
 use super::prepared::{PreparedEntry, PreparedMap};
 use super::route::replacing;
 use super::send::{error_frame, malformed, record_leg, send_one};
@@ -54,11 +55,12 @@ pub(super) async fn prepare(
     );
     // Prepared on every cluster the tenant's phase may send it to; a
     // cluster it meets later (a phase or shard change) prepares it then.
-    let tenant = state
+    // A tenant bound at EXECUTE is not known yet: the default route's.
+    let named = state
         .proxy
         .tenants
-        .of_keyspace(super::route::keyspace_of(&c, keyspace.as_deref()))
-        .map(|t| t.name);
+        .resolve(&c, &c.tenant_keys, keyspace.as_deref(), None);
+    let tenant = named.tenants.first().map(|t| t.name.clone());
     let clusters = prepare_clusters(&state.proxy, policy, tenant.as_deref());
     let primary = clusters[0];
     let answers = futures::future::join_all(
@@ -83,7 +85,27 @@ pub(super) async fn prepare(
     } else {
         without_hidden_markers(&a.body, &entry.hidden, &client_id, state.version)?
     };
+    learn_tenant_markers(state, &entry, &body);
     Ok(Frame { body, ..a })
+}
+
+/// With tenants keyed by a column: the statement's tenant markers, checked
+/// against the PREPARED metadata the client gets.
+fn learn_tenant_markers(state: &SessionState, entry: &PreparedEntry, body: &Bytes) {
+    let Some(column) = state.proxy.tenants.column() else {
+        return;
+    };
+    if entry.keys.get().is_some() {
+        return;
+    }
+    let Ok(ResultBody::Prepared(p)) = ResultBody::read(body, state.version) else {
+        return;
+    };
+    let (keys, keyed) = prepared_keys(&entry.classification, &p, column, entry.keyspace.as_deref());
+    for (ks, table, typ) in keyed {
+        state.proxy.tenants.keyed.learn_prepared(&ks, &table, &typ);
+    }
+    let _ = entry.keys.set(keys);
 }
 
 /// PREPARE on one cluster, remembering that cluster's id.

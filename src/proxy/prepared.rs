@@ -3,13 +3,15 @@
 //! after restarts and in every phase; and per cluster, that cluster's own id.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::cql::Classification;
+use crate::cql::{Classification, TableKey};
+use crate::protocol::ColumnType;
 
+use super::keyed::PreparedKeys;
 use super::ClusterId;
 
 pub struct PreparedEntry {
@@ -23,11 +25,23 @@ pub struct PreparedEntry {
     pub hidden: Vec<(usize, String)>,
     pub keyspace: Option<String>,
     pub classification: Arc<Classification>,
+    /// With tenants keyed by a column: its markers as the PREPARED
+    /// metadata confirmed them, and each marker's type.
+    pub keys: OnceLock<PreparedKeys>,
     /// Each cluster's own id.
     ids: RwLock<HashMap<ClusterId, Bytes>>,
 }
 
 impl PreparedEntry {
+    /// Its tenant keys and marker types: as the PREPARED metadata confirmed
+    /// them, or as the text shows them (types unknown) before that.
+    pub fn tenant_keys(&self) -> (&[TableKey], &[Option<ColumnType>]) {
+        match self.keys.get() {
+            Some(k) => (&k.keys, &k.types),
+            None => (&self.classification.tenant_keys, &[]),
+        }
+    }
+
     pub fn id_on(&self, side: ClusterId) -> Option<Bytes> {
         self.ids.read().get(&side).cloned()
     }
@@ -89,6 +103,7 @@ impl PreparedMap {
                     hidden,
                     keyspace: keyspace.map(str::to_string),
                     classification,
+                    keys: OnceLock::new(),
                     ids: RwLock::new(HashMap::new()),
                 })
             })

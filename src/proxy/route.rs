@@ -11,21 +11,22 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::batch;
-use super::decide::{admit_write, route_for, Route};
+use super::decide::{admit_write, one_route, route_for, Route};
 use super::paging::{continuation_side, pin_pages};
 use super::prepare::{execute_on, prepare};
 use super::prepared::PreparedEntry;
 use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
+use super::tenant::Bound;
 use super::topology::SystemTable;
 use crate::cql::functions::evaluate;
-use crate::cql::{Classification, StatementKind};
+use crate::cql::{Classification, StatementKind, TableKey};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
 use crate::policy::RoutePolicy;
 use crate::protocol::reader::RawValue;
-use crate::protocol::request::{read_register, Execute, Query};
+use crate::protocol::request::{read_register, Execute, Query, QueryParams};
 use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorFrame};
 
@@ -38,18 +39,50 @@ pub fn op_class(kind: StatementKind) -> OpClass {
     }
 }
 
-/// Notes on the request's stamp what it turned out to be: read, write or
-/// other, and its tenant's series; returns the tenant.
+/// Notes on the request's stamp what it turned out to be (read, write or
+/// other, and its tenant's series) and returns its tenant: the one its
+/// keyspace or tenant column names. Refused: a write to a tenant-keyed
+/// table that names no tenant the proxy can read, and a statement naming
+/// tenants on different routes.
 pub(super) fn note(
     state: &SessionState,
     stamp: &mut Stamp,
     c: &Classification,
+    keys: &[TableKey],
     keyspace: Option<&str>,
-) -> Option<Arc<str>> {
+    bound: Option<&Bound<'_>>,
+    policy: &RoutePolicy,
+) -> Result<Option<Arc<str>>, ErrorFrame> {
     stamp.op = op_class(c.kind);
-    let tenant = state.proxy.tenants.of_keyspace(keyspace_of(c, keyspace));
+    let r = state.proxy.tenants.resolve(c, keys, keyspace, bound);
+    if let Some(table) = r.unnamed.filter(|_| c.kind == StatementKind::Write) {
+        let column = state.proxy.tenants.column().unwrap_or_default();
+        return Err(ErrorFrame::invalid(format!(
+            "cutover: this write to {table} names no tenant the proxy can read: tenants are keyed by the column {column}, so give it as a literal or a bind marker ({column} = ? or {column} IN ?) of type text, int or uuid"
+        )));
+    }
+    one_route(
+        policy,
+        r.tenants.iter().map(|t| Some(&*t.name)),
+        "statement names",
+    )?;
+    let tenant = r.tenants.into_iter().next();
     stamp.tenant = tenant.as_ref().and_then(|t| t.metrics);
-    tenant.map(|t| t.name)
+    Ok(tenant.map(|t| t.name))
+}
+
+/// The values a QUERY or EXECUTE binds, decoded only when the tenant
+/// column needs them.
+pub(super) fn bound_params(
+    state: &SessionState,
+    keys: &[TableKey],
+    read: impl FnOnce() -> Result<QueryParams, ErrorFrame>,
+) -> Result<Option<QueryParams>, ErrorFrame> {
+    if state.proxy.tenants.needs_values(keys) {
+        read().map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// The keyspace a statement works in: its first table's, the one it names,
@@ -197,7 +230,21 @@ async fn query(
         .classifier
         .classify(text, session_ks.as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-    let tenant = note(state, stamp, &c, session_ks.as_deref());
+    let params = bound_params(state, &c.tenant_keys, || {
+        Ok(Query::read(&frame.body, state.version)
+            .map_err(malformed)?
+            .params)
+    })?;
+    let bound = params.as_ref().map(|p| Bound::of(p, &[]));
+    let tenant = note(
+        state,
+        stamp,
+        &c,
+        &c.tenant_keys,
+        session_ks.as_deref(),
+        bound.as_ref(),
+        policy,
+    )?;
     let class = stamp.op;
     let admitted = admit_write(state, c.kind, tenant.as_deref());
     let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
@@ -359,7 +406,22 @@ async fn execute(
         return Err(ErrorFrame::unprepared(client_id));
     };
     let c = entry.classification.clone();
-    let tenant = note(state, stamp, &c, entry.keyspace.as_deref());
+    let (keys, types) = entry.tenant_keys();
+    let params = bound_params(state, keys, || {
+        Ok(Execute::read(&frame.body, state.version)
+            .map_err(malformed)?
+            .params)
+    })?;
+    let bound = params.as_ref().map(|p| Bound::of(p, types));
+    let tenant = note(
+        state,
+        stamp,
+        &c,
+        keys,
+        entry.keyspace.as_deref(),
+        bound.as_ref(),
+        policy,
+    )?;
     let class = stamp.op;
     let admitted = admit_write(state, c.kind, tenant.as_deref());
     let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);

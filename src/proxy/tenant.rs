@@ -1,7 +1,11 @@
-//! Which tenant a request belongs to, from its keyspace (`[tenants] key =
-//! { keyspace = "REGEX" }`): the regex's first capture, or the whole
-//! keyspace when the regex has none. Resolved once per keyspace and cached,
-//! so a request costs one hash lookup.
+//! Which tenant a request belongs to, by the configured key:
+//! - `{ keyspace = "REGEX" }`: the regex's first capture of the keyspace,
+//!   or the whole keyspace when the regex has none; resolved once per
+//!   keyspace and cached, so a request costs one hash lookup;
+//! - `{ column = "NAME" }`: that column's value, from a literal in the text
+//!   or the value bound at the marker the lexer (and, for prepared
+//!   statements, the PREPARED metadata) found for it, in each table whose
+//!   partition key holds the column.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +13,16 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use regex::Regex;
 
+use super::keyed::{render, render_list, KeyedTables, Tenancy};
 use crate::config::TenantKey;
+use crate::cql::{Classification, KeyValue, TableKey};
 use crate::metrics::Metrics;
+use crate::protocol::reader::RawValue;
+use crate::protocol::request::QueryParams;
+use crate::protocol::ColumnType;
 
-/// Keyspaces remembered; beyond this a keyspace is resolved each time.
+/// Keyspaces (or tenant values) remembered; beyond this a name is
+/// resolved each time.
 const CACHE_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,44 +32,214 @@ pub struct Tenant {
     pub metrics: Option<u16>,
 }
 
+enum Key {
+    None,
+    Keyspace(Regex),
+    Column(String),
+}
+
+/// The values a request binds, to read the tenant column's from.
+pub struct Bound<'a> {
+    pub values: &'a [RawValue],
+    /// Present when the values were sent with names.
+    pub names: Option<&'a [String]>,
+    /// Each marker's type, from PREPARED metadata (EXECUTE); otherwise
+    /// the table's column type is used.
+    pub types: &'a [Option<ColumnType>],
+}
+
+impl<'a> Bound<'a> {
+    pub fn of(p: &'a QueryParams, types: &'a [Option<ColumnType>]) -> Bound<'a> {
+        Bound {
+            values: &p.values,
+            names: p.names.as_deref(),
+            types,
+        }
+    }
+}
+
+/// The tenants a request names (most name one), and a tenant-keyed table
+/// it names without a tenant the proxy can read.
+#[derive(Debug, Default, PartialEq)]
+pub struct Resolved {
+    pub tenants: Vec<Tenant>,
+    pub unnamed: Option<String>,
+}
+
 pub struct TenantResolver {
-    pattern: Option<Regex>,
+    key: Key,
     cache: RwLock<HashMap<String, Option<Tenant>>>,
     metrics: Arc<Metrics>,
+    /// With a column key: which tables are keyed by it.
+    pub keyed: KeyedTables,
 }
 
 impl TenantResolver {
     /// `key` is validated by the config: a keyspace regex that compiles.
     pub fn new(key: &TenantKey, metrics: Arc<Metrics>) -> TenantResolver {
-        let pattern = match key {
-            TenantKey::Keyspace { keyspace } => Regex::new(keyspace).ok(),
-            _ => None,
+        let key = match key {
+            TenantKey::Keyspace { keyspace } => {
+                Regex::new(keyspace).map_or(Key::None, Key::Keyspace)
+            }
+            TenantKey::Column { column } => Key::Column(column.clone()),
+            TenantKey::Named(_) => Key::None,
         };
         TenantResolver {
-            pattern,
+            key,
             cache: RwLock::new(HashMap::new()),
             metrics,
+            keyed: KeyedTables::default(),
         }
     }
 
+    /// The tenant column, when tenants are keyed by one.
+    pub fn column(&self) -> Option<&str> {
+        match &self.key {
+            Key::Column(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Does resolving `keys` need the request's bound values?
+    pub fn needs_values(&self, keys: &[TableKey]) -> bool {
+        self.column().is_some()
+            && keys
+                .iter()
+                .flat_map(|k| &k.values)
+                .any(|v| !matches!(v, KeyValue::Literal(_)))
+    }
+
+    /// The tenant of a keyspace (keyspace key only).
     pub fn of_keyspace(&self, keyspace: Option<&str>) -> Option<Tenant> {
-        let pattern = self.pattern.as_ref()?;
+        let Key::Keyspace(pattern) = &self.key else {
+            return None;
+        };
         let ks = keyspace?;
         if let Some(t) = self.cache.read().get(ks) {
             return t.clone();
         }
         let tenant = pattern.captures(ks).map(|c| {
             let name = c.get(1).or_else(|| c.get(0)).map_or(ks, |m| m.as_str());
-            Tenant {
-                name: Arc::from(name),
-                metrics: self.metrics.tenant_index(name),
-            }
+            self.tenant(name)
         });
+        self.remember(ks, tenant.clone());
+        tenant
+    }
+
+    fn tenant(&self, name: &str) -> Tenant {
+        Tenant {
+            name: Arc::from(name),
+            metrics: self.metrics.tenant_index(name),
+        }
+    }
+
+    fn remember(&self, key: &str, tenant: Option<Tenant>) {
         let mut cache = self.cache.write();
         if cache.len() < CACHE_ENTRIES {
-            cache.insert(ks.to_string(), tenant.clone());
+            cache.insert(key.to_string(), tenant);
         }
-        tenant
+    }
+
+    /// The tenant named by a column value.
+    fn named(&self, value: &str) -> Tenant {
+        if let Some(Some(t)) = self.cache.read().get(value) {
+            return t.clone();
+        }
+        let t = self.tenant(value);
+        self.remember(value, Some(t.clone()));
+        t
+    }
+
+    /// The tenants a statement names. `keyspace` is the session's (or the
+    /// prepared statement's); `keys` the statement's tenant keys (the
+    /// classification's, or a prepared statement's confirmed ones).
+    pub fn resolve(
+        &self,
+        c: &Classification,
+        keys: &[TableKey],
+        keyspace: Option<&str>,
+        bound: Option<&Bound<'_>>,
+    ) -> Resolved {
+        let column = match &self.key {
+            Key::None => return Resolved::default(),
+            Key::Keyspace(_) => {
+                return Resolved {
+                    tenants: self
+                        .of_keyspace(super::route::keyspace_of(c, keyspace))
+                        .into_iter()
+                        .collect(),
+                    unnamed: None,
+                }
+            }
+            Key::Column(column) => column,
+        };
+        let mut out = Resolved::default();
+        for k in keys {
+            let ks = k.table.keyspace.as_deref().or(keyspace).unwrap_or_default();
+            let tenancy = self.keyed.tenancy(ks, &k.table.table);
+            let table_type = match &tenancy {
+                Some(Tenancy::Shared) => continue,
+                Some(Tenancy::Keyed(t)) => t.as_ref(),
+                None => None,
+            };
+            let mut names = Vec::new();
+            let read = !k.values.is_empty()
+                && k.values.iter().all(|v| {
+                    self.value_names(v, column, table_type, bound, &mut names)
+                        .is_some()
+                });
+            if read {
+                for n in names {
+                    let t = self.named(&n);
+                    if !out.tenants.contains(&t) {
+                        out.tenants.push(t);
+                    }
+                }
+            } else if matches!(tenancy, Some(Tenancy::Keyed(_))) && out.unnamed.is_none() {
+                out.unnamed = Some(format!("{ks}.{}", k.table.table));
+            }
+        }
+        out
+    }
+
+    /// The tenant names one value gives, pushed onto `out`.
+    fn value_names(
+        &self,
+        v: &KeyValue,
+        column: &str,
+        table_type: Option<&ColumnType>,
+        bound: Option<&Bound<'_>>,
+        out: &mut Vec<String>,
+    ) -> Option<()> {
+        let (index, name, list) = match v {
+            KeyValue::Literal(s) => {
+                out.push(s.clone());
+                return Some(());
+            }
+            KeyValue::Marker { index, name } => (*index, name.as_deref(), false),
+            KeyValue::ListMarker { index, name } => (*index, name.as_deref(), true),
+        };
+        let b = bound?;
+        let at = match b.names {
+            None => index,
+            // Named values: by the marker's name, or the column's.
+            Some(names) => {
+                let listed = format!("in({column})");
+                let wanted = name.unwrap_or(if list { &listed } else { column });
+                names.iter().position(|n| n == wanted)?
+            }
+        };
+        let RawValue::Bytes(bytes) = b.values.get(at)? else {
+            return None;
+        };
+        let typ = b.types.get(index).cloned().flatten();
+        let typ = typ.as_ref().or(table_type)?;
+        if list {
+            out.extend(render_list(typ, bytes)?);
+        } else {
+            out.push(render(typ, bytes)?);
+        }
+        Some(())
     }
 }
 
@@ -100,5 +280,98 @@ mod tests {
         assert_eq!(&*r.of_keyspace(Some("wayne")).unwrap().name, "wayne");
         let none = resolver(TenantKey::default());
         assert_eq!(none.of_keyspace(Some("wayne")), None);
+    }
+
+    fn column_resolver() -> TenantResolver {
+        let r = resolver(TenantKey::Column {
+            column: "tenant_id".into(),
+        });
+        let mut tables = super::super::keyed::Tables::new();
+        let ks = tables.entry("app".into()).or_default();
+        ks.insert("orders".into(), Tenancy::Keyed(Some(ColumnType::Varchar)));
+        ks.insert("shared".into(), Tenancy::Shared);
+        r.keyed
+            .learn(super::super::keyed::Source::Cluster(0), tables);
+        r
+    }
+
+    fn names(r: &Resolved) -> Vec<&str> {
+        r.tenants.iter().map(|t| &*t.name).collect()
+    }
+
+    fn resolve(r: &TenantResolver, text: &str, bound: Option<&Bound<'_>>) -> Resolved {
+        let c = crate::cql::classify_keyed(text, Some("app"), r.column()).unwrap();
+        r.resolve(&c, &c.tenant_keys, Some("app"), bound)
+    }
+
+    #[test]
+    fn a_column_names_the_tenant_by_literal_or_bound_value() {
+        let r = column_resolver();
+        let got = resolve(&r, "SELECT * FROM orders WHERE tenant_id = 'wayne'", None);
+        assert_eq!(names(&got), ["wayne"]);
+        assert_eq!(got.tenants[0].metrics, Some(0));
+        let values = [
+            RawValue::Bytes(bytes::Bytes::from_static(b"id")),
+            RawValue::Bytes(bytes::Bytes::from_static(b"stark")),
+        ];
+        let bound = Bound {
+            values: &values,
+            names: None,
+            types: &[],
+        };
+        let text = "INSERT INTO orders (id, tenant_id) VALUES (?, ?)";
+        assert_eq!(names(&resolve(&r, text, Some(&bound))), ["stark"]);
+        // Named values are found by the column's name.
+        let named = ["tenant_id".to_string(), "id".to_string()];
+        let bound = Bound {
+            values: &values[..],
+            names: Some(&named),
+            types: &[],
+        };
+        assert_eq!(names(&resolve(&r, text, Some(&bound))), ["id"]);
+    }
+
+    #[test]
+    fn a_keyed_table_without_a_readable_tenant_is_unnamed() {
+        let r = column_resolver();
+        let got = resolve(&r, "UPDATE orders SET v = 1 WHERE tenant_id = f(1)", None);
+        assert_eq!(got.unnamed.as_deref(), Some("app.orders"));
+        // A marker without a value to read: unnamed too.
+        let got = resolve(&r, "DELETE FROM orders WHERE tenant_id = ?", None);
+        assert_eq!(got.unnamed.as_deref(), Some("app.orders"));
+        // A shared table, and a table not seen yet, name nobody.
+        let got = resolve(&r, "INSERT INTO shared (tenant_id) VALUES ('x')", None);
+        assert_eq!(got, Resolved::default());
+        let got = resolve(&r, "SELECT * FROM unseen", None);
+        assert_eq!(got, Resolved::default());
+        let got = resolve(&r, "SELECT * FROM unseen WHERE tenant_id = 'x'", None);
+        assert_eq!(names(&got), ["x"]);
+    }
+
+    #[test]
+    fn an_in_list_names_each_tenant_once() {
+        let r = column_resolver();
+        let got = resolve(
+            &r,
+            "SELECT * FROM orders WHERE tenant_id IN ('a', 'b', 'a')",
+            None,
+        );
+        assert_eq!(names(&got), ["a", "b"]);
+        let mut list = vec![0, 0, 0, 2, 0, 0, 0, 1, b'c', 0, 0, 0, 1, b'a'];
+        let values = [RawValue::Bytes(bytes::Bytes::from(std::mem::take(
+            &mut list,
+        )))];
+        let types = [Some(ColumnType::List(Box::new(ColumnType::Varchar)))];
+        let bound = Bound {
+            values: &values,
+            names: None,
+            types: &types,
+        };
+        let got = resolve(
+            &r,
+            "SELECT * FROM orders WHERE tenant_id IN ?",
+            Some(&bound),
+        );
+        assert_eq!(names(&got), ["c", "a"]);
     }
 }

@@ -557,6 +557,75 @@ pub fn two_shards_toml(nodes: &[std::net::SocketAddr]) -> String {
     )
 }
 
+/// Four embedded nodes as two shards (`two_shards_toml`) behind one proxy
+/// with its admin API, started from a config file in its own folder.
+pub struct Sharded {
+    pub running: Vec<cutover::node::RunningNode>,
+    pub nodes: [std::net::SocketAddr; 4],
+    pub proxy: cutover::proxy::RunningProxy,
+    pub admin: std::net::SocketAddr,
+    stop_admin: tokio_util::sync::CancellationToken,
+    dir: std::path::PathBuf,
+}
+
+impl Sharded {
+    /// `tenant_key`: the `[tenants] key` line; `directory`: the directory
+    /// file's text.
+    pub async fn start(name: &str, tenant_key: &str, directory: &str) -> Sharded {
+        let mut running = Vec::new();
+        for _ in 0..4 {
+            running.push(
+                cutover::node::start(cutover::node::NodeConfig::new(
+                    "127.0.0.1:0".parse().unwrap(),
+                ))
+                .await
+                .unwrap(),
+            );
+        }
+        let nodes = [0, 1, 2, 3].map(|i| running[i].addr);
+        let dir = std::env::temp_dir().join(format!("cutover-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cutover.toml");
+        let shards =
+            two_shards_toml(&nodes).replace("key = { keyspace = \"^t_(.*)$\" }", tenant_key);
+        std::fs::write(&file, format!("listen = \"127.0.0.1:0\"\n{shards}")).unwrap();
+        std::fs::write(dir.join("directory.toml"), directory).unwrap();
+        let cfg = cutover::config::Config::load(&file, Vec::new()).unwrap();
+        let proxy = cutover::proxy::start_from(cfg, Some(file.clone()))
+            .await
+            .unwrap();
+        let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+        Sharded {
+            running,
+            nodes,
+            proxy,
+            admin,
+            stop_admin,
+            dir,
+        }
+    }
+
+    /// A scylla driver session through the proxy.
+    pub async fn session(&self) -> Session {
+        scylla::client::session_builder::SessionBuilder::new()
+            .known_node_addr(self.proxy.addr)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.stop_admin.cancel();
+        self.proxy.stop().await;
+        for n in self.running {
+            tokio::time::timeout(Duration::from_secs(5), n.shutdown())
+                .await
+                .unwrap();
+        }
+        let _ = std::fs::remove_dir_all(self.dir);
+    }
+}
+
 fn free_port() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()

@@ -34,6 +34,10 @@ pub struct CopyOptions {
     pub tables: Vec<String>,
     pub credentials: Option<(String, String)>,
     pub page_size: i32,
+    /// Only one tenant's rows, for tenants keyed by a column: (column,
+    /// value). Tables without the column in their partition key are
+    /// skipped.
+    pub tenant: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -197,6 +201,53 @@ impl Destination {
     }
 }
 
+/// ` WHERE column = value` for a table partitioned by the tenant column
+/// (with ALLOW FILTERING when the partition key has other columns too); None
+/// for a table without it in its partition key.
+fn tenant_restriction(
+    columns: &[Column],
+    column: &str,
+    value: &str,
+) -> Result<Option<String>, String> {
+    let partition: Vec<&Column> = columns
+        .iter()
+        .filter(|c| c.kind == "partition_key")
+        .collect();
+    let Some(c) = partition.iter().find(|c| c.name == column) else {
+        return Ok(None);
+    };
+    let literal = match c.typ.as_str() {
+        "text" | "varchar" | "ascii" => format!("'{}'", value.replace('\'', "''")),
+        "int" | "bigint" | "smallint" | "tinyint" | "varint"
+            if value.parse::<i128>().is_ok() =>
+        {
+            value.to_string()
+        }
+        "uuid" | "timeuuid"
+            if value.len() == 36
+                && value
+                    .chars()
+                    .all(|ch| ch.is_ascii_hexdigit() || ch == '-') =>
+        {
+            value.to_string()
+        }
+        other => {
+            return Err(format!(
+                "--tenant {column}={value}: the column is {other}, and \"{value}\" is not a value of it the copy can write (text, an integer or a UUID)"
+            ))
+        }
+    };
+    let filtering = if partition.len() > 1 {
+        " ALLOW FILTERING"
+    } else {
+        ""
+    };
+    Ok(Some(format!(
+        " WHERE {} = {literal}{filtering}",
+        quote(column)
+    )))
+}
+
 /// Copies the keyspace's tables; the report says what was copied and what
 /// could not be kept exactly. Stops at the first failed read or write.
 pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
@@ -267,7 +318,16 @@ async fn copy_table(
     if cells.iter().any(|c| c.multi_cell()) {
         r.notes.push("non-frozen collections have no WRITETIME: they take their row's newest write time and no TTL".into());
     }
-    let select = format!("SELECT {} FROM {full}", selectors.join(", "));
+    let mut select = format!("SELECT {} FROM {full}", selectors.join(", "));
+    if let Some((column, value)) = &o.tenant {
+        match tenant_restriction(columns, column, value)? {
+            Some(restriction) => select.push_str(&restriction),
+            None => {
+                r.notes.push(format!("skipped: {column} is not in its partition key, so its rows are not one tenant's (a shared table)"));
+                return Ok(r);
+            }
+        }
+    }
     let mut paging_state = None;
     let mut untimed_rows = 0u64;
     // The write time of collections in rows without another cell.

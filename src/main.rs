@@ -83,6 +83,11 @@ enum Command {
         /// Rows read per page.
         #[arg(long, default_value_t = 1000)]
         page_size: i32,
+        /// Only this tenant's rows, for tenants keyed by a column
+        /// (COLUMN=VALUE, e.g. tenant_id=wayne); tables without the column
+        /// in their partition key are skipped.
+        #[arg(long, value_name = "COLUMN=VALUE")]
+        tenant: Option<String>,
     },
     /// Check a proxy config file (and CUTOVER_* overrides) without starting anything.
     CheckConfig {
@@ -349,8 +354,16 @@ async fn main() -> Result<()> {
             tables,
             user,
             page_size,
+            tenant,
         } => {
             let started = std::time::Instant::now();
+            let tenant = match tenant.as_deref().map(|t| t.split_once('=')) {
+                None => None,
+                Some(Some((c, v))) if !c.is_empty() => Some((c.to_string(), v.to_string())),
+                Some(_) => {
+                    anyhow::bail!("--tenant takes COLUMN=VALUE, e.g. --tenant tenant_id=wayne")
+                }
+            };
             let o = cutover::copy::CopyOptions {
                 from,
                 to,
@@ -358,6 +371,7 @@ async fn main() -> Result<()> {
                 tables,
                 credentials: user.as_deref().map(parse_user).transpose()?,
                 page_size,
+                tenant,
             };
             match cutover::copy::copy(&o).await {
                 Ok(r) => {

@@ -75,6 +75,7 @@ async fn cells_keep_their_write_times_and_ttls() {
         tables: Vec::new(),
         credentials: None,
         page_size: 100,
+        tenant: None,
     })
     .await
     .unwrap();
@@ -125,10 +126,76 @@ async fn cells_keep_their_write_times_and_ttls() {
         tables: Vec::new(),
         credentials: None,
         page_size: 100,
+        tenant: None,
     })
     .await
     .unwrap_err();
     assert!(e.contains("t_nobody") && e.contains("no tables"), "{e}");
     from.shutdown().await;
     to.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_tenant_of_shared_tables_is_copied() {
+    let (from, to) = two_nodes().await;
+    let mut c = Client::connect(from.addr, 4, None, None).await.unwrap();
+    let mut d = Client::connect(to.addr, 4, None, None).await.unwrap();
+    for q in [
+        "CREATE KEYSPACE app WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        "CREATE TABLE app.orders (tenant_id text, id int, v text, PRIMARY KEY (tenant_id, id))",
+        "CREATE TABLE app.buckets (tenant_id text, b int, v text, PRIMARY KEY ((tenant_id, b)))",
+        "CREATE TABLE app.audit (id int PRIMARY KEY, tenant_id text)",
+    ] {
+        c.query(q).await.unwrap();
+        d.query(q).await.unwrap();
+    }
+    for q in [
+        "INSERT INTO app.orders (tenant_id, id, v) VALUES ('wayne', 1, 'w') USING TIMESTAMP 1000",
+        "INSERT INTO app.orders (tenant_id, id, v) VALUES ('o''brien', 1, 'o')",
+        "INSERT INTO app.orders (tenant_id, id, v) VALUES ('stark', 1, 's')",
+        "INSERT INTO app.buckets (tenant_id, b, v) VALUES ('wayne', 1, 'w1')",
+        "INSERT INTO app.buckets (tenant_id, b, v) VALUES ('wayne', 2, 'w2')",
+        "INSERT INTO app.buckets (tenant_id, b, v) VALUES ('stark', 1, 's1')",
+        "INSERT INTO app.audit (id, tenant_id) VALUES (1, 'wayne')",
+    ] {
+        c.query(q).await.unwrap();
+    }
+    let options = |tenant: &str| CopyOptions {
+        from: from.addr,
+        to: vec![to.addr],
+        keyspace: "app".into(),
+        tables: Vec::new(),
+        credentials: None,
+        page_size: 100,
+        tenant: Some(("tenant_id".into(), tenant.into())),
+    };
+    let report = copy(&options("wayne")).await.unwrap();
+    let by_table = |t: &str| report.tables.iter().find(|r| r.table == t).unwrap();
+    assert_eq!(by_table("orders").rows, 1);
+    assert_eq!(by_table("buckets").rows, 2, "a composite partition key");
+    assert_eq!(by_table("audit").rows, 0);
+    assert!(
+        by_table("audit").notes[0].contains("shared table"),
+        "{:?}",
+        by_table("audit").notes
+    );
+    assert_eq!(
+        rows(to.addr, "SELECT id, WRITETIME(v) FROM app.orders").await,
+        [[Some("1".to_string()), Some("1000".to_string())]],
+        "only wayne's row, with its write time"
+    );
+    assert_eq!(rows(to.addr, "SELECT b FROM app.buckets").await.len(), 2);
+    assert!(rows(to.addr, "SELECT id FROM app.audit").await.is_empty());
+    // A quote in the value is escaped, not an injection.
+    copy(&options("o'brien")).await.unwrap();
+    assert_eq!(
+        rows(
+            to.addr,
+            "SELECT id FROM app.orders WHERE tenant_id = 'o''brien'"
+        )
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(rows(to.addr, "SELECT id FROM app.orders").await.len(), 2);
 }

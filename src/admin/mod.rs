@@ -71,6 +71,7 @@ pub async fn serve(
         .route("/v1/reload", axum::routing::post(reload))
         .route("/v1/shadow", get(shadow))
         .route("/v1/tenant-key", get(tenant_key))
+        .route("/v1/directory-table", get(directory_table))
         .route("/v1/tenants", get(list_tenants))
         .route(
             "/v1/tenants/{tenant}",
@@ -302,6 +303,26 @@ async fn tenant_key(State(s): State<AdminState>) -> Json<Value> {
         "keyed_tables": keyed,
         "shared_tables": shared,
     }))
+}
+
+/// `[tenants.table]`: polls done and the last one's error.
+async fn directory_table(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
+    let Some(t) = &s.proxy.config.tenants.table else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errors": ["`tenants.table` is not configured"]})),
+        );
+    };
+    let status = &s.proxy.directory_table;
+    (
+        StatusCode::OK,
+        Json(json!({
+            "cluster": t.cluster,
+            "table": t.name,
+            "polls": status.polls.load(std::sync::atomic::Ordering::Relaxed),
+            "error": *status.error.lock(),
+        })),
+    )
 }
 
 async fn list_tenants(State(s): State<AdminState>) -> Json<Vec<TenantView>> {

@@ -284,6 +284,31 @@ pub struct TenantsConfig {
     /// The directory file's entries, as read by `Config::load`.
     #[serde(skip)]
     pub file_entries: Vec<TenantEntry>,
+    /// Entries polled from a CQL table (`[tenants.table]`).
+    pub table: Option<DirectoryTable>,
+    /// The table's entries as last read (kept across reloads).
+    #[serde(skip)]
+    pub table_entries: Vec<TenantEntry>,
+}
+
+/// `[tenants.table]`: directory entries read from a CQL table of one of
+/// the configured clusters, polled. The table has the columns `tenant`
+/// (its primary key), `shard`, `phase` and `status`, all text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryTable {
+    /// The cluster that holds it.
+    pub cluster: String,
+    /// `keyspace.table`.
+    pub name: String,
+    #[serde(default = "DirectoryTable::default_poll")]
+    pub poll_every: ConfigDuration,
+}
+
+impl DirectoryTable {
+    fn default_poll() -> ConfigDuration {
+        ConfigDuration(std::time::Duration::from_secs(5))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

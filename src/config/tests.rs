@@ -226,3 +226,26 @@ fn tenant_entries_are_checked() {
     let c = parse(&ok).unwrap();
     assert_eq!(c.tenants.entries[0].status, TenantStatus::NotReady);
 }
+
+#[test]
+fn a_directory_table_is_checked() {
+    let text = format!(
+        "{MINIMAL}\n[tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n[tenants.table]\ncluster = \"elsewhere\"\nname = \"directory\"\npoll_every = \"10ms\"\n"
+    );
+    let all = parse(&text).unwrap_err().0.join("\n");
+    for needle in [
+        "`tenants.table.cluster` is \"elsewhere\"",
+        "`tenants.table.name` is \"directory\": give it as keyspace.table",
+        "`tenants.table.poll_every` must be at least 100ms",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    let ok = format!(
+        "{MINIMAL}\n[tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n[tenants.table]\ncluster = \"origin\"\nname = \"cutover.directory\"\n"
+    );
+    let t = parse(&ok).unwrap().tenants.table.unwrap();
+    assert_eq!(t.poll_every.0, std::time::Duration::from_secs(5));
+    let keyless =
+        format!("{MINIMAL}\n[tenants.table]\ncluster = \"origin\"\nname = \"cutover.directory\"\n");
+    assert!(parse(&keyless).unwrap_err().0[0].contains("`tenants.table` is set"));
+}

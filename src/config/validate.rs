@@ -160,9 +160,30 @@ impl Config {
                 }
             }
         }
+        if let Some(t) = &self.tenants.table {
+            if !self.clusters.contains_key(&t.cluster) {
+                p.push(format!(
+                    "`tenants.table.cluster` is \"{}\", which is not configured",
+                    t.cluster
+                ));
+            }
+            let parts: Vec<&str> = t.name.split('.').collect();
+            if parts.len() != 2 || parts.iter().any(|s| s.is_empty()) {
+                p.push(format!(
+                    "`tenants.table.name` is \"{}\": give it as keyspace.table",
+                    t.name
+                ));
+            }
+            if t.poll_every.0 < std::time::Duration::from_millis(100) {
+                p.push("`tenants.table.poll_every` must be at least 100ms".into());
+            }
+        }
         let mut all = self.tenants.entries.clone();
         all.extend(self.tenants.file_entries.iter().cloned());
         p.extend(self.entry_problems(&all));
+        if self.tenants.table.is_some() && self.tenants.key == TenantKey::default() {
+            p.push("`tenants.table` is set but `tenants.key` is \"none\": no request would ever have a tenant".into());
+        }
         if !all.is_empty() && self.tenants.key == TenantKey::default() {
             p.push("`tenants.entries` are listed but `tenants.key` is \"none\": no request would ever have a tenant; set `tenants.key = { keyspace = \"REGEX\" }` or `{ column = \"NAME\" }`".into());
         }

@@ -133,10 +133,28 @@ impl RoutePolicy {
     }
 }
 
-/// A config's entries: inline, then from the directory file.
+/// A config's entries: inline, from the directory file, and from the
+/// directory table.
 fn all_entries(c: &Config) -> Vec<TenantEntry> {
-    let mut all = c.tenants.entries.clone();
-    all.extend(c.tenants.file_entries.iter().cloned());
+    merged(
+        &c.tenants.entries,
+        &c.tenants.file_entries,
+        &c.tenants.table_entries,
+    )
+}
+
+/// Inline and file entries, then the table's for tenants neither lists:
+/// an operator's entry wins over a polled one.
+fn merged(inline: &[TenantEntry], file: &[TenantEntry], table: &[TenantEntry]) -> Vec<TenantEntry> {
+    let mut all = inline.to_vec();
+    all.extend(file.iter().cloned());
+    let listed: std::collections::HashSet<&str> = all.iter().map(|e| e.tenant.as_str()).collect();
+    let polled: Vec<TenantEntry> = table
+        .iter()
+        .filter(|e| !listed.contains(e.tenant.as_str()))
+        .cloned()
+        .collect();
+    all.extend(polled);
     all
 }
 
@@ -314,25 +332,67 @@ impl PolicyStore {
         if config.tenants.key == crate::config::TenantKey::default() {
             problems.push("`tenants.key` is \"none\": no request would ever have a tenant".into());
         }
-        let mut all = config.tenants.entries.clone();
-        all.extend(entries.iter().cloned());
-        let tenants = directory(&self.shards, &all);
-        if let Err(more) = &tenants {
-            problems.extend(more.iter().cloned());
-        }
-        let tenants = match tenants {
-            Ok(t) if problems.is_empty() => t,
-            _ => {
-                self.refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Err(problems);
-            }
-        };
+        let all = merged(
+            &config.tenants.entries,
+            &entries,
+            &config.tenants.table_entries,
+        );
+        let tenants = self.checked_directory(&all, problems)?;
         crate::config::write_directory(&file, &entries).map_err(|e| vec![e])?;
         config.tenants.file_entries = entries;
         let route = self.snapshot().route.clone();
         drop(source);
         self.install(route, Some(tenants)).map(|(p, _)| p)
+    }
+
+    /// The directory table's entries as just polled: validated, then in
+    /// force with the other entries (which win for a tenant they list).
+    /// Whether the policy changed; or every problem, nothing changed.
+    pub fn set_table_entries(
+        &self,
+        entries: Vec<TenantEntry>,
+    ) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
+        let mut source = self.source.lock();
+        let config = &mut source.0;
+        if config.tenants.table_entries == entries {
+            return Ok((self.snapshot(), false));
+        }
+        let problems: Vec<String> = config
+            .entry_problems(&entries)
+            .into_iter()
+            .map(|p| format!("directory table: {p}"))
+            .collect();
+        let all = merged(
+            &config.tenants.entries,
+            &config.tenants.file_entries,
+            &entries,
+        );
+        let tenants = self.checked_directory(&all, problems)?;
+        config.tenants.table_entries = entries;
+        let route = self.snapshot().route.clone();
+        drop(source);
+        self.install(route, Some(tenants))
+    }
+
+    /// The directory of `all` entries, unless it or `problems` (found
+    /// before) has a problem: then every problem, counted as refused.
+    fn checked_directory(
+        &self,
+        all: &[TenantEntry],
+        mut problems: Vec<String>,
+    ) -> Result<HashMap<String, TenantRoute>, Vec<String>> {
+        let tenants = directory(&self.shards, all);
+        if let Err(more) = &tenants {
+            problems.extend(more.iter().cloned());
+        }
+        match tenants {
+            Ok(t) if problems.is_empty() => Ok(t),
+            _ => {
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(problems)
+            }
+        }
     }
 
     /// The snapshot in force; take it once per request.
@@ -442,6 +502,9 @@ impl PolicyStore {
                 .map(|p| format!("{}: {p}", path.display()))
                 .collect::<Vec<_>>()
         })?;
+        let mut new = new;
+        // The directory table's entries as last polled stay.
+        new.tenants.table_entries = source.0.tenants.table_entries.clone();
         let tenants = directory(&self.shards, &all_entries(&new)).inspect_err(|_| {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -486,135 +549,4 @@ impl PolicyStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> Config {
-        Config::quick_start(
-            "127.0.0.1:9042",
-            "127.0.0.1:9043",
-            "127.0.0.1:0".parse().unwrap(),
-            None,
-        )
-        .unwrap()
-    }
-
-    fn store() -> PolicyStore {
-        PolicyStore::new(&config(), None)
-    }
-
-    fn phase(p: Phase) -> PolicyPatch {
-        PolicyPatch {
-            route: Some(RoutePatch {
-                phase: Some(p),
-                ..Default::default()
-            }),
-        }
-    }
-
-    #[test]
-    fn a_valid_change_is_a_new_version_and_an_invalid_one_changes_nothing() {
-        let s = store();
-        let before = s.snapshot();
-        assert_eq!((before.version, before.primary()), (1, Side::Origin));
-        let p = s.apply(phase(Phase::TargetPrimary)).unwrap();
-        assert_eq!((p.version, p.primary()), (2, Side::Target));
-        assert_eq!(p.write_sides(), vec![Side::Target, Side::Origin]);
-        // The old snapshot is unchanged for the requests still holding it.
-        assert_eq!(before.primary(), Side::Origin);
-        let bad = PolicyPatch {
-            route: Some(RoutePatch {
-                shard: Some("elsewhere".into()),
-                write_mode: Some(WriteMode::AsyncSecondary),
-                ..Default::default()
-            }),
-        };
-        let e = s.apply(bad).unwrap_err();
-        assert_eq!(e.len(), 2, "{e:?}");
-        assert_eq!(s.snapshot().version, 2);
-        // The same route again is not a new version.
-        assert_eq!(s.apply(phase(Phase::TargetPrimary)).unwrap().version, 2);
-    }
-
-    #[test]
-    fn phases_use_their_clusters() {
-        let s = store();
-        let only = s.apply(phase(Phase::OriginOnly)).unwrap();
-        assert_eq!(only.phase_sides(), vec![Side::Origin]);
-        let target = s.apply(phase(Phase::TargetOnly)).unwrap();
-        assert_eq!(target.phase_sides(), vec![Side::Target]);
-        let shadow = s.apply(phase(Phase::ShadowReads)).unwrap();
-        assert_eq!(shadow.primary(), Side::Origin);
-        assert_eq!(shadow.phase_sides(), vec![Side::Origin, Side::Target]);
-    }
-
-    #[test]
-    fn a_tenant_without_its_own_phase_follows_the_default_route() {
-        let mut c = config();
-        c.tenants.entries = vec![
-            TenantEntry {
-                tenant: "ro".into(),
-                shard: None,
-                phase: None,
-                status: TenantStatus::ReadOnly,
-            },
-            TenantEntry {
-                tenant: "tp".into(),
-                shard: None,
-                phase: Some(Phase::TargetPrimary),
-                status: TenantStatus::ReadWrite,
-            },
-        ];
-        let s = PolicyStore::new(&c, None);
-        let p = s.snapshot();
-        assert_eq!(p.for_tenant(Some("ro")).status, TenantStatus::ReadOnly);
-        assert_eq!(p.for_tenant(Some("ro")).phase, Phase::DualWrite);
-        assert_eq!(p.for_tenant(Some("tp")).phase, Phase::TargetPrimary);
-        assert_eq!(p.for_tenant(Some("other")).status, TenantStatus::ReadWrite);
-        let p = s.apply(phase(Phase::OriginOnly)).unwrap();
-        assert_eq!(p.for_tenant(Some("ro")).phase, Phase::OriginOnly);
-        assert_eq!(p.for_tenant(Some("tp")).phase, Phase::TargetPrimary);
-        assert_eq!(p.for_tenant(None).phase, Phase::OriginOnly);
-    }
-
-    #[test]
-    fn routes_name_the_shards_the_proxy_started_with() {
-        let mut c = config();
-        c.shards.insert(
-            "second".into(),
-            crate::config::ShardConfig {
-                origin: "target".into(),
-                target: "origin".into(),
-            },
-        );
-        let s = PolicyStore::new(&c, None);
-        assert_eq!(s.snapshot().shard, ShardId(0), "default < second");
-        let p = s
-            .apply(PolicyPatch {
-                route: Some(RoutePatch {
-                    shard: Some("second".into()),
-                    ..Default::default()
-                }),
-            })
-            .unwrap();
-        assert_eq!(p.shard, ShardId(1));
-        assert_eq!(p.for_tenant(Some("anyone")).shard, ShardId(1));
-        let e = directory(
-            &s.shards,
-            &[TenantEntry {
-                tenant: "x".into(),
-                shard: Some("third".into()),
-                phase: None,
-                status: TenantStatus::ReadWrite,
-            }],
-        )
-        .unwrap_err();
-        assert!(e[0].contains("not one this proxy started with"), "{e:?}");
-    }
-
-    #[test]
-    fn reload_needs_a_file() {
-        let e = store().reload(Vec::new()).unwrap_err();
-        assert!(e[0].contains("without a config file"));
-    }
-}
+mod tests;

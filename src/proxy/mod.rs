@@ -9,6 +9,7 @@
 mod batch;
 mod control;
 mod decide;
+mod directory_table;
 mod fence;
 mod health;
 mod keyed;
@@ -182,6 +183,8 @@ pub struct Proxy {
     pub shadow: Arc<ShadowReads>,
     pub pages: paging::PagePins,
     pub fence: fence::WriteFence,
+    /// How polling `[tenants.table]` goes.
+    pub directory_table: directory_table::Status,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
 }
@@ -437,6 +440,7 @@ pub async fn start_from(
         policy: PolicyStore::new(&config, config_file),
         pages: Default::default(),
         fence: Default::default(),
+        directory_table: Default::default(),
         shadow: Arc::new(ShadowReads::new(
             config.limits.max_shadow_reads_in_flight as usize,
         )),
@@ -456,6 +460,9 @@ pub async fn start_from(
     tasks.spawn(merge_metrics(metrics, stop_accepting.clone()));
     if let Some(file) = proxy.policy.file() {
         tasks.spawn(watch_config(proxy.clone(), file, stop_accepting.clone()));
+    }
+    if let Some(table) = proxy.config.tenants.table.clone() {
+        directory_table::start(proxy.clone(), table, stop_accepting.clone()).await;
     }
     tasks.spawn(accept_loop(
         proxy.clone(),

@@ -1,0 +1,274 @@
+//! Directory entries polled from a CQL table (`[tenants.table]`): every
+//! `poll_every` the table is read in full from the named cluster (at
+//! LOCAL_QUORUM, in pages); a changed set of rows is validated like any
+//! other entry and put in force with the same fence, an invalid one is
+//! refused with its problems logged and the entries last read stay. A
+//! cluster that cannot be read leaves the entries as they were.
+//!
+//! ```cql
+//! CREATE TABLE cutover.directory (
+//!     tenant text PRIMARY KEY, shard text, phase text, status text);
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::IntoDeserializer;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::Proxy;
+use crate::client::Client;
+use crate::config::{DirectoryTable, Phase, TenantEntry, TenantStatus};
+use crate::protocol::consistency;
+use crate::protocol::request::QueryParams;
+use crate::protocol::response::ResultBody;
+
+const PAGE: i32 = 5000;
+
+/// Polls done, and the error of the last one (None when it was applied).
+#[derive(Default)]
+pub struct Status {
+    pub polls: std::sync::atomic::AtomicU64,
+    pub error: parking_lot::Mutex<Option<String>>,
+    /// Rows last refused: the same rows again are not judged (nor counted)
+    /// again.
+    refused: parking_lot::Mutex<Option<Vec<TenantEntry>>>,
+}
+
+/// Reads the table once, before the proxy takes clients, then polls until
+/// `stop`.
+pub async fn start(proxy: Arc<Proxy>, table: DirectoryTable, stop: CancellationToken) {
+    let mut conn: Option<Client> = None;
+    let mut failing = false;
+    once(&proxy, &table, &mut conn, &mut failing).await;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(table.poll_every.0) => {}
+            }
+            once(&proxy, &table, &mut conn, &mut failing).await;
+        }
+    });
+}
+
+/// One poll. `failing` keeps a lasting failure to one log line.
+async fn once(
+    proxy: &Arc<Proxy>,
+    table: &DirectoryTable,
+    conn: &mut Option<Client>,
+    failing: &mut bool,
+) {
+    let timeout = proxy
+        .cluster_named(&table.cluster)
+        .map_or(Duration::from_secs(5), |c| c.config.request_timeout.0);
+    let outcome = tokio::time::timeout(timeout * 4, poll(proxy, table, conn)).await;
+    let done = || {
+        proxy
+            .directory_table
+            .polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
+    let status = &proxy.directory_table;
+    let error = match outcome {
+        Ok(Ok(entries)) if status.refused.lock().as_ref() == Some(&entries) => {
+            done();
+            return;
+        }
+        Ok(Ok(entries)) => match apply(proxy, table, entries.clone()).await {
+            Ok(()) => {
+                *status.refused.lock() = None;
+                *status.error.lock() = None;
+                done();
+                if *failing {
+                    tracing::info!(table = %table.name, "the directory table is in force again");
+                    *failing = false;
+                }
+                return;
+            }
+            Err(problems) => {
+                *status.refused.lock() = Some(entries);
+                format!("rows refused: {}", problems.join("; "))
+            }
+        },
+        Ok(Err(e)) => {
+            *conn = None;
+            e
+        }
+        Err(_) => {
+            *conn = None;
+            "timed out".to_string()
+        }
+    };
+    *status.error.lock() = Some(error.clone());
+    done();
+    if !*failing {
+        tracing::warn!(table = %table.name, cluster = %table.cluster, %error, "the directory table is not applied; the entries last read from it stay in force");
+        *failing = true;
+    }
+}
+
+async fn apply(
+    proxy: &Arc<Proxy>,
+    table: &DirectoryTable,
+    entries: Vec<TenantEntry>,
+) -> Result<(), Vec<String>> {
+    let before = proxy.policy();
+    let store = proxy.clone();
+    let (policy, changed) =
+        tokio::task::spawn_blocking(move || store.policy.set_table_entries(entries))
+            .await
+            .map_err(|e| vec![e.to_string()])??;
+    if changed {
+        tracing::info!(table = %table.name, version = policy.version, "the directory table changed the tenant entries");
+        proxy.fence_after(&before).await;
+    }
+    Ok(())
+}
+
+/// Every row of the table, as entries; an unreadable row is an error that
+/// names it.
+async fn poll(
+    proxy: &Proxy,
+    table: &DirectoryTable,
+    conn: &mut Option<Client>,
+) -> Result<Vec<TenantEntry>, String> {
+    if conn.is_none() {
+        *conn = Some(connect(proxy, table).await?);
+    }
+    let c = conn.as_mut().expect("connected above");
+    let text = format!("SELECT tenant, shard, phase, status FROM {}", table.name);
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    let mut paging_state = None;
+    loop {
+        let page = c
+            .query_with(
+                &text,
+                QueryParams {
+                    consistency: consistency::LOCAL_QUORUM,
+                    page_size: Some(PAGE),
+                    paging_state: paging_state.take(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let ResultBody::Rows(rows) = page else {
+            return Err(format!("{text} answered without rows"));
+        };
+        for row in &rows.rows {
+            let text_at = |i: usize| {
+                row.get(i)
+                    .cloned()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            };
+            match entry(text_at(0), text_at(1), text_at(2), text_at(3)) {
+                Ok(e) => entries.push(e),
+                Err(p) => problems.push(p),
+            }
+        }
+        match rows.metadata.paging_state {
+            Some(s) => paging_state = Some(s),
+            None => break,
+        }
+    }
+    if problems.is_empty() {
+        Ok(entries)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+async fn connect(proxy: &Proxy, table: &DirectoryTable) -> Result<Client, String> {
+    let cluster = proxy.cluster_named(&table.cluster).ok_or_else(|| {
+        format!(
+            "cluster \"{}\" is not one this proxy reaches",
+            table.cluster
+        )
+    })?;
+    let cfg = &cluster.config;
+    let credentials = cfg
+        .username
+        .as_deref()
+        .map(|u| (u, cfg.password.as_deref().unwrap_or_default()));
+    let mut last = String::from("no node to connect to");
+    for node in cluster.candidates() {
+        match tokio::time::timeout(
+            cfg.connect_timeout.0,
+            Client::connect(node, 4, None, credentials),
+        )
+        .await
+        {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => last = format!("{node}: {e}"),
+            Err(_) => last = format!("{node}: connect timed out"),
+        }
+    }
+    Err(last)
+}
+
+/// One row as an entry: a null shard or phase follows the default route,
+/// a null status is read-write.
+fn entry(
+    tenant: Option<String>,
+    shard: Option<String>,
+    phase: Option<String>,
+    status: Option<String>,
+) -> Result<TenantEntry, String> {
+    let tenant = tenant.ok_or("a row without a tenant")?;
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let phase = match given(phase) {
+        None => None,
+        Some(p) => Some(Phase::deserialize(p.as_str().into_deserializer()).map_err(
+            |e: serde::de::value::Error| format!("tenant \"{tenant}\": phase \"{p}\": {e}"),
+        )?),
+    };
+    let status = match given(status) {
+        None => TenantStatus::ReadWrite,
+        Some(s) => TenantStatus::deserialize(s.as_str().into_deserializer()).map_err(
+            |e: serde::de::value::Error| format!("tenant \"{tenant}\": status \"{s}\": {e}"),
+        )?,
+    };
+    Ok(TenantEntry {
+        tenant,
+        shard: given(shard),
+        phase,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn rows_become_entries_or_name_their_problem() {
+        let e = entry(
+            s("wayne"),
+            s("dedicated"),
+            s("target-primary"),
+            s("read-only"),
+        )
+        .unwrap();
+        assert_eq!(e.shard.as_deref(), Some("dedicated"));
+        assert_eq!(e.phase, Some(Phase::TargetPrimary));
+        assert_eq!(e.status, TenantStatus::ReadOnly);
+        let e = entry(s("stark"), None, None, None).unwrap();
+        assert_eq!(
+            (e.shard, e.phase, e.status),
+            (None, None, TenantStatus::ReadWrite)
+        );
+        let bad = entry(s("x"), None, s("sideways"), None).unwrap_err();
+        assert!(bad.contains("tenant \"x\": phase \"sideways\""), "{bad}");
+        let bad = entry(s("x"), None, None, s("closed")).unwrap_err();
+        assert!(bad.contains("status \"closed\""), "{bad}");
+        assert!(entry(None, None, None, None).is_err());
+    }
+}

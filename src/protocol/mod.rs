@@ -6,6 +6,7 @@
 //! for ERROR, READY, SUPPORTED, AUTHENTICATE and RESULT frames. Nothing here
 //! knows about sockets or about CQL semantics.
 
+pub mod bound;
 pub mod error;
 pub mod reader;
 pub mod request;

@@ -24,6 +24,7 @@ pub enum RawValue {
     Bytes(Bytes),
 }
 
+#[derive(Clone)]
 pub struct BodyReader<'a> {
     buf: &'a Bytes,
     pos: usize,

@@ -253,7 +253,7 @@ impl Tail<'_> {
 }
 
 /// The flags of `<query_parameters>`: a byte before v5, an int from v5.
-fn read_flags(r: &mut BodyReader<'_>, version: u8) -> Result<u32, BodyError> {
+pub(super) fn read_flags(r: &mut BodyReader<'_>, version: u8) -> Result<u32, BodyError> {
     Ok(if version >= 5 {
         r.int()? as u32
     } else {

@@ -9,7 +9,7 @@ use super::prepare::reprepare;
 use super::route::{bind_hidden, literal_for, note, now_micros, replacing};
 use super::send::{join, malformed, send_raw};
 use super::session::{SessionState, Stamp};
-use super::tenant::Bound;
+use super::tenant::{Bound, Values};
 use crate::cql::StatementKind;
 use crate::frame::Frame;
 use crate::metrics::OpClass;
@@ -65,8 +65,10 @@ pub(super) async fn batch(
             None => (&c.tenant_keys[..], &[][..]),
         };
         let bound = Bound {
-            values: &child.values,
-            names: None,
+            values: Values::Decoded {
+                values: &child.values,
+                names: None,
+            },
             types,
         };
         let metrics_tenant = stamp.tenant;

@@ -35,7 +35,7 @@ pub use crate::policy::{ShardId, Side};
 pub use health::{ClusterReport, Readiness};
 pub use prepared::PreparedMap;
 pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
-pub use tenant::{Bound, Resolved, Tenant, TenantResolver};
+pub use tenant::{Bound, Resolved, Tenant, TenantResolver, Values};
 pub use topology::{SystemTable, TopologyView};
 
 use crate::config::{ClusterConfig, Config};

@@ -60,7 +60,7 @@ pub(super) async fn prepare(
         .proxy
         .tenants
         .resolve(&c, &c.tenant_keys, keyspace.as_deref(), None);
-    let tenant = named.tenants.first().map(|t| t.name.clone());
+    let tenant = named.first.map(|t| t.name);
     let clusters = prepare_clusters(&state.proxy, policy, tenant.as_deref());
     let primary = clusters[0];
     let answers = futures::future::join_all(

@@ -18,15 +18,16 @@ use super::prepared::PreparedEntry;
 use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
-use super::tenant::Bound;
+use super::tenant::{Bound, Values};
 use super::topology::SystemTable;
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind, TableKey};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
 use crate::policy::RoutePolicy;
+use crate::protocol::bound::BoundValues;
 use crate::protocol::reader::RawValue;
-use crate::protocol::request::{read_register, Execute, Query, QueryParams};
+use crate::protocol::request::{read_register, Execute, Query};
 use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorFrame};
 
@@ -55,7 +56,11 @@ pub(super) fn note(
 ) -> Result<Option<Arc<str>>, ErrorFrame> {
     stamp.op = op_class(c.kind);
     let r = state.proxy.tenants.resolve(c, keys, keyspace, bound);
-    if let Some(table) = r.unnamed.filter(|_| c.kind == StatementKind::Write) {
+    if let Some(table) = r
+        .unnamed
+        .as_ref()
+        .filter(|_| c.kind == StatementKind::Write)
+    {
         let column = state.proxy.tenants.column().unwrap_or_default();
         return Err(ErrorFrame::invalid(format!(
             "cutover: this write to {table} names no tenant the proxy can read: tenants are keyed by the column {column}, so give it as a literal or a bind marker ({column} = ? or {column} IN ?) of type text, int or uuid"
@@ -63,26 +68,29 @@ pub(super) fn note(
     }
     one_route(
         policy,
-        r.tenants.iter().map(|t| Some(&*t.name)),
+        r.tenants().map(|t| Some(&*t.name)),
         "statement names",
     )?;
-    let tenant = r.tenants.into_iter().next();
+    let tenant = r.first;
     stamp.tenant = tenant.as_ref().and_then(|t| t.metrics);
     Ok(tenant.map(|t| t.name))
 }
 
-/// The values a QUERY or EXECUTE binds, decoded only when the tenant
-/// column needs them.
-pub(super) fn bound_params(
+/// The values a QUERY or EXECUTE binds, located (not decoded) only when
+/// the tenant column needs them.
+pub(super) fn bound_values<'a>(
     state: &SessionState,
     keys: &[TableKey],
-    read: impl FnOnce() -> Result<QueryParams, ErrorFrame>,
-) -> Result<Option<QueryParams>, ErrorFrame> {
-    if state.proxy.tenants.needs_values(keys) {
-        read().map(Some)
-    } else {
-        Ok(None)
+    types: &'a [Option<crate::protocol::ColumnType>],
+    find: impl FnOnce() -> Result<Option<BoundValues<'a>>, crate::protocol::reader::BodyError>,
+) -> Result<Option<Bound<'a>>, ErrorFrame> {
+    if !state.proxy.tenants.needs_values(keys) {
+        return Ok(None);
     }
+    Ok(find().map_err(malformed)?.map(|v| Bound {
+        values: Values::InPlace(v),
+        types,
+    }))
 }
 
 /// The keyspace a statement works in: its first table's, the one it names,
@@ -230,12 +238,9 @@ async fn query(
         .classifier
         .classify(text, session_ks.as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-    let params = bound_params(state, &c.tenant_keys, || {
-        Ok(Query::read(&frame.body, state.version)
-            .map_err(malformed)?
-            .params)
+    let bound = bound_values(state, &c.tenant_keys, &[], || {
+        BoundValues::of_query(&frame.body, state.version)
     })?;
-    let bound = params.as_ref().map(|p| Bound::of(p, &[]));
     let tenant = note(
         state,
         stamp,
@@ -407,12 +412,9 @@ async fn execute(
     };
     let c = entry.classification.clone();
     let (keys, types) = entry.tenant_keys();
-    let params = bound_params(state, keys, || {
-        Ok(Execute::read(&frame.body, state.version)
-            .map_err(malformed)?
-            .params)
+    let bound = bound_values(state, keys, types, || {
+        BoundValues::of_execute(&frame.body, state.version)
     })?;
-    let bound = params.as_ref().map(|p| Bound::of(p, types));
     let tenant = note(
         state,
         stamp,

@@ -17,8 +17,8 @@ use super::keyed::{render, render_list, KeyedTables, Tenancy};
 use crate::config::TenantKey;
 use crate::cql::{Classification, KeyValue, TableKey};
 use crate::metrics::Metrics;
+use crate::protocol::bound::BoundValues;
 use crate::protocol::reader::RawValue;
-use crate::protocol::request::QueryParams;
 use crate::protocol::ColumnType;
 
 /// Keyspaces (or tenant values) remembered; beyond this a name is
@@ -38,32 +38,67 @@ enum Key {
     Column(String),
 }
 
+/// Where a request's bound values are.
+pub enum Values<'a> {
+    /// Decoded already (a BATCH child's).
+    Decoded {
+        values: &'a [RawValue],
+        /// Present when the values were sent with names.
+        names: Option<&'a [String]>,
+    },
+    /// Read where they lie in a QUERY or EXECUTE body.
+    InPlace(BoundValues<'a>),
+}
+
 /// The values a request binds, to read the tenant column's from.
 pub struct Bound<'a> {
-    pub values: &'a [RawValue],
-    /// Present when the values were sent with names.
-    pub names: Option<&'a [String]>,
+    pub values: Values<'a>,
     /// Each marker's type, from PREPARED metadata (EXECUTE); otherwise
     /// the table's column type is used.
     pub types: &'a [Option<ColumnType>],
 }
 
-impl<'a> Bound<'a> {
-    pub fn of(p: &'a QueryParams, types: &'a [Option<ColumnType>]) -> Bound<'a> {
-        Bound {
-            values: &p.values,
-            names: p.names.as_deref(),
-            types,
+impl Bound<'_> {
+    /// The value at marker `index`; with values sent by name, the one
+    /// named `name`.
+    fn value(&self, index: usize, name: &str) -> Option<RawValue> {
+        match &self.values {
+            Values::Decoded { values, names } => {
+                let at = match names {
+                    None => index,
+                    Some(names) => names.iter().position(|n| n == name)?,
+                };
+                values.get(at).cloned()
+            }
+            Values::InPlace(v) => v.find(index, name),
         }
     }
 }
 
-/// The tenants a request names (most name one), and a tenant-keyed table
-/// it names without a tenant the proxy can read.
+/// The tenants a request names (most name one; the first is kept apart so
+/// that one costs no allocation), and a tenant-keyed table it names without
+/// a tenant the proxy can read.
 #[derive(Debug, Default, PartialEq)]
 pub struct Resolved {
-    pub tenants: Vec<Tenant>,
+    pub first: Option<Tenant>,
+    pub others: Vec<Tenant>,
     pub unnamed: Option<String>,
+}
+
+impl Resolved {
+    pub fn tenants(&self) -> impl Iterator<Item = &Tenant> + Clone {
+        self.first.iter().chain(&self.others)
+    }
+
+    fn add(&mut self, t: Tenant) {
+        if self.tenants().any(|x| *x == t) {
+            return;
+        }
+        match self.first {
+            None => self.first = Some(t),
+            Some(_) => self.others.push(t),
+        }
+    }
 }
 
 pub struct TenantResolver {
@@ -164,11 +199,8 @@ impl TenantResolver {
             Key::None => return Resolved::default(),
             Key::Keyspace(_) => {
                 return Resolved {
-                    tenants: self
-                        .of_keyspace(super::route::keyspace_of(c, keyspace))
-                        .into_iter()
-                        .collect(),
-                    unnamed: None,
+                    first: self.of_keyspace(super::route::keyspace_of(c, keyspace)),
+                    ..Default::default()
                 }
             }
             Key::Column(column) => column,
@@ -190,10 +222,7 @@ impl TenantResolver {
                 });
             if read {
                 for n in names {
-                    let t = self.named(&n);
-                    if !out.tenants.contains(&t) {
-                        out.tenants.push(t);
-                    }
+                    out.add(self.named(&n));
                 }
             } else if matches!(tenancy, Some(Tenancy::Keyed(_))) && out.unnamed.is_none() {
                 out.unnamed = Some(format!("{ks}.{}", k.table.table));
@@ -220,24 +249,18 @@ impl TenantResolver {
             KeyValue::ListMarker { index, name } => (*index, name.as_deref(), true),
         };
         let b = bound?;
-        let at = match b.names {
-            None => index,
-            // Named values: by the marker's name, or the column's.
-            Some(names) => {
-                let listed = format!("in({column})");
-                let wanted = name.unwrap_or(if list { &listed } else { column });
-                names.iter().position(|n| n == wanted)?
-            }
-        };
-        let RawValue::Bytes(bytes) = b.values.get(at)? else {
+        // Named values: by the marker's name, or the column's.
+        let listed = format!("in({column})");
+        let wanted = name.unwrap_or(if list { &listed } else { column });
+        let Some(RawValue::Bytes(bytes)) = b.value(index, wanted) else {
             return None;
         };
         let typ = b.types.get(index).cloned().flatten();
         let typ = typ.as_ref().or(table_type)?;
         if list {
-            out.extend(render_list(typ, bytes)?);
+            out.extend(render_list(typ, &bytes)?);
         } else {
-            out.push(render(typ, bytes)?);
+            out.push(render(typ, &bytes)?);
         }
         Some(())
     }
@@ -296,7 +319,7 @@ mod tests {
     }
 
     fn names(r: &Resolved) -> Vec<&str> {
-        r.tenants.iter().map(|t| &*t.name).collect()
+        r.tenants().map(|t| &*t.name).collect()
     }
 
     fn resolve(r: &TenantResolver, text: &str, bound: Option<&Bound<'_>>) -> Resolved {
@@ -309,14 +332,16 @@ mod tests {
         let r = column_resolver();
         let got = resolve(&r, "SELECT * FROM orders WHERE tenant_id = 'wayne'", None);
         assert_eq!(names(&got), ["wayne"]);
-        assert_eq!(got.tenants[0].metrics, Some(0));
+        assert_eq!(got.first.unwrap().metrics, Some(0));
         let values = [
             RawValue::Bytes(bytes::Bytes::from_static(b"id")),
             RawValue::Bytes(bytes::Bytes::from_static(b"stark")),
         ];
         let bound = Bound {
-            values: &values,
-            names: None,
+            values: Values::Decoded {
+                values: &values,
+                names: None,
+            },
             types: &[],
         };
         let text = "INSERT INTO orders (id, tenant_id) VALUES (?, ?)";
@@ -324,8 +349,10 @@ mod tests {
         // Named values are found by the column's name.
         let named = ["tenant_id".to_string(), "id".to_string()];
         let bound = Bound {
-            values: &values[..],
-            names: Some(&named),
+            values: Values::Decoded {
+                values: &values[..],
+                names: Some(&named),
+            },
             types: &[],
         };
         assert_eq!(names(&resolve(&r, text, Some(&bound))), ["id"]);
@@ -363,8 +390,10 @@ mod tests {
         )))];
         let types = [Some(ColumnType::List(Box::new(ColumnType::Varchar)))];
         let bound = Bound {
-            values: &values,
-            names: None,
+            values: Values::Decoded {
+                values: &values,
+                names: None,
+            },
             types: &types,
         };
         let got = resolve(

@@ -59,18 +59,29 @@ pub struct Bound<'a> {
 }
 
 impl Bound<'_> {
-    /// The value at marker `index`; with values sent by name, the one
-    /// named `name`.
-    fn value(&self, index: usize, name: &str) -> Option<RawValue> {
+    /// The value at marker `index`. Values sent by name are found by the
+    /// marker's name, or else the column's (`in(column)` for `IN ?`).
+    fn value(
+        &self,
+        index: usize,
+        marker: Option<&str>,
+        column: &str,
+        list: bool,
+    ) -> Option<RawValue> {
+        let by_name = |n: &str| match marker {
+            Some(m) => n == m,
+            None if list => n.strip_prefix("in(").and_then(|r| r.strip_suffix(')')) == Some(column),
+            None => n == column,
+        };
         match &self.values {
             Values::Decoded { values, names } => {
                 let at = match names {
                     None => index,
-                    Some(names) => names.iter().position(|n| n == name)?,
+                    Some(names) => names.iter().position(|n| by_name(n))?,
                 };
                 values.get(at).cloned()
             }
-            Values::InPlace(v) => v.find(index, name),
+            Values::InPlace(v) => v.find(index, by_name),
         }
     }
 }
@@ -177,11 +188,17 @@ impl TenantResolver {
 
     /// The tenant named by a column value.
     fn named(&self, value: &str) -> Tenant {
-        if let Some(Some(t)) = self.cache.read().get(value) {
-            return t.clone();
-        }
+        let full = {
+            let cache = self.cache.read();
+            if let Some(Some(t)) = cache.get(value) {
+                return t.clone();
+            }
+            cache.len() >= CACHE_ENTRIES
+        };
         let t = self.tenant(value);
-        self.remember(value, Some(t.clone()));
+        if !full {
+            self.remember(value, Some(t.clone()));
+        }
         t
     }
 
@@ -214,16 +231,19 @@ impl TenantResolver {
                 Some(Tenancy::Keyed(t)) => t.as_ref(),
                 None => None,
             };
-            let mut names = Vec::new();
+            // All of a table's values are read, or none counts.
+            let mut found = Resolved::default();
             let read = !k.values.is_empty()
                 && k.values.iter().all(|v| {
-                    self.value_names(v, column, table_type, bound, &mut names)
+                    self.value_tenants(v, column, table_type, bound, &mut found)
                         .is_some()
                 });
             if read {
-                for n in names {
-                    out.add(self.named(&n));
-                }
+                found
+                    .first
+                    .into_iter()
+                    .chain(found.others)
+                    .for_each(|t| out.add(t));
             } else if matches!(tenancy, Some(Tenancy::Keyed(_))) && out.unnamed.is_none() {
                 out.unnamed = Some(format!("{ks}.{}", k.table.table));
             }
@@ -231,36 +251,34 @@ impl TenantResolver {
         out
     }
 
-    /// The tenant names one value gives, pushed onto `out`.
-    fn value_names(
+    /// The tenants one value names, added to `out`.
+    fn value_tenants(
         &self,
         v: &KeyValue,
         column: &str,
         table_type: Option<&ColumnType>,
         bound: Option<&Bound<'_>>,
-        out: &mut Vec<String>,
+        out: &mut Resolved,
     ) -> Option<()> {
         let (index, name, list) = match v {
             KeyValue::Literal(s) => {
-                out.push(s.clone());
+                out.add(self.named(s));
                 return Some(());
             }
             KeyValue::Marker { index, name } => (*index, name.as_deref(), false),
             KeyValue::ListMarker { index, name } => (*index, name.as_deref(), true),
         };
         let b = bound?;
-        // Named values: by the marker's name, or the column's.
-        let listed = format!("in({column})");
-        let wanted = name.unwrap_or(if list { &listed } else { column });
-        let Some(RawValue::Bytes(bytes)) = b.value(index, wanted) else {
+        let Some(RawValue::Bytes(bytes)) = b.value(index, name, column, list) else {
             return None;
         };
-        let typ = b.types.get(index).cloned().flatten();
-        let typ = typ.as_ref().or(table_type)?;
+        let typ = b.types.get(index).and_then(Option::as_ref).or(table_type)?;
         if list {
-            out.extend(render_list(typ, &bytes)?);
+            for n in render_list(typ, &bytes)? {
+                out.add(self.named(&n));
+            }
         } else {
-            out.push(render(typ, &bytes)?);
+            out.add(self.named(&render(typ, &bytes)?));
         }
         Some(())
     }

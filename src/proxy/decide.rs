@@ -151,6 +151,11 @@ pub(super) fn route_for(
                 shard: e.shard,
             }
         }
+        // Tenants keyed by a column share tables: a TRUNCATE empties the
+        // table on every shard where tenants live.
+        StatementKind::Truncate if tenant.is_none() && proxy.tenants.column().is_some() => {
+            default(proxy.all_clusters(policy))
+        }
         StatementKind::Write | StatementKind::Truncate => {
             let e = tenant_route(policy, kind, tenant)?;
             Route {

@@ -126,3 +126,8 @@ def test_each_tenant_value_routes_to_its_shard(sharded):
     session.execute(insert, ("stark", 7, "s7"))
     assert session.execute(read, {"who": "wayne", "id": 1}).one().v == "w1"
     assert holders(nodes, "SELECT v FROM app.orders WHERE tenant_id = 'wayne' AND id = 7") == []
+
+    # TRUNCATE names no tenant: it empties the shared table on every shard.
+    session.execute("TRUNCATE app.orders")
+    for tenant in ("wayne", "stark"):
+        assert holders(nodes, f"SELECT v FROM app.orders WHERE tenant_id = '{tenant}' AND id = 0") == []

@@ -72,19 +72,18 @@ pub(super) async fn batch(
             types,
         };
         let metrics_tenant = stamp.tenant;
-        let tenant = note(
-            state,
-            stamp,
-            &c,
-            keys,
-            child_ks.as_deref(),
-            Some(&bound),
-            policy,
-        )?;
+        let named = note(state, stamp, &c, keys, child_ks.as_deref(), Some(&bound))?;
         stamp.tenant = metrics_tenant.or(stamp.tenant);
         stamp.op = OpClass::Write;
-        if !tenants.contains(&tenant) {
-            tenants.push(tenant);
+        let mut child_tenants: Vec<Option<Arc<str>>> =
+            named.tenants().map(|t| Some(t.name.clone())).collect();
+        if child_tenants.is_empty() {
+            child_tenants.push(None);
+        }
+        for t in child_tenants {
+            if !tenants.contains(&t) {
+                tenants.push(t);
+            }
         }
         if let Some(e) = prepared {
             bind_hidden(&e, &mut child.values, false)?;
@@ -100,10 +99,15 @@ pub(super) async fn batch(
         b.timestamp = Some(now_micros());
     }
     let retry = b.timestamp.is_some() && !replay_unsafe;
-    one_route(policy, tenants.iter().map(|t| t.as_deref()), "BATCH mixes")?;
     let tenant = tenants.iter().flatten().next().cloned();
     let admitted = admit_write(state, StatementKind::Write, tenant.as_deref());
     let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
+    one_route(
+        policy,
+        StatementKind::Write,
+        tenants.iter().map(|t| t.as_deref()),
+        "BATCH mixes",
+    )?;
     let clusters = route_for(state, policy, StatementKind::Write, tenant.as_deref())?.clusters;
     let answers = futures::future::join_all(clusters.iter().map(|cluster| {
         let mut b = b.clone();

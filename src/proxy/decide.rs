@@ -78,17 +78,24 @@ pub(super) fn admit_write<'s>(
 }
 
 /// Refuses a statement whose tenants (an `IN` list's, a BATCH's children's)
-/// are not all on one route: shard, phase and status.
+/// are not all on one shard and phase, or one of which its status refuses.
+/// Judge by the snapshot the request is admitted under.
 pub(super) fn one_route<'t>(
     policy: &RoutePolicy,
+    kind: StatementKind,
     tenants: impl Iterator<Item = Option<&'t str>> + Clone,
     what: &str,
 ) -> Result<(), ErrorFrame> {
-    let mut routes = tenants.clone().map(|t| policy.for_tenant(t));
-    let Some(first) = routes.next() else {
-        return Ok(());
-    };
-    if routes.all(|r| r == first) {
+    let mut first = None;
+    let mut same = true;
+    for t in tenants.clone() {
+        let e = tenant_route(policy, kind, t)?;
+        match first {
+            None => first = Some((e.shard, e.phase)),
+            Some(f) => same &= f == (e.shard, e.phase),
+        }
+    }
+    if same {
         return Ok(());
     }
     let names: Vec<&str> = tenants.map(|t| t.unwrap_or("(none)")).collect();

@@ -18,7 +18,7 @@ use super::prepared::PreparedEntry;
 use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
-use super::tenant::{Bound, Values};
+use super::tenant::{Bound, Resolved, Values};
 use super::topology::SystemTable;
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind, TableKey};
@@ -41,10 +41,10 @@ pub fn op_class(kind: StatementKind) -> OpClass {
 }
 
 /// Notes on the request's stamp what it turned out to be (read, write or
-/// other, and its tenant's series) and returns its tenant: the one its
-/// keyspace or tenant column names. Refused: a write to a tenant-keyed
-/// table that names no tenant the proxy can read, and a statement naming
-/// tenants on different routes.
+/// other, and its tenant's series) and returns the tenants its keyspace or
+/// tenant column names (check them with `one_route` under the snapshot the
+/// request is admitted under). Refused: a write to a tenant-keyed table
+/// that names no tenant the proxy can read.
 pub(super) fn note(
     state: &SessionState,
     stamp: &mut Stamp,
@@ -52,8 +52,7 @@ pub(super) fn note(
     keys: &[TableKey],
     keyspace: Option<&str>,
     bound: Option<&Bound<'_>>,
-    policy: &RoutePolicy,
-) -> Result<Option<Arc<str>>, ErrorFrame> {
+) -> Result<Resolved, ErrorFrame> {
     stamp.op = op_class(c.kind);
     let r = state.proxy.tenants.resolve(c, keys, keyspace, bound);
     if let Some(table) = r
@@ -66,14 +65,8 @@ pub(super) fn note(
             "cutover: this write to {table} names no tenant the proxy can read: tenants are keyed by the column {column}, so give it as a literal or a bind marker ({column} = ? or {column} IN ?) of type text, int or uuid"
         )));
     }
-    one_route(
-        policy,
-        r.tenants().map(|t| Some(&*t.name)),
-        "statement names",
-    )?;
-    let tenant = r.first;
-    stamp.tenant = tenant.as_ref().and_then(|t| t.metrics);
-    Ok(tenant.map(|t| t.name))
+    stamp.tenant = r.first.as_ref().and_then(|t| t.metrics);
+    Ok(r)
 }
 
 /// The values a QUERY or EXECUTE binds, located (not decoded) only when
@@ -241,18 +234,19 @@ async fn query(
     let bound = bound_values(state, &c.tenant_keys, &[], || {
         BoundValues::of_query(&frame.body, state.version)
     })?;
-    let tenant = note(
+    let named = note(
         state,
         stamp,
         &c,
         &c.tenant_keys,
         session_ks.as_deref(),
         bound.as_ref(),
-        policy,
     )?;
+    let tenant = named.first.as_ref().map(|t| t.name.clone());
     let class = stamp.op;
     let admitted = admit_write(state, c.kind, tenant.as_deref());
     let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
+    one_route(policy, c.kind, named.names(), "statement names")?;
     if let Some(table) = system_table(&c, session_ks.as_deref()) {
         return system_read(state, policy, table, &frame).await;
     }
@@ -415,18 +409,19 @@ async fn execute(
     let bound = bound_values(state, keys, types, || {
         BoundValues::of_execute(&frame.body, state.version)
     })?;
-    let tenant = note(
+    let named = note(
         state,
         stamp,
         &c,
         keys,
         entry.keyspace.as_deref(),
         bound.as_ref(),
-        policy,
     )?;
+    let tenant = named.first.as_ref().map(|t| t.name.clone());
     let class = stamp.op;
     let admitted = admit_write(state, c.kind, tenant.as_deref());
     let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
+    one_route(policy, c.kind, named.names(), "statement names")?;
     if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
         // Drivers prepare their topology queries too (the scylla crate does).
         // The rewrite needs column names, so full metadata is asked for.

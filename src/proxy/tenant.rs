@@ -101,6 +101,11 @@ impl Resolved {
         self.first.iter().chain(&self.others)
     }
 
+    /// Each tenant's name.
+    pub fn names(&self) -> impl Iterator<Item = Option<&str>> + Clone {
+        self.tenants().map(|t| Some(&*t.name))
+    }
+
     fn add(&mut self, t: Tenant) {
         if self.tenants().any(|x| *x == t) {
             return;

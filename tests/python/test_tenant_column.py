@@ -119,10 +119,16 @@ def test_each_tenant_value_routes_to_its_shard(sharded):
     assert holders(nodes, "SELECT tenant_id FROM app.audit WHERE id = 1") == ["o1", "t1"]
 
     # wayne read-only: its writes are refused naming it; stark's go on.
+    # pym shares wayne's shard and phase: reads of both are served, a write
+    # naming both is refused for wayne's sake.
+    assert proxy.http("PUT", "/v1/tenants/pym", {"shard": "dedicated"})[0] == 200
     status, _ = proxy.http("PUT", "/v1/tenants/wayne", {"status": "read-only"})
     assert status == 200
     with pytest.raises(Unauthorized, match='tenant "wayne" is read-only'):
         session.execute(insert, ("wayne", 7, "w7"))
+    assert [r.v for r in session.execute(listed, (["wayne", "pym"],))] == ["o2"]
+    with pytest.raises(Unauthorized, match='tenant "wayne" is read-only'):
+        session.execute("DELETE FROM app.orders WHERE tenant_id IN ('pym', 'wayne') AND id = 1")
     session.execute(insert, ("stark", 7, "s7"))
     assert session.execute(read, {"who": "wayne", "id": 1}).one().v == "w1"
     assert holders(nodes, "SELECT v FROM app.orders WHERE tenant_id = 'wayne' AND id = 7") == []

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Proxy;
 use crate::client::Client;
@@ -38,11 +39,16 @@ pub struct Status {
 
 /// Reads the table once, before the proxy takes clients, then polls until
 /// `stop`.
-pub async fn start(proxy: Arc<Proxy>, table: DirectoryTable, stop: CancellationToken) {
+pub async fn start(
+    proxy: Arc<Proxy>,
+    table: DirectoryTable,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) {
     let mut conn: Option<Client> = None;
     let mut failing = false;
     once(&proxy, &table, &mut conn, &mut failing).await;
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,

@@ -462,7 +462,7 @@ pub async fn start_from(
         tasks.spawn(watch_config(proxy.clone(), file, stop_accepting.clone()));
     }
     if let Some(table) = proxy.config.tenants.table.clone() {
-        directory_table::start(proxy.clone(), table, stop_accepting.clone()).await;
+        directory_table::start(proxy.clone(), table, &tasks, stop_accepting.clone()).await;
     }
     tasks.spawn(accept_loop(
         proxy.clone(),

@@ -153,9 +153,9 @@ impl Config {
                 }
             }
             TenantKey::Column { column } => {
-                if column.is_empty() || column.contains(char::is_whitespace) {
+                if column.is_empty() {
                     p.push(format!(
-                        "`tenants.key.column` is \"{column}\": give the name of the column that holds the tenant (as the table defines it, e.g. \"tenant_id\")"
+                        "`tenants.key.column` is \"{column}\": give the name of the column that holds the tenant, as the table defines it (e.g. \"tenant_id\")"
                     ));
                 }
             }

@@ -129,6 +129,11 @@ async fn entries_follow_the_table() {
     .await;
     let (_, policy) = json(admin, "/v1/policy").await;
     assert_eq!(policy["version"].as_u64().unwrap(), version);
+    let (_, metrics) = http(admin, "GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("\ncutover_directory_table_applied 0\n"),
+        "{metrics}"
+    );
     s.query_unpaged(insert("t_wayne", 3), ()).await.unwrap();
 
     // Mended: the whole table in force (wayne read-only again); a row
@@ -142,6 +147,11 @@ async fn entries_follow_the_table() {
     })
     .await;
     assert!(s.query_unpaged(insert("t_wayne", 4), ()).await.is_err());
+    let (_, metrics) = http(admin, "GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("\ncutover_directory_table_applied 1\n"),
+        "{metrics}"
+    );
     o.query("DELETE FROM cutover.directory WHERE tenant = 'wayne'")
         .await
         .unwrap();

@@ -247,6 +247,29 @@ impl Collector for ProxyGauges {
             out.family(name, help, MetricType::Counter);
             out.sample(name, &[], v.load(Ordering::Relaxed) as f64);
         }
+        if p.config.tenants.table.is_some() {
+            let t = &p.directory_table;
+            out.family(
+                "cutover_directory_table_polls_total",
+                "Reads of [tenants.table] done",
+                MetricType::Counter,
+            );
+            out.sample(
+                "cutover_directory_table_polls_total",
+                &[],
+                t.polls.load(Ordering::Relaxed) as f64,
+            );
+            out.family(
+                "cutover_directory_table_applied",
+                "1 while the last read of [tenants.table] is in force, 0 while it fails or is refused",
+                MetricType::Gauge,
+            );
+            out.sample(
+                "cutover_directory_table_applied",
+                &[],
+                if t.error.lock().is_none() { 1.0 } else { 0.0 },
+            );
+        }
         for (name, help, v) in [
             (
                 "cutover_prepared_statements",

@@ -21,8 +21,8 @@ use crate::protocol::bound::BoundValues;
 use crate::protocol::reader::RawValue;
 use crate::protocol::ColumnType;
 
-/// Keyspaces (or tenant values) remembered; beyond this a name is
-/// resolved each time.
+/// Keyspaces (or tenant values) remembered. When full the cache starts
+/// over, so it follows the tenants that are busy now.
 const CACHE_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,24 +186,19 @@ impl TenantResolver {
 
     fn remember(&self, key: &str, tenant: Option<Tenant>) {
         let mut cache = self.cache.write();
-        if cache.len() < CACHE_ENTRIES {
-            cache.insert(key.to_string(), tenant);
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
         }
+        cache.insert(key.to_string(), tenant);
     }
 
     /// The tenant named by a column value.
     fn named(&self, value: &str) -> Tenant {
-        let full = {
-            let cache = self.cache.read();
-            if let Some(Some(t)) = cache.get(value) {
-                return t.clone();
-            }
-            cache.len() >= CACHE_ENTRIES
-        };
-        let t = self.tenant(value);
-        if !full {
-            self.remember(value, Some(t.clone()));
+        if let Some(Some(t)) = self.cache.read().get(value) {
+            return t.clone();
         }
+        let t = self.tenant(value);
+        self.remember(value, Some(t.clone()));
         t
     }
 
@@ -396,6 +391,22 @@ mod tests {
         assert_eq!(got, Resolved::default());
         let got = resolve(&r, "SELECT * FROM unseen WHERE tenant_id = 'x'", None);
         assert_eq!(names(&got), ["x"]);
+    }
+
+    #[test]
+    fn the_name_cache_stays_bounded_and_follows_new_names() {
+        let r = column_resolver();
+        for i in 0..CACHE_ENTRIES + 5 {
+            let got = resolve(
+                &r,
+                &format!("SELECT * FROM orders WHERE tenant_id = 't{i}'"),
+                None,
+            );
+            assert_eq!(names(&got), [format!("t{i}").as_str()]);
+        }
+        let cache = r.cache.read();
+        assert!(cache.len() <= CACHE_ENTRIES);
+        assert!(cache.contains_key(&format!("t{}", CACHE_ENTRIES + 4)));
     }
 
     #[test]

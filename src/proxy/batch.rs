@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::decide::{admit_write, one_route, route_for};
+use super::decide::{admit, route_for};
 use super::prepare::reprepare;
 use super::route::{bind_hidden, literal_for, note, now_micros, replacing};
 use super::send::{join, malformed, send_raw};
@@ -99,16 +99,17 @@ pub(super) async fn batch(
         b.timestamp = Some(now_micros());
     }
     let retry = b.timestamp.is_some() && !replay_unsafe;
-    let tenant = tenants.iter().flatten().next().cloned();
-    let admitted = admit_write(state, StatementKind::Write, tenant.as_deref());
-    let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
-    one_route(
+    let admitted = admit(
+        state,
         policy,
         StatementKind::Write,
+        tenants.iter().flatten().next().cloned(),
         tenants.iter().map(|t| t.as_deref()),
         "BATCH mixes",
     )?;
-    let clusters = route_for(state, policy, StatementKind::Write, tenant.as_deref())?.clusters;
+    let policy = admitted.policy(policy);
+    let tenant = admitted.tenant.as_deref();
+    let clusters = route_for(state, policy, StatementKind::Write, tenant)?.clusters;
     let answers = futures::future::join_all(clusters.iter().map(|cluster| {
         let mut b = b.clone();
         let template = frame.clone();

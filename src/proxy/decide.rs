@@ -62,25 +62,54 @@ pub(super) fn writes(kind: StatementKind) -> bool {
     matches!(kind, StatementKind::Write | StatementKind::Truncate)
 }
 
-/// A tenant's write registers with the read-only fence *before* it takes
-/// the snapshot that judges it: the registration, and that snapshot. Other
-/// requests keep the snapshot the request started with (`None`).
-pub(super) fn admit_write<'s>(
-    state: &'s SessionState,
-    kind: StatementKind,
-    tenant: Option<&str>,
-) -> Option<(super::fence::Admitted<'s>, Arc<RoutePolicy>)> {
-    if !writes(kind) || tenant.is_none() {
-        return None;
+/// A request admitted with its tenants: a tenant's write registers with the
+/// read-only fence *before* it takes the snapshot that judges it (held
+/// until the request is answered); other requests keep the snapshot they
+/// started with.
+pub(super) struct Admission<'s> {
+    /// The tenant the request is routed by: the first one it names.
+    pub tenant: Option<Arc<str>>,
+    _fence: Option<super::fence::Admitted<'s>>,
+    snapshot: Option<Arc<RoutePolicy>>,
+}
+
+impl Admission<'_> {
+    /// The snapshot that judges the request.
+    pub fn policy<'a>(&'a self, started: &'a RoutePolicy) -> &'a RoutePolicy {
+        self.snapshot.as_deref().unwrap_or(started)
     }
-    let admitted = state.proxy.fence.enter();
-    Some((admitted, state.proxy.policy()))
+}
+
+/// Admits a request routed by `tenant` and naming `tenants` (`what` names
+/// it in a refusal), and checks them with `one_route` under the snapshot
+/// that judges it.
+pub(super) fn admit<'s, 't>(
+    state: &'s SessionState,
+    started: &RoutePolicy,
+    kind: StatementKind,
+    tenant: Option<Arc<str>>,
+    tenants: impl Iterator<Item = Option<&'t str>> + Clone,
+    what: &str,
+) -> Result<Admission<'s>, ErrorFrame> {
+    let (fence, snapshot) = if writes(kind) && tenant.is_some() {
+        let fence = state.proxy.fence.enter();
+        (Some(fence), Some(state.proxy.policy()))
+    } else {
+        (None, None)
+    };
+    let a = Admission {
+        tenant,
+        _fence: fence,
+        snapshot,
+    };
+    one_route(a.policy(started), kind, tenants, what)?;
+    Ok(a)
 }
 
 /// Refuses a statement whose tenants (an `IN` list's, a BATCH's children's)
 /// are not all on one shard and phase, or one of which its status refuses.
 /// Judge by the snapshot the request is admitted under.
-pub(super) fn one_route<'t>(
+fn one_route<'t>(
     policy: &RoutePolicy,
     kind: StatementKind,
     tenants: impl Iterator<Item = Option<&'t str>> + Clone,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::batch;
-use super::decide::{admit_write, one_route, route_for, Route};
+use super::decide::{admit, route_for, Admission, Route};
 use super::paging::{continuation_side, pin_pages};
 use super::prepare::{execute_on, prepare};
 use super::prepared::PreparedEntry;
@@ -42,8 +42,8 @@ pub fn op_class(kind: StatementKind) -> OpClass {
 
 /// Notes on the request's stamp what it turned out to be (read, write or
 /// other, and its tenant's series) and returns the tenants its keyspace or
-/// tenant column names (check them with `one_route` under the snapshot the
-/// request is admitted under). Refused: a write to a tenant-keyed table
+/// tenant column names (checked by `admit`, under the snapshot the request
+/// is admitted under). Refused: a write to a tenant-keyed table
 /// that names no tenant the proxy can read.
 pub(super) fn note(
     state: &SessionState,
@@ -67,6 +67,28 @@ pub(super) fn note(
     }
     stamp.tenant = r.first.as_ref().and_then(|t| t.metrics);
     Ok(r)
+}
+
+/// A QUERY's or EXECUTE's tenants (`note`), and its admission under them.
+fn admit_statement<'s>(
+    state: &'s SessionState,
+    stamp: &mut Stamp,
+    c: &Classification,
+    keys: &[TableKey],
+    keyspace: Option<&str>,
+    bound: Option<&Bound<'_>>,
+    started: &RoutePolicy,
+) -> Result<Admission<'s>, ErrorFrame> {
+    let named = note(state, stamp, c, keys, keyspace, bound)?;
+    let first = named.first.as_ref().map(|t| t.name.clone());
+    admit(
+        state,
+        started,
+        c.kind,
+        first,
+        named.names(),
+        "statement names",
+    )
 }
 
 /// The values a QUERY or EXECUTE binds, located (not decoded) only when
@@ -234,19 +256,18 @@ async fn query(
     let bound = bound_values(state, &c.tenant_keys, &[], || {
         BoundValues::of_query(&frame.body, state.version)
     })?;
-    let named = note(
+    let admitted = admit_statement(
         state,
         stamp,
         &c,
         &c.tenant_keys,
         session_ks.as_deref(),
         bound.as_ref(),
+        policy,
     )?;
-    let tenant = named.first.as_ref().map(|t| t.name.clone());
     let class = stamp.op;
-    let admitted = admit_write(state, c.kind, tenant.as_deref());
-    let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
-    one_route(policy, c.kind, named.names(), "statement names")?;
+    let policy = admitted.policy(policy);
+    let tenant = &admitted.tenant;
     if let Some(table) = system_table(&c, session_ks.as_deref()) {
         return system_read(state, policy, table, &frame).await;
     }
@@ -409,19 +430,18 @@ async fn execute(
     let bound = bound_values(state, keys, types, || {
         BoundValues::of_execute(&frame.body, state.version)
     })?;
-    let named = note(
+    let admitted = admit_statement(
         state,
         stamp,
         &c,
         keys,
         entry.keyspace.as_deref(),
         bound.as_ref(),
+        policy,
     )?;
-    let tenant = named.first.as_ref().map(|t| t.name.clone());
     let class = stamp.op;
-    let admitted = admit_write(state, c.kind, tenant.as_deref());
-    let policy = admitted.as_ref().map_or(policy, |(_, p)| &**p);
-    one_route(policy, c.kind, named.names(), "statement names")?;
+    let policy = admitted.policy(policy);
+    let tenant = &admitted.tenant;
     if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
         // Drivers prepare their topology queries too (the scylla crate does).
         // The rewrite needs column names, so full metadata is asked for.

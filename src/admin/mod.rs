@@ -400,15 +400,8 @@ async fn on_the_fleet(
         );
     }
     let path = format!("/v1/tenants/{tenant}");
-    let timeout = s
-        .proxy
-        .config
-        .clusters
-        .values()
-        .map(|c| c.request_timeout.0)
-        .max()
-        .unwrap_or_default()
-        + std::time::Duration::from_secs(5);
+    // Each instance answers after its own fence, which may take this long.
+    let timeout = s.proxy.longest_request_timeout() + std::time::Duration::from_secs(5);
     let calls = topology
         .admin_instances
         .iter()

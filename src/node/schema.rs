@@ -158,28 +158,9 @@ pub fn resolve_type(
     let inner = |t: &TypeExpr| resolve_type(t, ks, types).map(|(t, _)| t);
     Ok(match t {
         TypeExpr::Named(n) => (
-            match n.as_str() {
-                "ascii" => ColumnType::Ascii,
-                "bigint" => ColumnType::Bigint,
-                "blob" => ColumnType::Blob,
-                "boolean" => ColumnType::Boolean,
-                "counter" => ColumnType::Counter,
-                "decimal" => ColumnType::Decimal,
-                "double" => ColumnType::Double,
-                "float" => ColumnType::Float,
-                "int" => ColumnType::Int,
-                "timestamp" => ColumnType::Timestamp,
-                "uuid" => ColumnType::Uuid,
-                "text" | "varchar" => ColumnType::Varchar,
-                "varint" => ColumnType::Varint,
-                "timeuuid" => ColumnType::Timeuuid,
-                "inet" => ColumnType::Inet,
-                "date" => ColumnType::Date,
-                "time" => ColumnType::Time,
-                "smallint" => ColumnType::Smallint,
-                "tinyint" => ColumnType::Tinyint,
-                "duration" => ColumnType::Duration,
-                other => udt(types, ks, other)?,
+            match ColumnType::native(n) {
+                Some(t) => t,
+                None => udt(types, ks, n)?,
             },
             false,
         ),

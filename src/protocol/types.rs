@@ -164,6 +164,35 @@ impl ColumnType {
         })
     }
 
+    /// A native type by its CQL name (`text`, `int`, ...): the inverse of
+    /// `cql_name` for types that take no arguments.
+    pub fn native(name: &str) -> Option<ColumnType> {
+        use ColumnType::*;
+        Some(match name {
+            "ascii" => Ascii,
+            "bigint" => Bigint,
+            "blob" => Blob,
+            "boolean" => Boolean,
+            "counter" => Counter,
+            "decimal" => Decimal,
+            "double" => Double,
+            "float" => Float,
+            "int" => Int,
+            "timestamp" => Timestamp,
+            "uuid" => Uuid,
+            "text" | "varchar" => Varchar,
+            "varint" => Varint,
+            "timeuuid" => Timeuuid,
+            "inet" => Inet,
+            "date" => Date,
+            "time" => Time,
+            "smallint" => Smallint,
+            "tinyint" => Tinyint,
+            "duration" => Duration,
+            _ => return None,
+        })
+    }
+
     /// The CQL spelling, as `system_schema.columns.type` shows it. Types
     /// nested in a collection, tuple or UDT are frozen, as Cassandra requires.
     pub fn cql_name(&self) -> String {

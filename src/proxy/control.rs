@@ -161,12 +161,11 @@ pub async fn run(proxy: Arc<Proxy>, cluster: ClusterId, stop: CancellationToken)
 
 async fn watch(
     proxy: Arc<Proxy>,
-    cluster: ClusterId,
+    id: ClusterId,
     credentials: Option<(String, String)>,
     stop: CancellationToken,
 ) {
-    let id = cluster;
-    let cluster = proxy.cluster(cluster);
+    let cluster = proxy.cluster(id);
     let opts = ConnectOptions {
         version: 4,
         credentials,

@@ -120,23 +120,6 @@ fn readable(typ: &ColumnType) -> Option<ColumnType> {
     .then(|| typ.clone())
 }
 
-/// A type as `system_schema.columns.type` spells it, when readable.
-pub fn type_named(cql: &str) -> Option<ColumnType> {
-    use ColumnType::*;
-    Some(match cql {
-        "ascii" => Ascii,
-        "text" | "varchar" => Varchar,
-        "int" => Int,
-        "bigint" => Bigint,
-        "smallint" => Smallint,
-        "tinyint" => Tinyint,
-        "varint" => Varint,
-        "uuid" => Uuid,
-        "timeuuid" => Timeuuid,
-        _ => return None,
-    })
-}
-
 /// Every user table of a `system_schema.columns` read
 /// (`keyspace_name, table_name, column_name, kind, type`), and whether
 /// `column` is in its partition key.
@@ -170,7 +153,7 @@ pub fn schema_tables(rows: &Rows, column: &str) -> Tables {
             .entry(text(row, tb))
             .or_insert(Tenancy::Shared);
         if text(row, col) == column && text(row, kind) == "partition_key" {
-            *entry = Tenancy::Keyed(type_named(&text(row, typ)));
+            *entry = Tenancy::Keyed(ColumnType::native(&text(row, typ)).and_then(|t| readable(&t)));
         }
     }
     tables

@@ -180,6 +180,23 @@ fn needs_timestamp(state: &SessionState, c: &Classification) -> bool {
         && !c.has_timestamp
 }
 
+/// The route of a QUERY or EXECUTE, looked up once: a continuation page
+/// goes to the cluster that issued its paging state (`paging_state`
+/// decodes it, only for such pages); anything else by its tenant's route.
+fn request_route(
+    state: &SessionState,
+    policy: &RoutePolicy,
+    c: &Classification,
+    tenant: Option<&str>,
+    flags: u32,
+    paging_state: impl FnOnce() -> Option<Bytes>,
+) -> Result<Route, ErrorFrame> {
+    match continuation_side(state, c, continues(flags), paging_state) {
+        Some(cluster) => Ok(Route::pinned(cluster, policy)),
+        None => route_for(state, policy, c.kind, tenant),
+    }
+}
+
 /// Can this request be sent again after its connection closed under it,
 /// without risk of applying twice? Reads, USE, and writes that carry a fixed
 /// timestamp (the proxy's or the client's) and are neither conditional nor
@@ -272,17 +289,12 @@ async fn query(
         return system_read(state, policy, table, &frame).await;
     }
     let flags = Query::read_flags(&frame.body, state.version).map_err(malformed)?;
-    let pinned = continuation_side(state, &c, continues(flags), || {
+    let route = request_route(state, policy, &c, tenant.as_deref(), flags, || {
         Query::read(&frame.body, state.version)
             .ok()?
             .params
             .paging_state
-    });
-    // The tenant's route, looked up once.
-    let route = match pinned {
-        Some(cluster) => Route::pinned(cluster, policy),
-        None => route_for(state, policy, c.kind, tenant.as_deref())?,
-    };
+    })?;
     let plan = TimestampPlan::plan(state, &c, flags);
     let body = if plan.add || replacing(state, &c) {
         let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
@@ -457,17 +469,12 @@ async fn execute(
         return Ok(rewrite_system(state, policy, table, answer).await);
     }
     let flags = Execute::read_flags(&frame.body, state.version).map_err(malformed)?;
-    let pinned = continuation_side(state, &c, continues(flags), || {
+    let route = request_route(state, policy, &c, tenant.as_deref(), flags, || {
         Execute::read(&frame.body, state.version)
             .ok()?
             .params
             .paging_state
-    });
-    // The tenant's route, looked up once.
-    let route = match pinned {
-        Some(cluster) => Route::pinned(cluster, policy),
-        None => route_for(state, policy, c.kind, tenant.as_deref())?,
-    };
+    })?;
     let plan = TimestampPlan::plan(state, &c, flags);
     let body = if plan.add || !entry.hidden.is_empty() {
         let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;

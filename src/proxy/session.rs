@@ -84,27 +84,24 @@ impl SessionState {
             .collect()
     }
 
-    /// The connection to `cluster`, opened (again) when missing or closed, with
+    /// The connection to cluster `id`, opened (again) when missing or closed, with
     /// the session's keyspace replayed.
-    pub async fn upstream(&self, cluster: ClusterId) -> Result<Arc<UpstreamConn>, UpstreamError> {
-        if let Some(c) = self
-            .upstreams
-            .lock()
-            .get(&cluster)
-            .filter(|c| !c.is_closed())
-        {
-            return Ok(c.clone());
+    pub async fn upstream(&self, id: ClusterId) -> Result<Arc<UpstreamConn>, UpstreamError> {
+        let open = || {
+            self.upstreams
+                .lock()
+                .get(&id)
+                .filter(|c| !c.is_closed())
+                .cloned()
+        };
+        if let Some(c) = open() {
+            return Ok(c);
         }
         let _one_at_a_time = self.connecting.lock().await;
-        if let Some(c) = self
-            .upstreams
-            .lock()
-            .get(&cluster)
-            .filter(|c| !c.is_closed())
-        {
-            return Ok(c.clone());
+        // Another request may have connected while this one waited.
+        if let Some(c) = open() {
+            return Ok(c);
         }
-        let id = cluster;
         let cluster = self.proxy.cluster(id);
         let cfg = &cluster.config;
         let opts = ConnectOptions {

@@ -1,0 +1,114 @@
+//! Changes to the running policy: reloading the config file (SIGHUP,
+//! `POST /v1/reload`, the file watcher) and the read-only fence that
+//! follows a change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{fence, Proxy};
+use crate::policy::RoutePolicy;
+
+impl Proxy {
+    /// The longest `request_timeout` of any cluster: how long a write under
+    /// way may still take.
+    pub fn longest_request_timeout(&self) -> Duration {
+        self.clusters
+            .iter()
+            .map(|c| c.config.request_timeout.0)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// After a policy change from `before`: while some tenant is read-only
+    /// or not-ready, waits until every tenant write admitted before now has
+    /// finished (at most a cluster's request timeout plus a second) — also
+    /// when the file watcher applied the same change a moment before, so an
+    /// operator's call never returns early. Returns the tenants this change
+    /// turned read-only or not-ready, and whether the wait ended in time.
+    pub async fn fence_after(&self, before: &RoutePolicy) -> (Vec<String>, bool) {
+        let now = self.policy();
+        let fenced = fence::newly_fenced(before, &now);
+        if now
+            .tenants
+            .values()
+            .all(|t| t.status == crate::config::TenantStatus::ReadWrite)
+        {
+            return (fenced, true);
+        }
+        let limit = self.longest_request_timeout() + Duration::from_secs(1);
+        let drained = self.fence.grace_period(limit).await;
+        if !fenced.is_empty() {
+            tracing::info!(tenants = ?fenced, drained, "writes refused from now on; writes admitted before have finished");
+        }
+        (fenced, drained)
+    }
+
+    /// Reads the config file (and its directory file) again, puts its
+    /// policy in force and fences: SIGHUP, the file watcher and
+    /// `POST /v1/reload`. The reload, the tenants fenced, and whether their
+    /// writes drained in time; or every problem, the running policy kept.
+    pub async fn reload(
+        self: &Arc<Self>,
+    ) -> Result<(crate::policy::Reloaded, Vec<String>, bool), Vec<String>> {
+        let before = self.policy();
+        let p = self.clone();
+        let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars()))
+            .await
+            .map_err(|e| vec![format!("reloading failed: {e}")])??;
+        tracing::info!(
+            version = r.version,
+            changed = r.changed,
+            restart_needed = ?r.restart_needed,
+            "config reloaded"
+        );
+        let (fenced, drained) = self.fence_after(&before).await;
+        Ok((r, fenced, drained))
+    }
+}
+
+/// How often the config file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Reloads the config when its file or its directory file changes
+/// (modification time or size), as
+/// SIGHUP does; a file caught half-written is refused and read again at its
+/// next change.
+pub(super) async fn watch_config(
+    proxy: Arc<Proxy>,
+    file: std::path::PathBuf,
+    stop: CancellationToken,
+) {
+    let stamp_of = |f: &std::path::Path| {
+        std::fs::metadata(f)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    // The config file and the directory file it names.
+    let stamp = |f: &std::path::Path| {
+        (
+            stamp_of(f),
+            proxy.policy.directory_file().and_then(|d| stamp_of(&d)),
+        )
+    };
+    let mut seen = stamp(&file);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        let now = stamp(&file);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        if let Err(problems) = proxy.reload().await {
+            tracing::error!(
+                file = %file.display(),
+                ?problems,
+                "config file changed but was refused; the running policy stays"
+            );
+        }
+    }
+}

@@ -348,6 +348,9 @@ async fn the_admin_api_keeps_entries_in_the_directory_file() {
     ] {
         let (status, answer) = http(admin, "PUT", path, Some(body)).await;
         assert_eq!(status, 400, "{path} {body}: {answer}");
+        if body.contains("nowhere") {
+            assert_eq!(answer.matches("nowhere").count(), 1, "said once: {answer}");
+        }
     }
     assert_eq!(
         std::fs::read_to_string(dir.join("directory.toml")).unwrap(),

@@ -374,25 +374,24 @@ impl PolicyStore {
         self.install(route, Some(tenants))
     }
 
-    /// The directory of `all` entries, unless it or `problems` (found
-    /// before) has a problem: then every problem, counted as refused.
+    /// The directory of `all` entries, unless it or `problems` (what
+    /// `entry_problems` found) has a problem: then every problem, counted as
+    /// refused. The running config's shards are the ones the proxy started
+    /// with, so `entry_problems` has already named any unknown shard that
+    /// `directory` would name again.
     fn checked_directory(
         &self,
         all: &[TenantEntry],
-        mut problems: Vec<String>,
+        problems: Vec<String>,
     ) -> Result<HashMap<String, TenantRoute>, Vec<String>> {
-        let tenants = directory(&self.shards, all);
-        if let Err(more) = &tenants {
-            problems.extend(more.iter().cloned());
-        }
-        match tenants {
-            Ok(t) if problems.is_empty() => Ok(t),
-            _ => {
-                self.refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(problems)
-            }
-        }
+        let refused = match directory(&self.shards, all) {
+            Ok(t) if problems.is_empty() => return Ok(t),
+            Err(unknown_shards) if problems.is_empty() => unknown_shards,
+            _ => problems,
+        };
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(refused)
     }
 
     /// The snapshot in force; take it once per request.

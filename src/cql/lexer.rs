@@ -290,11 +290,11 @@ pub fn tokenize_spanned(text: &str) -> Result<Vec<Spanned>, LexError> {
             i = j;
             continue;
         }
-        let two = if i + 1 < b.len() { &text[i..i + 2] } else { "" };
-        let sym: &'static str = match two {
-            "<=" => "<=",
-            ">=" => ">=",
-            "!=" => "!=",
+        // Bytes, not a str slice: the next character may be multi-byte.
+        let sym: &'static str = match b.get(i..i + 2).unwrap_or_default() {
+            b"<=" => "<=",
+            b">=" => ">=",
+            b"!=" => "!=",
             _ => match c {
                 b'(' => "(",
                 b')' => ")",
@@ -382,6 +382,29 @@ mod tests {
         assert_eq!(
             words,
             ["INSERT", "INTO", "t", "(", "a", ")", "VALUES", "(", "now", "(", ")", ")"]
+        );
+    }
+
+    #[test]
+    fn multi_byte_characters_beside_symbols_are_errors_not_panics() {
+        // Each of these sliced a str inside the euro sign before.
+        for text in [
+            "SELECT * FROM t WHERE a =€",
+            "SELECT (€",
+            "x<€",
+            "€",
+            "a.€b",
+        ] {
+            let e = tokenize(text).unwrap_err();
+            assert!(
+                e.message.contains("token recognition error at: '€'"),
+                "{text}: {e}"
+            );
+        }
+        // Inside quotes they are text like any other.
+        assert_eq!(
+            tokenize("SELECT '€=' FROM \"€\"").unwrap()[1],
+            Token::Str("€=".into())
         );
     }
 

@@ -156,7 +156,11 @@ impl Stmt<'_> {
             })
             .map(|i| ident(self.toks.get(i)))
             .collect();
-        debug_assert_eq!(names.len(), columns.len());
+        if names.len() != columns.len() {
+            // A column list that is not `name, name, ...` (`(a b)`, `(a,)`):
+            // the cluster refuses it; no tenant is read from it.
+            return;
+        }
         let Some(position) = names.iter().position(|n| *n == Some(column)) else {
             return;
         };
@@ -296,6 +300,17 @@ mod tests {
 
     fn marker(index: usize) -> KeyValue {
         KeyValue::Marker { index, name: None }
+    }
+
+    #[test]
+    fn a_malformed_insert_column_list_names_no_tenant() {
+        // Each tripped a debug assertion before (names and columns differ).
+        for text in [
+            "INSERT INTO t (tenant_id,) VALUES ('a')",
+            "INSERT INTO t (id, tenant_id,) VALUES (1, 'a')",
+        ] {
+            assert_eq!(keys(text), [("t".into(), vec![])], "{text}");
+        }
     }
 
     #[test]

@@ -24,11 +24,12 @@ impl<'a> BoundValues<'a> {
         if flags & query_flags::VALUES == 0 {
             return Ok(None);
         }
-        let count = r.short()?;
+        let named = flags & query_flags::NAMES_FOR_VALUES != 0;
+        let count = r.short_count("value count", if named { 6 } else { 4 })? as u16;
         Ok(Some(BoundValues {
             at: r,
             count,
-            named: flags & query_flags::NAMES_FOR_VALUES != 0,
+            named,
         }))
     }
 

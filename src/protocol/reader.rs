@@ -14,6 +14,15 @@ pub enum BodyError {
     Utf8 { what: &'static str },
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
+    #[error("{what} of {count} cannot fit in the {remaining} byte(s) left of the body (each needs at least {each})")]
+    CountTooLarge {
+        what: &'static str,
+        count: i64,
+        each: usize,
+        remaining: usize,
+    },
+    #[error("{what} nested deeper than {limit} levels")]
+    TooDeep { what: &'static str, limit: usize },
 }
 
 /// A bound or returned value: `None` is null; `Unset` is v4's "not set".
@@ -133,27 +142,97 @@ impl<'a> BodyReader<'a> {
     }
 
     pub fn string_list(&mut self) -> Result<Vec<&'a str>, BodyError> {
-        let n = self.short()?;
+        let n = self.short_count("string list size", 2)?;
         (0..n).map(|_| self.string()).collect()
     }
 
     pub fn string_map(&mut self) -> Result<Vec<(&'a str, &'a str)>, BodyError> {
-        let n = self.short()?;
+        let n = self.short_count("string map size", 4)?;
         (0..n)
             .map(|_| Ok((self.string()?, self.string()?)))
             .collect()
     }
 
     pub fn string_multimap(&mut self) -> Result<Vec<(&'a str, Vec<&'a str>)>, BodyError> {
-        let n = self.short()?;
+        let n = self.short_count("string multimap size", 4)?;
         (0..n)
             .map(|_| Ok((self.string()?, self.string_list()?)))
             .collect()
+    }
+
+    /// A count of items that follow, each taking at least `each` bytes of
+    /// the body: one that cannot fit in what is left is refused before the
+    /// caller allocates or loops on it. `each` is at least 1, so even items
+    /// of no bytes (rows of no columns) cost input for every one counted.
+    pub fn fits(&self, what: &'static str, count: i64, each: usize) -> Result<usize, BodyError> {
+        let too_large = || BodyError::CountTooLarge {
+            what,
+            count,
+            each: each.max(1),
+            remaining: self.remaining(),
+        };
+        if count < 0 {
+            return Err(BodyError::Invalid {
+                what,
+                detail: format!("negative count {count}"),
+            });
+        }
+        let n = usize::try_from(count).map_err(|_| too_large())?;
+        match n.checked_mul(each.max(1)) {
+            Some(need) if need <= self.remaining() => Ok(n),
+            _ => Err(too_large()),
+        }
+    }
+
+    /// A `[short]` count of items of at least `each` bytes (see `fits`).
+    pub fn short_count(&mut self, what: &'static str, each: usize) -> Result<usize, BodyError> {
+        let n = self.short()?;
+        self.fits(what, n.into(), each)
+    }
+
+    /// An `[int]` count of items of at least `each` bytes (see `fits`).
+    pub fn int_count(&mut self, what: &'static str, each: usize) -> Result<usize, BodyError> {
+        let n = self.int()?;
+        self.fits(what, n.into(), each)
     }
 
     pub fn rest(&mut self) -> Bytes {
         let b = self.buf.slice(self.pos..);
         self.pos = self.buf.len();
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_that_cannot_fit_is_refused_before_use() {
+        let body = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        let mut r = BodyReader::new(&body);
+        let e = r.int_count("row count", 4).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BodyError::CountTooLarge {
+                    count: 2147483647,
+                    remaining: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut r = BodyReader::new(&body);
+        r.int().unwrap();
+        assert_eq!(r.fits("rows", 4, 1).unwrap(), 4);
+        assert!(
+            r.fits("rows", 5, 0).is_err(),
+            "items of no bytes still cost one each"
+        );
+        assert!(r.fits("rows", -1, 4).is_err());
+        let list = Bytes::from_static(&[0xff, 0xff, 0, 1, b'a']);
+        let e = BodyReader::new(&list).string_list().unwrap_err();
+        assert!(e.to_string().contains("string list size of 65535"), "{e}");
     }
 }

@@ -121,8 +121,10 @@ impl QueryParams {
             ..Default::default()
         };
         if flags & VALUES != 0 {
-            let n = r.short()?;
             let named = flags & NAMES_FOR_VALUES != 0;
+            // A value is an [int] length at least; a named one adds a [string].
+            let n = r.short_count("value count", if named { 6 } else { 4 })?;
+            p.values.reserve(n);
             let mut names = Vec::new();
             for _ in 0..n {
                 if named {
@@ -431,8 +433,10 @@ impl Batch {
                 detail: format!("{kind} is not 0, 1 or 2"),
             });
         }
-        let n = r.short()?;
-        let mut children = Vec::with_capacity(n as usize);
+        // A child: its kind byte, a [short bytes] id (or a longer string)
+        // and a [short] value count.
+        let n = r.short_count("batch child count", 5)?;
+        let mut children = Vec::with_capacity(n);
         for _ in 0..n {
             let statement = match r.byte()? {
                 0 => BatchStatement::Query(r.long_string()?.to_string()),
@@ -444,7 +448,7 @@ impl Batch {
                     })
                 }
             };
-            let nv = r.short()?;
+            let nv = r.short_count("batch child value count", 4)?;
             let values = (0..nv).map(|_| r.value()).collect::<Result<_, _>>()?;
             children.push(BatchChild { statement, values });
         }

@@ -115,27 +115,44 @@ impl RowsMetadata {
             m.no_metadata = true;
             return Ok(m);
         }
-        let global = if flags & rows_flags::GLOBAL_TABLES_SPEC != 0 {
-            Some((r.string()?.to_string(), r.string()?.to_string()))
-        } else {
-            None
-        };
-        for _ in 0..count {
-            let (keyspace, table) = match &global {
-                Some(g) => g.clone(),
-                None => (r.string()?.to_string(), r.string()?.to_string()),
-            };
-            let name = r.string()?.to_string();
-            let typ = ColumnType::read(r)?;
-            m.columns.push(ColumnSpec {
-                keyspace,
-                table,
-                name,
-                typ,
-            });
-        }
+        m.columns = read_column_specs(r, flags, count.into())?;
         Ok(m)
     }
+}
+
+/// Column specs as metadata lists them, after the flags (and, for PREPARED,
+/// the partition-key indexes): the count is checked against the bytes left
+/// before any spec is read.
+fn read_column_specs(
+    r: &mut BodyReader<'_>,
+    flags: i32,
+    count: i64,
+) -> Result<Vec<ColumnSpec>, BodyError> {
+    let global = if flags & rows_flags::GLOBAL_TABLES_SPEC != 0 {
+        Some((r.string()?.to_string(), r.string()?.to_string()))
+    } else {
+        None
+    };
+    // Each spec: its name and type (2 bytes each at least), plus keyspace
+    // and table when they are not global.
+    let each = if global.is_some() { 4 } else { 8 };
+    let count = r.fits("column count", count, each)?;
+    let mut columns = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (keyspace, table) = match &global {
+            Some(g) => g.clone(),
+            None => (r.string()?.to_string(), r.string()?.to_string()),
+        };
+        let name = r.string()?.to_string();
+        let typ = ColumnType::read(r)?;
+        columns.push(ColumnSpec {
+            keyspace,
+            table,
+            name,
+            typ,
+        });
+    }
+    Ok(columns)
 }
 
 /// A ROWS result read back in full (tests, fixtures, shadow-read comparison).
@@ -243,8 +260,12 @@ impl ResultBody {
             result_kind::VOID => ResultBody::Void,
             result_kind::ROWS => {
                 let metadata = RowsMetadata::read(&mut r)?;
-                let n = r.int()?;
-                let mut rows = Vec::with_capacity(n.max(0) as usize);
+                // Every cell is a [bytes] of 4 bytes at least; a row of no
+                // columns still counts one byte, so a huge row count over an
+                // empty body is refused rather than looped on.
+                let cell_bytes = metadata.column_count.saturating_mul(4);
+                let n = r.int_count("row count", cell_bytes)?;
+                let mut rows = Vec::with_capacity(n);
                 for _ in 0..n {
                     rows.push(
                         (0..metadata.column_count)
@@ -266,33 +287,14 @@ impl ResultBody {
                 let count = r.int()?;
                 let mut pk_indexes = Vec::new();
                 if version >= 4 {
-                    let pk = r.int()?;
+                    let pk = r.int_count("partition key index count", 2)?;
+                    pk_indexes.reserve(pk);
                     for _ in 0..pk {
                         pk_indexes.push(r.short()?);
                     }
                 }
-                let global = if flags & rows_flags::GLOBAL_TABLES_SPEC != 0 {
-                    Some((r.string()?.to_string(), r.string()?.to_string()))
-                } else {
-                    None
-                };
-                let mut bind = RowsMetadata {
-                    column_count: count.max(0) as usize,
-                    ..Default::default()
-                };
-                for _ in 0..count {
-                    let (keyspace, table) = match &global {
-                        Some(g) => g.clone(),
-                        None => (r.string()?.to_string(), r.string()?.to_string()),
-                    };
-                    let name = r.string()?.to_string();
-                    bind.columns.push(ColumnSpec {
-                        keyspace,
-                        table,
-                        name,
-                        typ: ColumnType::read(&mut r)?,
-                    });
-                }
+                let columns = read_column_specs(&mut r, flags, count.into())?;
+                let bind = RowsMetadata::new(columns);
                 let result = RowsMetadata::read(&mut r)?;
                 ResultBody::Prepared(Prepared {
                     id,
@@ -440,6 +442,55 @@ mod tests {
             name: name.into(),
             typ,
         }
+    }
+
+    fn rows_of_no_columns(rows: i32) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::ROWS);
+        b.put_i32(0); // flags
+        b.put_i32(0); // columns
+        b.put_i32(rows);
+        b.freeze()
+    }
+
+    #[test]
+    fn a_row_count_the_body_cannot_hold_is_an_error() {
+        // 16 bytes that made the proxy allocate 51 GB (and abort), and a
+        // count that cost it seconds of CPU per answer.
+        for n in [i32::MAX, 50_000_000, 1, -1] {
+            let e = ResultBody::read(&rows_of_no_columns(n), 4).unwrap_err();
+            assert!(e.to_string().contains("row count"), "{n}: {e}");
+        }
+        assert!(ResultBody::read(&rows_of_no_columns(0), 4).is_ok());
+        // Columns announced but never described (NO_METADATA) do not make
+        // rows of no bytes either.
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::ROWS);
+        b.put_i32(rows_flags::NO_METADATA);
+        b.put_i32(i32::MAX);
+        b.put_i32(3);
+        let e = ResultBody::read(&b.freeze(), 4).unwrap_err();
+        assert!(matches!(e, BodyError::CountTooLarge { .. }), "{e}");
+    }
+
+    #[test]
+    fn column_and_key_counts_larger_than_the_body_are_errors() {
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::ROWS);
+        b.put_i32(rows_flags::GLOBAL_TABLES_SPEC);
+        b.put_i32(1_000_000);
+        put_string(&mut b, "ks");
+        put_string(&mut b, "t");
+        let e = ResultBody::read(&b.freeze(), 4).unwrap_err();
+        assert!(e.to_string().contains("column count of 1000000"), "{e}");
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::PREPARED);
+        put_short_bytes(&mut b, &[1; 16]);
+        b.put_i32(0);
+        b.put_i32(0);
+        b.put_i32(i32::MAX); // partition-key indexes
+        let e = ResultBody::read(&b.freeze(), 4).unwrap_err();
+        assert!(e.to_string().contains("partition key index count"), "{e}");
     }
 
     #[test]

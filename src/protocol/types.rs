@@ -5,6 +5,11 @@ use bytes::{BufMut, BytesMut};
 use super::reader::{BodyError, BodyReader};
 use super::writer::put_string;
 
+/// How deeply types may nest (`list<map<text, frozen<list<...>>>>`): far
+/// beyond any real schema, and shallow enough that reading, printing and
+/// dropping a type cannot exhaust a task's stack.
+pub const MAX_TYPE_DEPTH: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ColumnType {
     Custom(String),
@@ -102,7 +107,18 @@ impl ColumnType {
     }
 
     pub fn read(r: &mut BodyReader<'_>) -> Result<ColumnType, BodyError> {
+        ColumnType::read_nested(r, 0)
+    }
+
+    fn read_nested(r: &mut BodyReader<'_>, depth: usize) -> Result<ColumnType, BodyError> {
         use ColumnType::*;
+        if depth > MAX_TYPE_DEPTH {
+            return Err(BodyError::TooDeep {
+                what: "column type",
+                limit: MAX_TYPE_DEPTH,
+            });
+        }
+        let inner = |r: &mut BodyReader<'_>| ColumnType::read_nested(r, depth + 1);
         let id = r.short()?;
         Ok(match id {
             0x0000 => Custom(r.string()?.to_string()),
@@ -126,20 +142,18 @@ impl ColumnType {
             0x0013 => Smallint,
             0x0014 => Tinyint,
             0x0015 => Duration,
-            0x0020 => List(Box::new(ColumnType::read(r)?)),
-            0x0021 => Map(
-                Box::new(ColumnType::read(r)?),
-                Box::new(ColumnType::read(r)?),
-            ),
-            0x0022 => Set(Box::new(ColumnType::read(r)?)),
+            0x0020 => List(Box::new(inner(r)?)),
+            0x0021 => Map(Box::new(inner(r)?), Box::new(inner(r)?)),
+            0x0022 => Set(Box::new(inner(r)?)),
             0x0030 => {
                 let keyspace = r.string()?.to_string();
                 let name = r.string()?.to_string();
-                let n = r.short()?;
-                let mut fields = Vec::with_capacity(n as usize);
+                // A field: its name (a [string]) and its type (an [option]).
+                let n = r.short_count("UDT field count", 4)?;
+                let mut fields = Vec::with_capacity(n);
                 for _ in 0..n {
                     let f = r.string()?.to_string();
-                    fields.push((f, ColumnType::read(r)?));
+                    fields.push((f, inner(r)?));
                 }
                 Udt {
                     keyspace,
@@ -148,12 +162,8 @@ impl ColumnType {
                 }
             }
             0x0031 => {
-                let n = r.short()?;
-                Tuple(
-                    (0..n)
-                        .map(|_| ColumnType::read(r))
-                        .collect::<Result<_, _>>()?,
-                )
+                let n = r.short_count("tuple element count", 2)?;
+                Tuple((0..n).map(|_| inner(r)).collect::<Result<_, _>>()?)
             }
             other => {
                 return Err(BodyError::Invalid {
@@ -264,5 +274,38 @@ mod tests {
         let b: Bytes = b.freeze();
         assert_eq!(ColumnType::read(&mut BodyReader::new(&b)).unwrap(), t);
         assert_eq!(t.cql_name(), "map<text, frozen<list<frozen<point>>>>");
+    }
+
+    fn nested_lists(depth: usize) -> Bytes {
+        let mut b = BytesMut::new();
+        for _ in 0..depth {
+            b.put_u16(0x0020);
+        }
+        b.put_u16(0x0009);
+        b.freeze()
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
+        let ok = nested_lists(MAX_TYPE_DEPTH);
+        assert!(ColumnType::read(&mut BodyReader::new(&ok)).is_ok());
+        // 3,000 levels overflowed the stack before the limit existed.
+        for depth in [MAX_TYPE_DEPTH + 1, 3_000, 100_000] {
+            let b = nested_lists(depth);
+            let e = ColumnType::read(&mut BodyReader::new(&b)).unwrap_err();
+            assert!(matches!(e, BodyError::TooDeep { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_field_count_larger_than_the_body_is_refused() {
+        let mut b = BytesMut::new();
+        b.put_u16(0x0030);
+        put_string(&mut b, "ks");
+        put_string(&mut b, "udt");
+        b.put_u16(u16::MAX);
+        let b = b.freeze();
+        let e = ColumnType::read(&mut BodyReader::new(&b)).unwrap_err();
+        assert!(matches!(e, BodyError::CountTooLarge { .. }), "{e}");
     }
 }

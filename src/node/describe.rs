@@ -123,8 +123,8 @@ pub fn create_table(s: &TableSchema) -> String {
 
 fn spec(name: &str) -> ColumnSpec {
     ColumnSpec {
-        keyspace: String::new(),
-        table: String::new(),
+        keyspace: "".into(),
+        table: "".into(),
         name: name.into(),
         typ: ColumnType::Varchar,
     }

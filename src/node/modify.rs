@@ -488,8 +488,8 @@ impl Planned {
         let static_live = part.is_some_and(|p| p.has_live_statics(now));
         let exists = row.is_some() || (matches!(target, Target::Statics) && static_live);
         let spec = |i: usize| ColumnSpec {
-            keyspace: self.schema.keyspace.clone(),
-            table: self.schema.name.clone(),
+            keyspace: self.schema.keyspace.as_str().into(),
+            table: self.schema.name.as_str().into(),
             name: self.schema.columns[i].name.clone(),
             typ: self.schema.columns[i].typ.clone(),
         };
@@ -782,8 +782,8 @@ fn applied_body(
     cols: &[(ColumnSpec, Option<Value>)],
 ) -> Bytes {
     let mut specs = vec![ColumnSpec {
-        keyspace: schema.keyspace.clone(),
-        table: schema.name.clone(),
+        keyspace: schema.keyspace.as_str().into(),
+        table: schema.name.as_str().into(),
         name: "[applied]".into(),
         typ: ColumnType::Boolean,
     }];

@@ -32,8 +32,8 @@ impl Walker<'_> {
         }
         let name = self.names.get(marker).cloned().flatten().unwrap_or(name);
         self.specs[marker] = Some(ColumnSpec {
-            keyspace: self.schema.keyspace.clone(),
-            table: self.schema.name.clone(),
+            keyspace: self.schema.keyspace.as_str().into(),
+            table: self.schema.name.as_str().into(),
             name,
             typ,
         });

@@ -213,8 +213,8 @@ fn projection(
     s: &Select,
 ) -> Result<(Vec<Out>, Vec<ColumnSpec>, bool), NodeError> {
     let spec = |name: String, typ: ColumnType| ColumnSpec {
-        keyspace: schema.keyspace.clone(),
-        table: schema.name.clone(),
+        keyspace: schema.keyspace.as_str().into(),
+        table: schema.name.as_str().into(),
         name,
         typ,
     };

@@ -1,6 +1,8 @@
 //! RESULT, READY, SUPPORTED, AUTHENTICATE and EVENT bodies: builders for what
 //! a server sends, and readers for what the proxy must look into.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::reader::{BodyError, BodyReader};
@@ -24,8 +26,10 @@ pub mod rows_flags {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnSpec {
-    pub keyspace: String,
-    pub table: String,
+    /// Shared by every column of a global table spec: a wire count of
+    /// columns must not buy a copy of a long name each.
+    pub keyspace: Arc<str>,
+    pub table: Arc<str>,
     pub name: String,
     pub typ: ColumnType,
 }
@@ -128,8 +132,8 @@ fn read_column_specs(
     flags: i32,
     count: i64,
 ) -> Result<Vec<ColumnSpec>, BodyError> {
-    let global = if flags & rows_flags::GLOBAL_TABLES_SPEC != 0 {
-        Some((r.string()?.to_string(), r.string()?.to_string()))
+    let global: Option<(Arc<str>, Arc<str>)> = if flags & rows_flags::GLOBAL_TABLES_SPEC != 0 {
+        Some((r.string()?.into(), r.string()?.into()))
     } else {
         None
     };
@@ -141,7 +145,7 @@ fn read_column_specs(
     for _ in 0..count {
         let (keyspace, table) = match &global {
             Some(g) => g.clone(),
-            None => (r.string()?.to_string(), r.string()?.to_string()),
+            None => (r.string()?.into(), r.string()?.into()),
         };
         let name = r.string()?.to_string();
         let typ = ColumnType::read(r)?;
@@ -260,11 +264,18 @@ impl ResultBody {
             result_kind::VOID => ResultBody::Void,
             result_kind::ROWS => {
                 let metadata = RowsMetadata::read(&mut r)?;
-                // Every cell is a [bytes] of 4 bytes at least; a row of no
-                // columns still counts one byte, so a huge row count over an
-                // empty body is refused rather than looped on.
+                // Every cell is a [bytes] of 4 bytes at least. Rows of no
+                // columns would take no bytes at all, so any count of them
+                // could be sent for free: no server sends such rows, and
+                // they are refused rather than looped on.
                 let cell_bytes = metadata.column_count.saturating_mul(4);
                 let n = r.int_count("row count", cell_bytes)?;
+                if n > 0 && metadata.column_count == 0 {
+                    return Err(BodyError::Invalid {
+                        what: "row count",
+                        detail: format!("{n} rows of no columns"),
+                    });
+                }
                 let mut rows = Vec::with_capacity(n);
                 for _ in 0..n {
                     rows.push(
@@ -454,12 +465,40 @@ mod tests {
     }
 
     #[test]
+    fn a_global_table_spec_is_shared_not_copied_per_column() {
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::ROWS);
+        b.put_i32(rows_flags::GLOBAL_TABLES_SPEC);
+        b.put_i32(1000);
+        put_string(&mut b, &"k".repeat(60_000));
+        put_string(&mut b, "t");
+        for _ in 0..1000 {
+            put_string(&mut b, "");
+            b.put_u16(0x0009);
+        }
+        b.put_i32(0);
+        let ResultBody::Rows(r) = ResultBody::read(&b.freeze(), 4).unwrap() else {
+            panic!("not rows")
+        };
+        // One copy of the 60 KB name, not 1,000 (60 MB from a 64 KB body).
+        assert!(r
+            .metadata
+            .columns
+            .iter()
+            .all(|c| Arc::ptr_eq(&c.keyspace, &r.metadata.columns[0].keyspace)));
+    }
+
+    #[test]
     fn a_row_count_the_body_cannot_hold_is_an_error() {
         // 16 bytes that made the proxy allocate 51 GB (and abort), and a
         // count that cost it seconds of CPU per answer.
         for n in [i32::MAX, 50_000_000, 1, -1] {
             let e = ResultBody::read(&rows_of_no_columns(n), 4).unwrap_err();
             assert!(e.to_string().contains("row count"), "{n}: {e}");
+            // Nor when bytes follow that the rows would not use.
+            let mut padded = BytesMut::from(&rows_of_no_columns(n)[..]);
+            padded.put_slice(&[0; 64]);
+            assert!(ResultBody::read(&padded.freeze(), 4).is_err(), "{n}");
         }
         assert!(ResultBody::read(&rows_of_no_columns(0), 4).is_ok());
         // Columns announced but never described (NO_METADATA) do not make

@@ -276,7 +276,7 @@ pub fn prepared_keys(
             .keyspace
             .clone()
             .or_else(|| keyspace.map(str::to_string))
-            .unwrap_or_else(|| spec.keyspace.clone());
+            .unwrap_or_else(|| spec.keyspace.to_string());
         keyed.push((ks, only.table.table.clone(), spec.typ.clone()));
     }
     let types = specs.iter().map(|s| Some(s.typ.clone())).collect();

@@ -71,6 +71,13 @@ pub struct Limits {
     pub prepared_cache_entries: u32,
     /// Shadow reads under way at once; beyond this they are dropped.
     pub max_shadow_reads_in_flight: u32,
+    /// A client must have finished STARTUP (and its login) within this.
+    pub handshake_timeout: ConfigDuration,
+    /// Once part of a frame has arrived, the rest must arrive within this.
+    pub frame_timeout: ConfigDuration,
+    /// What partly received frames of more than 64 KiB may hold, over every
+    /// client connection; a large frame beyond it is refused (OVERLOADED).
+    pub max_partial_frame_bytes: ByteSize,
 }
 
 impl Default for Limits {
@@ -82,6 +89,9 @@ impl Default for Limits {
             max_frame_bytes_before_auth: ByteSize(crate::frame::DEFAULT_MAX_FRAME_PRE_AUTH as u64),
             prepared_cache_entries: 100_000,
             max_shadow_reads_in_flight: 1024,
+            handshake_timeout: ConfigDuration(std::time::Duration::from_secs(10)),
+            frame_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
+            max_partial_frame_bytes: ByteSize(128 * 1024 * 1024),
         }
     }
 }

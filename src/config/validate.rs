@@ -45,6 +45,17 @@ impl Config {
                     .into(),
             );
         }
+        if l.max_partial_frame_bytes.0 < l.max_frame_bytes.0 {
+            p.push("`limits.max_partial_frame_bytes` cannot be less than `limits.max_frame_bytes` (no frame of the largest size could ever be received)".into());
+        }
+        for (name, d) in [
+            ("limits.handshake_timeout", l.handshake_timeout),
+            ("limits.frame_timeout", l.frame_timeout),
+        ] {
+            if d.0.is_zero() {
+                p.push(format!("`{name}` must be more than 0"));
+            }
+        }
         let t = &self.topology;
         if t.index >= t.instances.len() {
             p.push(format!(

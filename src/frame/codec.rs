@@ -3,6 +3,13 @@
 //! The codec holds the per-connection framing state that the handshake
 //! changes: negotiated compression, whether v5 segments are in use, and which
 //! size limit applies (a small one until the peer has authenticated).
+//! Towards clients it also notes since when a frame has been partly
+//! received (the session closes what never finishes) and holds large
+//! partial frames against a proxy-wide [`FrameBudget`].
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -30,6 +37,63 @@ impl Default for CodecConfig {
     }
 }
 
+/// Frames up to this size are never refused for the budget: a connection
+/// holds at most one such partial frame, which its buffer bounds anyway.
+pub const BUDGET_FREE_FRAME: usize = 64 * 1024;
+
+/// The bytes that partly received frames larger than [`BUDGET_FREE_FRAME`]
+/// may hold, shared by every client connection of a proxy: a frame whose
+/// header announces more than is left is refused (OVERLOADED) instead of
+/// buffered, so that connections announcing large frames and never
+/// finishing them cannot take the machine's memory.
+#[derive(Debug)]
+pub struct FrameBudget {
+    limit: usize,
+    held: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl FrameBudget {
+    pub fn new(limit: usize) -> FrameBudget {
+        FrameBudget {
+            limit,
+            held: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes announced by the large frames now partly received.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Large frames refused because the budget was spent.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn try_hold(&self, n: usize) -> bool {
+        let held = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                h.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .is_ok();
+        if !held {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        held
+    }
+
+    fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 #[derive(Debug)]
 pub struct FrameCodec {
     config: CodecConfig,
@@ -39,6 +103,18 @@ pub struct FrameCodec {
     segments: Option<(SegmentDecoder, SegmentEncoder)>,
     /// v5: payload bytes taken out of segments, not yet cut into envelopes.
     envelopes: BytesMut,
+    /// Where large partial frames are held (client connections only).
+    budget: Option<Arc<FrameBudget>>,
+    /// What the partial frame being received holds of the budget.
+    holding: usize,
+    /// Since when bytes of a frame not yet whole have been buffered.
+    partial_since: Option<Instant>,
+}
+
+impl Drop for FrameCodec {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl FrameCodec {
@@ -49,6 +125,38 @@ impl FrameCodec {
             compression: None,
             segments: None,
             envelopes: BytesMut::new(),
+            budget: None,
+            holding: 0,
+            partial_since: None,
+        }
+    }
+
+    /// Holds large partial frames against `budget` (see [`FrameBudget`]).
+    pub fn with_budget(mut self, budget: Arc<FrameBudget>) -> FrameCodec {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Since when part of a frame has been waiting for the rest: `None`
+    /// when nothing is buffered but whole frames.
+    pub fn partial_since(&self) -> Option<Instant> {
+        self.partial_since
+    }
+
+    /// Forgets the frame being received (the connection reads no more):
+    /// its bytes and its hold on the budget are given back at once.
+    pub fn abandon_partial(&mut self) {
+        self.envelopes = BytesMut::new();
+        self.partial_since = None;
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if self.holding > 0 {
+            if let Some(b) = &self.budget {
+                b.release(self.holding);
+            }
+            self.holding = 0;
         }
     }
 
@@ -93,7 +201,7 @@ impl FrameCodec {
 
     /// Cuts one frame (envelope) out of `buf`, checking version and size first.
     fn cut_frame(
-        &self,
+        &mut self,
         buf: &mut BytesMut,
         in_segments: bool,
     ) -> Result<Option<Frame>, FrameError> {
@@ -128,9 +236,31 @@ impl FrameCodec {
         }
         let total = HEADER_LEN + h.length as usize;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            if let Some(b) = &self.budget {
+                if h.length as usize > BUDGET_FREE_FRAME && self.holding == 0 {
+                    if !b.try_hold(h.length as usize) {
+                        return Err(FrameError::OverBudget {
+                            length: h.length as u64,
+                            budget: b.limit,
+                            stream: h.stream,
+                            version,
+                        });
+                    }
+                    self.holding = h.length as usize;
+                }
+            }
+            // Room for the whole frame when the budget (or its small size)
+            // covers it; otherwise the buffer grows with what arrives, so a
+            // header alone cannot make the proxy allocate what it announces.
+            let missing = total - buf.len();
+            if self.holding > 0 || h.length as usize <= BUDGET_FREE_FRAME {
+                buf.reserve(missing);
+            } else {
+                buf.reserve(missing.min(BUDGET_FREE_FRAME));
+            }
             return Ok(None);
         }
+        self.release();
         buf.advance(HEADER_LEN);
         let raw = buf.split_to(h.length as usize).freeze();
         let mut flags_out = h.flags;
@@ -165,6 +295,21 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let r = self.decode_frame(src);
+        match &r {
+            Ok(Some(_)) => self.partial_since = None,
+            Ok(None) if src.is_empty() && self.envelopes.is_empty() => self.partial_since = None,
+            Ok(None) => {
+                self.partial_since.get_or_insert_with(Instant::now);
+            }
+            Err(_) => {}
+        }
+        r
+    }
+}
+
+impl FrameCodec {
+    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let Some((seg, _)) = self.segments else {
             return self.cut_frame(src, false);
         };
@@ -279,6 +424,94 @@ mod tests {
             ..query_frame(9, 400_000)
         }];
         round_trip(|c| c.enable_segments(), &big);
+    }
+
+    fn encoded(f: &Frame) -> BytesMut {
+        let mut b = BytesMut::new();
+        FrameCodec::client().encode(f.clone(), &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn large_partial_frames_are_held_against_the_budget_and_released() {
+        let budget = Arc::new(FrameBudget::new(300_000));
+        let codec = || {
+            let mut c = FrameCodec::new(CodecConfig::default()).with_budget(budget.clone());
+            c.set_authenticated();
+            c
+        };
+        let big = encoded(&query_frame(1, 200_000));
+        let (mut a, mut b) = (codec(), codec());
+        let mut abuf = BytesMut::from(&big[..1000]);
+        assert!(a.decode(&mut abuf).unwrap().is_none());
+        assert_eq!(
+            budget.held(),
+            200_000,
+            "a partial large frame holds what it announced"
+        );
+        assert!(a.partial_since().is_some());
+        // A second one does not fit: refused on its stream, as OVERLOADED.
+        let mut bbuf = BytesMut::from(&big[..1000]);
+        let e = b.decode(&mut bbuf).unwrap_err();
+        assert!(matches!(e, FrameError::OverBudget { stream: 1, .. }), "{e}");
+        let answer = e.answer().unwrap();
+        assert_eq!(&answer[9..13], &0x1001i32.to_be_bytes());
+        assert_eq!(budget.refused(), 1);
+        // Small frames are never refused for it.
+        let mut small = encoded(&query_frame(2, 30_000));
+        small.truncate(500);
+        assert!(b.decode(&mut small).unwrap().is_none());
+        // The first completes: released, nothing partial any more.
+        abuf.extend_from_slice(&big[1000..]);
+        assert_eq!(a.decode(&mut abuf).unwrap().unwrap().body.len(), 200_000);
+        assert_eq!(budget.held(), 0);
+        assert!(a.partial_since().is_none());
+        // A connection that goes away with a partial frame releases it too.
+        let mut c = codec();
+        let mut cbuf = BytesMut::from(&big[..20]);
+        assert!(c.decode(&mut cbuf).unwrap().is_none());
+        assert_eq!(budget.held(), 200_000);
+        drop(c);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_header_alone_does_not_buy_the_memory_it_announces() {
+        // Towards clusters there is no budget: a 200 MB frame announced by
+        // a header is not allocated before its bytes arrive.
+        let mut c = FrameCodec::client();
+        let mut buf = BytesMut::new();
+        query_frame(3, 0).write_header(&mut buf, 0, 200 << 20);
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= 2 * BUDGET_FREE_FRAME,
+            "{}",
+            buf.capacity()
+        );
+    }
+
+    #[test]
+    fn partial_since_follows_the_frame_being_received() {
+        let mut c = FrameCodec::client();
+        let two = [encoded(&query_frame(1, 10)), encoded(&query_frame(2, 10))].concat();
+        let mut buf = BytesMut::from(&two[..25]);
+        assert!(c.decode(&mut buf).unwrap().is_some());
+        assert!(c.partial_since().is_none(), "a whole frame was cut");
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        let since = c
+            .partial_since()
+            .expect("part of the second frame is buffered");
+        buf.extend_from_slice(&two[25..30]);
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert_eq!(
+            c.partial_since(),
+            Some(since),
+            "more bytes do not restart it"
+        );
+        buf.extend_from_slice(&two[30..]);
+        assert!(c.decode(&mut buf).unwrap().is_some());
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(c.partial_since().is_none());
     }
 
     #[test]

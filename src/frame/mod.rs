@@ -9,7 +9,7 @@ mod codec;
 mod compress;
 mod segment;
 
-pub use codec::{CodecConfig, FrameCodec};
+pub use codec::{CodecConfig, FrameBudget, FrameCodec, BUDGET_FREE_FRAME};
 pub use compress::Compression;
 pub use segment::{crc24, crc32_cql, SegmentDecoder, SegmentEncoder, MAX_SEGMENT_PAYLOAD};
 
@@ -206,6 +206,13 @@ pub enum FrameError {
         stream: i16,
         version: u8,
     },
+    #[error("cutover: refusing a frame of {length} bytes: the {budget} bytes that partly received large frames may hold are in use (limits.max_partial_frame_bytes); retry later")]
+    OverBudget {
+        length: u64,
+        budget: usize,
+        stream: i16,
+        version: u8,
+    },
     #[error("Frame header CRC mismatch: computed {computed:#08x}, received {received:#08x}")]
     HeaderCrc { computed: u32, received: u32 },
     #[error("Frame payload CRC mismatch: computed {computed:#010x}, received {received:#010x}")]
@@ -219,7 +226,8 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The bytes of the ERROR frame (protocol error, 0x000A) to send before
+    /// The bytes of the ERROR frame (protocol error, 0x000A; OVERLOADED for a
+    /// spent frame budget) to send before
     /// closing, or `None` when nothing can be trusted enough to answer. An
     /// unsupported version is answered in a version the client can read: the
     /// highest spoken here when it asked for more, its own framing when it
@@ -233,8 +241,12 @@ impl FrameError {
             (v, _) => v,
         };
         let message = self.to_string();
+        let code = match self {
+            FrameError::OverBudget { .. } => 0x1001, // OVERLOADED: try another node
+            _ => 0x000A,                             // protocol error
+        };
         let mut body = BytesMut::with_capacity(6 + message.len());
-        body.put_i32(0x000A);
+        body.put_i32(code);
         body.put_u16(message.len() as u16);
         body.put_slice(message.as_bytes());
         let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
@@ -258,6 +270,9 @@ impl FrameError {
         match self {
             FrameError::UnsupportedVersion { stream, .. } => Some((*stream, 0)),
             FrameError::TooLarge {
+                stream, version, ..
+            }
+            | FrameError::OverBudget {
                 stream, version, ..
             }
             | FrameError::UnexpectedCompression { stream, version } => Some((*stream, *version)),

@@ -11,6 +11,7 @@ mod control;
 mod decide;
 mod directory_table;
 mod fence;
+pub mod front_door;
 mod health;
 mod keyed;
 mod paging;
@@ -188,6 +189,9 @@ pub struct Proxy {
     pub directory_table: directory_table::Status,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
+    /// Timeouts and the budget that keep unfinished connections from
+    /// holding the proxy's memory.
+    pub front_door: Arc<front_door::FrontDoor>,
 }
 
 impl Proxy {
@@ -393,6 +397,7 @@ pub async fn start_from(
         shadow: Arc::new(ShadowReads::new(
             config.limits.max_shadow_reads_in_flight as usize,
         )),
+        front_door: Arc::new(front_door::FrontDoor::new(&config.limits)),
         config,
         clusters,
         shards,
@@ -402,6 +407,7 @@ pub async fn start_from(
     });
     metrics.register(Arc::new(health::ProxyGauges(Arc::downgrade(&proxy))));
     metrics.register(proxy.shadow.clone());
+    metrics.register(proxy.front_door.clone());
     let stop_accepting = CancellationToken::new();
     let close_all = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -485,7 +491,10 @@ async fn accept_loop(
                         .client_connections_refused
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(%peer, "refusing a client: max_client_connections reached");
-                    drop(sock);
+                    let max = proxy.config.limits.max_client_connections;
+                    if let Some(answer) = proxy.front_door.refuse(sock, max) {
+                        tasks.spawn(answer);
+                    }
                     continue;
                 };
                 let session = session::ClientSession::new(

@@ -13,10 +13,12 @@ use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::front_door::Overdue;
 use super::{ClusterId, Proxy};
 use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
 use crate::metrics::{OpClass, Outcome};
@@ -188,6 +190,7 @@ impl ClientSession {
             max_frame: l.max_frame_bytes.0 as usize,
             max_frame_pre_auth: l.max_frame_bytes_before_auth.0 as usize,
         });
+        let codec = codec.with_budget(proxy.front_door.budget.clone());
         // Small to start with, grown by the traffic: idle clients are many.
         let mut framed = Framed::with_capacity(sock, codec, 1024);
         *framed.write_buffer_mut() = bytes::BytesMut::new();
@@ -239,9 +242,23 @@ impl ClientSession {
         // request, and answers that finish together leave in one write.
         let mut running: Running = FuturesUnordered::new();
         let mut reading = true;
+        let handshake_deadline = Instant::now() + self.proxy.config.limits.handshake_timeout.0;
+        let check = tokio::time::sleep_until(self.next_check(handshake_deadline));
+        tokio::pin!(check);
         loop {
             tokio::select! {
                 _ = self.close_all.cancelled() => break,
+                _ = &mut check, if reading => {
+                    match self.overdue(handshake_deadline) {
+                        Some(why) => {
+                            self.proxy.front_door.count(why);
+                            tracing::debug!(peer = %self.peer, ?why, "closing a client connection that did not finish in time");
+                            self.stop_reading();
+                            reading = false;
+                        }
+                        None => check.as_mut().reset(self.next_check(handshake_deadline)),
+                    }
+                }
                 // Draining: no new requests; answer the ones under way.
                 _ = self.stop_accepting.cancelled(), if reading => reading = false,
                 _ = std::future::ready(()), if !reading && running.is_empty() => break,
@@ -280,7 +297,13 @@ impl ClientSession {
                     while let Some(r) = item.take() {
                         keep = match r {
                             Ok(frame) => self.on_frame(frame, read_at, &out_tx, &mut running).await,
-                            Err(e) => { self.on_codec_error(e).await; false }
+                            Err(e) => {
+                                // Nothing more is read; what was received
+                                // before is still answered.
+                                self.on_codec_error(e).await;
+                                reading = false;
+                                break;
+                            }
                         };
                         if !keep { break; }
                         item = self.framed.next().now_or_never().flatten();
@@ -302,9 +325,45 @@ impl ClientSession {
 
     async fn on_codec_error(&mut self, e: FrameError) {
         tracing::debug!(peer = %self.peer, error = %e, "closing a client connection after a framing error");
+        self.stop_reading();
         if let Some(out) = e.answer() {
+            // Answers already fed go first: the socket keeps their order.
+            let _ = self.framed.flush().await;
             let _ = self.framed.get_mut().write_all(&out).await;
         }
+    }
+
+    /// Frees what the connection holds of frames not yet whole; nothing
+    /// more is read from it.
+    fn stop_reading(&mut self) {
+        *self.framed.read_buffer_mut() = bytes::BytesMut::new();
+        self.framed.codec_mut().abandon_partial();
+    }
+
+    /// When the front door next looks at this connection: the handshake
+    /// deadline until it is started, and the end of the frame timeout of
+    /// the frame being received (or a timeout from now when there is none).
+    fn next_check(&self, handshake_deadline: Instant) -> Instant {
+        let frame_timeout = self.proxy.config.limits.frame_timeout.0;
+        let frame = match self.framed.codec().partial_since() {
+            Some(since) => Instant::from_std(since) + frame_timeout,
+            None => Instant::now() + frame_timeout,
+        };
+        if self.state.is_none() {
+            frame.min(handshake_deadline)
+        } else {
+            frame
+        }
+    }
+
+    fn overdue(&self, handshake_deadline: Instant) -> Option<Overdue> {
+        let now = Instant::now();
+        if self.state.is_none() && now >= handshake_deadline {
+            return Some(Overdue::Handshake);
+        }
+        let since = self.framed.codec().partial_since()?;
+        (now >= Instant::from_std(since) + self.proxy.config.limits.frame_timeout.0)
+            .then_some(Overdue::Frame)
     }
 
     async fn reply(&mut self, stream: i16, op: Opcode, body: Bytes) -> bool {
@@ -343,6 +402,15 @@ impl ClientSession {
             let e = ErrorFrame::protocol(format!("Unknown opcode {:#04x}", frame.opcode));
             return self.error(frame.stream, e).await;
         };
+        if frame.stream < 0 {
+            // Negative stream ids are the server's (-1 carries events): an
+            // answer on one would be taken for an event or lost.
+            let e = ErrorFrame::protocol(format!(
+                "Invalid stream id {}: clients use stream ids from 0 to 32767 (negative ids are reserved for the server, -1 for events)",
+                frame.stream
+            ));
+            return self.error(frame.stream, e).await;
+        }
         match op {
             Opcode::Options => {
                 self.reply(frame.stream, Opcode::Supported, supported())

@@ -1,0 +1,131 @@
+//! The front door: what a client connection must do to be kept, and what a
+//! client the proxy has no room for is told.
+//!
+//! Owns the proxy-wide budget of partly received frames, the counters of
+//! connections closed for never finishing (the session decides when), and
+//! the answer to a client past `limits.max_client_connections`. It must not
+//! read requests: that is the session's job.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::config::Limits;
+use crate::frame::{Frame, FrameBudget, Opcode, SUPPORTED_VERSIONS};
+use crate::metrics::{Collector, Exposition, MetricType};
+use crate::protocol::{ErrorCode, ErrorFrame};
+
+/// Refused clients answered at once; past this they get a bare close (a
+/// flood of connections must not become a flood of tasks).
+const REFUSALS_AT_ONCE: usize = 64;
+/// How long a refused client has to send the header its error answers.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+pub struct FrontDoor {
+    pub budget: Arc<FrameBudget>,
+    pub handshake_timeouts: AtomicU64,
+    pub frame_timeouts: AtomicU64,
+    refusing: Arc<Semaphore>,
+}
+
+/// Why a client connection was closed by the front door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overdue {
+    /// STARTUP (and the login) did not finish within `handshake_timeout`.
+    Handshake,
+    /// A frame begun was not finished within `frame_timeout`.
+    Frame,
+}
+
+impl FrontDoor {
+    pub fn new(limits: &Limits) -> FrontDoor {
+        FrontDoor {
+            budget: Arc::new(FrameBudget::new(limits.max_partial_frame_bytes.0 as usize)),
+            handshake_timeouts: AtomicU64::new(0),
+            frame_timeouts: AtomicU64::new(0),
+            refusing: Arc::new(Semaphore::new(REFUSALS_AT_ONCE)),
+        }
+    }
+
+    pub fn count(&self, why: Overdue) {
+        match why {
+            Overdue::Handshake => &self.handshake_timeouts,
+            Overdue::Frame => &self.frame_timeouts,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tells a client past `max_client_connections` why it is refused: an
+    /// OVERLOADED error on the stream (and in the version) of its first
+    /// frame, then the close. Drivers take OVERLOADED as "try another node".
+    pub fn refuse(
+        &self,
+        mut sock: TcpStream,
+        limit: u32,
+    ) -> Option<impl std::future::Future<Output = ()>> {
+        let permit = self.refusing.clone().try_acquire_owned().ok()?;
+        Some(async move {
+            let mut header = [0u8; 9];
+            let read = tokio::time::timeout(REFUSAL_WAIT, sock.read_exact(&mut header)).await;
+            let (version, stream) = match read {
+                Ok(Ok(_)) if SUPPORTED_VERSIONS.contains(&(header[0] & 0x7f)) => {
+                    (header[0] & 0x7f, i16::from_be_bytes([header[2], header[3]]))
+                }
+                _ => (4, 0),
+            };
+            let e = ErrorFrame::new(
+                ErrorCode::OVERLOADED,
+                format!(
+                    "cutover: this proxy already serves {limit} client connections (limits.max_client_connections); try another node"
+                ),
+            );
+            let mut out = bytes::BytesMut::new();
+            Frame::response(version, stream, Opcode::Error, e.encode()).write_plain(&mut out);
+            let _ = tokio::time::timeout(REFUSAL_WAIT, async {
+                let _ = sock.write_all(&out).await;
+                let _ = sock.shutdown().await;
+            })
+            .await;
+            drop(permit);
+        })
+    }
+}
+
+impl Collector for FrontDoor {
+    fn collect(&self, out: &mut Exposition) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        for (name, help, ty, v) in [
+            (
+                "cutover_client_handshake_timeouts_total",
+                "Client connections closed for not finishing STARTUP (and the login) within limits.handshake_timeout",
+                MetricType::Counter,
+                load(&self.handshake_timeouts),
+            ),
+            (
+                "cutover_client_frame_timeouts_total",
+                "Client connections closed for not finishing a frame within limits.frame_timeout",
+                MetricType::Counter,
+                load(&self.frame_timeouts),
+            ),
+            (
+                "cutover_client_frames_over_budget_total",
+                "Large client frames refused (OVERLOADED) because limits.max_partial_frame_bytes was in use",
+                MetricType::Counter,
+                self.budget.refused() as f64,
+            ),
+            (
+                "cutover_client_partial_frame_bytes",
+                "Bytes announced by large client frames now partly received (held against limits.max_partial_frame_bytes)",
+                MetricType::Gauge,
+                self.budget.held() as f64,
+            ),
+        ] {
+            out.family(name, help, ty);
+            out.sample(name, &[], v);
+        }
+    }
+}

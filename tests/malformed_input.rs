@@ -87,7 +87,36 @@ both!(
     a_frame_over_the_pre_auth_limit_is_refused,
     a_bad_v5_crc_closes_the_connection,
     requests_before_startup_are_refused_without_closing,
+    text_with_a_multi_byte_character_beside_a_symbol_is_a_syntax_error,
 );
+
+/// A euro sign next to a symbol once made the lexer slice inside the
+/// character: an internal error through the proxy, a dropped connection
+/// on the node. Now a syntax error on the same connection, which goes on.
+async fn text_with_a_multi_byte_character_beside_a_symbol_is_a_syntax_error(t: Target) {
+    let mut c = healthy(t.addr).await;
+    for text in [
+        "SELECT * FROM system.local WHERE key =€",
+        "SELECT (€) FROM system.local",
+        "INSERT INTO ks.t (k, v) VALUES (1, 2)€",
+    ] {
+        match c.query(text).await {
+            Err(ClientError::Server(e)) => {
+                assert_eq!(e.code, ErrorCode::SYNTAX_ERROR, "{text}: {e:?}");
+                assert!(e.message.contains('€'), "{text}: {}", e.message);
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+        match c.prepare(text).await {
+            Err(ClientError::Server(e)) => {
+                assert_eq!(e.code, ErrorCode::SYNTAX_ERROR, "{text}: {e:?}")
+            }
+            other => panic!("PREPARE {text}: {other:?}"),
+        }
+        still_serving(&mut c).await;
+    }
+    t.shutdown().await;
+}
 
 /// Reads one v3-v5 frame with the old framing, or None on EOF.
 async fn read_frame(s: &mut TcpStream) -> Option<(u8, i16, u8, Bytes)> {

@@ -10,7 +10,7 @@ use super::decide::prepare_clusters;
 use super::keyed::prepared_keys;
 use super::prepared::{PreparedEntry, PreparedMap};
 use super::route::replacing;
-use super::send::{error_frame, malformed, record_leg, send_one};
+use super::send::{error_frame, malformed, malformed_answer, record_leg, send_one};
 use super::session::SessionState;
 use super::ClusterId;
 use crate::cql::StatementKind;
@@ -131,8 +131,15 @@ pub(super) async fn prepare_on(
     // Preparing twice is harmless, so it may be resent like a read.
     let a = send_one(state, cluster, f, StatementKind::Read, OpClass::Other).await?;
     if a.op() == Some(Opcode::Result) {
-        if let Ok(id) = prepared_id_of(&a.body) {
-            entry.set_id(cluster, id);
+        // Read in full: its metadata reaches the client and the proxy (bind
+        // markers, partition-key indexes), so it must hold together.
+        match ResultBody::read(&a.body, state.version) {
+            Ok(ResultBody::Prepared(p)) => entry.set_id(cluster, p.id),
+            Ok(_) => {
+                let e = "a RESULT that is not PREPARED";
+                return Err(malformed_answer(state, cluster, "PREPARE", e));
+            }
+            Err(e) => return Err(malformed_answer(state, cluster, "PREPARE", e)),
         }
     }
     Ok(a)
@@ -162,16 +169,6 @@ pub(super) async fn reprepare(
             ErrorFrame::server("cutover: could not prepare the statement again"),
         )
     })
-}
-
-fn prepared_id_of(body: &Bytes) -> Result<Bytes, ErrorFrame> {
-    let mut r = BodyReader::new(body);
-    if r.int().map_err(malformed)? != result_kind::PREPARED {
-        return Err(ErrorFrame::server(
-            "cutover: a cluster answered PREPARE with something else than PREPARED",
-        ));
-    }
-    r.short_bytes().map_err(malformed)
 }
 
 /// A PREPARED body with its id replaced by the client-facing one.

@@ -15,7 +15,9 @@ use super::decide::{admit, route_for, Admission, Route};
 use super::paging::{continuation_side, pin_pages};
 use super::prepare::{execute_on, prepare};
 use super::prepared::PreparedEntry;
-use super::send::{error_frame, join, malformed, send_one, send_raw, unavailable};
+use super::send::{
+    error_frame, join, malformed, malformed_answer, send_one, send_raw, unavailable,
+};
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
 use super::tenant::{Bound, Resolved, Values};
@@ -366,7 +368,7 @@ pub(super) async fn system_read(
         OpClass::Read,
     )
     .await?;
-    Ok(rewrite_system(state, policy, table, answer).await)
+    rewrite_system(state, policy, table, answer).await
 }
 
 /// The topology view of a system table read, from the primary's answer.
@@ -375,9 +377,16 @@ async fn rewrite_system(
     policy: &RoutePolicy,
     table: SystemTable,
     answer: Frame,
-) -> Frame {
-    let Ok(ResultBody::Rows(rows)) = ResultBody::read(&answer.body, state.version) else {
-        return answer;
+) -> Result<Frame, ErrorFrame> {
+    let rows = match ResultBody::read(&answer.body, state.version) {
+        Ok(ResultBody::Rows(rows)) => rows,
+        // An ERROR (or another kind of RESULT) is the client's answer.
+        _ if answer.op() != Some(Opcode::Result) => return Ok(answer),
+        Ok(_) => return Ok(answer),
+        Err(e) => {
+            let primary = state.proxy.default_primary(policy);
+            return Err(malformed_answer(state, primary, table.name(), e));
+        }
     };
     let mut local = Vec::new();
     if table != SystemTable::Local && state.proxy.topology.instances.len() > 1 {
@@ -410,7 +419,7 @@ async fn rewrite_system(
         }
     }
     let body = state.proxy.topology.rewrite(table, &rows, &local);
-    Frame { body, ..answer }
+    Ok(Frame { body, ..answer })
 }
 
 /// The system table a statement reads, when topology answers it.
@@ -466,7 +475,7 @@ async fn execute(
         let primary = state.proxy.default_primary(policy);
         let answer = execute_on(state, &entry, primary, &template, true, OpClass::Read).await;
         let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
-        return Ok(rewrite_system(state, policy, table, answer).await);
+        return rewrite_system(state, policy, table, answer).await;
     }
     let flags = Execute::read_flags(&frame.body, state.version).map_err(malformed)?;
     let route = request_route(state, policy, &c, tenant.as_deref(), flags, || {

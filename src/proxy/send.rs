@@ -22,6 +22,23 @@ pub(super) fn malformed(e: impl std::fmt::Display) -> ErrorFrame {
     ErrorFrame::protocol(format!("malformed request body: {e}"))
 }
 
+/// An answer the proxy must read but cannot: the request fails with an
+/// error naming the cluster, and the session's connection to it is
+/// replaced (nothing that follows on it can be trusted).
+pub(super) fn malformed_answer(
+    state: &SessionState,
+    cluster: ClusterId,
+    what: &str,
+    e: impl std::fmt::Display,
+) -> ErrorFrame {
+    let name = &state.proxy.cluster(cluster).name;
+    tracing::warn!(cluster = %name, error = %e, "malformed answer to {what}; replacing the connection");
+    state.close_upstream(cluster);
+    ErrorFrame::server(format!(
+        "cutover: the {name} cluster answered {what} with a malformed body ({e}); the connection to it was replaced"
+    ))
+}
+
 pub(super) fn unavailable(e: UpstreamError) -> ErrorFrame {
     ErrorFrame::unavailable(consistency::ONE, format!("cutover: {e}"))
 }

@@ -86,6 +86,14 @@ impl SessionState {
             .collect()
     }
 
+    /// Closes the session's connection to cluster `id`; the next request
+    /// opens another.
+    pub fn close_upstream(&self, id: ClusterId) {
+        if let Some(c) = self.upstreams.lock().remove(&id) {
+            c.close();
+        }
+    }
+
     /// The connection to cluster `id`, opened (again) when missing or closed, with
     /// the session's keyspace replayed.
     pub async fn upstream(&self, id: ClusterId) -> Result<Arc<UpstreamConn>, UpstreamError> {
@@ -124,6 +132,7 @@ impl SessionState {
             connect_timeout: cfg.connect_timeout.0,
             max_in_flight: self.proxy.config.limits.max_in_flight_per_connection as usize,
             heartbeat_interval: Some(cfg.heartbeat_interval.0),
+            frame_timeout: cfg.request_timeout.0,
         };
         let mut last = None;
         for node in cluster.candidates() {

@@ -51,6 +51,14 @@ impl SystemTable {
             _ => None,
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemTable::Local => "a read of system.local",
+            SystemTable::Peers => "a read of system.peers",
+            SystemTable::PeersV2 => "a read of system.peers_v2",
+        }
+    }
 }
 
 fn host_id(addr: &SocketAddr) -> [u8; 16] {

@@ -77,6 +77,10 @@ pub struct ConnectOptions {
     pub max_in_flight: usize,
     /// OPTIONS is sent when the connection has been idle this long.
     pub heartbeat_interval: Option<Duration>,
+    /// A frame begun by the cluster must be whole within this, or the
+    /// connection is closed: after a half-sent answer nothing else on it
+    /// can be read.
+    pub frame_timeout: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -89,6 +93,7 @@ impl Default for ConnectOptions {
             keyspace: None,
             connect_timeout: Duration::from_secs(5),
             max_in_flight: 2048,
+            frame_timeout: Duration::from_secs(10),
             heartbeat_interval: None,
         }
     }
@@ -310,6 +315,7 @@ impl UpstreamConn {
             shared.clone(),
             events.clone(),
             stop.clone(),
+            opts.frame_timeout,
         ));
         let conn = UpstreamConn {
             shared,
@@ -500,10 +506,30 @@ async fn write_loop(
     shared.fail_all();
 }
 
-async fn read_loop(mut r: Reader, shared: Arc<Shared>, events: Events, stop: CancellationToken) {
+async fn read_loop(
+    mut r: Reader,
+    shared: Arc<Shared>,
+    events: Events,
+    stop: CancellationToken,
+    frame_timeout: Duration,
+) {
+    let check = tokio::time::sleep(frame_timeout);
+    tokio::pin!(check);
     loop {
         let f = tokio::select! {
             _ = stop.cancelled() => break,
+            _ = &mut check => {
+                let now = tokio::time::Instant::now();
+                match r.decoder().partial_since().map(tokio::time::Instant::from_std) {
+                    Some(since) if now >= since + frame_timeout => {
+                        tracing::warn!(upstream = %shared.addr, timeout = ?frame_timeout, "closing upstream connection: a frame it began was not finished in time");
+                        break;
+                    }
+                    Some(since) => check.as_mut().reset(since + frame_timeout),
+                    None => check.as_mut().reset(now + frame_timeout),
+                }
+                continue;
+            }
             f = r.next() => f,
         };
         let f = match f {

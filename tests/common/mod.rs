@@ -13,6 +13,7 @@ use scylla::statement::unprepared::Statement;
 use scylla::value::Counter;
 use scylla::{DeserializeValue, SerializeValue};
 
+pub mod hostile;
 mod shards;
 #[allow(unused_imports)]
 pub use shards::{two_shards_toml, Fleet, Sharded};

@@ -13,6 +13,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         t: tokens,
         i: 0,
         markers: Vec::new(),
+        depth: 0,
     };
     let statement = p.statement()?;
     p.eat_sym(";");
@@ -29,7 +30,14 @@ struct Parser {
     t: Vec<Token>,
     i: usize,
     markers: Vec<Option<String>>,
+    /// How deep terms and types are nested where the parser now is.
+    depth: usize,
 }
+
+/// Terms (`[[[...]]]`) and types (`list<list<...>>`) nest at most this
+/// deep: enough for any real statement, and a recursion that cannot
+/// exhaust a task's stack.
+const MAX_NESTING: usize = 64;
 
 type R<T> = Result<T, SyntaxError>;
 
@@ -190,7 +198,25 @@ impl Parser {
         Term::Marker(self.markers.len() - 1)
     }
 
+    /// Runs `f` one nesting level deeper, refusing past `MAX_NESTING`.
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Parser) -> R<T>) -> R<T> {
+        if self.depth >= MAX_NESTING {
+            return Err(SyntaxError(format!(
+                "line 1:{} terms or types nested deeper than {MAX_NESTING} levels",
+                self.i
+            )));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn term(&mut self) -> R<Term> {
+        self.nested(Parser::term_here)
+    }
+
+    fn term_here(&mut self) -> R<Term> {
         let t = self
             .peek()
             .cloned()
@@ -684,6 +710,10 @@ impl Parser {
     // ---- DDL -----------------------------------------------------------------
 
     fn type_expr(&mut self) -> R<TypeExpr> {
+        self.nested(Parser::type_expr_here)
+    }
+
+    fn type_expr_here(&mut self) -> R<TypeExpr> {
         let first = self.ident()?;
         if self.eat_sym(".") {
             return Ok(TypeExpr::Udt(QualifiedName {
@@ -1018,6 +1048,35 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_a_syntax_error_not_a_stack_overflow() {
+        let deep_list = format!(
+            "INSERT INTO t (k, l) VALUES (1, {}1{})",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let deep_type = format!(
+            "CREATE TABLE t (k int PRIMARY KEY, v {}int{})",
+            "frozen<list<".repeat(50_000),
+            ">>".repeat(50_000)
+        );
+        let deep_call = format!(
+            "SELECT * FROM t WHERE k = {}1{}",
+            "f(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        for text in [deep_list, deep_type, deep_call] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.0.contains("nested deeper than 64"), "{}", e.0);
+        }
+        let ok = format!(
+            "INSERT INTO t (k, l) VALUES (1, {}1{})",
+            "[".repeat(30),
+            "]".repeat(30)
+        );
+        assert!(parse(&ok).is_ok());
+    }
 
     #[test]
     fn parses_the_reference_session() {

@@ -81,6 +81,9 @@ def main():
                     put("node", bytes([v + 3 * {7: 1, 10: 2, 13: 3}[op]]) + body)
     for cfg in sorted(root.glob("config/*.toml")):
         put("config", cfg.read_bytes())
+    # Every kept finding seeds its target's corpus too.
+    for kept in sorted((root / "fuzz" / "regressions").glob("*/*")):
+        put(kept.parent.name, kept.read_bytes())
     for t in ["segment"]:
         put(t, bytes([2]) + b"\x04\x00\x00\x01\x00\x00\x00\x00")
         put(t, bytes([3 | 4 | 8]) + b"\x04\x00\x00\x01\x00\x00\x00\x00" * 4)

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::Limits;
 use crate::frame::{Frame, FrameBudget, Opcode, SUPPORTED_VERSIONS};
@@ -27,6 +28,8 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
 pub struct FrontDoor {
     pub budget: Arc<FrameBudget>,
+    handshake_timeout: Duration,
+    frame_timeout: Duration,
     pub handshake_timeouts: AtomicU64,
     pub frame_timeouts: AtomicU64,
     refusing: Arc<Semaphore>,
@@ -41,10 +44,61 @@ pub enum Overdue {
     Frame,
 }
 
+/// The deadlines of one client connection, from its accept on.
+pub struct ConnectionWatch {
+    handshake_deadline: Instant,
+    started: bool,
+    frame_timeout: Duration,
+}
+
+impl ConnectionWatch {
+    /// STARTUP (and the login) finished: the handshake deadline no longer
+    /// applies, and an idle connection is never closed.
+    pub fn started(&mut self) {
+        self.started = true;
+    }
+
+    /// When to look again: the handshake deadline until started, the end
+    /// of the frame timeout of a frame begun at `partial_since`, or one
+    /// frame timeout from now (one timer wake per timeout while idle).
+    pub fn next_check(&self, partial_since: Option<std::time::Instant>) -> Instant {
+        let frame = match partial_since {
+            Some(since) => Instant::from_std(since) + self.frame_timeout,
+            None => Instant::now() + self.frame_timeout,
+        };
+        if self.started {
+            frame
+        } else {
+            frame.min(self.handshake_deadline)
+        }
+    }
+
+    /// Why the connection must be closed now, if it must.
+    pub fn overdue(&self, partial_since: Option<std::time::Instant>) -> Option<Overdue> {
+        let now = Instant::now();
+        if !self.started && now >= self.handshake_deadline {
+            return Some(Overdue::Handshake);
+        }
+        let since = Instant::from_std(partial_since?);
+        (now >= since + self.frame_timeout).then_some(Overdue::Frame)
+    }
+}
+
 impl FrontDoor {
+    /// The deadlines of a connection accepted now.
+    pub fn watch(&self) -> ConnectionWatch {
+        ConnectionWatch {
+            handshake_deadline: Instant::now() + self.handshake_timeout,
+            started: false,
+            frame_timeout: self.frame_timeout,
+        }
+    }
+
     pub fn new(limits: &Limits) -> FrontDoor {
         FrontDoor {
             budget: Arc::new(FrameBudget::new(limits.max_partial_frame_bytes.0 as usize)),
+            handshake_timeout: limits.handshake_timeout.0,
+            frame_timeout: limits.frame_timeout.0,
             handshake_timeouts: AtomicU64::new(0),
             frame_timeouts: AtomicU64::new(0),
             refusing: Arc::new(Semaphore::new(REFUSALS_AT_ONCE)),

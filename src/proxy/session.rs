@@ -13,12 +13,10 @@ use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::front_door::Overdue;
 use super::{ClusterId, Proxy};
 use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
 use crate::metrics::{OpClass, Outcome};
@@ -251,21 +249,26 @@ impl ClientSession {
         // request, and answers that finish together leave in one write.
         let mut running: Running = FuturesUnordered::new();
         let mut reading = true;
-        let handshake_deadline = Instant::now() + self.proxy.config.limits.handshake_timeout.0;
-        let check = tokio::time::sleep_until(self.next_check(handshake_deadline));
+        let door = self.proxy.front_door.clone();
+        let mut watch = door.watch();
+        let check = tokio::time::sleep_until(watch.next_check(self.framed.codec().partial_since()));
         tokio::pin!(check);
         loop {
             tokio::select! {
                 _ = self.close_all.cancelled() => break,
                 _ = &mut check, if reading => {
-                    match self.overdue(handshake_deadline) {
+                    if self.state.is_some() {
+                        watch.started();
+                    }
+                    let partial_since = self.framed.codec().partial_since();
+                    match watch.overdue(partial_since) {
                         Some(why) => {
-                            self.proxy.front_door.count(why);
+                            door.count(why);
                             tracing::debug!(peer = %self.peer, ?why, "closing a client connection that did not finish in time");
                             self.stop_reading();
                             reading = false;
                         }
-                        None => check.as_mut().reset(self.next_check(handshake_deadline)),
+                        None => check.as_mut().reset(watch.next_check(partial_since)),
                     }
                 }
                 // Draining: no new requests; answer the ones under way.
@@ -347,32 +350,6 @@ impl ClientSession {
     fn stop_reading(&mut self) {
         *self.framed.read_buffer_mut() = bytes::BytesMut::new();
         self.framed.codec_mut().abandon_partial();
-    }
-
-    /// When the front door next looks at this connection: the handshake
-    /// deadline until it is started, and the end of the frame timeout of
-    /// the frame being received (or a timeout from now when there is none).
-    fn next_check(&self, handshake_deadline: Instant) -> Instant {
-        let frame_timeout = self.proxy.config.limits.frame_timeout.0;
-        let frame = match self.framed.codec().partial_since() {
-            Some(since) => Instant::from_std(since) + frame_timeout,
-            None => Instant::now() + frame_timeout,
-        };
-        if self.state.is_none() {
-            frame.min(handshake_deadline)
-        } else {
-            frame
-        }
-    }
-
-    fn overdue(&self, handshake_deadline: Instant) -> Option<Overdue> {
-        let now = Instant::now();
-        if self.state.is_none() && now >= handshake_deadline {
-            return Some(Overdue::Handshake);
-        }
-        let since = self.framed.codec().partial_since()?;
-        (now >= Instant::from_std(since) + self.proxy.config.limits.frame_timeout.0)
-            .then_some(Overdue::Frame)
     }
 
     async fn reply(&mut self, stream: i16, op: Opcode, body: Bytes) -> bool {

@@ -360,3 +360,43 @@ async fn half_sent_frames_are_closed_and_their_memory_returned() {
     target.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// In v5 the refusal comes in a segment, like every frame after STARTUP,
+/// so the driver can read it.
+#[tokio::test]
+async fn a_v5_client_past_the_budget_reads_its_overloaded_error() {
+    let s = Setup::start_with(None, None, |c| {
+        c.limits.max_frame_bytes.0 = 1 << 20;
+        c.limits.max_partial_frame_bytes.0 = 1 << 20;
+    })
+    .await;
+    let body = Query {
+        text: format!(
+            "SELECT * FROM system.local WHERE key = '{}'",
+            "x".repeat(700_000)
+        ),
+        params: QueryParams::default(),
+    }
+    .encode(5);
+    let big = frame_bytes(&Frame::request(5, 9, Opcode::Query, body));
+    let mut first = Client::connect(s.proxy.addr, 5, None, None).await.unwrap();
+    let mut segments = BytesMut::new();
+    cutover::frame::SegmentEncoder { lz4: false }.encode(&big[..200_000], &mut segments);
+    first.socket_mut().write_all(&segments).await.unwrap();
+    wait_for("the first large frame to be held", || async {
+        metric(&s.metrics().await, "cutover_client_partial_frame_bytes") > 0.0
+    })
+    .await;
+    let mut second = Client::connect(s.proxy.addr, 5, None, None).await.unwrap();
+    second.socket_mut().write_all(&segments).await.unwrap();
+    let answer = second
+        .recv()
+        .await
+        .expect("a v5 answer the client can decode");
+    assert_eq!(answer.stream, 9);
+    assert_eq!(
+        ErrorFrame::decode(&answer.body).unwrap().code,
+        ErrorCode::OVERLOADED
+    );
+    s.stop().await;
+}

@@ -186,6 +186,11 @@ impl FrameCodec {
         self.segments = Some((SegmentDecoder { lz4 }, SegmentEncoder { lz4 }));
     }
 
+    /// Whether v5 segment framing is in force.
+    pub fn in_segments(&self) -> bool {
+        self.segments.is_some()
+    }
+
     /// Lift the pre-authentication size limit.
     pub fn set_authenticated(&mut self) {
         self.authenticated = true;

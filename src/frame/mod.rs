@@ -263,6 +263,24 @@ impl FrameError {
         Some(out)
     }
 
+    /// The ERROR answer as a frame, for a connection that speaks v3 or
+    /// later (so that its framing, v5 segments included, can wrap it);
+    /// `None` where `answer` gives v1/v2 bytes or nothing.
+    pub fn answer_frame(&self) -> Option<Frame> {
+        let out = self.answer()?;
+        if out[0] & 0x7f < 3 {
+            return None;
+        }
+        let h = Header::parse(&out)?;
+        Some(Frame {
+            version: h.version,
+            flags: h.flags,
+            stream: h.stream,
+            opcode: h.opcode,
+            body: Bytes::copy_from_slice(&out[HEADER_LEN..]),
+        })
+    }
+
     /// The stream id an ERROR answer should carry, when one can be sent at all.
     /// `None` means the connection must be closed without an answer (a
     /// corrupted v5 segment cannot be trusted to say anything).

@@ -338,7 +338,13 @@ impl ClientSession {
     async fn on_codec_error(&mut self, e: FrameError) {
         tracing::debug!(peer = %self.peer, error = %e, "closing a client connection after a framing error");
         self.stop_reading();
-        if let Some(out) = e.answer() {
+        // In v5 the answer goes in a segment like any other frame.
+        if let Some(f) = e
+            .answer_frame()
+            .filter(|_| self.framed.codec().in_segments())
+        {
+            let _ = self.framed.send(f).await;
+        } else if let Some(out) = e.answer() {
             // Answers already fed go first: the socket keeps their order.
             let _ = self.framed.flush().await;
             let _ = self.framed.get_mut().write_all(&out).await;

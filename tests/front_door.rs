@@ -400,3 +400,46 @@ async fn a_v5_client_past_the_budget_reads_its_overloaded_error() {
     );
     s.stop().await;
 }
+
+/// A real driver's pooled connections sit idle between requests: neither
+/// timeout may close them (it would show as reconnects).
+#[tokio::test]
+async fn the_scylla_drivers_idle_pool_outlives_both_timeouts() {
+    let s = Setup::start_with(None, None, |c| {
+        c.limits.handshake_timeout.0 = Duration::from_millis(300);
+        c.limits.frame_timeout.0 = Duration::from_millis(300);
+    })
+    .await;
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node_addr(s.proxy.addr)
+        .build()
+        .await
+        .unwrap();
+    session
+        .query_unpaged("SELECT rpc_address FROM system.local", &[])
+        .await
+        .unwrap();
+    let accepted = metric(
+        &s.metrics().await,
+        "cutover_client_connections_accepted_total",
+    );
+    // A silent socket closed by the handshake timeout: the driver's
+    // connections, idle all along, have waited longer than both timeouts.
+    let mut silent = TcpStream::connect(s.proxy.addr).await.unwrap();
+    closed_by_peer(&mut silent, Duration::from_secs(10)).await;
+    for _ in 0..10 {
+        session
+            .query_unpaged("SELECT rpc_address FROM system.local", &[])
+            .await
+            .unwrap();
+    }
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(&m, "cutover_client_connections_accepted_total"),
+        accepted + 1.0,
+        "only the silent socket connected since: the driver reconnected nothing"
+    );
+    assert_eq!(metric(&m, "cutover_client_handshake_timeouts_total"), 1.0);
+    assert_eq!(metric(&m, "cutover_client_frame_timeouts_total"), 0.0);
+    s.stop().await;
+}

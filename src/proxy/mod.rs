@@ -490,7 +490,9 @@ async fn accept_loop(
                         .metrics
                         .client_connections_refused
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(%peer, "refusing a client: max_client_connections reached");
+                    // Debug, not warn: a flood of connections must not become a flood
+                    // of log lines (cutover_client_connections_refused_total counts).
+                    tracing::debug!(%peer, "refusing a client: max_client_connections reached");
                     let max = proxy.config.limits.max_client_connections;
                     if let Some(answer) = proxy.front_door.refuse(sock, max) {
                         tasks.spawn(answer);

@@ -212,11 +212,22 @@ fn parse_user(s: &str) -> Result<(String, String)> {
 /// Logs to stderr, text or JSON, with a filter that can change while
 /// running (`RUST_LOG` wins over the configured one at start).
 fn init_logging(format: LogFormat, filter: &str) -> SetLogFilter {
+    use cutover::config::log_filter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{fmt, reload, EnvFilter};
-    let initial = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")));
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| match log_filter(&f) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("warning: RUST_LOG is not used: {e}");
+                None
+            }
+        });
+    let initial = from_env
+        .or_else(|| log_filter(filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let (layer, handle) = reload::Layer::new(initial);
     let registry = tracing_subscriber::registry().with(layer);
     match format {
@@ -228,7 +239,7 @@ fn init_logging(format: LogFormat, filter: &str) -> SetLogFilter {
             .init(),
     }
     std::sync::Arc::new(move |f: &str| {
-        let new = EnvFilter::try_new(f).map_err(|e| e.to_string())?;
+        let new = log_filter(f)?;
         handle.reload(new).map_err(|e| e.to_string())
     })
 }

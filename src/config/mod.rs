@@ -361,6 +361,19 @@ pub struct LogConfig {
     pub filter: String,
 }
 
+/// A `tracing` filter (`info,cutover::proxy=debug`), or why it is not one.
+/// Filters are ASCII: tracing-subscriber's parser panics on some multi-byte
+/// text (it slices inside a character), so such text is refused here, for
+/// the config file, `RUST_LOG` and `PUT /v1/log-level` alike.
+pub fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    if let Some(c) = text.chars().find(|c| !c.is_ascii()) {
+        return Err(format!(
+            "a log filter is ASCII (targets, levels, span fields); '{c}' is not"
+        ));
+    }
+    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {

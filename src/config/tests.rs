@@ -249,3 +249,14 @@ fn a_directory_table_is_checked() {
         format!("{MINIMAL}\n[tenants.table]\ncluster = \"origin\"\nname = \"cutover.directory\"\n");
     assert!(parse(&keyless).unwrap_err().0[0].contains("`tenants.table` is set"));
 }
+
+#[test]
+fn a_log_filter_with_multi_byte_text_is_refused_not_a_panic() {
+    // Found by the config fuzz target: tracing-subscriber's parser slices
+    // inside the character and panics on this one.
+    let text = format!("{MINIMAL}\n[log]\nfilter = \"o, s\u{fffd}=\"\n");
+    let e = parse(&text).unwrap_err().0.join("\n");
+    assert!(e.contains("`log.filter`") && e.contains("is ASCII"), "{e}");
+    assert!(super::log_filter("info, caf\u{e9}=debug").is_err());
+    assert!(super::log_filter("info,cutover::proxy=debug").is_ok());
+}

@@ -147,7 +147,7 @@ impl Config {
         if m.window.0 < std::time::Duration::from_secs(1) {
             p.push("`metrics.window` must be at least 1s".into());
         }
-        if let Err(e) = self.log.filter.parse::<tracing_subscriber::EnvFilter>() {
+        if let Err(e) = super::log_filter(&self.log.filter) {
             p.push(format!(
                 "`log.filter` \"{}\" is not a valid filter: {e}",
                 self.log.filter

@@ -109,6 +109,9 @@ def test_log_level_changes_live_and_logs_can_be_json(tmp_path):
         assert status == 200 and body == {"filter": "info,cutover=debug"}
         status, body = proxy.http("PUT", "/v1/log-level", {"filter": "cutover=shouting"})
         assert status == 400 and "invalid filter" in body["errors"][0]
+        # Text tracing-subscriber's parser panics on is refused before it.
+        status, body = proxy.http("PUT", "/v1/log-level", {"filter": "o, s\u00e9="})
+        assert status == 400 and "is ASCII" in body["errors"][0], body
         # Logged at info, so only seen because the filter changed from warn.
         def logged():
             lines = [json.loads(l) for l in log.read_text().splitlines() if l.strip()]

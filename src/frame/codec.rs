@@ -72,10 +72,6 @@ impl FrameBudget {
         self.refused.load(Ordering::Relaxed)
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     fn try_hold(&self, n: usize) -> bool {
         let held = self
             .held

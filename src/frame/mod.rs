@@ -233,6 +233,31 @@ impl FrameError {
     /// highest spoken here when it asked for more, its own framing when it
     /// asked for less (v1/v2 headers have one-byte stream ids).
     pub fn answer(&self) -> Option<BytesMut> {
+        let (version, stream, body) = self.error_body()?;
+        let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
+        if version < 3 {
+            out.put_u8(RESPONSE_BIT | version);
+            out.put_u8(0);
+            out.put_i8(stream as i8);
+            out.put_u8(Opcode::Error as u8);
+            out.put_u32(body.len() as u32);
+            out.put_slice(&body);
+        } else {
+            Frame::response(version, stream, Opcode::Error, body).write_plain(&mut out);
+        }
+        Some(out)
+    }
+
+    /// The ERROR answer as a frame, for a connection that speaks v3 or
+    /// later (so that its framing, v5 segments included, can wrap it);
+    /// `None` where `answer` gives v1/v2 bytes or nothing.
+    pub fn answer_frame(&self) -> Option<Frame> {
+        let (version, stream, body) = self.error_body()?;
+        (version >= 3).then(|| Frame::response(version, stream, Opcode::Error, body))
+    }
+
+    /// The version and stream to answer in, and the ERROR body.
+    fn error_body(&self) -> Option<(u8, i16, Bytes)> {
         let (stream, version) = self.reply_stream()?;
         let v = match (version, self) {
             (0, FrameError::UnsupportedVersion { version, .. }) if *version > 5 => 5,
@@ -249,36 +274,7 @@ impl FrameError {
         body.put_i32(code);
         body.put_u16(message.len() as u16);
         body.put_slice(message.as_bytes());
-        let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
-        if v < 3 {
-            out.put_u8(RESPONSE_BIT | v);
-            out.put_u8(0);
-            out.put_i8(stream as i8);
-            out.put_u8(Opcode::Error as u8);
-            out.put_u32(body.len() as u32);
-            out.put_slice(&body);
-        } else {
-            Frame::response(v, stream, Opcode::Error, body.freeze()).write_plain(&mut out);
-        }
-        Some(out)
-    }
-
-    /// The ERROR answer as a frame, for a connection that speaks v3 or
-    /// later (so that its framing, v5 segments included, can wrap it);
-    /// `None` where `answer` gives v1/v2 bytes or nothing.
-    pub fn answer_frame(&self) -> Option<Frame> {
-        let out = self.answer()?;
-        if out[0] & 0x7f < 3 {
-            return None;
-        }
-        let h = Header::parse(&out)?;
-        Some(Frame {
-            version: h.version,
-            flags: h.flags,
-            stream: h.stream,
-            opcode: h.opcode,
-            body: Bytes::copy_from_slice(&out[HEADER_LEN..]),
-        })
+        Some((v, stream, body.freeze()))
     }
 
     /// The stream id an ERROR answer should carry, when one can be sent at all.

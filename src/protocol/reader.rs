@@ -162,8 +162,8 @@ impl<'a> BodyReader<'a> {
 
     /// A count of items that follow, each taking at least `each` bytes of
     /// the body: one that cannot fit in what is left is refused before the
-    /// caller allocates or loops on it. `each` is at least 1, so even items
-    /// of no bytes (rows of no columns) cost input for every one counted.
+    /// caller allocates or loops on it. `each` counts as at least 1, so the
+    /// work a count buys is bounded by the input even for items of no bytes.
     pub fn fits(&self, what: &'static str, count: i64, each: usize) -> Result<usize, BodyError> {
         let too_large = || BodyError::CountTooLarge {
             what,

@@ -30,8 +30,8 @@ pub struct FrontDoor {
     pub budget: Arc<FrameBudget>,
     handshake_timeout: Duration,
     frame_timeout: Duration,
-    pub handshake_timeouts: AtomicU64,
-    pub frame_timeouts: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    frame_timeouts: AtomicU64,
     refusing: Arc<Semaphore>,
 }
 
@@ -45,28 +45,23 @@ pub enum Overdue {
 }
 
 /// The deadlines of one client connection, from its accept on.
+/// `started`: STARTUP (and the login) finished, so the handshake deadline
+/// no longer applies and an idle connection is never closed.
 pub struct ConnectionWatch {
     handshake_deadline: Instant,
-    started: bool,
     frame_timeout: Duration,
 }
 
 impl ConnectionWatch {
-    /// STARTUP (and the login) finished: the handshake deadline no longer
-    /// applies, and an idle connection is never closed.
-    pub fn started(&mut self) {
-        self.started = true;
-    }
-
     /// When to look again: the handshake deadline until started, the end
     /// of the frame timeout of a frame begun at `partial_since`, or one
     /// frame timeout from now (one timer wake per timeout while idle).
-    pub fn next_check(&self, partial_since: Option<std::time::Instant>) -> Instant {
+    pub fn next_check(&self, started: bool, partial_since: Option<std::time::Instant>) -> Instant {
         let frame = match partial_since {
             Some(since) => Instant::from_std(since) + self.frame_timeout,
             None => Instant::now() + self.frame_timeout,
         };
-        if self.started {
+        if started {
             frame
         } else {
             frame.min(self.handshake_deadline)
@@ -74,9 +69,13 @@ impl ConnectionWatch {
     }
 
     /// Why the connection must be closed now, if it must.
-    pub fn overdue(&self, partial_since: Option<std::time::Instant>) -> Option<Overdue> {
+    pub fn overdue(
+        &self,
+        started: bool,
+        partial_since: Option<std::time::Instant>,
+    ) -> Option<Overdue> {
         let now = Instant::now();
-        if !self.started && now >= self.handshake_deadline {
+        if !started && now >= self.handshake_deadline {
             return Some(Overdue::Handshake);
         }
         let since = Instant::from_std(partial_since?);
@@ -89,7 +88,6 @@ impl FrontDoor {
     pub fn watch(&self) -> ConnectionWatch {
         ConnectionWatch {
             handshake_deadline: Instant::now() + self.handshake_timeout,
-            started: false,
             frame_timeout: self.frame_timeout,
         }
     }

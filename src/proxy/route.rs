@@ -378,10 +378,12 @@ async fn rewrite_system(
     table: SystemTable,
     answer: Frame,
 ) -> Result<Frame, ErrorFrame> {
+    // An ERROR (or another kind of RESULT) is the client's answer as is.
+    if answer.op() != Some(Opcode::Result) {
+        return Ok(answer);
+    }
     let rows = match ResultBody::read(&answer.body, state.version) {
         Ok(ResultBody::Rows(rows)) => rows,
-        // An ERROR (or another kind of RESULT) is the client's answer.
-        _ if answer.op() != Some(Opcode::Result) => return Ok(answer),
         Ok(_) => return Ok(answer),
         Err(e) => {
             let primary = state.proxy.default_primary(policy);

@@ -236,25 +236,24 @@ impl ClientSession {
         let mut running: Running = FuturesUnordered::new();
         let mut reading = true;
         let door = self.proxy.front_door.clone();
-        let mut watch = door.watch();
-        let check = tokio::time::sleep_until(watch.next_check(self.framed.codec().partial_since()));
+        let watch = door.watch();
+        let check =
+            tokio::time::sleep_until(watch.next_check(false, self.framed.codec().partial_since()));
         tokio::pin!(check);
         loop {
             tokio::select! {
                 _ = self.close_all.cancelled() => break,
                 _ = &mut check, if reading => {
-                    if self.state.is_some() {
-                        watch.started();
-                    }
+                    let started = self.state.is_some();
                     let partial_since = self.framed.codec().partial_since();
-                    match watch.overdue(partial_since) {
+                    match watch.overdue(started, partial_since) {
                         Some(why) => {
                             door.count(why);
                             tracing::debug!(peer = %self.peer, ?why, "closing a client connection that did not finish in time");
                             self.stop_reading();
                             reading = false;
                         }
-                        None => check.as_mut().reset(watch.next_check(partial_since)),
+                        None => check.as_mut().reset(watch.next_check(started, partial_since)),
                     }
                 }
                 // Draining: no new requests; answer the ones under way.

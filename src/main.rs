@@ -63,6 +63,18 @@ enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// Read or change the default route of a running proxy (its admin API);
+    /// a change is kept in the proxy's route file, so reloads keep it.
+    Policy {
+        /// The proxy's admin address.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: SocketAddr,
+        /// Bearer token (default: $CUTOVER_ADMIN_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Copy a keyspace's tables between clusters, keeping every cell's write
     /// time and TTL (a tenant moving to another shard, made read-only first).
     Copy {
@@ -118,6 +130,29 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PolicyAction {
+    /// The policy in force and where each field of the route comes from.
+    Show,
+    /// Change fields of the default route; returns once in force.
+    Set {
+        /// origin-only, dual-write, shadow-reads, target-primary, target-only.
+        #[arg(long)]
+        phase: Option<String>,
+        /// sync.
+        #[arg(long)]
+        write_mode: Option<String>,
+        #[arg(long)]
+        shard: Option<String>,
+        /// Also shadow reads to the origin in target-primary (true/false).
+        #[arg(long)]
+        shadow_target_primary: Option<bool>,
+        /// On every instance of `[topology] admin_instances`.
+        #[arg(long)]
+        fleet: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TenantAction {
     /// Every tenant with an entry.
     List,
@@ -149,7 +184,6 @@ enum TenantAction {
 /// `cutover tenants ...`: one admin API call; its JSON answer on stdout,
 /// its errors on stderr with exit status 1.
 async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction) -> Result<()> {
-    let token = token.or_else(|| std::env::var("CUTOVER_ADMIN_TOKEN").ok());
     let fleet = |f: bool| if f { "?fleet=true" } else { "" };
     let (method, path, body) = match action {
         TenantAction::List => ("GET", "/v1/tenants".to_string(), None),
@@ -180,10 +214,62 @@ async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction)
             ("DELETE", format!("/v1/tenants/{tenant}{}", fleet(f)), None)
         }
     };
+    admin_call(admin, token, method, &path, body).await
+}
+
+/// `cutover policy ...`: one admin API call, as `tenants`.
+async fn policy(admin: SocketAddr, token: Option<String>, action: PolicyAction) -> Result<()> {
+    let (method, path, body) = match action {
+        PolicyAction::Show => ("GET", "/v1/policy".to_string(), None),
+        PolicyAction::Set {
+            phase,
+            write_mode,
+            shard,
+            shadow_target_primary,
+            fleet,
+        } => {
+            let mut route = serde_json::Map::new();
+            for (k, v) in [
+                ("phase", phase),
+                ("write_mode", write_mode),
+                ("shard", shard),
+            ] {
+                if let Some(v) = v {
+                    route.insert(k.into(), v.into());
+                }
+            }
+            if let Some(b) = shadow_target_primary {
+                route.insert("shadow_target_primary".into(), b.into());
+            }
+            if route.is_empty() {
+                bail!(
+                    "give at least one of --phase, --write-mode, --shard, --shadow-target-primary"
+                );
+            }
+            (
+                "PUT",
+                format!("/v1/policy{}", if fleet { "?fleet=true" } else { "" }),
+                Some(serde_json::json!({ "route": route }).to_string()),
+            )
+        }
+    };
+    admin_call(admin, token, method, &path, body).await
+}
+
+/// One admin API call: its JSON answer on stdout, or its errors on stderr
+/// with exit status 1.
+async fn admin_call(
+    admin: SocketAddr,
+    token: Option<String>,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<()> {
+    let token = token.or_else(|| std::env::var("CUTOVER_ADMIN_TOKEN").ok());
     let (status, answer) = cutover::admin::client::request(
         admin,
         method,
-        &path,
+        path,
         body.as_deref(),
         token.as_deref(),
         std::time::Duration::from_secs(120),
@@ -334,7 +420,7 @@ async fn main() -> Result<()> {
             loop {
                 match wait_for_signal().await {
                     Signal::Hangup => {
-                        if let Err(problems) = running.proxy.reload().await {
+                        if let Err(problems) = running.proxy.reload("SIGHUP").await {
                             tracing::error!(
                                 ?problems,
                                 "SIGHUP: the config was refused; the running policy stays"
@@ -358,6 +444,11 @@ async fn main() -> Result<()> {
             token,
             action,
         } => tenants(admin, token, action).await?,
+        Command::Policy {
+            admin,
+            token,
+            action,
+        } => policy(admin, token, action).await?,
         Command::Copy {
             from,
             to,
@@ -403,15 +494,31 @@ async fn main() -> Result<()> {
         Command::CheckConfig { file } => match Config::load(&file, std::env::vars()) {
             Ok(c) => {
                 println!("{}: valid", file.display());
+                use cutover::config::route_file_spelled as spelled;
+                let m = c.route_overrides.merge(&c.route);
                 println!(
-                    "  listen {}, {} cluster(s), {} shard(s), route: shard {} phase {:?} write mode {:?}",
+                    "  listen {}, {} cluster(s), {} shard(s), route: shard {} phase {} write mode {}",
                     c.listen,
                     c.clusters.len(),
                     c.shards.len(),
-                    c.route.shard,
-                    c.route.phase,
-                    c.route.write_mode
+                    m.route.shard,
+                    spelled(&m.route.phase).trim_matches('"'),
+                    spelled(&m.route.write_mode).trim_matches('"')
                 );
+                if let Some(f) = &c.route.file {
+                    if m.kept.is_empty() {
+                        println!("  route file {}: sets nothing", f.display());
+                    } else {
+                        println!(
+                            "  route file {}: sets {} (through the admin API)",
+                            f.display(),
+                            serde_json::to_string(&m.kept).unwrap_or_default()
+                        );
+                    }
+                }
+                for d in &m.dropped {
+                    println!("  {d}");
+                }
             }
             Err(e) => {
                 eprintln!("{}: {e}", file.display());

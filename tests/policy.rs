@@ -92,7 +92,14 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
         Some(r#"{"route": {"phase": "target-primary"}}"#),
     )
     .await;
-    assert_eq!((status, body.as_str()), (200, r#"{"version":2}"#));
+    assert_eq!(status, 200, "{body}");
+    let put: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(put["version"], 2);
+    assert_eq!(
+        put["persisted"],
+        dir.join("cutover.route.toml").display().to_string(),
+        "the change is kept in the route file beside the config"
+    );
     assert_eq!(read_v(&mut c).await, "from-target");
 
     // Invalid changes: refused with every reason, nothing changes.
@@ -234,13 +241,17 @@ async fn a_continuation_page_stays_with_the_cluster_that_issued_it() {
     let p = proxy
         .proxy
         .policy
-        .apply(PolicyPatch {
-            route: Some(RoutePatch {
-                phase: Some(cutover::config::Phase::TargetPrimary),
-                ..Default::default()
-            }),
-        })
-        .unwrap();
+        .apply(
+            PolicyPatch {
+                route: Some(RoutePatch {
+                    phase: Some(cutover::config::Phase::TargetPrimary),
+                    ..Default::default()
+                }),
+            },
+            "test",
+        )
+        .unwrap()
+        .policy;
     assert_eq!(p.version, 2);
     let ResultBody::Rows(second) = c
         .query_with("SELECT * FROM ks.p", page(Some(state)))

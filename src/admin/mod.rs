@@ -246,29 +246,63 @@ async fn histograms(State(s): State<AdminState>) -> Json<HistogramsReport> {
     Json(r)
 }
 
-async fn get_policy(State(s): State<AdminState>) -> Json<crate::policy::RoutePolicy> {
-    Json((*s.proxy.policy()).clone())
+/// The policy in force, and where each field of its route comes from.
+async fn get_policy(State(s): State<AdminState>) -> Json<Value> {
+    let mut body = json!(*s.proxy.policy());
+    let sources = s.proxy.policy.sources();
+    body["route_file"] = json!(sources.route_file);
+    body["sources"] = json!(sources);
+    if let Some(o) = body["sources"].as_object_mut() {
+        o.remove("route_file");
+    }
+    Json(body)
 }
 
 async fn put_policy(
     State(s): State<AdminState>,
-    body: Result<Json<crate::policy::PolicyPatch>, axum::extract::rejection::JsonRejection>,
+    axum::extract::Query(q): axum::extract::Query<FleetQuery>,
+    body: String,
 ) -> (StatusCode, Json<Value>) {
-    let patch = match body {
-        Ok(Json(p)) => p,
+    let patch = match serde_json::from_str::<crate::policy::PolicyPatch>(&body) {
+        Ok(p) => p,
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
                 Json(
-                    json!({"errors": [format!("{} (expected e.g. {{\"route\": {{\"phase\": \"target-primary\"}}}})", e.body_text())]}),
+                    json!({"errors": [format!("{e} (expected e.g. {{\"route\": {{\"phase\": \"target-primary\"}}}})")]}),
                 ),
             )
         }
     };
-    match s.proxy.policy.apply(patch) {
-        Ok(p) => (StatusCode::OK, Json(json!({"version": p.version}))),
-        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+    if q.fleet {
+        if let Some(refused) = without_a_fleet(&s) {
+            return refused;
+        }
     }
+    let by = if q.fleet {
+        "PUT /v1/policy?fleet=true"
+    } else {
+        "PUT /v1/policy"
+    };
+    let p = s.proxy.clone();
+    let r = tokio::task::spawn_blocking(move || p.policy.apply(patch, by))
+        .await
+        .map_err(|e| vec![format!("changing the policy failed: {e}")])
+        .and_then(|r| r);
+    let local = match r {
+        Ok(a) => {
+            let mut body = json!({"version": a.policy.version, "persisted": a.persisted});
+            if a.persisted.is_none() {
+                body["note"] = json!("this proxy started from flags, without a config file: the change lasts until it stops");
+            }
+            (StatusCode::OK, Json(body))
+        }
+        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+    };
+    if !q.fleet {
+        return local;
+    }
+    on_the_fleet(&s, "PUT", "/v1/policy", Some(body), local).await
 }
 
 #[derive(Serialize)]
@@ -378,12 +412,27 @@ struct FleetQuery {
     fleet: bool,
 }
 
-/// The same change on every other instance of `[topology] admin_instances`,
-/// each answering once fenced there. The local change is already in force.
+/// `?fleet=true` on an instance that does not know the others: refused
+/// before anything changes.
+fn without_a_fleet(s: &AdminState) -> Option<(StatusCode, Json<Value>)> {
+    s.proxy.config.topology.admin_instances.is_empty().then(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"errors": ["?fleet=true needs `topology.admin_instances` (the admin address of each instance, in the order of `topology.instances`); nothing changed"]}),
+            ),
+        )
+    })
+}
+
+/// The same change (`method` `path`, without `?fleet=true`) on every other
+/// instance of `[topology] admin_instances`, each answering once fenced
+/// there. The local change is already in force; `without_a_fleet` was
+/// checked before it.
 async fn on_the_fleet(
     s: &AdminState,
     method: &str,
-    tenant: &str,
+    path: &str,
     body: Option<String>,
     local: (StatusCode, Json<Value>),
 ) -> (StatusCode, Json<Value>) {
@@ -391,15 +440,6 @@ async fn on_the_fleet(
         return local;
     }
     let topology = &s.proxy.config.topology;
-    if topology.admin_instances.is_empty() {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(
-                json!({"errors": ["?fleet=true needs `topology.admin_instances` (the admin address of each instance); the change is in force on this instance only"]}),
-            ),
-        );
-    }
-    let path = format!("/v1/tenants/{tenant}");
     // Each instance answers after its own fence, which may take this long.
     let timeout = s.proxy.longest_request_timeout() + std::time::Duration::from_secs(5);
     let calls = topology
@@ -408,7 +448,7 @@ async fn on_the_fleet(
         .enumerate()
         .filter(|(i, _)| *i != topology.index)
         .map(|(_, addr)| {
-            let (path, body) = (path.clone(), body.clone());
+            let (path, body) = (path.to_string(), body.clone());
             let token = s.token.clone();
             async move {
                 let r = client::request(
@@ -473,11 +513,17 @@ async fn put_tenant(
             )
         }
     };
+    if q.fleet {
+        if let Some(refused) = without_a_fleet(&s) {
+            return refused;
+        }
+    }
     let local = change_tenant(s.clone(), tenant.clone(), Some(patch)).await;
     if !q.fleet {
         return local;
     }
-    on_the_fleet(&s, "PUT", &tenant, Some(body), local).await
+    let path = format!("/v1/tenants/{tenant}");
+    on_the_fleet(&s, "PUT", &path, Some(body), local).await
 }
 
 async fn delete_tenant(
@@ -485,11 +531,17 @@ async fn delete_tenant(
     axum::extract::Path(tenant): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<FleetQuery>,
 ) -> (StatusCode, Json<Value>) {
+    if q.fleet {
+        if let Some(refused) = without_a_fleet(&s) {
+            return refused;
+        }
+    }
     let local = change_tenant(s.clone(), tenant.clone(), None).await;
     if !q.fleet {
         return local;
     }
-    on_the_fleet(&s, "DELETE", &tenant, None, local).await
+    let path = format!("/v1/tenants/{tenant}");
+    on_the_fleet(&s, "DELETE", &path, None, local).await
 }
 
 async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport> {
@@ -497,7 +549,7 @@ async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport>
 }
 
 async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
-    match s.proxy.reload().await {
+    match s.proxy.reload("POST /v1/reload").await {
         Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
         Ok((r, fenced, drained)) => {
             let mut body = json!(r);

@@ -7,6 +7,7 @@
 
 mod directory;
 mod env;
+mod route_file;
 mod units;
 mod validate;
 
@@ -17,6 +18,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use directory::{read_directory, write_directory};
+pub use route_file::{
+    read_route_file, spelled as route_file_spelled, write_route_file, MergedRoute, RouteOverride,
+    RouteOverrides,
+};
 pub use units::{parse_duration, parse_size, ByteSize, ConfigDuration};
 
 /// Every problem found in a config, each a sentence a person can act on.
@@ -177,6 +182,12 @@ pub struct RouteConfig {
     /// In `target-primary`, also shadow reads to the origin and compare
     /// (as `shadow-reads` does towards the target).
     pub shadow_target_primary: bool,
+    /// The route file: the fields `PUT /v1/policy` set, written before they
+    /// take effect and read by every reload and restart. Relative to the
+    /// config file's folder; default `<config>.route.toml` beside it. A
+    /// proxy started without a config file has none.
+    #[serde(skip_serializing)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl Default for RouteConfig {
@@ -186,6 +197,7 @@ impl Default for RouteConfig {
             phase: Phase::default(),
             write_mode: WriteMode::default(),
             shadow_target_primary: false,
+            file: None,
         }
     }
 }
@@ -403,6 +415,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub tenants: TenantsConfig,
+    /// The route file's fields, as read by `Config::load` (the file is
+    /// `route.file`). `routing` decides which of them stand.
+    #[serde(skip)]
+    pub route_overrides: RouteOverrides,
 }
 
 impl Default for Config {
@@ -423,6 +439,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             tenants: TenantsConfig::default(),
+            route_overrides: RouteOverrides::default(),
         }
     }
 }
@@ -436,11 +453,26 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
         let mut c = Config::from_toml(&text, vars)?;
+        let beside = |file: std::path::PathBuf| match path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file,
+        };
+        let route_file = match c.route.file.clone() {
+            Some(f) => beside(f),
+            None => path.with_extension("route.toml"),
+        };
+        c.route_overrides = read_route_file(&route_file).map_err(ConfigErrors)?;
+        let shard = c.route_overrides.merge(&c.route).route.shard;
+        if !c.shards.contains_key(&shard) {
+            return Err(ConfigErrors(vec![format!(
+                "the route file {} sets route.shard = \"{shard}\" (through the admin API), but the configured shards are [{}]; remove [shard] from that file or configure the shard",
+                route_file.display(),
+                c.shards.keys().cloned().collect::<Vec<_>>().join(", ")
+            )]));
+        }
+        c.route.file = Some(route_file);
         if let Some(file) = c.tenants.directory_file.clone() {
-            let file = match path.parent() {
-                Some(dir) if file.is_relative() => dir.join(file),
-                _ => file,
-            };
+            let file = beside(file);
             c.tenants.file_entries = read_directory(&file).map_err(ConfigErrors)?;
             c.tenants.directory_file = Some(file);
             let problems = c.problems();

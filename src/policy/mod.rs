@@ -16,7 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
-use crate::config::{Config, Phase, RouteConfig, TenantEntry, TenantStatus, WriteMode};
+use crate::config::route_file_spelled as spelled;
+use crate::config::{
+    write_route_file, Config, Phase, RouteConfig, RouteOverride, TenantEntry, TenantStatus,
+    WriteMode,
+};
 
 /// Which cluster of a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -245,46 +249,171 @@ pub struct Reloaded {
     pub restart_needed: Vec<String>,
 }
 
+/// Where the running policy came from.
+struct Source {
+    /// The config the proxy started with (what a reload compares against
+    /// for `restart_needed`); its route, route file fields and directory
+    /// follow every reload and API change.
+    config: Config,
+    /// The config file a reload reads, if any.
+    file: Option<PathBuf>,
+}
+
+/// The source of one field of the default route (`GET /v1/policy`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldSource {
+    /// `config-file`, `flags` (started without one) or `admin-api`.
+    pub from: &'static str,
+    /// What the config file (or the flags) say; differs from the value in
+    /// force while an API change stands.
+    pub config_file_says: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// Where each field of the default route comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteSources {
+    /// The file API changes are written to; none when the proxy started
+    /// from flags (changes then last until it stops).
+    pub route_file: Option<PathBuf>,
+    pub shard: FieldSource,
+    pub phase: FieldSource,
+    pub write_mode: FieldSource,
+    pub shadow_target_primary: FieldSource,
+}
+
+/// What `PUT /v1/policy` did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub policy: Arc<RoutePolicy>,
+    /// The route file the change was written to; none when the proxy
+    /// started from flags.
+    pub persisted: Option<PathBuf>,
+}
+
+/// `field` of a patch: recorded in the route file unless it is what the
+/// config file says (then the config file's value stands again).
+fn record<T: PartialEq + Clone>(
+    slot: &mut Option<RouteOverride<T>>,
+    value: Option<T>,
+    config_value: &T,
+    set_at: &str,
+    by: &str,
+) {
+    let Some(value) = value else { return };
+    *slot = (&value != config_value).then(|| RouteOverride {
+        value,
+        config_value: config_value.clone(),
+        set_at: set_at.to_string(),
+        by: by.to_string(),
+    });
+}
+
+fn field_source<T: Serialize>(
+    o: &Option<RouteOverride<T>>,
+    config_value: &T,
+    from_file: bool,
+) -> FieldSource {
+    let says = serde_json::to_value(config_value).unwrap_or_default();
+    match o {
+        Some(o) => FieldSource {
+            from: "admin-api",
+            config_file_says: says,
+            set_at: Some(o.set_at.clone()),
+            by: Some(o.by.clone()),
+        },
+        None => FieldSource {
+            from: if from_file { "config-file" } else { "flags" },
+            config_file_says: says,
+            set_at: None,
+            by: None,
+        },
+    }
+}
+
 /// The running policy and where a reload reads it from.
 pub struct PolicyStore {
     current: ArcSwap<RoutePolicy>,
-    /// The config the proxy started with (what a reload compares against),
-    /// and its file, if any.
-    source: Mutex<(Config, Option<PathBuf>)>,
+    source: Mutex<Source>,
     /// The shards the proxy started with (their clusters are the ones it
     /// reaches), in name order: `ShardId`s index this.
     shards: Vec<String>,
     /// Changes installed and refused (a change to the same route is neither).
     pub changes: std::sync::atomic::AtomicU64,
     pub refused: std::sync::atomic::AtomicU64,
+    /// Config reloads that succeeded, whether or not the policy changed.
+    pub reloads: std::sync::atomic::AtomicU64,
 }
 
 impl PolicyStore {
-    /// The policy of a valid config (every shard it names is configured).
+    /// The policy of a valid config (every shard it names is configured),
+    /// with the route file's fields that stand.
     pub fn new(config: &Config, file: Option<PathBuf>) -> PolicyStore {
         let shards: Vec<String> = config.shards.keys().cloned().collect();
+        let merged = config.route_overrides.merge(&config.route);
+        let mut config = config.clone();
+        if !merged.dropped.is_empty() {
+            for d in &merged.dropped {
+                tracing::warn!("{d}");
+            }
+            if let Some(f) = &config.route.file {
+                if let Err(e) = write_route_file(f, &merged.kept) {
+                    tracing::warn!("{e}; the config file's values are in force all the same");
+                }
+            }
+        }
+        config.route_overrides = merged.kept.clone();
+        if !merged.kept.is_empty() {
+            tracing::info!(
+                file = ?config.route.file,
+                route = ?merged.kept,
+                "the default route as set through the admin API (from the route file)"
+            );
+        }
         PolicyStore {
             current: ArcSwap::from_pointee(RoutePolicy {
                 version: 1,
-                route: config.route.clone(),
-                shard: shard_id(&shards, &config.route.shard).unwrap_or_default(),
-                tenants: directory(&shards, &all_entries(config)).unwrap_or_default(),
+                shard: shard_id(&shards, &merged.route.shard).unwrap_or_default(),
+                route: merged.route,
+                tenants: directory(&shards, &all_entries(&config)).unwrap_or_default(),
             }),
-            source: Mutex::new((config.clone(), file)),
+            source: Mutex::new(Source { config, file }),
             shards,
             changes: Default::default(),
             refused: Default::default(),
+            reloads: Default::default(),
         }
     }
 
     /// The directory file, if one is configured.
     pub fn directory_file(&self) -> Option<PathBuf> {
-        self.source.lock().0.tenants.directory_file.clone()
+        self.source.lock().config.tenants.directory_file.clone()
     }
 
     /// The config file a reload reads, if the proxy started from one.
     pub fn file(&self) -> Option<PathBuf> {
-        self.source.lock().1.clone()
+        self.source.lock().file.clone()
+    }
+
+    /// Where each field of the default route comes from.
+    pub fn sources(&self) -> RouteSources {
+        let source = self.source.lock();
+        let (c, o) = (&source.config.route, &source.config.route_overrides);
+        let from_file = source.file.is_some();
+        RouteSources {
+            route_file: c.file.clone(),
+            shard: field_source(&o.shard, &c.shard, from_file),
+            phase: field_source(&o.phase, &c.phase, from_file),
+            write_mode: field_source(&o.write_mode, &c.write_mode, from_file),
+            shadow_target_primary: field_source(
+                &o.shadow_target_primary,
+                &c.shadow_target_primary,
+                from_file,
+            ),
+        }
     }
 
     /// `PUT` (`Some`) or `DELETE` (`None`) of a tenant's entry in the
@@ -295,7 +424,7 @@ impl PolicyStore {
         patch: Option<TenantPatch>,
     ) -> Result<Arc<RoutePolicy>, Vec<String>> {
         let mut source = self.source.lock();
-        let config = &mut source.0;
+        let config = &mut source.config;
         let Some(file) = config.tenants.directory_file.clone() else {
             return Err(vec!["`tenants.directory_file` is not set: the admin API keeps tenant entries there, so that a reload never undoes them".into()]);
         };
@@ -306,6 +435,7 @@ impl PolicyStore {
         }
         let mut entries = crate::config::read_directory(&file)?;
         let existing = entries.iter().position(|e| e.tenant == tenant);
+        let existing_patch = patch.is_some();
         match (patch, existing) {
             (Some(p), Some(i)) => {
                 let e = &mut entries[i];
@@ -342,7 +472,11 @@ impl PolicyStore {
         config.tenants.file_entries = entries;
         let route = self.snapshot().route.clone();
         drop(source);
-        self.install(route, Some(tenants)).map(|(p, _)| p)
+        let by = match existing_patch {
+            true => format!("PUT /v1/tenants/{tenant}"),
+            false => format!("DELETE /v1/tenants/{tenant}"),
+        };
+        self.install(route, Some(tenants), &by).map(|(p, _)| p)
     }
 
     /// The directory table's entries as just polled: validated, then in
@@ -353,7 +487,7 @@ impl PolicyStore {
         entries: Vec<TenantEntry>,
     ) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
         let mut source = self.source.lock();
-        let config = &mut source.0;
+        let config = &mut source.config;
         if config.tenants.table_entries == entries {
             return Ok((self.snapshot(), false));
         }
@@ -371,7 +505,7 @@ impl PolicyStore {
         config.tenants.table_entries = entries;
         let route = self.snapshot().route.clone();
         drop(source);
-        self.install(route, Some(tenants))
+        self.install(route, Some(tenants), "the directory table")
     }
 
     /// The directory of `all` entries, unless it or `problems` (what
@@ -412,17 +546,20 @@ impl PolicyStore {
     }
 
     /// Installs `route` as a new version, unless it is invalid (nothing
-    /// changes then) or equal to the running one.
+    /// changes then) or equal to the running one. `by` says where the
+    /// change came from, for the log.
     fn install(
         &self,
         route: RouteConfig,
         tenants: Option<HashMap<String, TenantRoute>>,
+        by: &str,
     ) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
         let problems = self.check(&route);
         if !problems.is_empty() {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
+                by,
                 ?problems,
                 "routing policy change refused; the running policy stays"
             );
@@ -432,7 +569,7 @@ impl PolicyStore {
         self.current.rcu(|cur| {
             let tenants = tenants.clone().unwrap_or_else(|| cur.tenants.clone());
             if cur.route == route && cur.tenants == tenants {
-                installed = Some((cur.clone(), false));
+                installed = Some((cur.clone(), false, cur.clone()));
                 cur.clone()
             } else {
                 let next = Arc::new(RoutePolicy {
@@ -441,18 +578,23 @@ impl PolicyStore {
                     route: route.clone(),
                     tenants,
                 });
-                installed = Some((next.clone(), true));
+                installed = Some((next.clone(), true, cur.clone()));
                 next
             }
         });
-        let (policy, changed) = installed.expect("rcu ran at least once");
+        let (policy, changed, before) = installed.expect("rcu ran at least once");
         if changed {
             self.changes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let r = &policy.route;
             tracing::info!(
+                by,
                 version = policy.version,
-                phase = ?policy.route.phase,
-                shard = %policy.route.shard,
+                shard = %r.shard,
+                phase = %spelled(&r.phase),
+                write_mode = %spelled(&r.write_mode),
+                shadow_target_primary = r.shadow_target_primary,
+                tenants_changed = before.tenants != policy.tenants,
                 "routing policy changed"
             );
         }
@@ -460,60 +602,114 @@ impl PolicyStore {
     }
 
     /// `PUT /v1/policy`: changes the given fields of the default route.
-    pub fn apply(&self, patch: PolicyPatch) -> Result<Arc<RoutePolicy>, Vec<String>> {
-        let _one_change_at_a_time = self.source.lock();
-        let mut route = self.snapshot().route.clone();
+    /// They are written to the route file first (when the proxy has one),
+    /// so that no reload or restart undoes them; `by` names the call.
+    pub fn apply(&self, patch: PolicyPatch, by: &str) -> Result<Applied, Vec<String>> {
+        let mut source = self.source.lock();
+        let config_route = &source.config.route;
+        let mut overrides = source.config.route_overrides.clone();
         if let Some(r) = patch.route {
-            if let Some(s) = r.shard {
-                route.shard = s;
-            }
-            if let Some(p) = r.phase {
-                route.phase = p;
-            }
-            if let Some(w) = r.write_mode {
-                route.write_mode = w;
-            }
-            if let Some(b) = r.shadow_target_primary {
-                route.shadow_target_primary = b;
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            record(&mut overrides.shard, r.shard, &config_route.shard, &now, by);
+            record(&mut overrides.phase, r.phase, &config_route.phase, &now, by);
+            record(
+                &mut overrides.write_mode,
+                r.write_mode,
+                &config_route.write_mode,
+                &now,
+                by,
+            );
+            record(
+                &mut overrides.shadow_target_primary,
+                r.shadow_target_primary,
+                &config_route.shadow_target_primary,
+                &now,
+                by,
+            );
+        }
+        let route = overrides.merge(config_route).route;
+        let problems = self.check(&route);
+        if !problems.is_empty() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(problems);
+        }
+        let persisted = config_route.file.clone();
+        if let Some(f) = &persisted {
+            if overrides != source.config.route_overrides {
+                write_route_file(f, &overrides).map_err(|e| {
+                    self.refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    vec![format!("{e}; nothing changed")]
+                })?;
             }
         }
-        self.install(route, None).map(|(p, _)| p)
+        let (policy, _) = self.install(route, None, by)?;
+        source.config.route_overrides = overrides;
+        Ok(Applied { policy, persisted })
     }
 
-    /// SIGHUP and `POST /v1/reload`: reads the config file again (with the
-    /// `CUTOVER_*` overrides in `vars`), validates all of it, and installs
-    /// its route. Other sections that changed are reported, not applied.
+    /// SIGHUP, `POST /v1/reload` and the file watcher (`by`): reads the
+    /// config file again (with the `CUTOVER_*` overrides in `vars`), and
+    /// its directory and route files, validates all of it, and installs its
+    /// route. Other sections that changed are reported, not applied.
     pub fn reload(
         &self,
         vars: impl IntoIterator<Item = (String, String)>,
+        by: &str,
     ) -> Result<Reloaded, Vec<String>> {
         let mut source = self.source.lock();
-        let Some(path) = source.1.clone() else {
+        let Some(path) = source.file.clone() else {
             return Err(vec![
                 "this proxy was started without a config file (--origin/--target); there is nothing to reload".into(),
             ]);
         };
-        let new = Config::load(&path, vars).map_err(|e| {
+        let refused = |problems: Vec<String>| {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(problems = ?e.0, "reloaded config refused; the running policy stays");
-            e.0.into_iter()
-                .map(|p| format!("{}: {p}", path.display()))
-                .collect::<Vec<_>>()
+            tracing::warn!(
+                by,
+                ?problems,
+                "reloaded config refused; the running policy stays"
+            );
+            problems
+        };
+        let mut new = Config::load(&path, vars).map_err(|e| {
+            refused(
+                e.0.into_iter()
+                    .map(|p| format!("{}: {p}", path.display()))
+                    .collect(),
+            )
         })?;
-        let mut new = new;
         // The directory table's entries as last polled stay.
-        new.tenants.table_entries = source.0.tenants.table_entries.clone();
-        let tenants = directory(&self.shards, &all_entries(&new)).inspect_err(|_| {
-            self.refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        })?;
-        let (policy, changed) = self.install(new.route.clone(), Some(tenants))?;
-        // The directory as reloaded is what later API changes start from.
-        source.0.tenants.entries = new.tenants.entries.clone();
-        source.0.tenants.file_entries = new.tenants.file_entries.clone();
-        source.0.tenants.directory_file = new.tenants.directory_file.clone();
-        let old = &source.0;
+        new.tenants.table_entries = source.config.tenants.table_entries.clone();
+        let tenants = directory(&self.shards, &all_entries(&new)).map_err(refused)?;
+        // The route: the config file's, with the route file's fields that
+        // stand; a field edited in the config file since the API set it
+        // follows the config file, and leaves the route file.
+        let merged = new.route_overrides.merge(&new.route);
+        let problems = self.check(&merged.route);
+        if !problems.is_empty() {
+            return Err(refused(problems));
+        }
+        if !merged.dropped.is_empty() {
+            if let Some(f) = &new.route.file {
+                write_route_file(f, &merged.kept).map_err(|e| refused(vec![e]))?;
+            }
+            for d in &merged.dropped {
+                tracing::warn!(by, "{d}");
+            }
+        }
+        let (policy, changed) = self.install(merged.route, Some(tenants), by)?;
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // What later API changes and reloads start from.
+        source.config.route = new.route.clone();
+        source.config.route_overrides = merged.kept;
+        source.config.tenants.entries = new.tenants.entries.clone();
+        source.config.tenants.file_entries = new.tenants.file_entries.clone();
+        source.config.tenants.directory_file = new.tenants.directory_file.clone();
+        let old = &source.config;
         let mut restart_needed = Vec::new();
         let mut differs = |name: &str, a: bool| {
             if a {

@@ -28,7 +28,7 @@ fn a_valid_change_is_a_new_version_and_an_invalid_one_changes_nothing() {
     let s = store();
     let before = s.snapshot();
     assert_eq!((before.version, before.primary()), (1, Side::Origin));
-    let p = s.apply(phase(Phase::TargetPrimary)).unwrap();
+    let p = s.apply(phase(Phase::TargetPrimary), "test").unwrap().policy;
     assert_eq!((p.version, p.primary()), (2, Side::Target));
     assert_eq!(p.write_sides(), vec![Side::Target, Side::Origin]);
     // The old snapshot is unchanged for the requests still holding it.
@@ -40,21 +40,27 @@ fn a_valid_change_is_a_new_version_and_an_invalid_one_changes_nothing() {
             ..Default::default()
         }),
     };
-    let e = s.apply(bad).unwrap_err();
+    let e = s.apply(bad, "test").unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
     assert_eq!(s.snapshot().version, 2);
     // The same route again is not a new version.
-    assert_eq!(s.apply(phase(Phase::TargetPrimary)).unwrap().version, 2);
+    assert_eq!(
+        s.apply(phase(Phase::TargetPrimary), "test")
+            .unwrap()
+            .policy
+            .version,
+        2
+    );
 }
 
 #[test]
 fn phases_use_their_clusters() {
     let s = store();
-    let only = s.apply(phase(Phase::OriginOnly)).unwrap();
+    let only = s.apply(phase(Phase::OriginOnly), "test").unwrap().policy;
     assert_eq!(only.phase_sides(), vec![Side::Origin]);
-    let target = s.apply(phase(Phase::TargetOnly)).unwrap();
+    let target = s.apply(phase(Phase::TargetOnly), "test").unwrap().policy;
     assert_eq!(target.phase_sides(), vec![Side::Target]);
-    let shadow = s.apply(phase(Phase::ShadowReads)).unwrap();
+    let shadow = s.apply(phase(Phase::ShadowReads), "test").unwrap().policy;
     assert_eq!(shadow.primary(), Side::Origin);
     assert_eq!(shadow.phase_sides(), vec![Side::Origin, Side::Target]);
 }
@@ -82,7 +88,7 @@ fn a_tenant_without_its_own_phase_follows_the_default_route() {
     assert_eq!(p.for_tenant(Some("ro")).phase, Phase::DualWrite);
     assert_eq!(p.for_tenant(Some("tp")).phase, Phase::TargetPrimary);
     assert_eq!(p.for_tenant(Some("other")).status, TenantStatus::ReadWrite);
-    let p = s.apply(phase(Phase::OriginOnly)).unwrap();
+    let p = s.apply(phase(Phase::OriginOnly), "test").unwrap().policy;
     assert_eq!(p.for_tenant(Some("ro")).phase, Phase::OriginOnly);
     assert_eq!(p.for_tenant(Some("tp")).phase, Phase::TargetPrimary);
     assert_eq!(p.for_tenant(None).phase, Phase::OriginOnly);
@@ -101,13 +107,17 @@ fn routes_name_the_shards_the_proxy_started_with() {
     let s = PolicyStore::new(&c, None);
     assert_eq!(s.snapshot().shard, ShardId(0), "default < second");
     let p = s
-        .apply(PolicyPatch {
-            route: Some(RoutePatch {
-                shard: Some("second".into()),
-                ..Default::default()
-            }),
-        })
-        .unwrap();
+        .apply(
+            PolicyPatch {
+                route: Some(RoutePatch {
+                    shard: Some("second".into()),
+                    ..Default::default()
+                }),
+            },
+            "test",
+        )
+        .unwrap()
+        .policy;
     assert_eq!(p.shard, ShardId(1));
     assert_eq!(p.for_tenant(Some("anyone")).shard, ShardId(1));
     let e = directory(
@@ -125,6 +135,6 @@ fn routes_name_the_shards_the_proxy_started_with() {
 
 #[test]
 fn reload_needs_a_file() {
-    let e = store().reload(Vec::new()).unwrap_err();
+    let e = store().reload(Vec::new(), "test").unwrap_err();
     assert!(e[0].contains("without a config file"));
 }

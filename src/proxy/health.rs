@@ -243,6 +243,11 @@ impl Collector for ProxyGauges {
                 "Routing policy changes refused as invalid (the running policy stayed)",
                 &p.policy.refused,
             ),
+            (
+                "cutover_policy_reloads_total",
+                "Config reloads done (SIGHUP, POST /v1/reload, the file watcher), whether or not the policy changed",
+                &p.policy.reloads,
+            ),
         ] {
             out.family(name, help, MetricType::Counter);
             out.sample(name, &[], v.load(Ordering::Relaxed) as f64);
@@ -290,26 +295,7 @@ impl Collector for ProxyGauges {
 
 /// RFC 3339 in UTC, to the millisecond.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]

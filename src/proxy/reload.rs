@@ -49,15 +49,18 @@ impl Proxy {
     /// policy in force and fences: SIGHUP, the file watcher and
     /// `POST /v1/reload`. The reload, the tenants fenced, and whether their
     /// writes drained in time; or every problem, the running policy kept.
+    /// `by` says what asked (`SIGHUP`, `POST /v1/reload`, the watcher).
     pub async fn reload(
         self: &Arc<Self>,
+        by: &'static str,
     ) -> Result<(crate::policy::Reloaded, Vec<String>, bool), Vec<String>> {
         let before = self.policy();
         let p = self.clone();
-        let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars()))
+        let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars(), by))
             .await
             .map_err(|e| vec![format!("reloading failed: {e}")])??;
         tracing::info!(
+            by,
             version = r.version,
             changed = r.changed,
             restart_needed = ?r.restart_needed,
@@ -103,7 +106,7 @@ pub(super) async fn watch_config(
             continue;
         }
         seen = now;
-        if let Err(problems) = proxy.reload().await {
+        if let Err(problems) = proxy.reload("the config file watcher").await {
             tracing::error!(
                 file = %file.display(),
                 ?problems,

@@ -17,12 +17,12 @@ use bytes::Bytes;
 use cutover::config::{Phase, RouteConfig, TenantKey, TenantStatus};
 use cutover::cql::classify_keyed;
 use cutover::metrics::{Metrics, MetricsOptions};
-use cutover::policy::{RoutePolicy, ShardId, TenantRoute};
 use cutover::protocol::bound::BoundValues;
 use cutover::protocol::reader::RawValue;
 use cutover::protocol::request::{Execute, QueryParams};
 use cutover::protocol::ColumnType;
 use cutover::proxy::{Bound, TenantResolver, Values};
+use cutover::routing::{RoutePolicy, ShardId, TenantRoute};
 
 const TENANTS: usize = 1_000_000;
 

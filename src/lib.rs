@@ -31,7 +31,7 @@ pub mod cql;
 pub mod frame;
 pub mod metrics;
 pub mod node;
-pub mod policy;
 pub mod protocol;
 pub mod proxy;
+pub mod routing;
 pub mod upstream;

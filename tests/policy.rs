@@ -191,8 +191,8 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
 
 #[tokio::test]
 async fn a_continuation_page_stays_with_the_cluster_that_issued_it() {
-    use cutover::policy::{PolicyPatch, RoutePatch};
     use cutover::protocol::request::QueryParams;
+    use cutover::routing::{PolicyPatch, RoutePatch};
     let (origin, target) = two_nodes().await;
     for (n, v) in [(origin.addr, "o"), (target.addr, "t")] {
         let mut c = Client::connect(n, 4, None, None).await.unwrap();

@@ -263,7 +263,7 @@ async fn put_policy(
     axum::extract::Query(q): axum::extract::Query<FleetQuery>,
     body: String,
 ) -> (StatusCode, Json<Value>) {
-    let patch = match serde_json::from_str::<crate::policy::PolicyPatch>(&body) {
+    let patch = match serde_json::from_str::<crate::routing::PolicyPatch>(&body) {
         Ok(p) => p,
         Err(e) => {
             return (
@@ -313,7 +313,7 @@ struct TenantView {
     status: crate::config::TenantStatus,
 }
 
-fn tenant_views(p: &crate::policy::RoutePolicy) -> Vec<TenantView> {
+fn tenant_views(p: &crate::routing::RoutePolicy) -> Vec<TenantView> {
     let mut v: Vec<TenantView> = p
         .tenants
         .iter()
@@ -385,7 +385,7 @@ async fn get_tenant(
 async fn change_tenant(
     s: AdminState,
     tenant: String,
-    patch: Option<crate::policy::TenantPatch>,
+    patch: Option<crate::routing::TenantPatch>,
 ) -> (StatusCode, Json<Value>) {
     let before = s.proxy.policy();
     let p = s.proxy.clone();
@@ -502,7 +502,7 @@ async fn put_tenant(
     axum::extract::Query(q): axum::extract::Query<FleetQuery>,
     body: String,
 ) -> (StatusCode, Json<Value>) {
-    let patch = match serde_json::from_str::<crate::policy::TenantPatch>(&body) {
+    let patch = match serde_json::from_str::<crate::routing::TenantPatch>(&body) {
         Ok(p) => p,
         Err(e) => {
             return (

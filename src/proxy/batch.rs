@@ -13,9 +13,9 @@ use super::tenant::{Bound, Values};
 use crate::cql::StatementKind;
 use crate::frame::Frame;
 use crate::metrics::OpClass;
-use crate::policy::RoutePolicy;
 use crate::protocol::request::{Batch, BatchStatement};
 use crate::protocol::ErrorFrame;
+use crate::routing::RoutePolicy;
 
 pub(super) async fn batch(
     state: &Arc<SessionState>,

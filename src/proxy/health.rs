@@ -121,6 +121,7 @@ impl Proxy {
                 let c = self.cluster(id);
                 let roles = self
                     .shards
+                    .shards()
                     .iter()
                     .zip(&shard_names)
                     .flat_map(|([origin, target], name)| {

@@ -10,7 +10,6 @@ mod batch;
 mod control;
 mod decide;
 mod directory_table;
-mod fence;
 pub mod front_door;
 mod health;
 mod keyed;
@@ -33,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::policy::{ShardId, Side};
+pub use crate::routing::{ShardId, Side};
 pub use health::{ClusterReport, Readiness};
 pub use prepared::PreparedMap;
 pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
@@ -43,7 +42,7 @@ pub use topology::{SystemTable, TopologyView};
 use crate::config::{ClusterConfig, Config};
 use crate::cql::ClassificationCache;
 use crate::metrics::{ClusterMetrics, Metrics, MetricsOptions};
-use crate::policy::{PolicyStore, RoutePolicy};
+use crate::routing::{PolicyStore, RoutePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -60,9 +59,7 @@ pub enum ProxyError {
     },
 }
 
-/// One of the proxy's clusters: an index into `Proxy::clusters`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClusterId(pub usize);
+pub use crate::routing::decide::{ClusterId, ShardMap};
 
 /// One cluster as the proxy reaches it.
 pub struct Cluster {
@@ -172,7 +169,7 @@ pub struct Proxy {
     pub clusters: Vec<Cluster>,
     /// Each shard's origin and target, indexed by `ShardId` (shard names in
     /// order, as the policy numbers them).
-    pub shards: Vec<[ClusterId; 2]>,
+    pub shards: ShardMap,
     /// The cluster that checks the client's credentials (`[auth]`, on the
     /// default route's shard at start).
     pub auth_cluster: ClusterId,
@@ -184,7 +181,7 @@ pub struct Proxy {
     pub policy: PolicyStore,
     pub shadow: Arc<ShadowReads>,
     pub pages: paging::PagePins,
-    pub fence: fence::WriteFence,
+    pub fence: crate::routing::fence::WriteFence,
     /// How polling `[tenants.table]` goes.
     pub directory_table: directory_table::Status,
     /// False once a drain has begun (readiness turns 503).
@@ -205,28 +202,12 @@ impl Proxy {
 
     /// `side` of `shard`.
     pub fn on(&self, shard: ShardId, side: Side) -> ClusterId {
-        self.shards[shard.0][match side {
-            Side::Origin => 0,
-            Side::Target => 1,
-        }]
+        self.shards.on(shard, side)
     }
 
     /// The cluster that answers reads on the default route.
     pub fn default_primary(&self, policy: &RoutePolicy) -> ClusterId {
-        self.on(policy.shard, policy.primary())
-    }
-
-    /// Every cluster of every shard (where `ddl = "all"` sends schema
-    /// changes), the default route's primary first.
-    pub fn all_clusters(&self, policy: &RoutePolicy) -> Vec<ClusterId> {
-        let primary = self.default_primary(policy);
-        std::iter::once(primary)
-            .chain(
-                (0..self.clusters.len())
-                    .map(ClusterId)
-                    .filter(|c| *c != primary),
-            )
-            .collect()
+        self.shards.default_primary(policy)
     }
 
     /// The routing policy in force: take it once per request.
@@ -350,11 +331,14 @@ pub async fn start_from(
                 .expect("a shard's clusters are resolved"),
         )
     };
-    let shards: Vec<[ClusterId; 2]> = config
-        .shards
-        .values()
-        .map(|s| [id_of(&s.origin), id_of(&s.target)])
-        .collect();
+    let shards = ShardMap::new(
+        config
+            .shards
+            .values()
+            .map(|s| [id_of(&s.origin), id_of(&s.target)])
+            .collect(),
+        names.len(),
+    );
     let default_shard = &config.shards[&config.route.shard];
     let auth_cluster = id_of(match config.auth.check_client_against {
         crate::config::ClusterRole::Origin => &default_shard.origin,

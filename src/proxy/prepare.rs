@@ -16,12 +16,12 @@ use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
-use crate::policy::RoutePolicy;
 use crate::protocol::reader::BodyReader;
 use crate::protocol::request::Prepare;
 use crate::protocol::response::{result_kind, ResultBody};
 use crate::protocol::writer::put_short_bytes;
 use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::routing::RoutePolicy;
 use crate::upstream::UpstreamError;
 
 pub(super) async fn prepare(

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{fence, Proxy};
-use crate::policy::RoutePolicy;
+use super::Proxy;
+use crate::routing::fence;
+use crate::routing::RoutePolicy;
 
 impl Proxy {
     /// The longest `request_timeout` of any cluster: how long a write under
@@ -53,7 +54,7 @@ impl Proxy {
     pub async fn reload(
         self: &Arc<Self>,
         by: &'static str,
-    ) -> Result<(crate::policy::Reloaded, Vec<String>, bool), Vec<String>> {
+    ) -> Result<(crate::routing::Reloaded, Vec<String>, bool), Vec<String>> {
         let before = self.policy();
         let p = self.clone();
         let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars(), by))

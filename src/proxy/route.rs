@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::batch;
-use super::decide::{admit, route_for, Admission, Route};
+use super::decide::{admit, plan, Admission};
 use super::paging::{continuation_side, pin_pages};
 use super::prepare::{execute_on, prepare};
 use super::prepared::PreparedEntry;
@@ -26,12 +26,13 @@ use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind, TableKey};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
-use crate::policy::RoutePolicy;
 use crate::protocol::bound::BoundValues;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::{read_register, Execute, Query};
 use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorFrame};
+use crate::routing::decide::{Route, Statement};
+use crate::routing::RoutePolicy;
 
 /// The operation class of a statement, for the latency series.
 pub fn op_class(kind: StatementKind) -> OpClass {
@@ -193,10 +194,11 @@ fn request_route(
     flags: u32,
     paging_state: impl FnOnce() -> Option<Bytes>,
 ) -> Result<Route, ErrorFrame> {
-    match continuation_side(state, c, continues(flags), paging_state) {
-        Some(cluster) => Ok(Route::pinned(cluster, policy)),
-        None => route_for(state, policy, c.kind, tenant),
-    }
+    let s = Statement {
+        continues_on: continuation_side(state, c, continues(flags), paging_state),
+        ..Statement::new(c.kind, tenant)
+    };
+    plan(state, policy, s)
 }
 
 /// Can this request be sent again after its connection closed under it,

@@ -19,8 +19,8 @@ use super::ClusterId;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::{Collector, Exposition, MetricType};
-use crate::policy::RoutePolicy;
 use crate::protocol::response::ResultBody;
+use crate::routing::RoutePolicy;
 
 /// Mismatch samples kept for `GET /v1/shadow` (the oldest go first).
 const SAMPLES: usize = 100;
@@ -234,7 +234,7 @@ impl Collector for ShadowReads {
 pub(super) fn shadowing(
     state: &SessionState,
     policy: &RoutePolicy,
-    route: &super::decide::Route,
+    route: &crate::routing::decide::Route,
     c: &Classification,
     continues_a_page: bool,
 ) -> Option<ClusterId> {
@@ -246,7 +246,7 @@ pub(super) fn shadowing(
     if !shadowed || c.kind != StatementKind::Read || c.system || continues_a_page {
         return None;
     }
-    Some(state.proxy.secondary(route.shard, route.phase))
+    Some(state.proxy.shards.secondary(route.shard, route.phase))
 }
 
 /// Starts a shadow read (`secondary`) and its comparison on its own task;

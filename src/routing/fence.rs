@@ -93,8 +93,8 @@ impl WriteFence {
 
 /// Tenants whose writes `after` refuses and `before` accepted.
 pub fn newly_fenced(
-    before: &crate::policy::RoutePolicy,
-    after: &crate::policy::RoutePolicy,
+    before: &crate::routing::RoutePolicy,
+    after: &crate::routing::RoutePolicy,
 ) -> Vec<String> {
     let mut t: Vec<String> = after
         .tenants

@@ -7,6 +7,9 @@
 //! phase, status). This module decides which roles (origin, target) a phase
 //! uses and which shard a tenant is on; it does not send anything.
 
+pub mod decide;
+pub mod fence;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

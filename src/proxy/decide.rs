@@ -9,6 +9,7 @@ use super::session::SessionState;
 use super::{ClusterId, Proxy};
 use crate::cql::StatementKind;
 use crate::protocol::{ErrorCode, ErrorFrame};
+pub(super) use crate::routing::admit::Admission;
 use crate::routing::decide::{self, Facts, Refusal, Route, Statement};
 use crate::routing::RoutePolicy;
 
@@ -22,27 +23,9 @@ impl From<Refusal> for ErrorFrame {
     }
 }
 
-/// A request admitted with its tenants: a tenant's write registers with the
-/// read-only fence *before* it takes the snapshot that judges it (held
-/// until the request is answered); other requests keep the snapshot they
-/// started with.
-pub(super) struct Admission<'s> {
-    /// The tenant the request is routed by: the first one it names.
-    pub tenant: Option<Arc<str>>,
-    _fence: Option<crate::routing::fence::Admitted<'s>>,
-    snapshot: Option<Arc<RoutePolicy>>,
-}
-
-impl Admission<'_> {
-    /// The snapshot that judges the request.
-    pub fn policy<'a>(&'a self, started: &'a RoutePolicy) -> &'a RoutePolicy {
-        self.snapshot.as_deref().unwrap_or(started)
-    }
-}
-
-/// Admits a request routed by `tenant` and naming `tenants` (`what` names
-/// it in a refusal), and checks them with `one_route` under the snapshot
-/// that judges it.
+/// Admits a request of `kind` routed by `tenant` and naming `tenants`
+/// (`what` names it in a refusal): `routing::admit` with the proxy's fence
+/// and policy.
 pub(super) fn admit<'s, 't>(
     state: &'s SessionState,
     started: &RoutePolicy,
@@ -51,19 +34,15 @@ pub(super) fn admit<'s, 't>(
     tenants: impl Iterator<Item = Option<&'t str>> + Clone,
     what: &str,
 ) -> Result<Admission<'s>, ErrorFrame> {
-    let (fence, snapshot) = if decide::writes(kind) && tenant.is_some() {
-        let fence = state.proxy.fence.enter();
-        (Some(fence), Some(state.proxy.policy()))
-    } else {
-        (None, None)
-    };
-    let a = Admission {
+    Ok(crate::routing::admit::admit(
+        &state.proxy.fence,
+        &state.proxy.policy,
+        started,
+        kind,
         tenant,
-        _fence: fence,
-        snapshot,
-    };
-    decide::one_route(a.policy(started), kind, tenants, what)?;
-    Ok(a)
+        tenants,
+        what,
+    )?)
 }
 
 /// The plan of statement `s` under `policy`, from the session's facts.

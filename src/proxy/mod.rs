@@ -12,6 +12,7 @@ mod decide;
 mod directory_table;
 pub mod front_door;
 mod health;
+mod join;
 mod keyed;
 mod paging;
 mod prepare;

@@ -10,7 +10,6 @@ use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::{OpClass, Outcome};
-use crate::protocol::response::read_result_kind;
 use crate::protocol::{consistency, ErrorCode, ErrorFrame};
 use crate::upstream::UpstreamError;
 
@@ -109,60 +108,30 @@ pub(super) fn record_leg(
         .record(class, outcome, started.elapsed());
 }
 
-/// The client's answer from every cluster's: the primary's when all
-/// succeeded, else the first failure (the primary's first).
+/// The client's answer from every cluster's (`join::join`), counting the
+/// failed legs of a mirrored write.
 pub(super) fn join(
     state: &SessionState,
     clusters: &[ClusterId],
     answers: Vec<Result<Frame, UpstreamError>>,
     kind: StatementKind,
 ) -> Result<Frame, ErrorFrame> {
-    let mut primary = None;
-    let mut failure = None;
-    for (id, a) in clusters.iter().zip(answers) {
-        let cluster = &state.proxy.cluster(*id).name;
-        let frame = match a {
-            Ok(f) => f,
-            Err(e @ UpstreamError::Timeout { .. }) => {
-                let msg = format!("cutover: the {cluster} cluster did not answer: {e}");
-                let ef = if kind == StatementKind::Read {
-                    ErrorFrame::read_timeout(consistency::ONE, msg)
-                } else {
-                    ErrorFrame::write_timeout(consistency::ONE, "SIMPLE", msg)
-                };
-                error_frame(state, ef)
-            }
-            Err(e) => error_frame(
-                state,
-                ErrorFrame::unavailable(
-                    consistency::ONE,
-                    format!("cutover: the {cluster} cluster is unreachable: {e}"),
-                ),
-            ),
-        };
-        if frame.op() == Some(Opcode::Error) {
-            if clusters.len() > 1 && kind == StatementKind::Write {
-                state
-                    .proxy
-                    .cluster(*id)
-                    .metrics
-                    .mirror_write_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            if failure.is_none() {
-                failure = Some(frame.clone());
-            }
-        }
-        if primary.is_none() {
-            primary = Some(frame);
+    let proxy = &state.proxy;
+    let j = super::join::join(
+        clusters,
+        answers,
+        kind,
+        |c| proxy.cluster(c).name.as_str(),
+        state.version,
+    );
+    if clusters.len() > 1 && kind == StatementKind::Write {
+        for c in &j.failed {
+            proxy
+                .cluster(*c)
+                .metrics
+                .mirror_write_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    let chosen = failure
-        .or(primary)
-        .ok_or_else(|| ErrorFrame::server("cutover: no cluster to send to"))?;
-    if chosen.op() == Some(Opcode::Result) {
-        // Sanity: a result body must at least have its kind.
-        read_result_kind(&chosen.body).map_err(malformed)?;
-    }
-    Ok(chosen)
+    j.answer
 }

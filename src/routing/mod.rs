@@ -7,6 +7,7 @@
 //! phase, status). This module decides which roles (origin, target) a phase
 //! uses and which shard a tenant is on; it does not send anything.
 
+pub mod admit;
 pub mod decide;
 pub mod fence;
 

@@ -1,6 +1,7 @@
 """The routing policy changed on a running proxy with the Python driver
 connected: by editing the config file and sending SIGHUP, and through the
 admin API; an invalid file is refused and the running policy stays."""
+import pathlib
 import signal
 
 from conftest import Node, Proxy, connect, diverge, proxy_config, wait_for
@@ -48,7 +49,9 @@ def test_sighup_and_the_admin_api_change_the_policy_under_a_connected_driver(tmp
 
         # The admin API puts it back; prepared statements keep working.
         status, body = proxy.http("PUT", "/v1/policy", {"route": {"phase": "dual-write"}})
-        assert status == 200 and body == {"version": 3}
+        assert status == 200 and body["version"] == 3, body
+        # Kept in the route file beside the config, so no reload undoes it.
+        assert body["persisted"] == str(pathlib.Path(path).with_suffix(".route.toml")), body
         assert session.execute(read, (1,)).one().v == "from-origin"
         insert = session.prepare("INSERT INTO pol.t (k, v) VALUES (?, ?)")
         session.execute(insert, (2, "both"))

@@ -61,6 +61,7 @@ def test_fifty_policy_changes_under_load_fail_no_request(tmp_path):
         refused = 0
         marker = 0
         phases = itertools.cycle(PHASES)
+        effective = file_phase = "dual-write"
         took = {"api": [], "sighup": [], "watcher": []}
         for i in range(50):
             mechanism = ("api", "sighup", "watcher")[i % 3]
@@ -79,7 +80,16 @@ def test_fifty_policy_changes_under_load_fail_no_request(tmp_path):
                 wait_for(lambda: _refused(proxy) >= refused, what=f"change {i} refused")
                 assert proxy.http("GET", "/v1/policy")[1]["version"] == version
                 continue
+            # A change must change something. A file edit wins over an API
+            # change only when the file then says something else than it did
+            # when the API change was made (the route file's rule), so it
+            # names a phase other than the file's and the one in force.
             phase = next(phases)
+            while phase == effective or (mechanism != "api" and phase == file_phase):
+                phase = next(phases)
+            effective = phase
+            if mechanism != "api":
+                file_phase = phase
             started = time.monotonic()
             if mechanism == "api":
                 status, body = proxy.http("PUT", "/v1/policy", {"route": {"phase": phase}})

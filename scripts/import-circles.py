@@ -85,6 +85,9 @@ def paths_in(text):
     for m in re.finditer(r"\buse\s+([^;]+);", text):
         for p in expand(re.sub(r"\s+", "", m.group(1))):
             found.append(re.sub(r"\bas\w+$", "", p))
+    # Paths written in code (`crate::x::f(...)`); a `use` line's own
+    # prefix (`super::m` of `super::m::{A, B}`) is not one.
+    text = re.sub(r"\buse\s+[^;]+;", "", text)
     for m in re.finditer(r"\b((?:crate|super|self)(?:::\w+)+)", text):
         found.append(m.group(1))
     return found

@@ -355,6 +355,16 @@ impl ClassificationCache {
 }
 
 impl Classification {
+    /// The keyspace the statement works in: its first table's, the one it
+    /// names (USE), or else `session`'s.
+    pub fn keyspace_in<'a>(&'a self, session: Option<&'a str>) -> Option<&'a str> {
+        self.tables
+            .first()
+            .and_then(|t| t.keyspace.as_deref())
+            .or(self.keyspace.as_deref())
+            .or(session)
+    }
+
     /// The text with every server-side function call replaced by `with(name)`.
     pub fn replace_functions(&self, text: &str, mut with: impl FnMut(&str) -> String) -> String {
         let mut out = String::with_capacity(text.len() + 32);

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use super::context::note;
 use super::decide::{admit, route_for};
 use super::prepare::reprepare;
-use super::route::{bind_hidden, literal_for, note, now_micros, replacing};
+use super::rewrite::{bind_hidden, literal_for, now_micros, replacing};
 use super::send::{join, malformed, send_raw};
 use super::session::{SessionState, Stamp};
 use super::tenant::{Bound, Values};

@@ -67,7 +67,7 @@ pub(super) fn join<'n>(
         .and_then(|chosen| {
             if chosen.op() == Some(Opcode::Result) {
                 // Sanity: a result body must at least have its kind.
-                read_result_kind(&chosen.body).map_err(super::send::malformed)?;
+                read_result_kind(&chosen.body).map_err(super::errors::malformed)?;
             }
             Ok(chosen)
         });

@@ -7,9 +7,11 @@
 //! decisions live in `route`, the client side of the wire in `session`.
 
 mod batch;
+mod context;
 mod control;
 mod decide;
 mod directory_table;
+mod errors;
 pub mod front_door;
 mod health;
 mod join;
@@ -18,6 +20,7 @@ mod paging;
 mod prepare;
 mod prepared;
 mod reload;
+mod rewrite;
 mod route;
 mod send;
 mod session;

@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::decide::prepare_clusters;
 use super::keyed::prepared_keys;
 use super::prepared::{PreparedEntry, PreparedMap};
-use super::route::replacing;
+use super::rewrite::replacing;
 use super::send::{error_frame, malformed, malformed_answer, record_leg, send_one};
 use super::session::SessionState;
 use super::ClusterId;

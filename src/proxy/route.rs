@@ -11,115 +11,26 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::batch;
-use super::decide::{admit, plan, Admission};
+use super::context::{admit_statement, bound_values, continues, idempotent};
+use super::decide::plan;
 use super::paging::{continuation_side, pin_pages};
 use super::prepare::{execute_on, prepare};
-use super::prepared::PreparedEntry;
+use super::rewrite::{bind_hidden, literal_for, now_micros, replacing, TimestampPlan};
 use super::send::{
     error_frame, join, malformed, malformed_answer, send_one, send_raw, unavailable,
 };
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
-use super::tenant::{Bound, Resolved, Values};
 use super::topology::SystemTable;
-use crate::cql::functions::evaluate;
-use crate::cql::{Classification, StatementKind, TableKey};
+use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
 use crate::protocol::bound::BoundValues;
-use crate::protocol::reader::RawValue;
 use crate::protocol::request::{read_register, Execute, Query};
 use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorFrame};
 use crate::routing::decide::{Route, Statement};
 use crate::routing::RoutePolicy;
-
-/// The operation class of a statement, for the latency series.
-pub fn op_class(kind: StatementKind) -> OpClass {
-    match kind {
-        StatementKind::Read => OpClass::Read,
-        StatementKind::Write => OpClass::Write,
-        _ => OpClass::Other,
-    }
-}
-
-/// Notes on the request's stamp what it turned out to be (read, write or
-/// other, and its tenant's series) and returns the tenants its keyspace or
-/// tenant column names (checked by `admit`, under the snapshot the request
-/// is admitted under). Refused: a write to a tenant-keyed table
-/// that names no tenant the proxy can read.
-pub(super) fn note(
-    state: &SessionState,
-    stamp: &mut Stamp,
-    c: &Classification,
-    keys: &[TableKey],
-    keyspace: Option<&str>,
-    bound: Option<&Bound<'_>>,
-) -> Result<Resolved, ErrorFrame> {
-    stamp.op = op_class(c.kind);
-    let r = state.proxy.tenants.resolve(c, keys, keyspace, bound);
-    if let Some(table) = r
-        .unnamed
-        .as_ref()
-        .filter(|_| c.kind == StatementKind::Write)
-    {
-        let column = state.proxy.tenants.column().unwrap_or_default();
-        return Err(ErrorFrame::invalid(format!(
-            "cutover: this write to {table} names no tenant the proxy can read: tenants are keyed by the column {column}, so give it as a literal or a bind marker ({column} = ? or {column} IN ?) of type text, int or uuid"
-        )));
-    }
-    stamp.tenant = r.first.as_ref().and_then(|t| t.metrics);
-    Ok(r)
-}
-
-/// A QUERY's or EXECUTE's tenants (`note`), and its admission under them.
-fn admit_statement<'s>(
-    state: &'s SessionState,
-    stamp: &mut Stamp,
-    c: &Classification,
-    keys: &[TableKey],
-    keyspace: Option<&str>,
-    bound: Option<&Bound<'_>>,
-    started: &RoutePolicy,
-) -> Result<Admission<'s>, ErrorFrame> {
-    let named = note(state, stamp, c, keys, keyspace, bound)?;
-    let first = named.first.as_ref().map(|t| t.name.clone());
-    admit(
-        state,
-        started,
-        c.kind,
-        first,
-        named.names(),
-        "statement names",
-    )
-}
-
-/// The values a QUERY or EXECUTE binds, located (not decoded) only when
-/// the tenant column needs them.
-pub(super) fn bound_values<'a>(
-    state: &SessionState,
-    keys: &[TableKey],
-    types: &'a [Option<crate::protocol::ColumnType>],
-    find: impl FnOnce() -> Result<Option<BoundValues<'a>>, crate::protocol::reader::BodyError>,
-) -> Result<Option<Bound<'a>>, ErrorFrame> {
-    if !state.proxy.tenants.needs_values(keys) {
-        return Ok(None);
-    }
-    Ok(find().map_err(malformed)?.map(|v| Bound {
-        values: Values::InPlace(v),
-        types,
-    }))
-}
-
-/// The keyspace a statement works in: its first table's, the one it names,
-/// or the session's.
-pub(super) fn keyspace_of<'a>(c: &'a Classification, session: Option<&'a str>) -> Option<&'a str> {
-    c.tables
-        .first()
-        .and_then(|t| t.keyspace.as_deref())
-        .or(c.keyspace.as_deref())
-        .or(session)
-}
 
 /// Handles one request; `stamp` learns what the request turned out to be
 /// once that is known.
@@ -142,47 +53,6 @@ pub async fn handle(
     r.unwrap_or_else(|e| error_frame(state, e))
 }
 
-/// Whether a QUERY or EXECUTE continues a paged result (carries a paging
-/// state), from its flags.
-fn continues(flags: u32) -> bool {
-    flags & crate::protocol::request::query_flags::PAGING_STATE != 0
-}
-
-/// What a QUERY or EXECUTE needs about write timestamps, decided from its
-/// flags alone: a body is decoded and re-encoded only when it must change.
-struct TimestampPlan {
-    /// The proxy adds its timestamp.
-    add: bool,
-    /// The request will carry a fixed write time (the client's or the proxy's).
-    has_timestamp: bool,
-}
-
-impl TimestampPlan {
-    fn plan(state: &SessionState, c: &Classification, flags: u32) -> TimestampPlan {
-        if c.kind != StatementKind::Write {
-            return TimestampPlan {
-                add: false,
-                has_timestamp: c.has_timestamp,
-            };
-        }
-        let client = flags & crate::protocol::request::query_flags::DEFAULT_TIMESTAMP != 0;
-        let add = !client && needs_timestamp(state, c);
-        TimestampPlan {
-            add,
-            has_timestamp: add || client || c.has_timestamp,
-        }
-    }
-}
-
-/// Should the proxy give this write its own timestamp?
-fn needs_timestamp(state: &SessionState, c: &Classification) -> bool {
-    state.proxy.config.writes.add_timestamps
-        && c.kind == StatementKind::Write
-        && !c.conditional
-        && !c.increments
-        && !c.has_timestamp
-}
-
 /// The route of a QUERY or EXECUTE, looked up once: a continuation page
 /// goes to the cluster that issued its paging state (`paging_state`
 /// decodes it, only for such pages); anything else by its tenant's route.
@@ -199,66 +69,6 @@ fn request_route(
         ..Statement::new(c.kind, tenant)
     };
     plan(state, policy, s)
-}
-
-/// Can this request be sent again after its connection closed under it,
-/// without risk of applying twice? Reads, USE, and writes that carry a fixed
-/// timestamp (the proxy's or the client's) and are neither conditional nor
-/// increments: replaying them writes the same cells at the same time.
-fn idempotent(c: &Classification, has_timestamp: bool) -> bool {
-    match c.kind {
-        StatementKind::Read | StatementKind::Use => true,
-        StatementKind::Write => has_timestamp && !c.conditional && !c.increments,
-        _ => false,
-    }
-}
-
-/// Does this write get its server-side function calls replaced?
-pub(super) fn replacing(state: &SessionState, c: &Classification) -> bool {
-    state.proxy.config.writes.replace_server_functions
-        && c.kind == StatementKind::Write
-        && !c.server_functions.is_empty()
-}
-
-/// A literal for a function call in query text (the call itself when unknown).
-pub(super) fn literal_for(name: &str) -> String {
-    evaluate(name)
-        .map(|v| v.literal)
-        .unwrap_or_else(|| format!("{name}()"))
-}
-
-/// Binds the proxy's values at a prepared statement's hidden markers.
-pub(super) fn bind_hidden(
-    entry: &PreparedEntry,
-    values: &mut Vec<RawValue>,
-    named: bool,
-) -> Result<(), ErrorFrame> {
-    if entry.hidden.is_empty() {
-        return Ok(());
-    }
-    if named {
-        return Err(ErrorFrame::invalid(
-            "cutover: named bind values cannot be combined with server-side function replacement",
-        ));
-    }
-    for (index, name) in &entry.hidden {
-        let v = evaluate(name)
-            .ok_or_else(|| ErrorFrame::server(format!("cutover: unknown function {name}()")))?;
-        if *index > values.len() {
-            return Err(ErrorFrame::invalid(
-                "cutover: fewer bound values than the statement's markers",
-            ));
-        }
-        values.insert(*index, RawValue::Bytes(v.bytes));
-    }
-    Ok(())
-}
-
-pub(super) fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 async fn query(

@@ -8,18 +8,12 @@ use std::sync::Arc;
 use super::session::SessionState;
 use super::ClusterId;
 use crate::cql::StatementKind;
-use crate::frame::{Frame, Opcode};
+use crate::frame::Frame;
 use crate::metrics::{OpClass, Outcome};
-use crate::protocol::{consistency, ErrorCode, ErrorFrame};
+use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::upstream::UpstreamError;
 
-pub(super) fn error_frame(state: &SessionState, e: ErrorFrame) -> Frame {
-    Frame::response(state.version, 0, Opcode::Error, e.encode())
-}
-
-pub(super) fn malformed(e: impl std::fmt::Display) -> ErrorFrame {
-    ErrorFrame::protocol(format!("malformed request body: {e}"))
-}
+pub(super) use super::errors::{error_frame, malformed, unavailable};
 
 /// An answer the proxy must read but cannot: the request fails with an
 /// error naming the cluster, and the session's connection to it is
@@ -36,10 +30,6 @@ pub(super) fn malformed_answer(
     ErrorFrame::server(format!(
         "cutover: the {name} cluster answered {what} with a malformed body ({e}); the connection to it was replaced"
     ))
-}
-
-pub(super) fn unavailable(e: UpstreamError) -> ErrorFrame {
-    ErrorFrame::unavailable(consistency::ONE, format!("cutover: {e}"))
 }
 
 /// One request to one cluster. `kind` decides whether it may be resent

@@ -216,7 +216,7 @@ impl TenantResolver {
             Key::None => return Resolved::default(),
             Key::Keyspace(_) => {
                 return Resolved {
-                    first: self.of_keyspace(super::route::keyspace_of(c, keyspace)),
+                    first: self.of_keyspace(c.keyspace_in(keyspace)),
                     ..Default::default()
                 }
             }

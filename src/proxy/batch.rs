@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use super::context::note;
 use super::decide::{admit, route_for};
+use super::errors::malformed;
+use super::join::join_counted as join;
+use super::leg::{self, Leg};
 use super::prepare::reprepare;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing};
-use super::send::{join, malformed, send_raw};
 use super::session::{SessionState, Stamp};
 use super::tenant::{Bound, Values};
 use crate::cql::StatementKind;
@@ -129,15 +131,11 @@ pub(super) async fn batch(
                     };
                 }
             }
-            let body = b.encode(state.version);
-            send_raw(
-                state,
-                *cluster,
-                Frame { body, ..template },
-                retry,
-                OpClass::Write,
-            )
-            .await
+            let f = Frame {
+                body: b.encode(state.version),
+                ..template
+            };
+            leg::run(state, *cluster, Leg::Raw(&f), retry, OpClass::Write).await
         }
     }))
     .await;

@@ -3,7 +3,7 @@
 //! admission under them, and whether it may be sent again.
 
 use super::decide::{admit, Admission};
-use super::send::malformed;
+use super::errors::malformed;
 use super::session::{SessionState, Stamp};
 use super::tenant::{Bound, Resolved, Values};
 use crate::cql::{Classification, StatementKind, TableKey};

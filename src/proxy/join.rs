@@ -1,8 +1,10 @@
 //! The join stage: the client's answer from every cluster leg's, for the
 //! `sync` write mode — the primary's when all succeeded, else the first
-//! failure (the primary's first). A pure function: no socket, no session;
-//! the caller counts the failed legs of a mirrored write.
+//! failure (the primary's first). `join` is a pure function (no socket, no
+//! session); `join_counted` is the pipeline's, which also counts the failed
+//! legs of a mirrored write.
 
+use super::session::SessionState;
 use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
@@ -72,6 +74,34 @@ pub(super) fn join<'n>(
             Ok(chosen)
         });
     Joined { answer, failed }
+}
+
+/// The client's answer from every cluster's (`join::join`), counting the
+/// failed legs of a mirrored write.
+pub(super) fn join_counted(
+    state: &SessionState,
+    clusters: &[ClusterId],
+    answers: Vec<Result<Frame, UpstreamError>>,
+    kind: StatementKind,
+) -> Result<Frame, ErrorFrame> {
+    let proxy = &state.proxy;
+    let j = super::join::join(
+        clusters,
+        answers,
+        kind,
+        |c| proxy.cluster(c).name.as_str(),
+        state.version,
+    );
+    if clusters.len() > 1 && kind == StatementKind::Write {
+        for c in &j.failed {
+            proxy
+                .cluster(*c)
+                .metrics
+                .mirror_write_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    j.answer
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::decide::prepare_clusters;
+use super::errors::{error_frame, malformed, malformed_answer};
 use super::keyed::prepared_keys;
+use super::leg::send_one;
 use super::prepared::{PreparedEntry, PreparedMap};
 use super::rewrite::replacing;
-use super::send::{error_frame, malformed, malformed_answer, record_leg, send_one};
 use super::session::SessionState;
 use super::ClusterId;
 use crate::cql::StatementKind;
@@ -20,9 +21,8 @@ use crate::protocol::reader::BodyReader;
 use crate::protocol::request::Prepare;
 use crate::protocol::response::{result_kind, ResultBody};
 use crate::protocol::writer::put_short_bytes;
-use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::protocol::ErrorFrame;
 use crate::routing::RoutePolicy;
-use crate::upstream::UpstreamError;
 
 pub(super) async fn prepare(
     state: &Arc<SessionState>,
@@ -220,7 +220,7 @@ fn without_hidden_markers(
 }
 
 /// An EXECUTE body for another prepared id.
-fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
+pub(super) fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
     let mut r = BodyReader::new(body);
     r.short_bytes().map_err(malformed)?;
     let rest = r.rest();
@@ -228,69 +228,4 @@ fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
     put_short_bytes(&mut b, id);
     b.put_slice(&rest);
     Ok(b.freeze())
-}
-
-/// EXECUTE on one cluster with its own id. An UNPREPARED from the cluster
-/// (it restarted, or evicted the statement) is answered by preparing again
-/// and retrying, so the client never sees it; a connection that closed under
-/// an idempotent request is replaced and the request sent once more.
-pub(super) async fn execute_on(
-    state: &Arc<SessionState>,
-    entry: &Arc<PreparedEntry>,
-    cluster: ClusterId,
-    template: &Frame,
-    idempotent: bool,
-    class: OpClass,
-) -> Result<Frame, UpstreamError> {
-    let mut reprepared = false;
-    let mut resent = false;
-    loop {
-        let id = match entry.id_on(cluster) {
-            Some(id) => id,
-            None => match reprepare(state, entry, cluster).await {
-                Ok(id) => id,
-                Err(f) => return Ok(f),
-            },
-        };
-        let body = match with_execute_id(&template.body, &id) {
-            Ok(b) => b,
-            Err(e) => return Ok(error_frame(state, e)),
-        };
-        let started = std::time::Instant::now();
-        let timeout = state.proxy.cluster(cluster).config.request_timeout.0;
-        let sent = async {
-            state
-                .upstream(cluster)
-                .await?
-                .forward(
-                    &Frame {
-                        body,
-                        ..template.clone()
-                    },
-                    timeout,
-                )
-                .await
-        }
-        .await;
-        let retrying = matches!(sent, Err(UpstreamError::Closed { .. })) && idempotent && !resent;
-        if !retrying {
-            record_leg(state, cluster, class, &sent, started);
-        }
-        let a = match sent {
-            Err(UpstreamError::Closed { .. }) if retrying => {
-                resent = true;
-                continue;
-            }
-            other => other?,
-        };
-        let unprepared = a.op() == Some(Opcode::Error)
-            && ErrorFrame::decode(&a.body).is_ok_and(|e| e.code == ErrorCode::UNPREPARED);
-        if !unprepared || reprepared {
-            return Ok(a);
-        }
-        reprepared = true;
-        if let Err(f) = reprepare(state, entry, cluster).await {
-            return Ok(f);
-        }
-    }
 }

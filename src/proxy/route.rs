@@ -1,9 +1,11 @@
-//! What happens to one request: classify it (cached; EXECUTE inherits its
-//! PREPARE's classification), pick the clusters, rewrite what each needs
-//! (the proxy's write timestamp, server-side function values), and hand it
-//! to `send` (and `prepare` for prepared ids): a write is answered when
-//! every cluster has answered, and a failure on any of them is what the
-//! client gets.
+//! The request pipeline: what happens to one QUERY, EXECUTE, BATCH,
+//! PREPARE or REGISTER. QUERY and EXECUTE share one pipeline, its stages
+//! each a function of its own file: classify (here; cached, an EXECUTE
+//! inherits its PREPARE's) → resolve tenants and admit (`context`,
+//! `routing::admit`) → decide (`routing::decide`) → rewrite (`rewrite`) →
+//! fan out (`leg`, one runner for every leg) → join (`join`) → after (page
+//! pins in `paging`, the shadow compare in `shadow`, USE here). BATCH
+//! (`batch`) and PREPARE (`prepare`) use the same stages.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +15,14 @@ use bytes::{Bytes, BytesMut};
 use super::batch::batch;
 use super::context::{admit_statement, bound_values, continues, idempotent};
 use super::decide::plan;
+use super::errors::{error_frame, malformed, malformed_answer, unavailable};
+use super::join::join_counted as join;
+use super::leg::send_one;
+use super::leg::{self, Leg};
 use super::paging::{continuation_side, pin_pages};
-use super::prepare::{execute_on, prepare};
+use super::prepare::prepare;
+use super::prepared::PreparedEntry;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing, TimestampPlan};
-use super::send::{
-    error_frame, join, malformed, malformed_answer, send_one, send_raw, unavailable,
-};
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
 use super::topology::SystemTable;
@@ -43,9 +47,8 @@ pub async fn handle(
     // One snapshot for the whole request, whatever changes meanwhile.
     let policy = state.proxy.policy();
     let r = match op {
-        Opcode::Query => query(state, &policy, frame, stamp).await,
+        Opcode::Query | Opcode::Execute => statement(state, &policy, op, frame, stamp).await,
         Opcode::Prepare => prepare(state, &policy, frame).await,
-        Opcode::Execute => execute(state, &policy, frame, stamp).await,
         Opcode::Batch => batch(state, &policy, frame, stamp).await,
         Opcode::Register => register(state, &policy, frame).await,
         _ => Err(ErrorFrame::protocol("unexpected opcode")),
@@ -71,85 +74,207 @@ fn request_route(
     plan(state, policy, s)
 }
 
-async fn query(
+/// The form of a QUERY or EXECUTE: what differs between the two along
+/// one pipeline.
+#[derive(Clone)]
+enum Form {
+    Query,
+    /// The prepared statement an EXECUTE runs.
+    Execute(Arc<PreparedEntry>),
+}
+
+impl Form {
+    fn flags(&self, body: &Bytes, version: u8) -> Result<u32, ErrorFrame> {
+        match self {
+            Form::Query => Query::read_flags(body, version),
+            Form::Execute(_) => Execute::read_flags(body, version),
+        }
+        .map_err(malformed)
+    }
+
+    fn paging_state(&self, body: &Bytes, version: u8) -> Option<Bytes> {
+        match self {
+            Form::Query => Query::read(body, version).ok()?.params.paging_state,
+            Form::Execute(_) => Execute::read(body, version).ok()?.params.paging_state,
+        }
+    }
+
+    /// The body every cluster is sent: the proxy's timestamp added, server
+    /// functions replaced (in the text, or bound at hidden markers); the
+    /// client's bytes when nothing changes.
+    fn rewrite(
+        &self,
+        state: &SessionState,
+        c: &Classification,
+        flags: u32,
+        body: &Bytes,
+    ) -> Result<(Bytes, bool), ErrorFrame> {
+        let plan = TimestampPlan::plan(state, c, flags);
+        let v = state.version;
+        let body = match self {
+            Form::Query if plan.add || replacing(state, c) => {
+                let mut q = Query::read(body, v).map_err(malformed)?;
+                if plan.add {
+                    q.params.timestamp = Some(now_micros());
+                }
+                if replacing(state, c) {
+                    q.text = c.replace_functions(&q.text, literal_for);
+                }
+                q.encode(v)
+            }
+            Form::Execute(entry) if plan.add || !entry.hidden.is_empty() => {
+                let mut e = Execute::read(body, v).map_err(malformed)?;
+                if plan.add {
+                    e.params.timestamp = Some(now_micros());
+                }
+                bind_hidden(entry, &mut e.params.values, e.params.names.is_some())?;
+                e.encode(v)
+            }
+            _ => body.clone(),
+        };
+        Ok((body, plan.has_timestamp))
+    }
+
+    /// A system table read's body: an EXECUTE asks for full metadata, as
+    /// the topology rewrite needs column names (drivers prepare their
+    /// topology queries too; the scylla crate does).
+    fn with_metadata(&self, frame: Frame, version: u8) -> Result<Frame, ErrorFrame> {
+        match self {
+            Form::Query => Ok(frame),
+            Form::Execute(_) => {
+                let mut e = Execute::read(&frame.body, version).map_err(malformed)?;
+                e.params.flags &= !crate::protocol::request::query_flags::SKIP_METADATA;
+                Ok(Frame {
+                    body: e.encode(version),
+                    ..frame
+                })
+            }
+        }
+    }
+
+    /// What a shadow-read mismatch is logged with: the text, or the values.
+    fn shadow_key(&self, body: &Bytes, version: u8) -> String {
+        match self {
+            Form::Query => Query::read_text(body)
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect(),
+            Form::Execute(_) => Execute::read(body, version)
+                .map(|e| super::shadow::render_values(&e.params.values))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn leg<'a>(&'a self, frame: &'a Frame) -> Leg<'a> {
+        match self {
+            Form::Query => Leg::Raw(frame),
+            Form::Execute(entry) => Leg::Prepared {
+                entry,
+                template: frame,
+            },
+        }
+    }
+}
+
+/// Classify: a QUERY's text (cached), or an EXECUTE's prepared statement
+/// (its PREPARE's classification); with the keyspace it works in.
+fn classify(
+    state: &SessionState,
+    op: Opcode,
+    frame: &Frame,
+) -> Result<(Form, Arc<Classification>, Option<String>), ErrorFrame> {
+    if op == Opcode::Query {
+        let text = Query::read_text(&frame.body).map_err(malformed)?;
+        let keyspace = state.keyspace();
+        let c = state
+            .proxy
+            .classifier
+            .classify(text, keyspace.as_deref())
+            .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
+        return Ok((Form::Query, c, keyspace));
+    }
+    let client_id = Execute::read_id(&frame.body).map_err(malformed)?;
+    let Some(entry) = state.proxy.prepared.get(&client_id) else {
+        state
+            .proxy
+            .metrics
+            .prepared_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ErrorFrame::unprepared(client_id));
+    };
+    let (c, keyspace) = (entry.classification.clone(), entry.keyspace.clone());
+    Ok((Form::Execute(entry), c, keyspace))
+}
+
+/// A QUERY or an EXECUTE, through the stages: classify → resolve tenants
+/// and admit → decide → rewrite → fan out → join → after (page pins,
+/// shadow compare, USE).
+async fn statement(
     state: &Arc<SessionState>,
     policy: &RoutePolicy,
+    op: Opcode,
     frame: Frame,
     stamp: &mut Stamp,
 ) -> Result<Frame, ErrorFrame> {
-    let text = Query::read_text(&frame.body).map_err(malformed)?;
-    let session_ks = state.keyspace();
-    let c = state
-        .proxy
-        .classifier
-        .classify(text, session_ks.as_deref())
-        .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
-    let bound = bound_values(state, &c.tenant_keys, &[], || {
-        BoundValues::of_query(&frame.body, state.version)
-    })?;
-    let admitted = admit_statement(
-        state,
-        stamp,
-        &c,
-        &c.tenant_keys,
-        session_ks.as_deref(),
-        bound.as_ref(),
-        policy,
-    )?;
+    let v = state.version;
+    let (form, c, keyspace) = classify(state, op, &frame)?;
+    let ks = keyspace.as_deref();
+    let bound = match &form {
+        Form::Query => bound_values(state, &c.tenant_keys, &[], || {
+            BoundValues::of_query(&frame.body, v)
+        })?,
+        Form::Execute(entry) => {
+            let (keys, types) = entry.tenant_keys();
+            bound_values(state, keys, types, || {
+                BoundValues::of_execute(&frame.body, v)
+            })?
+        }
+    };
+    let keys = match &form {
+        Form::Query => &c.tenant_keys[..],
+        Form::Execute(entry) => entry.tenant_keys().0,
+    };
+    let admitted = admit_statement(state, stamp, &c, keys, ks, bound.as_ref(), policy)?;
     let class = stamp.op;
     let policy = admitted.policy(policy);
     let tenant = &admitted.tenant;
-    if let Some(table) = system_table(&c, session_ks.as_deref()) {
-        return system_read(state, policy, table, &frame).await;
+    if let Some(table) = system_table(&c, ks) {
+        let route = plan(
+            state,
+            policy,
+            Statement {
+                system_table: true,
+                ..Statement::new(c.kind, tenant.as_deref())
+            },
+        )?;
+        let template = form.with_metadata(frame, v)?;
+        let primary = route.primary();
+        let answer = leg::run(state, primary, form.leg(&template), true, OpClass::Read).await;
+        let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
+        return rewrite_system(state, policy, table, answer).await;
     }
-    let flags = Query::read_flags(&frame.body, state.version).map_err(malformed)?;
+    let flags = form.flags(&frame.body, v)?;
     let route = request_route(state, policy, &c, tenant.as_deref(), flags, || {
-        Query::read(&frame.body, state.version)
-            .ok()?
-            .params
-            .paging_state
+        form.paging_state(&frame.body, v)
     })?;
-    let plan = TimestampPlan::plan(state, &c, flags);
-    let body = if plan.add || replacing(state, &c) {
-        let mut q = Query::read(&frame.body, state.version).map_err(malformed)?;
-        if plan.add {
-            q.params.timestamp = Some(now_micros());
-        }
-        if replacing(state, &c) {
-            q.text = c.replace_functions(&q.text, literal_for);
-        }
-        q.encode(state.version)
-    } else {
-        frame.body.clone()
-    };
-    let has_timestamp = plan.has_timestamp;
-    let f = Frame { body, ..frame };
+    let (body, has_timestamp) = form.rewrite(state, &c, flags, &frame.body)?;
+    let template = Frame { body, ..frame };
     let retry = idempotent(&c, has_timestamp);
     let shadow = shadowing(state, policy, &route, &c, continues(flags)).and_then(|secondary| {
-        let key: String = Query::read_text(&f.body)
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
-        let (state2, f2) = (state.clone(), f.clone());
-        start_shadow(
-            state,
-            &c,
-            session_ks.as_deref(),
-            tenant.clone(),
-            key,
-            async move {
-                send_raw(&state2, secondary, f2, true, OpClass::Read)
-                    .await
-                    .ok()
-            },
-        )
+        let key = form.shadow_key(&template.body, v);
+        let (state2, form2, t2) = (state.clone(), form.clone(), template.clone());
+        start_shadow(state, &c, ks, tenant.clone(), key, async move {
+            leg::run(&state2, secondary, form2.leg(&t2), true, OpClass::Read)
+                .await
+                .ok()
+        })
     });
     let answers = futures::future::join_all(
         route
             .clusters
             .iter()
-            .map(|cluster| send_raw(state, *cluster, f.clone(), retry, class)),
+            .map(|cluster| leg::run(state, *cluster, form.leg(&template), retry, class)),
     )
     .await;
     let answer = join(state, &route.clusters, answers, c.kind)?;
@@ -158,29 +283,11 @@ async fn query(
         let _ = tx.send(answer.clone());
     }
     if c.kind == StatementKind::Use && answer.op() == Some(Opcode::Result) {
-        if let Ok(ResultBody::SetKeyspace(ks)) = ResultBody::read(&answer.body, state.version) {
+        if let Ok(ResultBody::SetKeyspace(ks)) = ResultBody::read(&answer.body, v) {
             state.set_keyspace(ks);
         }
     }
     Ok(answer)
-}
-
-/// `system.local` / `system.peers(_v2)`: the primary answers, topology rewrites.
-pub(super) async fn system_read(
-    state: &Arc<SessionState>,
-    policy: &RoutePolicy,
-    table: SystemTable,
-    frame: &Frame,
-) -> Result<Frame, ErrorFrame> {
-    let answer = send_one(
-        state,
-        state.proxy.default_primary(policy),
-        frame.clone(),
-        StatementKind::Read,
-        OpClass::Read,
-    )
-    .await?;
-    rewrite_system(state, policy, table, answer).await
 }
 
 /// The topology view of a system table read, from the primary's answer.
@@ -243,106 +350,6 @@ fn system_table(c: &Classification, keyspace: Option<&str>) -> Option<SystemTabl
     }
     let t = c.tables.first()?;
     SystemTable::of(t.keyspace.as_deref().or(keyspace), &t.table)
-}
-
-async fn execute(
-    state: &Arc<SessionState>,
-    policy: &RoutePolicy,
-    frame: Frame,
-    stamp: &mut Stamp,
-) -> Result<Frame, ErrorFrame> {
-    let client_id = Execute::read_id(&frame.body).map_err(malformed)?;
-    let Some(entry) = state.proxy.prepared.get(&client_id) else {
-        state
-            .proxy
-            .metrics
-            .prepared_misses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ErrorFrame::unprepared(client_id));
-    };
-    let c = entry.classification.clone();
-    let (keys, types) = entry.tenant_keys();
-    let bound = bound_values(state, keys, types, || {
-        BoundValues::of_execute(&frame.body, state.version)
-    })?;
-    let admitted = admit_statement(
-        state,
-        stamp,
-        &c,
-        keys,
-        entry.keyspace.as_deref(),
-        bound.as_ref(),
-        policy,
-    )?;
-    let class = stamp.op;
-    let policy = admitted.policy(policy);
-    let tenant = &admitted.tenant;
-    if let Some(table) = system_table(&c, entry.keyspace.as_deref()) {
-        // Drivers prepare their topology queries too (the scylla crate does).
-        // The rewrite needs column names, so full metadata is asked for.
-        let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
-        e.params.flags &= !crate::protocol::request::query_flags::SKIP_METADATA;
-        let template = Frame {
-            body: e.encode(state.version),
-            ..frame
-        };
-        let primary = state.proxy.default_primary(policy);
-        let answer = execute_on(state, &entry, primary, &template, true, OpClass::Read).await;
-        let answer = join(state, &[primary], vec![answer], StatementKind::Read)?;
-        return rewrite_system(state, policy, table, answer).await;
-    }
-    let flags = Execute::read_flags(&frame.body, state.version).map_err(malformed)?;
-    let route = request_route(state, policy, &c, tenant.as_deref(), flags, || {
-        Execute::read(&frame.body, state.version)
-            .ok()?
-            .params
-            .paging_state
-    })?;
-    let plan = TimestampPlan::plan(state, &c, flags);
-    let body = if plan.add || !entry.hidden.is_empty() {
-        let mut e = Execute::read(&frame.body, state.version).map_err(malformed)?;
-        if plan.add {
-            e.params.timestamp = Some(now_micros());
-        }
-        bind_hidden(&entry, &mut e.params.values, e.params.names.is_some())?;
-        e.encode(state.version)
-    } else {
-        frame.body.clone()
-    };
-    let has_timestamp = plan.has_timestamp;
-    let template = Frame { body, ..frame };
-    let retry = idempotent(&c, has_timestamp);
-    let shadow = shadowing(state, policy, &route, &c, continues(flags)).and_then(|secondary| {
-        let key = Execute::read(&template.body, state.version)
-            .map(|e| super::shadow::render_values(&e.params.values))
-            .unwrap_or_default();
-        let (state2, entry2, t2) = (state.clone(), entry.clone(), template.clone());
-        start_shadow(
-            state,
-            &c,
-            entry.keyspace.as_deref(),
-            tenant.clone(),
-            key,
-            async move {
-                execute_on(&state2, &entry2, secondary, &t2, true, OpClass::Read)
-                    .await
-                    .ok()
-            },
-        )
-    });
-    let answers = futures::future::join_all(
-        route
-            .clusters
-            .iter()
-            .map(|cluster| execute_on(state, &entry, *cluster, &template, retry, class)),
-    )
-    .await;
-    let answer = join(state, &route.clusters, answers, c.kind)?;
-    pin_pages(state, &c, route.primary(), &answer);
-    if let Some(tx) = shadow {
-        let _ = tx.send(answer.clone());
-    }
-    Ok(answer)
 }
 
 async fn register(

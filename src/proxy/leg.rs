@@ -1,0 +1,132 @@
+//! The fan-out stage's one leg runner: a request to one cluster — connect
+//! (the session's connection, opened on demand), forward, prepare again
+//! when the cluster no longer knows a prepared statement, send once more
+//! when the connection closed under an idempotent request, and record the
+//! leg in that cluster's series.
+
+use std::sync::Arc;
+
+use super::errors::error_frame;
+use super::join::join_counted;
+use super::prepare::{reprepare, with_execute_id};
+use super::prepared::PreparedEntry;
+use super::session::SessionState;
+use super::ClusterId;
+use crate::cql::StatementKind;
+use crate::frame::{Frame, Opcode};
+use crate::metrics::{OpClass, Outcome};
+use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::upstream::UpstreamError;
+
+/// What a leg sends.
+#[derive(Clone, Copy)]
+pub(super) enum Leg<'a> {
+    /// These bytes, to whichever cluster.
+    Raw(&'a Frame),
+    /// An EXECUTE of a prepared statement: `template` with each cluster's
+    /// own id of it.
+    Prepared {
+        entry: &'a Arc<PreparedEntry>,
+        template: &'a Frame,
+    },
+}
+
+/// Runs `leg` on `cluster`. An UNPREPARED from the cluster (it restarted,
+/// or evicted the statement) is answered by preparing again and retrying,
+/// so the client never sees it; a connection that closed under an
+/// `idempotent` request is replaced and the request sent once more. The
+/// leg's latency and outcome are recorded once, for the last attempt.
+pub(super) async fn run(
+    state: &Arc<SessionState>,
+    cluster: ClusterId,
+    leg: Leg<'_>,
+    idempotent: bool,
+    class: OpClass,
+) -> Result<Frame, UpstreamError> {
+    let timeout = state.proxy.cluster(cluster).config.request_timeout.0;
+    let mut reprepared = false;
+    let mut resent = false;
+    loop {
+        let with_id;
+        let frame = match leg {
+            Leg::Raw(f) => f,
+            Leg::Prepared { entry, template } => {
+                let id = match entry.id_on(cluster) {
+                    Some(id) => id,
+                    // Boxed: preparing is itself a leg (a rare one).
+                    None => match Box::pin(reprepare(state, entry, cluster)).await {
+                        Ok(id) => id,
+                        Err(f) => return Ok(f),
+                    },
+                };
+                with_id = match with_execute_id(&template.body, &id) {
+                    Ok(body) => Frame {
+                        body,
+                        ..template.clone()
+                    },
+                    Err(e) => return Ok(error_frame(state, e)),
+                };
+                &with_id
+            }
+        };
+        let started = std::time::Instant::now();
+        let sent = async { state.upstream(cluster).await?.forward(frame, timeout).await }.await;
+        let retrying = matches!(sent, Err(UpstreamError::Closed { .. })) && idempotent && !resent;
+        if retrying {
+            resent = true;
+            continue;
+        }
+        record_leg(state, cluster, class, &sent, started);
+        let a = sent?;
+        let Leg::Prepared { entry, .. } = leg else {
+            return Ok(a);
+        };
+        let unprepared = a.op() == Some(Opcode::Error)
+            && ErrorFrame::decode(&a.body).is_ok_and(|e| e.code == ErrorCode::UNPREPARED);
+        if !unprepared || reprepared {
+            return Ok(a);
+        }
+        reprepared = true;
+        if let Err(f) = Box::pin(reprepare(state, entry, cluster)).await {
+            return Ok(f);
+        }
+    }
+}
+
+/// One request to one cluster. `kind` decides whether it may be resent
+/// after a closed connection (reads may) and how a timeout is reported.
+pub(super) async fn send_one(
+    state: &Arc<SessionState>,
+    cluster: ClusterId,
+    frame: Frame,
+    kind: StatementKind,
+    class: OpClass,
+) -> Result<Frame, ErrorFrame> {
+    let idempotent = kind == StatementKind::Read;
+    let answers = vec![run(state, cluster, Leg::Raw(&frame), idempotent, class).await];
+    join_counted(state, &[cluster], answers, kind)
+}
+
+/// Records one cluster leg: its latency and, when it failed, its error (a
+/// timeout or an unreachable cluster counted as the error the client gets).
+pub(super) fn record_leg(
+    state: &SessionState,
+    cluster: ClusterId,
+    class: OpClass,
+    r: &Result<Frame, UpstreamError>,
+    started: std::time::Instant,
+) {
+    let outcome = match r {
+        Ok(f) => Outcome::of(f),
+        Err(UpstreamError::Timeout { .. }) if class == OpClass::Read => {
+            Outcome::error(ErrorCode::READ_TIMEOUT)
+        }
+        Err(UpstreamError::Timeout { .. }) => Outcome::error(ErrorCode::WRITE_TIMEOUT),
+        Err(_) => Outcome::error(ErrorCode::UNAVAILABLE),
+    };
+    state
+        .proxy
+        .cluster(cluster)
+        .metrics
+        .record(class, outcome, started.elapsed());
+}

@@ -13,10 +13,18 @@
 //! - [`metrics`]: latency series (HDR histograms, recorded wait-free),
 //!   counters, gauges and their Prometheus text.
 //! - [`client`]: a minimal client on the same codec (tests, benchmarks).
-//! - [`policy`]: the routing policy, a versioned snapshot behind `ArcSwap`,
-//!   and its validated changes (admin API, SIGHUP).
-//! - [`proxy`]: the dual-write proxy: listener, client sessions, routing,
-//!   prepared-id map, topology answers.
+//! - [`routing`]: the routing policy, a versioned snapshot behind `ArcSwap`,
+//!   and its validated changes (admin API, route file, reloads); admission
+//!   and the read-only fence; `decide`, the plan of a request as a pure
+//!   function of statement, snapshot and shard map.
+//! - [`proxy`]: the dual-write proxy: listener, client sessions
+//!   (`session/`, its shared state in `session/state.rs`), the request
+//!   pipeline (`route.rs` and one file per stage: `context`, `rewrite`,
+//!   `leg`, `join`, `batch`, `prepare`), the prepared-id map
+//!   (`prepared.rs`), page pins (`paging.rs`), shadow reads (`shadow.rs`),
+//!   topology answers, tenants, reloads.
+//! - [`topology`]: the proxy's own `system.local` / `system.peers(_v2)`
+//!   answers: the proxy instances as drivers must see them.
 //! - [`upstream`]: one connection to one cluster node: handshake, stream-id
 //!   pool, coalesced writes, timeouts, heartbeats.
 //! - [`node`]: the embedded in-memory CQL node used by `demo`, the tests and
@@ -34,4 +42,5 @@ pub mod node;
 pub mod protocol;
 pub mod proxy;
 pub mod routing;
+pub mod topology;
 pub mod upstream;

@@ -165,7 +165,7 @@ async fn prepared_ids_are_cassandras_and_bind_errors_are_clear() {
     let (n, mut c) = start().await;
     let text = "SELECT v FROM ks.t WHERE p = ? AND c = ?";
     let p = c.prepare(text).await.unwrap();
-    assert_eq!(&p.id[..], &cutover::node::prepared_id(None, text)[..]);
+    assert_eq!(&p.id[..], &cutover::protocol::prepared_id(None, text)[..]);
     assert_eq!(p.pk_indexes, vec![0]);
     assert_eq!(
         p.bind

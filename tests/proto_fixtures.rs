@@ -319,7 +319,7 @@ fn every_fixture_decodes_with_the_fields_a_proxy_needs() {
                             // The id is Cassandra's: MD5 of (session keyspace +) text.
                             assert_eq!(
                                 &pr.id[..],
-                                &cutover::node::prepared_id(None, &p.text)[..],
+                                &cutover::protocol::prepared_id(None, &p.text)[..],
                                 "{}",
                                 p.text
                             );

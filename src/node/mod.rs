@@ -132,15 +132,7 @@ fn hash_text(ks: Option<&str>, text: &str) -> u64 {
     u64::from_be_bytes(d[..8].try_into().expect("8"))
 }
 
-/// Cassandra's prepared id: MD5 of the session keyspace (if any) and the text.
-pub fn prepared_id(keyspace: Option<&str>, text: &str) -> [u8; 16] {
-    let mut h = Md5::new();
-    if let Some(k) = keyspace {
-        h.update(k.as_bytes());
-    }
-    h.update(text.as_bytes());
-    h.finalize().into()
-}
+use crate::protocol::prepared_id;
 
 fn metadata_id(cols: &[ColumnSpec]) -> Bytes {
     let mut h = Md5::new();

@@ -14,6 +14,9 @@ pub mod response;
 pub mod types;
 pub mod writer;
 
+mod ids;
+pub use ids::prepared_id;
+
 pub use error::{ErrorCode, ErrorFrame};
 pub use reader::{BodyError, BodyReader};
 pub use types::ColumnType;

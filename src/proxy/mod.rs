@@ -26,7 +26,6 @@ mod route;
 mod session;
 mod shadow;
 mod tenant;
-mod topology;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,11 +36,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use crate::routing::{ShardId, Side};
+pub use crate::topology::{SystemTable, TopologyView};
 pub use health::{ClusterReport, Readiness};
 pub use prepared::PreparedMap;
 pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
 pub use tenant::{Bound, Resolved, Tenant, TenantResolver, Values};
-pub use topology::{SystemTable, TopologyView};
 
 use crate::config::{ClusterConfig, Config};
 use crate::cql::ClassificationCache;

@@ -66,7 +66,7 @@ impl PreparedMap {
 
     /// The id clients see for `text` prepared in `keyspace`.
     pub fn client_id(keyspace: Option<&str>, text: &str) -> Bytes {
-        Bytes::copy_from_slice(&crate::node::prepared_id(keyspace, text))
+        Bytes::copy_from_slice(&crate::protocol::prepared_id(keyspace, text))
     }
 
     pub fn get(&self, id: &[u8]) -> Option<Arc<PreparedEntry>> {

@@ -25,7 +25,6 @@ use super::prepared::PreparedEntry;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing, TimestampPlan};
 use super::session::{SessionState, Stamp};
 use super::shadow::{shadowing, start_shadow};
-use super::topology::SystemTable;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
@@ -35,6 +34,7 @@ use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorFrame};
 use crate::routing::decide::{Route, Statement};
 use crate::routing::RoutePolicy;
+use crate::topology::SystemTable;
 
 /// Handles one request; `stamp` learns what the request turned out to be
 /// once that is known.

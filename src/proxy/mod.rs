@@ -486,6 +486,7 @@ async fn accept_loop(
                     }
                     continue;
                 };
+                let _ = sock.set_nodelay(true);
                 let session = session::ClientSession::new(
                     proxy.clone(),
                     sock,

@@ -7,6 +7,8 @@ use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
+
+use super::stream::Stream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -202,8 +204,8 @@ impl Drop for UpstreamConn {
     }
 }
 
-type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
-type Writer = FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>;
+type Reader<S> = FramedRead<<S as Stream>::Read, FrameCodec>;
+type Writer<S> = FramedWrite<<S as Stream>::Write, FrameCodec>;
 
 impl UpstreamConn {
     pub async fn connect(
@@ -224,7 +226,17 @@ impl UpstreamConn {
             .await
             .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = sock.set_nodelay(true);
-        let (r, w) = sock.into_split();
+        UpstreamConn::over(sock, addr, opts).await
+    }
+
+    /// The handshake, then requests, over `sock`, already connected to the
+    /// node at `addr` (which names it in errors and logs).
+    pub async fn over<S: Stream>(
+        sock: S,
+        addr: SocketAddr,
+        opts: &ConnectOptions,
+    ) -> Result<UpstreamConn, UpstreamError> {
+        let (r, w) = sock.split();
         // Buffers start small and grow with the traffic: idle connections are many.
         let mut reader = FramedRead::with_capacity(r, FrameCodec::client(), 1024);
         let mut writer = FramedWrite::new(w, FrameCodec::client());
@@ -255,7 +267,7 @@ impl UpstreamConn {
             writer.encoder_mut().set_compression(opts.compression);
             reader.decoder_mut().set_compression(opts.compression);
         }
-        let mut answer = next(&mut reader, addr).await?;
+        let mut answer = next::<S>(&mut reader, addr).await?;
         if v >= 5 {
             for codec in [writer.encoder_mut(), reader.decoder_mut()] {
                 codec.set_compression(opts.compression);
@@ -272,7 +284,7 @@ impl UpstreamConn {
                 .send(Frame::request(v, 0, Opcode::AuthResponse, body))
                 .await
                 .map_err(frame_err)?;
-            answer = next(&mut reader, addr).await?;
+            answer = next::<S>(&mut reader, addr).await?;
             if answer.op() == Some(Opcode::AuthSuccess) {
                 answer = Frame::response(v, 0, Opcode::Ready, Bytes::new());
             }
@@ -293,7 +305,7 @@ impl UpstreamConn {
                 .send(Frame::request(v, 0, Opcode::Query, body))
                 .await
                 .map_err(frame_err)?;
-            let r = next(&mut reader, addr).await?;
+            let r = next::<S>(&mut reader, addr).await?;
             if r.op() != Some(Opcode::Result) {
                 return Err(handshake_error(addr, &r));
             }
@@ -309,8 +321,8 @@ impl UpstreamConn {
         let (out, rx) = mpsc::unbounded_channel();
         let events: Events = Arc::default();
         let stop = CancellationToken::new();
-        tokio::spawn(write_loop(writer, rx, shared.clone(), stop.clone()));
-        tokio::spawn(read_loop(
+        tokio::spawn(write_loop::<S>(writer, rx, shared.clone(), stop.clone()));
+        tokio::spawn(read_loop::<S>(
             reader,
             shared.clone(),
             events.clone(),
@@ -453,7 +465,7 @@ async fn send(
     }
 }
 
-async fn next(reader: &mut Reader, addr: SocketAddr) -> Result<Frame, UpstreamError> {
+async fn next<S: Stream>(reader: &mut Reader<S>, addr: SocketAddr) -> Result<Frame, UpstreamError> {
     match reader.next().await {
         Some(Ok(f)) => Ok(f),
         Some(Err(source)) => Err(UpstreamError::Frame { addr, source }),
@@ -471,8 +483,8 @@ fn handshake_error(addr: SocketAddr, f: &Frame) -> UpstreamError {
     UpstreamError::Handshake { addr, error }
 }
 
-async fn write_loop(
-    mut w: Writer,
+async fn write_loop<S: Stream>(
+    mut w: Writer<S>,
     mut rx: mpsc::UnboundedReceiver<Frame>,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -506,8 +518,8 @@ async fn write_loop(
     shared.fail_all();
 }
 
-async fn read_loop(
-    mut r: Reader,
+async fn read_loop<S: Stream>(
+    mut r: Reader<S>,
     shared: Arc<Shared>,
     events: Events,
     stop: CancellationToken,

@@ -1,6 +1,6 @@
 //! Connections to one node of a cluster, as the proxy holds them.
 //!
-//! `UpstreamConn` owns one TCP connection: the handshake (the client's
+//! `UpstreamConn` owns one connection (TCP, or any `Stream`): the handshake (the client's
 //! STARTUP options the proxy understands, SASL PLAIN, the session's
 //! keyspace replayed), and then many requests at once over a pool of stream
 //! ids. A writer task coalesces queued frames into one socket write; a reader
@@ -8,5 +8,7 @@
 //! module must not do: decide routing, rewrite bodies, retry — callers do.
 
 mod conn;
+mod stream;
 
 pub use conn::{ConnectOptions, UpstreamConn, UpstreamError, RESERVED_STREAMS};
+pub use stream::Stream;

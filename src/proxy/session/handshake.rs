@@ -35,7 +35,7 @@ pub(super) fn supported() -> Bytes {
     ])
 }
 
-impl ClientSession {
+impl<S: crate::upstream::Stream> ClientSession<S> {
     pub(super) async fn on_startup(
         &mut self,
         frame: Frame,

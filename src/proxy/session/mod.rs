@@ -18,6 +18,8 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::upstream::Stream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +35,10 @@ use crate::protocol::{ErrorCode, ErrorFrame};
 type Running =
     FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, Stamp)> + Send>>>;
 
-pub struct ClientSession {
+/// One client connection over `S` (TCP; any `Stream`).
+pub struct ClientSession<S: Stream = TcpStream> {
     proxy: Arc<Proxy>,
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<S, FrameCodec>,
     peer: SocketAddr,
     stop_accepting: CancellationToken,
     close_all: CancellationToken,
@@ -50,16 +53,16 @@ pub struct ClientSession {
     answered: Vec<(Stamp, Outcome)>,
 }
 
-impl ClientSession {
+impl<S: Stream> ClientSession<S> {
+    /// A session over `sock` (with `TCP_NODELAY` set by the caller, for TCP).
     pub fn new(
         proxy: Arc<Proxy>,
-        sock: TcpStream,
+        sock: S,
         peer: SocketAddr,
         stop_accepting: CancellationToken,
         close_all: CancellationToken,
         tasks: TaskTracker,
-    ) -> ClientSession {
-        let _ = sock.set_nodelay(true);
+    ) -> ClientSession<S> {
         let l = &proxy.config.limits;
         let codec = FrameCodec::new(CodecConfig {
             max_frame: l.max_frame_bytes.0 as usize,

@@ -57,6 +57,19 @@ async fn policy_json(admin: SocketAddr) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// `PUT /v1/policy` of the target-primary phase; its answer.
+async fn target_primary(admin: SocketAddr) -> String {
+    let (status, body) = http(
+        admin,
+        "PUT",
+        "/v1/policy",
+        Some(r#"{"route": {"phase": "target-primary"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("cutover-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -91,14 +104,7 @@ async fn an_api_route_change_survives_tenant_changes_reloads_and_a_restart() {
     let p = proxy.proxy.clone();
     assert_eq!(read_v(proxy.addr).await, "from-origin");
 
-    let (status, body) = http(
-        admin,
-        "PUT",
-        "/v1/policy",
-        Some(r#"{"route": {"phase": "target-primary"}}"#),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = target_primary(admin).await;
     let put: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(put["persisted"], route_file.display().to_string());
     assert_eq!(read_v(proxy.addr).await, "from-target");
@@ -222,14 +228,7 @@ async fn the_binary_keeps_an_api_route_change_through_sighup_and_a_restart() {
     let file = dir.join("cutover.toml");
     std::fs::write(&file, config_text(origin.addr, target.addr, "dual-write")).unwrap();
     let (admin, mut child) = run_binary(&file).await;
-    let (status, body) = http(
-        admin,
-        "PUT",
-        "/v1/policy",
-        Some(r#"{"route": {"phase": "target-primary"}}"#),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    target_primary(admin).await;
 
     let pid = child.id().unwrap().to_string();
     let hup = std::process::Command::new("kill")

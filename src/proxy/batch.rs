@@ -12,12 +12,12 @@ use super::leg::{self, Leg};
 use super::prepare::reprepare;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing};
 use super::session::{SessionState, Stamp};
-use super::tenant::{Bound, Values};
 use crate::cql::StatementKind;
 use crate::frame::Frame;
 use crate::metrics::OpClass;
 use crate::protocol::request::{Batch, BatchStatement};
 use crate::protocol::ErrorFrame;
+use crate::routing::tenant::{Bound, Values};
 use crate::routing::RoutePolicy;
 
 pub(super) async fn batch(

@@ -5,11 +5,11 @@
 use super::decide::{admit, Admission};
 use super::errors::malformed;
 use super::session::{SessionState, Stamp};
-use super::tenant::{Bound, Resolved, Values};
 use crate::cql::{Classification, StatementKind, TableKey};
 use crate::metrics::OpClass;
 use crate::protocol::bound::BoundValues;
 use crate::protocol::ErrorFrame;
+use crate::routing::tenant::{Bound, Resolved, Values};
 use crate::routing::RoutePolicy;
 
 /// The operation class of a statement, for the latency series.

@@ -123,10 +123,10 @@ async fn learn_tables(proxy: &Proxy, cluster: ClusterId, conn: &UpstreamConn) {
     .await
     {
         Ok(Some(rows)) => {
-            let tables = super::keyed::schema_tables(&rows, column);
+            let tables = crate::routing::keyed::schema_tables(&rows, column);
             for (ks, ts) in &tables {
                 for (t, tenancy) in ts {
-                    if *tenancy == super::keyed::Tenancy::Keyed(None) {
+                    if *tenancy == crate::routing::keyed::Tenancy::Keyed(None) {
                         tracing::warn!(keyspace = %ks, table = %t, column, "the tenant column's type is not one the proxy reads (text, ascii, the integers, varint, uuid, timeuuid): writes to this table are refused");
                     }
                 }
@@ -134,7 +134,7 @@ async fn learn_tables(proxy: &Proxy, cluster: ClusterId, conn: &UpstreamConn) {
             proxy
                 .tenants
                 .keyed
-                .learn(super::keyed::Source::Cluster(cluster.0), tables);
+                .learn(crate::routing::keyed::Source::Cluster(cluster.0), tables);
         }
         Ok(None) | Err(_) => {
             tracing::debug!(

@@ -15,7 +15,6 @@ mod errors;
 pub mod front_door;
 mod health;
 mod join;
-mod keyed;
 mod leg;
 mod paging;
 mod prepare;
@@ -25,7 +24,6 @@ mod rewrite;
 mod route;
 mod session;
 mod shadow;
-mod tenant;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,12 +33,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::routing::tenant::{Bound, Resolved, Tenant, TenantResolver, Values};
 pub use crate::routing::{ShardId, Side};
 pub use crate::topology::{SystemTable, TopologyView};
 pub use health::{ClusterReport, Readiness};
 pub use prepared::PreparedMap;
 pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
-pub use tenant::{Bound, Resolved, Tenant, TenantResolver, Values};
 
 use crate::config::{ClusterConfig, Config};
 use crate::cql::ClassificationCache;

@@ -8,7 +8,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::decide::prepare_clusters;
 use super::errors::{error_frame, malformed, malformed_answer};
-use super::keyed::prepared_keys;
 use super::leg::send_one;
 use super::prepared::{PreparedEntry, PreparedMap};
 use super::rewrite::replacing;
@@ -22,6 +21,7 @@ use crate::protocol::request::Prepare;
 use crate::protocol::response::{result_kind, ResultBody};
 use crate::protocol::writer::put_short_bytes;
 use crate::protocol::ErrorFrame;
+use crate::routing::keyed::prepared_keys;
 use crate::routing::RoutePolicy;
 
 pub(super) async fn prepare(

@@ -11,8 +11,8 @@ use parking_lot::RwLock;
 use crate::cql::{Classification, TableKey};
 use crate::protocol::ColumnType;
 
-use super::keyed::PreparedKeys;
 use super::ClusterId;
+use crate::routing::keyed::PreparedKeys;
 
 pub struct PreparedEntry {
     /// The text the client prepared (its id is computed from this).

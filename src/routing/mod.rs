@@ -6,10 +6,18 @@
 //! The policy is the default route plus the directory (tenant → shard,
 //! phase, status). This module decides which roles (origin, target) a phase
 //! uses and which shard a tenant is on; it does not send anything.
+//!
+//! Beside it: `tenant` (a request's tenants, from its keyspace or a column's
+//! bound value) and `keyed` (which tables a tenant column keys), `admit`
+//! and `fence` (the snapshot that judges a request, the read-only fence),
+//! `decide` (a request's plan, pure). Nothing here opens a socket or knows
+//! a session: the proxy hands in what they need as values.
 
 pub mod admit;
 pub mod decide;
 pub mod fence;
+pub mod keyed;
+pub mod tenant;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -327,12 +327,12 @@ mod tests {
         let r = resolver(TenantKey::Column {
             column: "tenant_id".into(),
         });
-        let mut tables = super::super::keyed::Tables::new();
+        let mut tables = crate::routing::keyed::Tables::new();
         let ks = tables.entry("app".into()).or_default();
         ks.insert("orders".into(), Tenancy::Keyed(Some(ColumnType::Varchar)));
         ks.insert("shared".into(), Tenancy::Shared);
         r.keyed
-            .learn(super::super::keyed::Source::Cluster(0), tables);
+            .learn(crate::routing::keyed::Source::Cluster(0), tables);
         r
     }
 

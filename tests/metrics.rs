@@ -250,11 +250,15 @@ async fn errors_show_under_their_code() {
     })
     .await;
     let m = s.metrics().await;
-    for code in ["write_timeout", "unavailable"] {
+    // The node's own WRITE_TIMEOUT comes from the cluster; UNAVAILABLE for
+    // a node that is down is the proxy's conclusion.
+    for (code, source) in [("write_timeout", "cluster"), ("unavailable", "proxy")] {
         assert_eq!(
             sample(
                 &m,
-                &format!("cutover_cluster_errors_total{{cluster=\"target\",code=\"{code}\"}}")
+                &format!(
+                    "cutover_cluster_errors_total{{cluster=\"target\",code=\"{code}\",source=\"{source}\"}}"
+                )
             ),
             Some(1.0),
             "{code}"
@@ -285,6 +289,25 @@ async fn errors_show_under_their_code() {
     assert_eq!(
         sum_of(&m, "cutover_cluster_errors_total", &["cluster=\"origin\""]),
         0.0
+    );
+    // Both were the clusters' answers, passed on: not the proxy's own
+    // request errors. A body the proxy cannot read is, and the client's.
+    assert_eq!(
+        sample(&m, "cutover_request_errors_total{from=\"client\"}"),
+        Some(0.0)
+    );
+    let truncated = bytes::Bytes::from_static(&[0, 0, 0, 9, b'S']);
+    let a = c.request(Opcode::Query, truncated).await.unwrap();
+    let e = ErrorFrame::decode(&a.body).unwrap();
+    assert_eq!(e.code, ErrorCode::PROTOCOL_ERROR, "{}", e.message);
+    let m = s.metrics().await;
+    assert_eq!(
+        sample(&m, "cutover_request_errors_total{from=\"client\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "cutover_request_errors_total{from=\"proxy\"}"),
+        Some(0.0)
     );
     s.target.node.set_down(false);
     s.stop().await;

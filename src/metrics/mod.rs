@@ -165,9 +165,9 @@ impl SeriesTable {
 pub struct ClusterMetrics {
     pub name: String,
     pub latency: SeriesTable,
-    /// Error answers (the cluster's own, or the proxy's for a timeout or an
-    /// unreachable cluster), by outcome.
-    errors: [AtomicU64; OUTCOME_COUNT],
+    /// Error answers by where they came from (the cluster's own ERROR, or
+    /// the proxy's for a timeout or an unreachable cluster), by outcome.
+    errors: [[AtomicU64; OUTCOME_COUNT]; 2],
     /// Writes sent to several clusters that failed on this one.
     pub mirror_write_failures: AtomicU64,
     /// Statements prepared again after an UNPREPARED or on first use.
@@ -175,18 +175,29 @@ pub struct ClusterMetrics {
 }
 
 impl ClusterMetrics {
-    /// Records one request to this cluster and counts it when it failed.
-    pub fn record(&self, op: OpClass, outcome: Outcome, latency: Duration) {
+    /// Records one request to this cluster and counts it when it failed;
+    /// `by_proxy`: the proxy concluded the error (a timeout, an unreachable
+    /// cluster), not the cluster's own answer.
+    pub fn record(&self, op: OpClass, outcome: Outcome, latency: Duration, by_proxy: bool) {
         self.latency.record(op, outcome, latency);
         if !outcome.is_ok() {
-            self.errors[outcome.0 as usize].fetch_add(1, Ordering::Relaxed);
+            self.errors[by_proxy as usize][outcome.0 as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub fn errors(&self) -> impl Iterator<Item = (Outcome, u64)> + '_ {
-        Outcome::all()
-            .skip(1)
-            .map(|o| (o, self.errors[o.0 as usize].load(Ordering::Relaxed)))
+    /// Errors by source (`cluster`, `proxy`) and outcome.
+    pub fn errors(&self) -> impl Iterator<Item = (&'static str, Outcome, u64)> + '_ {
+        [("cluster", 0usize), ("proxy", 1)]
+            .into_iter()
+            .flat_map(move |(source, i)| {
+                Outcome::all().skip(1).map(move |o| {
+                    (
+                        source,
+                        o,
+                        self.errors[i][o.0 as usize].load(Ordering::Relaxed),
+                    )
+                })
+            })
     }
 }
 
@@ -233,6 +244,8 @@ pub struct Metrics {
     tenant_index: HashMap<String, u16>,
     /// Every request frame from clients, by opcode (unknown opcodes last).
     requests: [AtomicU64; REQUEST_OPCODES + 1],
+    /// Requests answered with the proxy's own ERROR, by source.
+    request_errors: [AtomicU64; 3],
     pub in_flight: AtomicI64,
     pub client_connections: AtomicI64,
     pub client_connections_accepted: AtomicU64,
@@ -254,7 +267,7 @@ impl Metrics {
                     Arc::new(ClusterMetrics {
                         name: name.clone(),
                         latency: table(),
-                        errors: std::array::from_fn(|_| AtomicU64::new(0)),
+                        errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
                         mirror_write_failures: AtomicU64::new(0),
                         reprepares: AtomicU64::new(0),
                     })
@@ -272,6 +285,7 @@ impl Metrics {
                 .map(|(i, t)| (t.clone(), i as u16))
                 .collect(),
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            request_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             in_flight: AtomicI64::new(0),
             client_connections: AtomicI64::new(0),
             client_connections_accepted: AtomicU64::new(0),
@@ -322,6 +336,17 @@ impl Metrics {
             _ => REQUEST_OPCODES,
         };
         self.requests[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request answered with the proxy's own ERROR, from `from`
+    /// (`client`, `cluster`, `proxy`).
+    pub fn count_request_error(&self, from: &str) {
+        let i = match from {
+            "client" => 0,
+            "cluster" => 1,
+            _ => 2,
+        };
+        self.request_errors[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests by opcode name (only opcodes seen).
@@ -397,17 +422,32 @@ impl Metrics {
         }
         out.family(
             "cutover_cluster_errors_total",
-            "Error answers per cluster, by CQL error code (timeouts and unreachable clusters included)",
+            "Error answers per cluster, by CQL error code and source: the cluster's own ERROR (cluster) or the proxy's timeout or unreachable cluster (proxy)",
             MetricType::Counter,
         );
         for c in &self.clusters {
-            for (o, n) in c.errors().filter(|(_, n)| *n > 0) {
+            for (source, o, n) in c.errors().filter(|(_, _, n)| *n > 0) {
                 out.sample(
                     "cutover_cluster_errors_total",
-                    &[("cluster", &c.name), ("code", o.name())],
+                    &[("cluster", &c.name), ("code", o.name()), ("source", source)],
                     n as f64,
                 );
             }
+        }
+        out.family(
+            "cutover_request_errors_total",
+            "Requests the proxy answered with its own ERROR, by where the error came from (client, cluster, proxy); a cluster's own ERROR answers are not counted here",
+            MetricType::Counter,
+        );
+        for (from, n) in ["client", "cluster", "proxy"]
+            .iter()
+            .zip(&self.request_errors)
+        {
+            out.sample(
+                "cutover_request_errors_total",
+                &[("from", from)],
+                n.load(Ordering::Relaxed) as f64,
+            );
         }
         for (name, help, get) in [
             (

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::context::note;
 use super::decide::{admit, route_for};
-use super::errors::malformed;
+use super::errors::{malformed, RequestError};
 use super::join::join_counted as join;
 use super::leg::{self, Leg};
 use super::prepare::reprepare;
@@ -25,7 +25,7 @@ pub(super) async fn batch(
     policy: &RoutePolicy,
     frame: Frame,
     stamp: &mut Stamp,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, RequestError> {
     stamp.op = OpClass::Write;
     let mut b = Batch::read(&frame.body, state.version).map_err(malformed)?;
     let ks = b.keyspace.clone().or_else(|| state.keyspace());

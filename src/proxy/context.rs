@@ -3,7 +3,7 @@
 //! admission under them, and whether it may be sent again.
 
 use super::decide::{admit, Admission};
-use super::errors::malformed;
+use super::errors::{malformed, RequestError};
 use super::session::{SessionState, Stamp};
 use crate::cql::{Classification, StatementKind, TableKey};
 use crate::metrics::OpClass;
@@ -33,7 +33,7 @@ pub(super) fn note(
     keys: &[TableKey],
     keyspace: Option<&str>,
     bound: Option<&Bound<'_>>,
-) -> Result<Resolved, ErrorFrame> {
+) -> Result<Resolved, RequestError> {
     stamp.op = op_class(c.kind);
     let r = state.proxy.tenants.resolve(c, keys, keyspace, bound);
     if let Some(table) = r
@@ -44,7 +44,7 @@ pub(super) fn note(
         let column = state.proxy.tenants.column().unwrap_or_default();
         return Err(ErrorFrame::invalid(format!(
             "cutover: this write to {table} names no tenant the proxy can read: tenants are keyed by the column {column}, so give it as a literal or a bind marker ({column} = ? or {column} IN ?) of type text, int or uuid"
-        )));
+        )).into());
     }
     stamp.tenant = r.first.as_ref().and_then(|t| t.metrics);
     Ok(r)
@@ -59,7 +59,7 @@ pub(super) fn admit_statement<'s>(
     keyspace: Option<&str>,
     bound: Option<&Bound<'_>>,
     started: &RoutePolicy,
-) -> Result<Admission<'s>, ErrorFrame> {
+) -> Result<Admission<'s>, RequestError> {
     let named = note(state, stamp, c, keys, keyspace, bound)?;
     let first = named.first.as_ref().map(|t| t.name.clone());
     admit(
@@ -79,7 +79,7 @@ pub(super) fn bound_values<'a>(
     keys: &[TableKey],
     types: &'a [Option<crate::protocol::ColumnType>],
     find: impl FnOnce() -> Result<Option<BoundValues<'a>>, crate::protocol::reader::BodyError>,
-) -> Result<Option<Bound<'a>>, ErrorFrame> {
+) -> Result<Option<Bound<'a>>, RequestError> {
     if !state.proxy.tenants.needs_values(keys) {
         return Ok(None);
     }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::errors::RequestError;
 use super::session::SessionState;
 use super::{ClusterId, Proxy};
 use crate::cql::StatementKind;
@@ -33,7 +34,7 @@ pub(super) fn admit<'s, 't>(
     tenant: Option<Arc<str>>,
     tenants: impl Iterator<Item = Option<&'t str>> + Clone,
     what: &str,
-) -> Result<Admission<'s>, ErrorFrame> {
+) -> Result<Admission<'s>, RequestError> {
     Ok(crate::routing::admit::admit(
         &state.proxy.fence,
         &state.proxy.policy,
@@ -50,7 +51,7 @@ pub(super) fn plan(
     state: &SessionState,
     policy: &RoutePolicy,
     s: Statement<'_>,
-) -> Result<Route, ErrorFrame> {
+) -> Result<Route, RequestError> {
     let connected = state.connected();
     let facts = Facts {
         ddl: state.proxy.config.ddl,
@@ -66,7 +67,7 @@ pub(super) fn route_for(
     policy: &RoutePolicy,
     kind: StatementKind,
     tenant: Option<&str>,
-) -> Result<Route, ErrorFrame> {
+) -> Result<Route, RequestError> {
     plan(state, policy, Statement::new(kind, tenant))
 }
 

@@ -83,7 +83,7 @@ pub(super) fn join_counted(
     clusters: &[ClusterId],
     answers: Vec<Result<Frame, UpstreamError>>,
     kind: StatementKind,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, super::errors::RequestError> {
     let proxy = &state.proxy;
     let j = super::join::join(
         clusters,
@@ -101,7 +101,7 @@ pub(super) fn join_counted(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    j.answer
+    Ok(j.answer?)
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ pub(super) async fn send_one(
     frame: Frame,
     kind: StatementKind,
     class: OpClass,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, super::errors::RequestError> {
     let idempotent = kind == StatementKind::Read;
     let answers = vec![run(state, cluster, Leg::Raw(&frame), idempotent, class).await];
     join_counted(state, &[cluster], answers, kind)
@@ -128,5 +128,5 @@ pub(super) fn record_leg(
         .proxy
         .cluster(cluster)
         .metrics
-        .record(class, outcome, started.elapsed());
+        .record(class, outcome, started.elapsed(), r.is_err());
 }

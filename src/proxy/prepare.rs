@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::decide::prepare_clusters;
-use super::errors::{error_frame, malformed, malformed_answer};
+use super::errors::{error_frame, malformed, malformed_answer, RequestError};
 use super::leg::send_one;
 use super::prepared::{PreparedEntry, PreparedMap};
 use super::rewrite::replacing;
@@ -28,7 +28,7 @@ pub(super) async fn prepare(
     state: &Arc<SessionState>,
     policy: &RoutePolicy,
     frame: Frame,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, RequestError> {
     let p = Prepare::read(&frame.body, state.version).map_err(malformed)?;
     let keyspace = p.keyspace.clone().or_else(|| state.keyspace());
     let c = state
@@ -114,7 +114,7 @@ pub(super) async fn prepare_on(
     entry: &PreparedEntry,
     cluster: ClusterId,
     frame: &Frame,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, RequestError> {
     let body = Prepare {
         text: entry.cluster_text.clone(),
         keyspace: if state.version >= 5 {
@@ -172,7 +172,7 @@ pub(super) async fn reprepare(
 }
 
 /// A PREPARED body with its id replaced by the client-facing one.
-fn with_prepared_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
+fn with_prepared_id(body: &Bytes, id: &Bytes) -> Result<Bytes, RequestError> {
     let mut r = BodyReader::new(body);
     r.int().map_err(malformed)?;
     r.short_bytes().map_err(malformed)?;
@@ -191,11 +191,12 @@ fn without_hidden_markers(
     hidden: &[(usize, String)],
     id: &Bytes,
     version: u8,
-) -> Result<Bytes, ErrorFrame> {
+) -> Result<Bytes, RequestError> {
     let Ok(ResultBody::Prepared(mut p)) = ResultBody::read(body, version) else {
         return Err(ErrorFrame::server(
             "cutover: a cluster answered PREPARE with something else than PREPARED",
-        ));
+        )
+        .into());
     };
     let is_hidden = |i: usize| hidden.iter().any(|(h, _)| *h == i);
     p.bind.columns = p
@@ -220,7 +221,7 @@ fn without_hidden_markers(
 }
 
 /// An EXECUTE body for another prepared id.
-pub(super) fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, ErrorFrame> {
+pub(super) fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, RequestError> {
     let mut r = BodyReader::new(body);
     r.short_bytes().map_err(malformed)?;
     let rest = r.rest();

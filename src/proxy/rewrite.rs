@@ -3,6 +3,7 @@
 //! query text, or bound at a prepared statement's hidden markers). A body
 //! is decoded and re-encoded only when it must change.
 
+use super::errors::RequestError;
 use super::prepared::PreparedEntry;
 use super::session::SessionState;
 use crate::cql::functions::evaluate;
@@ -64,14 +65,15 @@ pub(super) fn bind_hidden(
     entry: &PreparedEntry,
     values: &mut Vec<RawValue>,
     named: bool,
-) -> Result<(), ErrorFrame> {
+) -> Result<(), RequestError> {
     if entry.hidden.is_empty() {
         return Ok(());
     }
     if named {
         return Err(ErrorFrame::invalid(
             "cutover: named bind values cannot be combined with server-side function replacement",
-        ));
+        )
+        .into());
     }
     for (index, name) in &entry.hidden {
         let v = evaluate(name)
@@ -79,7 +81,8 @@ pub(super) fn bind_hidden(
         if *index > values.len() {
             return Err(ErrorFrame::invalid(
                 "cutover: fewer bound values than the statement's markers",
-            ));
+            )
+            .into());
         }
         values.insert(*index, RawValue::Bytes(v.bytes));
     }

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use super::batch::batch;
 use super::context::{admit_statement, bound_values, continues, idempotent};
 use super::decide::plan;
-use super::errors::{error_frame, malformed, malformed_answer, unavailable};
+use super::errors::{malformed, malformed_answer, unavailable, RequestError};
 use super::join::join_counted as join;
 use super::leg::send_one;
 use super::leg::{self, Leg};
@@ -51,9 +51,14 @@ pub async fn handle(
         Opcode::Prepare => prepare(state, &policy, frame).await,
         Opcode::Batch => batch(state, &policy, frame, stamp).await,
         Opcode::Register => register(state, &policy, frame).await,
-        _ => Err(ErrorFrame::protocol("unexpected opcode")),
+        _ => Err(ErrorFrame::protocol("unexpected opcode").into()),
     };
-    r.unwrap_or_else(|e| error_frame(state, e))
+    // The one place a request error becomes the client's CQL ERROR.
+    r.unwrap_or_else(|e| {
+        state.proxy.metrics.count_request_error(e.from.label());
+        tracing::debug!(from = ?e.from, retry_safe = e.retry_safe, error = %e, cause = ?e.cause, "request refused");
+        e.into_frame(state.version)
+    })
 }
 
 /// The route of a QUERY or EXECUTE, looked up once: a continuation page
@@ -66,7 +71,7 @@ fn request_route(
     tenant: Option<&str>,
     flags: u32,
     paging_state: impl FnOnce() -> Option<Bytes>,
-) -> Result<Route, ErrorFrame> {
+) -> Result<Route, RequestError> {
     let s = Statement {
         continues_on: continuation_side(state, c, continues(flags), paging_state),
         ..Statement::new(c.kind, tenant)
@@ -84,7 +89,7 @@ enum Form {
 }
 
 impl Form {
-    fn flags(&self, body: &Bytes, version: u8) -> Result<u32, ErrorFrame> {
+    fn flags(&self, body: &Bytes, version: u8) -> Result<u32, RequestError> {
         match self {
             Form::Query => Query::read_flags(body, version),
             Form::Execute(_) => Execute::read_flags(body, version),
@@ -108,7 +113,7 @@ impl Form {
         c: &Classification,
         flags: u32,
         body: &Bytes,
-    ) -> Result<(Bytes, bool), ErrorFrame> {
+    ) -> Result<(Bytes, bool), RequestError> {
         let plan = TimestampPlan::plan(state, c, flags);
         let v = state.version;
         let body = match self {
@@ -138,7 +143,7 @@ impl Form {
     /// A system table read's body: an EXECUTE asks for full metadata, as
     /// the topology rewrite needs column names (drivers prepare their
     /// topology queries too; the scylla crate does).
-    fn with_metadata(&self, frame: Frame, version: u8) -> Result<Frame, ErrorFrame> {
+    fn with_metadata(&self, frame: Frame, version: u8) -> Result<Frame, RequestError> {
         match self {
             Form::Query => Ok(frame),
             Form::Execute(_) => {
@@ -183,7 +188,7 @@ fn classify(
     state: &SessionState,
     op: Opcode,
     frame: &Frame,
-) -> Result<(Form, Arc<Classification>, Option<String>), ErrorFrame> {
+) -> Result<(Form, Arc<Classification>, Option<String>), RequestError> {
     if op == Opcode::Query {
         let text = Query::read_text(&frame.body).map_err(malformed)?;
         let keyspace = state.keyspace();
@@ -201,7 +206,7 @@ fn classify(
             .metrics
             .prepared_misses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ErrorFrame::unprepared(client_id));
+        return Err(ErrorFrame::unprepared(client_id).into());
     };
     let (c, keyspace) = (entry.classification.clone(), entry.keyspace.clone());
     Ok((Form::Execute(entry), c, keyspace))
@@ -216,7 +221,7 @@ async fn statement(
     op: Opcode,
     frame: Frame,
     stamp: &mut Stamp,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, RequestError> {
     let v = state.version;
     let (form, c, keyspace) = classify(state, op, &frame)?;
     let ks = keyspace.as_deref();
@@ -296,7 +301,7 @@ async fn rewrite_system(
     policy: &RoutePolicy,
     table: SystemTable,
     answer: Frame,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, RequestError> {
     // An ERROR (or another kind of RESULT) is the client's answer as is.
     if answer.op() != Some(Opcode::Result) {
         return Ok(answer);
@@ -356,21 +361,23 @@ async fn register(
     state: &Arc<SessionState>,
     policy: &RoutePolicy,
     frame: Frame,
-) -> Result<Frame, ErrorFrame> {
+) -> Result<Frame, RequestError> {
     let events = read_register(&frame.body).map_err(malformed)?;
     if events.iter().any(|e| e == "SCHEMA_CHANGE") {
         // Schema changes come from the primary; its topology and status
         // events are never passed on (drivers see only proxy instances).
+        let primary = state.proxy.default_primary(policy);
+        let name = state.proxy.cluster(primary).name.as_str();
         let up = state
-            .upstream(state.proxy.default_primary(policy))
+            .upstream(primary)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(name, e))?;
         let mut body = BytesMut::new();
         crate::protocol::writer::put_string_list(&mut body, &["SCHEMA_CHANGE"]);
         let a = up
             .request_reserved(Opcode::Register, body.freeze(), Duration::from_secs(10))
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(name, e))?;
         if a.op() != Some(Opcode::Ready) {
             return Ok(a);
         }

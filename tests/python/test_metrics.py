@@ -54,7 +54,7 @@ def test_metrics_from_a_driver_workload_parse_and_pass_promtool(tmp_path):
         # The driver's own EXECUTEs, exactly: 120 inserts, 30 selects, 1 failed insert.
         assert value(fams, "cutover_client_requests", "cutover_client_requests_total", opcode="EXECUTE") == 151
         assert value(fams, "cutover_request_duration_seconds", "cutover_request_duration_seconds_count", op="read", outcome="ok") >= 30
-        assert value(fams, "cutover_cluster_errors", "cutover_cluster_errors_total", cluster="target", code="write_timeout") == 1
+        assert value(fams, "cutover_cluster_errors", "cutover_cluster_errors_total", cluster="target", code="write_timeout", source="cluster") == 1
         assert value(fams, "cutover_mirror_write_failures", "cutover_mirror_write_failures_total", cluster="target") == 1
         assert value(fams, "cutover_request_duration_seconds", "cutover_request_duration_seconds_count", op="write", outcome="write_timeout") == 1
         # Buckets are cumulative, fine below 1 ms, and end with +Inf == count.

@@ -112,3 +112,67 @@ async fn scylla_driver_through_the_proxy_writes_both_nodes_with_one_write_time()
     origin.shutdown().await;
     target.shutdown().await;
 }
+
+/// A cluster that restarted forgets its prepared statements: a BATCH of
+/// prepared children from the scylla driver still succeeds on both
+/// clusters, the proxy preparing the child the cluster names again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_prepared_statements_survives_a_cluster_that_forgot_them() {
+    use scylla::statement::batch::Batch;
+    let origin = start_node().await;
+    let target = start_node().await;
+    let cfg = Config::quick_start(
+        &origin.addr.to_string(),
+        &target.addr.to_string(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let s = SessionBuilder::new()
+        .known_node_addr(proxy.addr)
+        .build()
+        .await
+        .unwrap();
+    s.query_unpaged("CREATE KEYSPACE bk WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", ())
+        .await
+        .unwrap();
+    s.query_unpaged("CREATE TABLE bk.t (k int PRIMARY KEY, v text)", ())
+        .await
+        .unwrap();
+    let ins = s
+        .prepare("INSERT INTO bk.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    let mut batch = Batch::default();
+    batch.append_statement(ins.clone());
+    batch.append_statement(ins);
+    s.batch(&batch, ((1, "a"), (2, "b"))).await.unwrap();
+    // The target restarts: its connections drop and it forgets every
+    // prepared statement; the proxy still holds the old ids.
+    let prepares = || {
+        proxy
+            .proxy
+            .metrics
+            .requests_by_opcode()
+            .into_iter()
+            .find(|(op, _)| *op == "PREPARE")
+            .map(|(_, n)| n)
+            .unwrap_or(0)
+    };
+    let before = prepares();
+    target.node.restart();
+    s.batch(&batch, ((3, "c"), (4, "d")))
+        .await
+        .expect("the proxy prepares the children again on the restarted target");
+    assert_eq!(
+        prepares(),
+        before,
+        "the driver never saw UNPREPARED, so it never had to prepare again"
+    );
+    for node in [origin.addr, target.addr] {
+        let rows = snapshot(node, "SELECT k FROM bk.t").await;
+        assert_eq!(rows.len(), 4, "{node}: every batched row");
+    }
+    proxy.stop().await;
+}

@@ -9,7 +9,6 @@ use super::decide::{admit, route_for};
 use super::errors::{malformed, RequestError};
 use super::join::join_counted as join;
 use super::leg::{self, Leg};
-use super::prepare::reprepare;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing};
 use super::session::{SessionState, Stamp};
 use crate::cql::StatementKind;
@@ -113,31 +112,16 @@ pub(super) async fn batch(
     let policy = admitted.policy(policy);
     let tenant = admitted.tenant.as_deref();
     let clusters = route_for(state, policy, StatementKind::Write, tenant)?.clusters;
-    let answers = futures::future::join_all(clusters.iter().map(|cluster| {
-        let mut b = b.clone();
-        let template = frame.clone();
-        let entries = entries.clone();
-        async move {
-            let mut prepared = entries.iter();
-            for child in b.children.iter_mut() {
-                if let BatchStatement::Prepared(id) = &mut child.statement {
-                    let entry = prepared.next().expect("one entry per prepared child");
-                    *id = match entry.id_on(*cluster) {
-                        Some(cluster_id) => cluster_id,
-                        None => match reprepare(state, entry, *cluster).await {
-                            Ok(cluster_id) => cluster_id,
-                            Err(f) => return Ok(f),
-                        },
-                    };
-                }
-            }
-            let f = Frame {
-                body: b.encode(state.version),
-                ..template
-            };
-            leg::run(state, *cluster, Leg::Raw(&f), retry, OpClass::Write).await
-        }
-    }))
+    let leg = Leg::Batch {
+        batch: &b,
+        entries: &entries,
+        template: &frame,
+    };
+    let answers = futures::future::join_all(
+        clusters
+            .iter()
+            .map(|cluster| leg::run(state, *cluster, leg, retry, OpClass::Write)),
+    )
     .await;
     join(state, &clusters, answers, StatementKind::Write)
 }

@@ -15,6 +15,8 @@ use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::{OpClass, Outcome};
+use crate::protocol::error::ErrorExtra;
+use crate::protocol::request::{Batch, BatchStatement};
 use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::upstream::UpstreamError;
 
@@ -29,10 +31,46 @@ pub(super) enum Leg<'a> {
         entry: &'a Arc<PreparedEntry>,
         template: &'a Frame,
     },
+    /// A BATCH: its prepared children (`entries`, in order) get each
+    /// cluster's own ids.
+    Batch {
+        batch: &'a Batch,
+        entries: &'a [Arc<PreparedEntry>],
+        template: &'a Frame,
+    },
+}
+
+/// The prepared statement `leg` runs whose id on `cluster` an UNPREPARED
+/// `answer` names (an EXECUTE's one; a BATCH's child).
+fn unprepared<'a>(
+    leg: &Leg<'a>,
+    cluster: ClusterId,
+    answer: &Frame,
+) -> Option<&'a Arc<PreparedEntry>> {
+    if answer.op() != Some(Opcode::Error) {
+        return None;
+    }
+    let e = ErrorFrame::decode(&answer.body).ok()?;
+    if e.code != ErrorCode::UNPREPARED {
+        return None;
+    }
+    match *leg {
+        Leg::Raw(_) => None,
+        Leg::Prepared { entry, .. } => Some(entry),
+        Leg::Batch { entries, .. } => {
+            let ErrorExtra::Unprepared { id } = &e.extra else {
+                return None;
+            };
+            entries
+                .iter()
+                .find(|p| p.id_on(cluster).as_ref() == Some(id))
+        }
+    }
 }
 
 /// Runs `leg` on `cluster`. An UNPREPARED from the cluster (it restarted,
-/// or evicted the statement) is answered by preparing again and retrying,
+/// or evicted the statement; for a BATCH, the child it names) is answered
+/// by preparing again and retrying once,
 /// so the client never sees it; a connection that closed under an
 /// `idempotent` request is replaced and the request sent once more. The
 /// leg's latency and outcome are recorded once, for the last attempt.
@@ -68,6 +106,31 @@ pub(super) async fn run(
                 };
                 &with_id
             }
+            Leg::Batch {
+                batch,
+                entries,
+                template,
+            } => {
+                let mut b = batch.clone();
+                let mut prepared = entries.iter();
+                for child in b.children.iter_mut() {
+                    if let BatchStatement::Prepared(id) = &mut child.statement {
+                        let entry = prepared.next().expect("one entry per prepared child");
+                        *id = match entry.id_on(cluster) {
+                            Some(cluster_id) => cluster_id,
+                            None => match Box::pin(reprepare(state, entry, cluster)).await {
+                                Ok(cluster_id) => cluster_id,
+                                Err(f) => return Ok(f),
+                            },
+                        };
+                    }
+                }
+                with_id = Frame {
+                    body: b.encode(state.version),
+                    ..template.clone()
+                };
+                &with_id
+            }
         };
         let started = std::time::Instant::now();
         let sent = async { state.upstream(cluster).await?.forward(frame, timeout).await }.await;
@@ -78,14 +141,9 @@ pub(super) async fn run(
         }
         record_leg(state, cluster, class, &sent, started);
         let a = sent?;
-        let Leg::Prepared { entry, .. } = leg else {
+        let Some(entry) = unprepared(&leg, cluster, &a).filter(|_| !reprepared) else {
             return Ok(a);
         };
-        let unprepared = a.op() == Some(Opcode::Error)
-            && ErrorFrame::decode(&a.body).is_ok_and(|e| e.code == ErrorCode::UNPREPARED);
-        if !unprepared || reprepared {
-            return Ok(a);
-        }
         reprepared = true;
         if let Err(f) = Box::pin(reprepare(state, entry, cluster)).await {
             return Ok(f);

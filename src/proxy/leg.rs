@@ -111,23 +111,13 @@ pub(super) async fn run(
                 entries,
                 template,
             } => {
-                let mut b = batch.clone();
-                let mut prepared = entries.iter();
-                for child in b.children.iter_mut() {
-                    if let BatchStatement::Prepared(id) = &mut child.statement {
-                        let entry = prepared.next().expect("one entry per prepared child");
-                        *id = match entry.id_on(cluster) {
-                            Some(cluster_id) => cluster_id,
-                            None => match Box::pin(reprepare(state, entry, cluster)).await {
-                                Ok(cluster_id) => cluster_id,
-                                Err(f) => return Ok(f),
-                            },
-                        };
-                    }
-                }
-                with_id = Frame {
-                    body: b.encode(state.version),
-                    ..template.clone()
+                // Boxed, so that only a BATCH's leg carries its state.
+                with_id = match Box::pin(batch_for(state, batch, entries, cluster)).await {
+                    Ok(body) => Frame {
+                        body,
+                        ..template.clone()
+                    },
+                    Err(f) => return Ok(f),
                 };
                 &with_id
             }
@@ -149,6 +139,28 @@ pub(super) async fn run(
             return Ok(f);
         }
     }
+}
+
+/// A BATCH body with `cluster`'s ids of its prepared children (`entries`,
+/// in order), prepared there first where missing; or the error to answer.
+async fn batch_for(
+    state: &Arc<SessionState>,
+    batch: &Batch,
+    entries: &[Arc<PreparedEntry>],
+    cluster: ClusterId,
+) -> Result<bytes::Bytes, Frame> {
+    let mut b = batch.clone();
+    let mut prepared = entries.iter();
+    for child in b.children.iter_mut() {
+        if let BatchStatement::Prepared(id) = &mut child.statement {
+            let entry = prepared.next().expect("one entry per prepared child");
+            *id = match entry.id_on(cluster) {
+                Some(cluster_id) => cluster_id,
+                None => reprepare(state, entry, cluster).await?,
+            };
+        }
+    }
+    Ok(b.encode(state.version))
 }
 
 /// One request to one cluster. `kind` decides whether it may be resent

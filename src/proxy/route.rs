@@ -182,8 +182,9 @@ impl Form {
     }
 }
 
-/// Classify: a QUERY's text (cached), or an EXECUTE's prepared statement
-/// (its PREPARE's classification); with the keyspace it works in.
+/// Classify: a QUERY's text (cached; with the session's keyspace, which
+/// it was classified in), or an EXECUTE's prepared statement (its
+/// PREPARE's classification; its keyspace is the entry's).
 fn classify(
     state: &SessionState,
     op: Opcode,
@@ -208,8 +209,8 @@ fn classify(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ErrorFrame::unprepared(client_id).into());
     };
-    let (c, keyspace) = (entry.classification.clone(), entry.keyspace.clone());
-    Ok((Form::Execute(entry), c, keyspace))
+    let c = entry.classification.clone();
+    Ok((Form::Execute(entry), c, None))
 }
 
 /// A QUERY or an EXECUTE, through the stages: classify → resolve tenants
@@ -223,8 +224,11 @@ async fn statement(
     stamp: &mut Stamp,
 ) -> Result<Frame, RequestError> {
     let v = state.version;
-    let (form, c, keyspace) = classify(state, op, &frame)?;
-    let ks = keyspace.as_deref();
+    let (form, c, session_keyspace) = classify(state, op, &frame)?;
+    let ks = match &form {
+        Form::Query => session_keyspace.as_deref(),
+        Form::Execute(entry) => entry.keyspace.as_deref(),
+    };
     let bound = match &form {
         Form::Query => bound_values(state, &c.tenant_keys, &[], || {
             BoundValues::of_query(&frame.body, v)

@@ -52,7 +52,13 @@ pub(super) fn plan(
     policy: &RoutePolicy,
     s: Statement<'_>,
 ) -> Result<Route, RequestError> {
-    let connected = state.connected();
+    // Only a USE needs them (it reaches every connected cluster); asking
+    // takes a lock and a Vec, which no other request should pay for.
+    let connected = if s.kind == StatementKind::Use && s.continues_on.is_none() && !s.system_table {
+        state.connected()
+    } else {
+        Vec::new()
+    };
     let facts = Facts {
         ddl: state.proxy.config.ddl,
         column_tenants: state.proxy.tenants.column().is_some(),

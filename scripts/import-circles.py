@@ -2,7 +2,8 @@
 """Import circles between the files of src/.
 
 A file depends on another when it names an item of it: `use crate::a::b`,
-`super::x`, or a path such as `crate::a::b::f(..)` in code. A module file's
+`super::x`, or a path such as `crate::a::b::f(..)` or `child::f(..)` in
+code. A module file's
 `pub use child::Item` is a facade, not a dependency: naming
 `crate::a::Item` counts as a dependency on the child that defines `Item`.
 `mod child;` is not a dependency either.
@@ -83,12 +84,14 @@ def paths_in(text):
     # Re-exports are the facade, resolved where an item is named.
     text = re.sub(r"\bpub(?:\([^)]*\))?\s+use\s+[^;]+;", "", text)
     for m in re.finditer(r"\buse\s+([^;]+);", text):
-        for p in expand(re.sub(r"\s+", "", m.group(1))):
+        for p in expand(re.sub(r"\s+", "", re.sub(r"\s+as\s+\w+", "", m.group(1)))):
             found.append(re.sub(r"\bas\w+$", "", p))
     # Paths written in code (`crate::x::f(...)`); a `use` line's own
     # prefix (`super::m` of `super::m::{A, B}`) is not one.
     text = re.sub(r"\buse\s+[^;]+;", "", text)
-    for m in re.finditer(r"\b((?:crate|super|self)(?:::\w+)+)", text):
+    # Relative ones too (`session::ClientSession::new`, a child module's
+    # item): a path whose first name is no module here resolves to none.
+    for m in re.finditer(r"(?<![:\w])([A-Za-z_]\w*(?:::\w+)+)", text):
         found.append(m.group(1))
     return found
 
@@ -99,7 +102,7 @@ def main():
     for mod, rel in mods.items():
         text = strip(open(os.path.join(ROOT, rel)).read())
         for m in re.finditer(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]+);", text):
-            for p in expand(re.sub(r"\s+", "", m.group(1))):
+            for p in expand(re.sub(r"\s+", "", re.sub(r"\s+as\s+\w+", "", m.group(1)))):
                 parts = p.split("::")
                 if parts[0] in ("crate",):
                     target = tuple(parts[1:-1])
@@ -116,8 +119,11 @@ def main():
             if parts[:n] in mods:
                 mod = parts[:n]
                 rest = parts[n:]
-                if rest and (mod, rest[0]) in reexports:
-                    return resolve(reexports[(mod, rest[0])] + rest[1:])
+                target = reexports.get((mod, rest[0])) if rest else None
+                if target is not None and target != mod:
+                    # The item, named again in the module that defines it
+                    # (which may re-export it in turn).
+                    return resolve(target + rest)
                 return mod
         return None
 

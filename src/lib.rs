@@ -17,12 +17,13 @@
 //!   and its validated changes (admin API, route file, reloads); admission
 //!   and the read-only fence; `decide`, the plan of a request as a pure
 //!   function of statement, snapshot and shard map.
-//! - [`proxy`]: the dual-write proxy: listener, client sessions
-//!   (`session/`, its shared state in `session/state.rs`), the request
-//!   pipeline (`route.rs` and one file per stage: `context`, `rewrite`,
-//!   `leg`, `join`, `batch`, `prepare`), the prepared-id map
-//!   (`prepared.rs`), page pins (`paging.rs`), shadow reads (`shadow.rs`),
-//!   topology answers, tenants, reloads.
+//! - [`proxy`]: the dual-write proxy: start and accept (`mod.rs`), the
+//!   state sessions share (`shared.rs`), client sessions (`session/`, a
+//!   session's own state in `session/state.rs`), the request pipeline
+//!   (`route.rs` and one file per stage: `context`, `rewrite`, `leg`,
+//!   `join`, `after`, `batch`, `prepare`, `errors`), the prepared-id map
+//!   (`prepared.rs`), page pins (`paging.rs`), the shadow comparison
+//!   (`shadow.rs`), cluster health, reloads.
 //! - [`topology`]: the proxy's own `system.local` / `system.peers(_v2)`
 //!   answers: the proxy instances as drivers must see them.
 //! - [`upstream`]: one connection to one cluster node: handshake, stream-id

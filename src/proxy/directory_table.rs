@@ -27,16 +27,6 @@ use crate::protocol::response::ResultBody;
 
 const PAGE: i32 = 5000;
 
-/// Polls done, and the error of the last one (None when it was applied).
-#[derive(Default)]
-pub struct Status {
-    pub polls: std::sync::atomic::AtomicU64,
-    pub error: parking_lot::Mutex<Option<String>>,
-    /// Rows last refused: the same rows again are not judged (nor counted)
-    /// again.
-    refused: parking_lot::Mutex<Option<Vec<TenantEntry>>>,
-}
-
 /// Reads the table once, before the proxy takes clients, then polls until
 /// `stop`.
 pub async fn start(

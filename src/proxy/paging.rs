@@ -7,10 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::session::SessionState;
 use super::ClusterId;
-use crate::cql::{Classification, StatementKind};
-use crate::frame::{Frame, Opcode};
 
 /// Paging states handed out lately (proxy-wide: a driver may ask for the
 /// next page on another connection), and the cluster that issued each: a
@@ -40,34 +37,5 @@ impl PagePins {
 
     pub fn pinned(&self, paging_state: &Bytes) -> Option<ClusterId> {
         self.inner.lock().0.get(paging_state).copied()
-    }
-}
-
-/// For a read that continues a paged result: the cluster that issued its
-/// paging state (a continuation page stays there whatever the policy says
-/// now). `paging_state` decodes it, only for such reads.
-pub(super) fn continuation_side(
-    state: &SessionState,
-    c: &Classification,
-    continues: bool,
-    paging_state: impl FnOnce() -> Option<Bytes>,
-) -> Option<ClusterId> {
-    if c.kind != StatementKind::Read || !continues {
-        return None;
-    }
-    state.proxy.pages.pinned(&paging_state()?)
-}
-
-/// Remembers which cluster issued the paging state of a read's answer.
-pub(super) fn pin_pages(
-    state: &SessionState,
-    c: &Classification,
-    cluster: ClusterId,
-    answer: &Frame,
-) {
-    if c.kind == StatementKind::Read && answer.op() == Some(Opcode::Result) {
-        if let Some(p) = crate::protocol::response::read_paging_state(&answer.body) {
-            state.proxy.pages.pin(p, cluster);
-        }
     }
 }

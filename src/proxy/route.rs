@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use super::after::{continuation_side, pin_pages, shadowing, start_shadow};
 use super::batch::batch;
 use super::context::{admit_statement, bound_values, continues, idempotent};
 use super::decide::plan;
@@ -19,12 +20,10 @@ use super::errors::{malformed, malformed_answer, unavailable, RequestError};
 use super::join::join_counted as join;
 use super::leg::send_one;
 use super::leg::{self, Leg};
-use super::paging::{continuation_side, pin_pages};
 use super::prepare::prepare;
 use super::prepared::PreparedEntry;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing, TimestampPlan};
 use super::session::{SessionState, Stamp};
-use super::shadow::{shadowing, start_shadow};
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;

@@ -14,13 +14,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::session::SessionState;
-use super::ClusterId;
-use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::{Collector, Exposition, MetricType};
 use crate::protocol::response::ResultBody;
-use crate::routing::RoutePolicy;
 
 /// Mismatch samples kept for `GET /v1/shadow` (the oldest go first).
 const SAMPLES: usize = 100;
@@ -227,65 +223,6 @@ impl Collector for ShadowReads {
             );
         }
     }
-}
-
-/// The cluster a read is shadowed to: in `shadow-reads`, a read's first
-/// page (no paging state) also goes to the secondary of its shard.
-pub(super) fn shadowing(
-    state: &SessionState,
-    policy: &RoutePolicy,
-    route: &crate::routing::decide::Route,
-    c: &Classification,
-    continues_a_page: bool,
-) -> Option<ClusterId> {
-    let shadowed = match route.phase {
-        crate::config::Phase::ShadowReads => true,
-        crate::config::Phase::TargetPrimary => policy.route.shadow_target_primary,
-        _ => false,
-    };
-    if !shadowed || c.kind != StatementKind::Read || c.system || continues_a_page {
-        return None;
-    }
-    Some(state.proxy.shards.secondary(route.shard, route.phase))
-}
-
-/// Starts a shadow read (`secondary`) and its comparison on its own task;
-/// the returned sender takes the primary's answer. None when the shadow
-/// queue is full (the read is dropped and counted).
-pub(super) fn start_shadow(
-    state: &Arc<SessionState>,
-    c: &Classification,
-    keyspace: Option<&str>,
-    tenant: Option<Arc<str>>,
-    key: String,
-    secondary: impl std::future::Future<Output = Option<Frame>> + Send + 'static,
-) -> Option<tokio::sync::oneshot::Sender<Frame>> {
-    let shadow = state.proxy.shadow.clone();
-    let permit = shadow.admit()?;
-    let table = c
-        .tables
-        .first()
-        .map(|t| {
-            format!(
-                "{}.{}",
-                t.keyspace.as_deref().or(keyspace).unwrap_or("?"),
-                t.table
-            )
-        })
-        .unwrap_or_else(|| "?".into());
-    let tenant = tenant.map(|t| t.to_string());
-    let cx = super::shadow::ShadowContext {
-        table,
-        tenant,
-        key,
-        version: state.version,
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    state.tasks.spawn(async move {
-        shadow.compare(cx, rx, secondary).await;
-        drop(permit);
-    });
-    Some(tx)
 }
 
 /// A readable rendering of bound values, for the mismatch log: ints and

@@ -19,6 +19,21 @@ async fn start_node() -> RunningNode {
         .unwrap()
 }
 
+/// Two nodes and a quick-start proxy in front of them.
+async fn proxy_over_two_nodes() -> (RunningNode, RunningNode, cutover::proxy::RunningProxy) {
+    let origin = start_node().await;
+    let target = start_node().await;
+    let cfg = Config::quick_start(
+        &origin.addr.to_string(),
+        &target.addr.to_string(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    (origin, target, proxy)
+}
+
 async fn snapshot(addr: std::net::SocketAddr, q: &str) -> Vec<Vec<Option<bytes::Bytes>>> {
     let mut c = Client::connect(addr, 4, None, None).await.unwrap();
     match c.query(q).await.unwrap() {
@@ -33,16 +48,7 @@ async fn snapshot(addr: std::net::SocketAddr, q: &str) -> Vec<Vec<Option<bytes::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scylla_driver_through_the_proxy_writes_both_nodes_with_one_write_time() {
-    let origin = start_node().await;
-    let target = start_node().await;
-    let cfg = Config::quick_start(
-        &origin.addr.to_string(),
-        &target.addr.to_string(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .unwrap();
-    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let (origin, target, proxy) = proxy_over_two_nodes().await;
     let s = SessionBuilder::new()
         .known_node_addr(proxy.addr)
         .cluster_metadata_refresh_interval(Duration::from_millis(200))
@@ -119,16 +125,7 @@ async fn scylla_driver_through_the_proxy_writes_both_nodes_with_one_write_time()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_prepared_statements_survives_a_cluster_that_forgot_them() {
     use scylla::statement::batch::Batch;
-    let origin = start_node().await;
-    let target = start_node().await;
-    let cfg = Config::quick_start(
-        &origin.addr.to_string(),
-        &target.addr.to_string(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .unwrap();
-    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let (origin, target, proxy) = proxy_over_two_nodes().await;
     let s = SessionBuilder::new()
         .known_node_addr(proxy.addr)
         .build()
@@ -175,4 +172,6 @@ async fn a_batch_of_prepared_statements_survives_a_cluster_that_forgot_them() {
         assert_eq!(rows.len(), 4, "{node}: every batched row");
     }
     proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
 }

@@ -57,6 +57,22 @@ async fn policy_json(admin: SocketAddr) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// A proxy started from `file`, with its admin API.
+async fn start_from_file(
+    file: &Path,
+) -> (
+    cutover::proxy::RunningProxy,
+    SocketAddr,
+    tokio_util::sync::CancellationToken,
+) {
+    let config = Config::load(file, Vec::new()).unwrap();
+    let proxy = cutover::proxy::start_from(config, Some(file.to_path_buf()))
+        .await
+        .unwrap();
+    let (admin, stop) = serve_admin(&proxy, None, None).await;
+    (proxy, admin, stop)
+}
+
 /// `PUT /v1/policy` of the target-primary phase; its answer.
 async fn target_primary(admin: SocketAddr) -> String {
     let (status, body) = http(
@@ -96,11 +112,7 @@ async fn an_api_route_change_survives_tenant_changes_reloads_and_a_restart() {
     let route_file = dir.join("cutover.route.toml");
     let text = config_text(origin.addr, target.addr, "dual-write");
     std::fs::write(&file, &text).unwrap();
-    let proxy =
-        cutover::proxy::start_from(Config::load(&file, Vec::new()).unwrap(), Some(file.clone()))
-            .await
-            .unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let (proxy, admin, stop_admin) = start_from_file(&file).await;
     let p = proxy.proxy.clone();
     assert_eq!(read_v(proxy.addr).await, "from-origin");
 
@@ -157,11 +169,7 @@ async fn an_api_route_change_survives_tenant_changes_reloads_and_a_restart() {
     // A restart reads the route file.
     stop_admin.cancel();
     proxy.stop().await;
-    let proxy =
-        cutover::proxy::start_from(Config::load(&file, Vec::new()).unwrap(), Some(file.clone()))
-            .await
-            .unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let (proxy, admin, stop_admin) = start_from_file(&file).await;
     let p = proxy.proxy.clone();
     assert_eq!(p.policy().route.phase, Phase::TargetPrimary);
     assert_eq!(read_v(proxy.addr).await, "from-target", "after a restart");
@@ -316,11 +324,7 @@ async fn fleet_without_admin_instances_changes_nothing() {
     let dir = temp_dir("route-file-nofleet");
     let file = dir.join("cutover.toml");
     std::fs::write(&file, config_text(origin.addr, target.addr, "dual-write")).unwrap();
-    let proxy =
-        cutover::proxy::start_from(Config::load(&file, Vec::new()).unwrap(), Some(file.clone()))
-            .await
-            .unwrap();
-    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let (proxy, admin, stop_admin) = start_from_file(&file).await;
     let p = proxy.proxy.clone();
 
     let (status, body) = http(

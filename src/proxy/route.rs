@@ -228,21 +228,15 @@ async fn statement(
         Form::Query => session_keyspace.as_deref(),
         Form::Execute(entry) => entry.keyspace.as_deref(),
     };
-    let bound = match &form {
-        Form::Query => bound_values(state, &c.tenant_keys, &[], || {
-            BoundValues::of_query(&frame.body, v)
-        })?,
-        Form::Execute(entry) => {
-            let (keys, types) = entry.tenant_keys();
-            bound_values(state, keys, types, || {
-                BoundValues::of_execute(&frame.body, v)
-            })?
-        }
+    // The tenant keys and bind types: the text's, or the prepared entry's.
+    let (keys, types) = match &form {
+        Form::Query => (&c.tenant_keys[..], &[][..]),
+        Form::Execute(entry) => entry.tenant_keys(),
     };
-    let keys = match &form {
-        Form::Query => &c.tenant_keys[..],
-        Form::Execute(entry) => entry.tenant_keys().0,
-    };
+    let bound = bound_values(state, keys, types, || match &form {
+        Form::Query => BoundValues::of_query(&frame.body, v),
+        Form::Execute(_) => BoundValues::of_execute(&frame.body, v),
+    })?;
     let admitted = admit_statement(state, stamp, &c, keys, ks, bound.as_ref(), policy)?;
     let class = stamp.op;
     let policy = admitted.policy(policy);

@@ -577,6 +577,16 @@ impl PolicyStore {
             );
             return Err(problems);
         }
+        Ok(self.install_checked(route, tenants, by))
+    }
+
+    /// `install` of a route `check` has passed.
+    fn install_checked(
+        &self,
+        route: RouteConfig,
+        tenants: Option<HashMap<String, TenantRoute>>,
+        by: &str,
+    ) -> (Arc<RoutePolicy>, bool) {
         let mut installed = None;
         self.current.rcu(|cur| {
             let tenants = tenants.clone().unwrap_or_else(|| cur.tenants.clone());
@@ -610,7 +620,7 @@ impl PolicyStore {
                 "routing policy changed"
             );
         }
-        Ok((policy, changed))
+        (policy, changed)
     }
 
     /// `PUT /v1/policy`: changes the given fields of the default route.
@@ -644,6 +654,11 @@ impl PolicyStore {
         if !problems.is_empty() {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                by,
+                ?problems,
+                "routing policy change refused; the running policy stays"
+            );
             return Err(problems);
         }
         let persisted = config_route.file.clone();
@@ -656,7 +671,7 @@ impl PolicyStore {
                 })?;
             }
         }
-        let (policy, _) = self.install(route, None, by)?;
+        let (policy, _) = self.install_checked(route, None, by);
         source.config.route_overrides = overrides;
         Ok(Applied { policy, persisted })
     }
@@ -712,7 +727,7 @@ impl PolicyStore {
                 tracing::warn!(by, "{d}");
             }
         }
-        let (policy, changed) = self.install(merged.route, Some(tenants), by)?;
+        let (policy, changed) = self.install_checked(merged.route, Some(tenants), by);
         self.reloads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // What later API changes and reloads start from.

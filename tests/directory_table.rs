@@ -171,3 +171,58 @@ async fn entries_follow_the_table() {
     proxy.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The directory may live on a cluster of its own, one no shard names: the
+/// proxy reaches it for the table alone.
+#[tokio::test]
+async fn the_table_may_live_on_a_cluster_no_shard_names() {
+    let (origin, target) = two_nodes().await;
+    let (directory, _) = two_nodes().await;
+    let mut d = Client::connect(directory.addr, 4, None, None)
+        .await
+        .unwrap();
+    for q in [
+        "CREATE KEYSPACE cutover WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        "CREATE TABLE cutover.directory (tenant text PRIMARY KEY, shard text, phase text, status text)",
+        "INSERT INTO cutover.directory (tenant, status) VALUES ('wayne', 'read-only')",
+    ] {
+        d.query(q).await.unwrap();
+    }
+    let cfg = Config::from_toml(
+        &format!(
+            "listen = \"127.0.0.1:0\"\n\
+             [clusters.origin]\ncontact_points = [\"{}\"]\n\
+             [clusters.target]\ncontact_points = [\"{}\"]\n\
+             [clusters.directory]\ncontact_points = [\"{}\"]\n\
+             [tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n\
+             [tenants.table]\ncluster = \"directory\"\nname = \"cutover.directory\"\npoll_every = \"100ms\"\n",
+            origin.addr, target.addr, directory.addr
+        ),
+        Vec::new(),
+    )
+    .unwrap();
+    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let (admin, stop_admin) = serve_admin(&proxy, None, None).await;
+    let (status, t) = json(admin, "/v1/directory-table").await;
+    assert_eq!(status, 200, "{t}");
+    assert!(t["error"].is_null(), "{t}");
+    assert_eq!(
+        json(admin, "/v1/tenants/wayne").await.1["status"],
+        "read-only"
+    );
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    c.query("CREATE KEYSPACE t_wayne WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        .await
+        .unwrap();
+    c.query("CREATE TABLE t_wayne.t (k int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let e = c
+        .query("INSERT INTO t_wayne.t (k, v) VALUES (1, 'x')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tenant \"wayne\" is read-only"), "{e}");
+    stop_admin.cancel();
+    proxy.stop().await;
+}

@@ -249,7 +249,7 @@ async fn histograms(State(s): State<AdminState>) -> Json<HistogramsReport> {
 /// The policy in force, and where each field of its route comes from.
 async fn get_policy(State(s): State<AdminState>) -> Json<Value> {
     let mut body = json!(*s.proxy.policy());
-    let sources = s.proxy.policy.sources();
+    let sources = s.proxy.routing.store().sources();
     body["route_file"] = json!(sources.route_file);
     body["sources"] = json!(sources);
     if let Some(o) = body["sources"].as_object_mut() {
@@ -285,7 +285,7 @@ async fn put_policy(
         "PUT /v1/policy"
     };
     let p = s.proxy.clone();
-    let r = tokio::task::spawn_blocking(move || p.policy.apply(patch, by))
+    let r = tokio::task::spawn_blocking(move || p.routing.store().apply(patch, by))
         .await
         .map_err(|e| vec![format!("changing the policy failed: {e}")])
         .and_then(|r| r);
@@ -331,7 +331,7 @@ fn tenant_views(p: &crate::routing::RoutePolicy) -> Vec<TenantView> {
 /// How tenants are found, and with a column key which tables are keyed
 /// by it (partition key) or shared, as learned so far.
 async fn tenant_key(State(s): State<AdminState>) -> Json<Value> {
-    let (keyed, shared) = s.proxy.tenants.keyed.listing();
+    let (keyed, shared) = s.proxy.routing.tenants().keyed.listing();
     Json(json!({
         "key": s.proxy.config.tenants.key,
         "keyed_tables": keyed,
@@ -347,7 +347,7 @@ async fn directory_table(State(s): State<AdminState>) -> (StatusCode, Json<Value
             Json(json!({"errors": ["`tenants.table` is not configured"]})),
         );
     };
-    let status = &s.proxy.directory_table;
+    let status = s.proxy.routing.directory_table();
     (
         StatusCode::OK,
         Json(json!({
@@ -390,14 +390,14 @@ async fn change_tenant(
     let before = s.proxy.policy();
     let p = s.proxy.clone();
     let t = tenant.clone();
-    let r = tokio::task::spawn_blocking(move || p.policy.set_tenant(&t, patch))
+    let r = tokio::task::spawn_blocking(move || p.routing.store().set_tenant(&t, patch))
         .await
         .expect("changing the directory does not panic");
     let policy = match r {
         Ok(p) => p,
         Err(errors) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
     };
-    let (fenced, drained) = s.proxy.fence_after(&before).await;
+    let (fenced, drained) = s.proxy.routing.fence_after(&before).await;
     let body = json!({"version": policy.version, "fenced": fenced});
     if drained {
         (StatusCode::OK, Json(body))
@@ -441,7 +441,7 @@ async fn on_the_fleet(
     }
     let topology = &s.proxy.config.topology;
     // Each instance answers after its own fence, which may take this long.
-    let timeout = s.proxy.longest_request_timeout() + std::time::Duration::from_secs(5);
+    let timeout = s.proxy.routing.longest_request_timeout() + std::time::Duration::from_secs(5);
     let calls = topology
         .admin_instances
         .iter()
@@ -549,7 +549,7 @@ async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport>
 }
 
 async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
-    match s.proxy.reload("POST /v1/reload").await {
+    match s.proxy.routing.reload("POST /v1/reload").await {
         Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
         Ok((r, fenced, drained)) => {
             let mut body = json!(r);

@@ -60,7 +60,13 @@ pub(super) fn shadowing(
     if !shadowed || c.kind != StatementKind::Read || c.system || continues_a_page {
         return None;
     }
-    Some(state.proxy.shards.secondary(route.shard, route.phase))
+    Some(
+        state
+            .proxy
+            .routing
+            .shards()
+            .secondary(route.shard, route.phase),
+    )
 }
 
 /// Starts a shadow read (`secondary`) and its comparison on its own task;

@@ -36,8 +36,8 @@ pub(super) fn admit<'s, 't>(
     what: &str,
 ) -> Result<Admission<'s>, RequestError> {
     Ok(crate::routing::admit::admit(
-        &state.proxy.fence,
-        &state.proxy.policy,
+        state.proxy.routing.fence(),
+        state.proxy.routing.store(),
         started,
         kind,
         tenant,
@@ -61,10 +61,15 @@ pub(super) fn plan(
     };
     let facts = Facts {
         ddl: state.proxy.config.ddl,
-        column_tenants: state.proxy.tenants.column().is_some(),
+        column_tenants: state.proxy.routing.tenants().column().is_some(),
         connected: &connected,
     };
-    Ok(decide::decide(s, policy, &state.proxy.shards, facts)?)
+    Ok(decide::decide(
+        s,
+        policy,
+        state.proxy.routing.shards(),
+        facts,
+    )?)
 }
 
 /// The plan of a statement of `kind` routed by `tenant`.
@@ -83,5 +88,5 @@ pub(super) fn prepare_clusters(
     policy: &RoutePolicy,
     tenant: Option<&str>,
 ) -> Vec<ClusterId> {
-    decide::prepare_clusters(policy, &proxy.shards, tenant)
+    decide::prepare_clusters(policy, proxy.routing.shards(), tenant)
 }

@@ -7,9 +7,9 @@ use std::sync::Weak;
 
 use serde::Serialize;
 
-pub use super::cluster_health::ClusterReport;
 use super::{ClusterId, Proxy};
 use crate::metrics::{Collector, Exposition, MetricType};
+pub use crate::upstream::ClusterReport;
 
 #[derive(Serialize)]
 pub struct Readiness {
@@ -22,7 +22,7 @@ pub struct Readiness {
 impl Proxy {
     /// Ready: accepting clients, and the primary's control connection is up.
     pub fn readiness(&self) -> Readiness {
-        let primary = self.default_primary(&self.policy());
+        let primary = self.routing.default_primary(&self.policy());
         let accepting = self.accepting.load(Ordering::Relaxed);
         let shard_names: Vec<&String> = self.config.shards.keys().collect();
         let clusters = (0..self.clusters.len())
@@ -30,7 +30,8 @@ impl Proxy {
             .map(|id| {
                 let c = self.cluster(id);
                 let roles = self
-                    .shards
+                    .routing
+                    .shards()
                     .shards()
                     .iter()
                     .zip(&shard_names)
@@ -124,24 +125,24 @@ impl Collector for ProxyGauges {
             (
                 "cutover_policy_changes_total",
                 "Routing policy changes installed (admin API, SIGHUP, reload)",
-                &p.policy.changes,
+                &p.routing.store().changes,
             ),
             (
                 "cutover_policy_changes_refused_total",
                 "Routing policy changes refused as invalid (the running policy stayed)",
-                &p.policy.refused,
+                &p.routing.store().refused,
             ),
             (
                 "cutover_policy_reloads_total",
                 "Config reloads done (SIGHUP, POST /v1/reload, the file watcher), whether or not the policy changed",
-                &p.policy.reloads,
+                &p.routing.store().reloads,
             ),
         ] {
             out.family(name, help, MetricType::Counter);
             out.sample(name, &[], v.load(Ordering::Relaxed) as f64);
         }
         if p.config.tenants.table.is_some() {
-            let t = &p.directory_table;
+            let t = p.routing.directory_table();
             out.family(
                 "cutover_directory_table_polls_total",
                 "Reads of [tenants.table] done",

@@ -8,11 +8,8 @@
 
 mod after;
 mod batch;
-mod cluster_health;
 mod context;
-mod control;
 mod decide;
-mod directory_table;
 mod errors;
 pub mod front_door;
 mod health;
@@ -21,7 +18,6 @@ mod leg;
 mod paging;
 mod prepare;
 mod prepared;
-mod reload;
 mod rewrite;
 mod route;
 mod session;
@@ -39,16 +35,16 @@ use tokio_util::task::TaskTracker;
 pub use crate::routing::tenant::{Bound, Resolved, Tenant, TenantResolver, Values};
 pub use crate::routing::{ShardId, Side};
 pub use crate::topology::{SystemTable, TopologyView};
+use crate::upstream::{control, resolve};
 pub use health::{ClusterReport, Readiness};
 pub use prepared::PreparedMap;
 pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
-use shared::resolve;
 pub use shared::{Cluster, ClusterId, Proxy, ProxyError, ShardMap};
 
 use crate::config::Config;
 use crate::cql::ClassificationCache;
 use crate::metrics::{Metrics, MetricsOptions};
-use crate::routing::PolicyStore;
+use crate::routing::{PolicyStore, Routing};
 
 /// A running proxy instance.
 pub struct RunningProxy {
@@ -122,7 +118,9 @@ pub async fn start_from(
         .collect();
     let mut clusters = Vec::with_capacity(names.len());
     for name in &names {
-        clusters.push(resolve(name, &config.clusters[*name], &metrics).await?);
+        clusters.push(Arc::new(
+            resolve(name, &config.clusters[*name], &metrics).await?,
+        ));
     }
     let id_of = |name: &String| {
         ClusterId(
@@ -164,6 +162,25 @@ pub async fn start_from(
         topology.instances = vec![addr];
         topology.index = 0;
     }
+    let longest_request_timeout = clusters
+        .iter()
+        .map(|c| c.config.request_timeout.0)
+        .max()
+        .unwrap_or_default();
+    let routing = Arc::new(Routing::new(
+        PolicyStore::new(&config, config_file),
+        TenantResolver::new(&config.tenants.key, metrics.clone()),
+        shards,
+        longest_request_timeout,
+    ));
+    // The directory table's cluster, also when no shard names it.
+    let table_cluster = match &config.tenants.table {
+        Some(t) => Some(match names.iter().position(|n| **n == t.cluster) {
+            Some(i) => clusters[i].clone(),
+            None => Arc::new(resolve(&t.cluster, &config.clusters[&t.cluster], &metrics).await?),
+        }),
+        None => None,
+    };
     let proxy = Arc::new(Proxy {
         prepared: PreparedMap::new(config.limits.prepared_cache_entries as usize),
         classifier: ClassificationCache::new(
@@ -174,18 +191,14 @@ pub async fn start_from(
             },
         ),
         topology: TopologyView::from_config(&topology),
-        tenants: TenantResolver::new(&config.tenants.key, metrics.clone()),
-        policy: PolicyStore::new(&config, config_file),
+        routing,
         pages: Default::default(),
-        fence: Default::default(),
-        directory_table: Default::default(),
         shadow: Arc::new(ShadowReads::new(
             config.limits.max_shadow_reads_in_flight as usize,
         )),
         front_door: Arc::new(front_door::FrontDoor::new(&config.limits)),
         config,
         clusters,
-        shards,
         auth_cluster,
         metrics: metrics.clone(),
         accepting: std::sync::atomic::AtomicBool::new(true),
@@ -198,15 +211,22 @@ pub async fn start_from(
     let tasks = TaskTracker::new();
     // Stops with accepting, so a drain waits only for requests.
     tasks.spawn(merge_metrics(metrics, stop_accepting.clone()));
-    if let Some(file) = proxy.policy.file() {
-        tasks.spawn(reload::watch_config(
-            proxy.clone(),
+    if let Some(file) = proxy.routing.store().file() {
+        tasks.spawn(crate::routing::watch_config(
+            proxy.routing.clone(),
             file,
             stop_accepting.clone(),
         ));
     }
-    if let Some(table) = proxy.config.tenants.table.clone() {
-        directory_table::start(proxy.clone(), table, &tasks, stop_accepting.clone()).await;
+    if let (Some(table), Some(cluster)) = (proxy.config.tenants.table.clone(), table_cluster) {
+        crate::routing::directory_table::start(
+            proxy.routing.clone(),
+            cluster,
+            table,
+            &tasks,
+            stop_accepting.clone(),
+        )
+        .await;
     }
     tasks.spawn(accept_loop(
         proxy.clone(),
@@ -218,7 +238,10 @@ pub async fn start_from(
     // Control connections stop with accepting, so a drain waits only for
     // requests.
     for id in (0..proxy.clusters.len()).map(ClusterId) {
-        tasks.spawn(control::run(proxy.clone(), id, stop_accepting.clone()));
+        let (p, stop) = (proxy.clone(), stop_accepting.clone());
+        tasks.spawn(
+            async move { control::run(p.cluster(id), id.0, p.routing.tenants(), stop).await },
+        );
     }
     // The first clients already get the discovered nodes and the version
     // check, unless a cluster takes longer than its connect timeout.

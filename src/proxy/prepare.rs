@@ -56,10 +56,12 @@ pub(super) async fn prepare(
     // Prepared on every cluster the tenant's phase may send it to; a
     // cluster it meets later (a phase or shard change) prepares it then.
     // A tenant bound at EXECUTE is not known yet: the default route's.
-    let named = state
-        .proxy
-        .tenants
-        .resolve(&c, &c.tenant_keys, keyspace.as_deref(), None);
+    let named =
+        state
+            .proxy
+            .routing
+            .tenants()
+            .resolve(&c, &c.tenant_keys, keyspace.as_deref(), None);
     let tenant = named.first.map(|t| t.name);
     let clusters = prepare_clusters(&state.proxy, policy, tenant.as_deref());
     let primary = clusters[0];
@@ -92,7 +94,7 @@ pub(super) async fn prepare(
 /// With tenants keyed by a column: the statement's tenant markers, checked
 /// against the PREPARED metadata the client gets.
 fn learn_tenant_markers(state: &SessionState, entry: &PreparedEntry, body: &Bytes) {
-    let Some(column) = state.proxy.tenants.column() else {
+    let Some(column) = state.proxy.routing.tenants().column() else {
         return;
     };
     if entry.keys.get().is_some() {
@@ -103,7 +105,12 @@ fn learn_tenant_markers(state: &SessionState, entry: &PreparedEntry, body: &Byte
     };
     let (keys, keyed) = prepared_keys(&entry.classification, &p, column, entry.keyspace.as_deref());
     for (ks, table, typ) in keyed {
-        state.proxy.tenants.keyed.learn_prepared(&ks, &table, &typ);
+        state
+            .proxy
+            .routing
+            .tenants()
+            .keyed
+            .learn_prepared(&ks, &table, &typ);
     }
     let _ = entry.keys.set(keys);
 }

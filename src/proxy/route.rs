@@ -307,7 +307,7 @@ async fn rewrite_system(
         Ok(ResultBody::Rows(rows)) => rows,
         Ok(_) => return Ok(answer),
         Err(e) => {
-            let primary = state.proxy.default_primary(policy);
+            let primary = state.proxy.routing.default_primary(policy);
             return Err(malformed_answer(state, primary, table.name(), e));
         }
     };
@@ -321,7 +321,7 @@ async fn rewrite_system(
         let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
         if let Ok(a) = send_one(
             state,
-            state.proxy.default_primary(policy),
+            state.proxy.routing.default_primary(policy),
             f,
             StatementKind::Read,
             OpClass::Read,
@@ -363,7 +363,7 @@ async fn register(
     if events.iter().any(|e| e == "SCHEMA_CHANGE") {
         // Schema changes come from the primary; its topology and status
         // events are never passed on (drivers see only proxy instances).
-        let primary = state.proxy.default_primary(policy);
+        let primary = state.proxy.routing.default_primary(policy);
         let name = state.proxy.cluster(primary).name.as_str();
         let up = state
             .upstream(primary)

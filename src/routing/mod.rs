@@ -15,9 +15,13 @@
 
 pub mod admit;
 pub mod decide;
+pub mod directory_table;
 pub mod fence;
 pub mod keyed;
+mod live;
 pub mod tenant;
+
+pub use live::{watch_config, DirectoryTableStatus, Routing};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -125,6 +125,30 @@ pub struct TenantResolver {
     pub keyed: KeyedTables,
 }
 
+/// The control connections tell which of a cluster's tables are keyed by
+/// the tenant column.
+impl crate::upstream::SchemaWatch for TenantResolver {
+    fn column(&self) -> Option<&str> {
+        TenantResolver::column(self)
+    }
+
+    fn columns(&self, cluster: usize, rows: &crate::protocol::response::Rows) {
+        let Some(column) = TenantResolver::column(self) else {
+            return;
+        };
+        let tables = super::keyed::schema_tables(rows, column);
+        for (ks, ts) in &tables {
+            for (t, tenancy) in ts {
+                if *tenancy == Tenancy::Keyed(None) {
+                    tracing::warn!(keyspace = %ks, table = %t, column, "the tenant column's type is not one the proxy reads (text, ascii, the integers, varint, uuid, timeuuid): writes to this table are refused");
+                }
+            }
+        }
+        self.keyed
+            .learn(super::keyed::Source::Cluster(cluster), tables);
+    }
+}
+
 impl TenantResolver {
     /// `key` is validated by the config: a keyspace regex that compiles.
     pub fn new(key: &TenantKey, metrics: Arc<Metrics>) -> TenantResolver {

@@ -115,7 +115,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        let primary = self.proxy.default_primary(&self.proxy.policy());
+        let primary = self.proxy.routing.default_primary(&self.proxy.policy());
         if let Err(e) = state.upstream(primary).await {
             return self.refuse_startup(frame.stream, primary, e).await;
         }
@@ -197,7 +197,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        let primary = self.proxy.default_primary(&self.proxy.policy());
+        let primary = self.proxy.routing.default_primary(&self.proxy.policy());
         if let Err(e) = state.upstream(primary).await {
             return self.refuse_startup(frame.stream, primary, e).await;
         }

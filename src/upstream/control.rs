@@ -6,18 +6,16 @@
 //! contact points.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterId, Proxy};
+use super::{Cluster, ConnectOptions, UpstreamConn, UpstreamError};
 use crate::frame::Opcode;
 use crate::protocol::consistency;
 use crate::protocol::request::{Query, QueryParams};
 use crate::protocol::response::{ResultBody, Rows};
-use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
 
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,62 +108,63 @@ async fn discover(
     Ok(nodes)
 }
 
-/// With tenants keyed by a column: which of the cluster's tables have it
-/// in their partition key.
-async fn learn_tables(proxy: &Proxy, cluster: ClusterId, conn: &UpstreamConn) {
-    let Some(column) = proxy.tenants.column() else {
+/// Who learns the cluster's schema from its control connection: with
+/// tenants keyed by a column, which tables have it in their partition key.
+pub trait SchemaWatch: Send + Sync {
+    /// The column whose tables matter; None: the schema is not read.
+    fn column(&self) -> Option<&str>;
+    /// Cluster `cluster`'s `system_schema.columns` (keyspace_name,
+    /// table_name, column_name, kind, type).
+    fn columns(&self, cluster: usize, rows: &Rows);
+}
+
+/// Reads the cluster's columns for `schema`, if it asks.
+async fn learn_tables(schema: &dyn SchemaWatch, cluster: usize, conn: &UpstreamConn) {
+    if schema.column().is_none() {
         return;
-    };
+    }
     match select(
         conn,
         "SELECT keyspace_name, table_name, column_name, kind, type FROM system_schema.columns",
     )
     .await
     {
-        Ok(Some(rows)) => {
-            let tables = crate::routing::keyed::schema_tables(&rows, column);
-            for (ks, ts) in &tables {
-                for (t, tenancy) in ts {
-                    if *tenancy == crate::routing::keyed::Tenancy::Keyed(None) {
-                        tracing::warn!(keyspace = %ks, table = %t, column, "the tenant column's type is not one the proxy reads (text, ascii, the integers, varint, uuid, timeuuid): writes to this table are refused");
-                    }
-                }
-            }
-            proxy
-                .tenants
-                .keyed
-                .learn(crate::routing::keyed::Source::Cluster(cluster.0), tables);
-        }
+        Ok(Some(rows)) => schema.columns(cluster, &rows),
         Ok(None) | Err(_) => {
             tracing::debug!(
-                cluster = cluster.0,
+                cluster,
                 "could not read system_schema.columns; tenant-keyed tables as known before"
             )
         }
     }
 }
 
-/// Keeps `proxy.cluster(cluster)`'s node list current until `stop`. The
-/// control connection logs in with the cluster's configured credentials;
-/// without them it tries anonymously, and a cluster that then requires a
-/// login is reached through its contact points only.
-pub async fn run(proxy: Arc<Proxy>, cluster: ClusterId, stop: CancellationToken) {
-    let cfg = &proxy.cluster(cluster).config;
+/// Keeps `cluster`'s node list current until `stop`; `index` names it to
+/// `schema`. The control connection logs in with the cluster's configured
+/// credentials; without them it tries anonymously, and a cluster that then
+/// requires a login is reached through its contact points only.
+pub async fn run(
+    cluster: &Cluster,
+    index: usize,
+    schema: &dyn SchemaWatch,
+    stop: CancellationToken,
+) {
+    let cfg = &cluster.config;
     let credentials = cfg
         .username
         .clone()
         .map(|u| (u, cfg.password.clone().unwrap_or_default()));
-    watch(proxy.clone(), cluster, credentials, stop).await;
-    proxy.cluster(cluster).first_round_over();
+    watch(cluster, index, schema, credentials, stop).await;
+    cluster.first_round_over();
 }
 
 async fn watch(
-    proxy: Arc<Proxy>,
-    id: ClusterId,
+    cluster: &Cluster,
+    index: usize,
+    schema: &dyn SchemaWatch,
     credentials: Option<(String, String)>,
     stop: CancellationToken,
 ) {
-    let cluster = proxy.cluster(id);
     let opts = ConnectOptions {
         version: 4,
         credentials,
@@ -227,7 +226,7 @@ async fn watch(
         backoff = Duration::from_millis(100);
         let mut body = BytesMut::new();
         let mut events = vec!["TOPOLOGY_CHANGE", "STATUS_CHANGE"];
-        if proxy.tenants.column().is_some() {
+        if schema.column().is_some() {
             // Tables created or altered: which are keyed by tenant.
             events.push("SCHEMA_CHANGE");
         }
@@ -261,7 +260,7 @@ async fn watch(
                 cluster.health.set_up(conn.addr());
             }
             if found.is_ok() {
-                learn_tables(&proxy, id, &conn).await;
+                learn_tables(schema, index, &conn).await;
             }
             match found {
                 Ok(nodes) if !nodes.is_empty() => {

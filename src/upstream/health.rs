@@ -1,6 +1,6 @@
 //! A cluster's health as its control connection sees it, and the
-//! sessions' connections to it: state the proxy keeps per cluster, which
-//! `health` reports and `/metrics` reads.
+//! sessions' connections to it: state kept per cluster, which the proxy's
+//! readiness reports and `/metrics` reads.
 
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
@@ -62,7 +62,7 @@ impl ClusterHealth {
         self.state.lock().up == Some(true)
     }
 
-    pub(super) fn report(&self, name: &str, roles: Vec<String>, primary: bool) -> ClusterReport {
+    pub fn report(&self, name: &str, roles: Vec<String>, primary: bool) -> ClusterReport {
         let s = self.state.lock().clone();
         ClusterReport {
             cluster: name.to_string(),
@@ -95,7 +95,7 @@ impl ConnectionList {
     }
 
     /// (open connections, stream ids in use by requests).
-    pub(super) fn usage(&self) -> (usize, usize) {
+    pub fn usage(&self) -> (usize, usize) {
         let mut l = self.conns.lock();
         l.retain(|w| w.upgrade().is_some_and(|c| !c.is_closed()));
         let live: Vec<_> = l.iter().filter_map(Weak::upgrade).collect();

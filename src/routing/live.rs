@@ -1,25 +1,101 @@
-//! Changes to the running policy: reloading the config file (SIGHUP,
-//! `POST /v1/reload`, the file watcher) and the read-only fence that
-//! follows a change.
+//! The routing state a running proxy shares (`Routing`: the policy store,
+//! tenant resolution, the fence, the shard map, the directory table's
+//! status), and changes to it while it runs: reloading the config file
+//! (SIGHUP, `POST /v1/reload`, the file watcher) and the read-only fence
+//! that follows a change. It holds no connection and knows no session.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::Proxy;
-use crate::routing::fence;
-use crate::routing::RoutePolicy;
+use super::decide::{ClusterId, ShardMap};
+use super::fence::{self, WriteFence};
+use super::tenant::TenantResolver;
+use super::{PolicyStore, RoutePolicy, ShardId, Side};
 
-impl Proxy {
+/// What routes a running proxy's requests, shared by its sessions.
+pub struct Routing {
+    store: PolicyStore,
+    tenants: TenantResolver,
+    fence: WriteFence,
+    shards: ShardMap,
+    table: DirectoryTableStatus,
+    /// The longest `request_timeout` of any cluster.
+    longest_request_timeout: Duration,
+}
+
+/// The directory table's poller: polls done, and the error of the last
+/// one (None when it was applied).
+#[derive(Default)]
+pub struct DirectoryTableStatus {
+    pub polls: std::sync::atomic::AtomicU64,
+    pub error: parking_lot::Mutex<Option<String>>,
+    /// Rows last refused: the same rows again are not judged (nor counted)
+    /// again.
+    pub(crate) refused: parking_lot::Mutex<Option<Vec<crate::config::TenantEntry>>>,
+}
+
+impl Routing {
+    pub fn new(
+        store: PolicyStore,
+        tenants: TenantResolver,
+        shards: ShardMap,
+        longest_request_timeout: Duration,
+    ) -> Routing {
+        Routing {
+            store,
+            tenants,
+            fence: WriteFence::default(),
+            shards,
+            table: DirectoryTableStatus::default(),
+            longest_request_timeout,
+        }
+    }
+
+    /// The routing policy in force: take it once per request.
+    pub fn policy(&self) -> Arc<RoutePolicy> {
+        self.store.snapshot()
+    }
+
+    /// The store the policy's changes go through.
+    pub fn store(&self) -> &PolicyStore {
+        &self.store
+    }
+
+    pub fn tenants(&self) -> &TenantResolver {
+        &self.tenants
+    }
+
+    /// The read-only fence: tenant writes under way.
+    pub fn fence(&self) -> &WriteFence {
+        &self.fence
+    }
+
+    /// Each shard's origin and target.
+    pub fn shards(&self) -> &ShardMap {
+        &self.shards
+    }
+
+    /// `side` of `shard`.
+    pub fn on(&self, shard: ShardId, side: Side) -> ClusterId {
+        self.shards.on(shard, side)
+    }
+
+    /// The cluster that answers reads on the default route.
+    pub fn default_primary(&self, policy: &RoutePolicy) -> ClusterId {
+        self.shards.default_primary(policy)
+    }
+
+    /// How polling `[tenants.table]` goes.
+    pub fn directory_table(&self) -> &DirectoryTableStatus {
+        &self.table
+    }
+
     /// The longest `request_timeout` of any cluster: how long a write under
     /// way may still take.
     pub fn longest_request_timeout(&self) -> Duration {
-        self.clusters
-            .iter()
-            .map(|c| c.config.request_timeout.0)
-            .max()
-            .unwrap_or_default()
+        self.longest_request_timeout
     }
 
     /// After a policy change from `before`: while some tenant is read-only
@@ -54,10 +130,10 @@ impl Proxy {
     pub async fn reload(
         self: &Arc<Self>,
         by: &'static str,
-    ) -> Result<(crate::routing::Reloaded, Vec<String>, bool), Vec<String>> {
+    ) -> Result<(super::Reloaded, Vec<String>, bool), Vec<String>> {
         let before = self.policy();
         let p = self.clone();
-        let r = tokio::task::spawn_blocking(move || p.policy.reload(std::env::vars(), by))
+        let r = tokio::task::spawn_blocking(move || p.store.reload(std::env::vars(), by))
             .await
             .map_err(|e| vec![format!("reloading failed: {e}")])??;
         tracing::info!(
@@ -79,8 +155,8 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// (modification time or size), as
 /// SIGHUP does; a file caught half-written is refused and read again at its
 /// next change.
-pub(super) async fn watch_config(
-    proxy: Arc<Proxy>,
+pub async fn watch_config(
+    routing: Arc<Routing>,
     file: std::path::PathBuf,
     stop: CancellationToken,
 ) {
@@ -93,7 +169,7 @@ pub(super) async fn watch_config(
     let stamp = |f: &std::path::Path| {
         (
             stamp_of(f),
-            proxy.policy.directory_file().and_then(|d| stamp_of(&d)),
+            routing.store.directory_file().and_then(|d| stamp_of(&d)),
         )
     };
     let mut seen = stamp(&file);
@@ -107,7 +183,7 @@ pub(super) async fn watch_config(
             continue;
         }
         seen = now;
-        if let Err(problems) = proxy.reload("the config file watcher").await {
+        if let Err(problems) = routing.reload("the config file watcher").await {
             tracing::error!(
                 file = %file.display(),
                 ?problems,

@@ -11,68 +11,68 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Proxy;
+use super::Routing;
 use crate::client::Client;
 use crate::config::{DirectoryTable, Phase, TenantEntry, TenantStatus};
 use crate::protocol::consistency;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::ResultBody;
+use crate::upstream::Cluster;
 
 const PAGE: i32 = 5000;
 
-/// Reads the table once, before the proxy takes clients, then polls until
-/// `stop`.
+/// Reads the table once from `cluster` (the one `table` names), before the
+/// proxy takes clients, then polls until `stop`.
 pub async fn start(
-    proxy: Arc<Proxy>,
+    routing: Arc<Routing>,
+    cluster: Arc<Cluster>,
     table: DirectoryTable,
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) {
     let mut conn: Option<Client> = None;
     let mut failing = false;
-    once(&proxy, &table, &mut conn, &mut failing).await;
+    once(&routing, &cluster, &table, &mut conn, &mut failing).await;
     tasks.spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(table.poll_every.0) => {}
             }
-            once(&proxy, &table, &mut conn, &mut failing).await;
+            once(&routing, &cluster, &table, &mut conn, &mut failing).await;
         }
     });
 }
 
 /// One poll. `failing` keeps a lasting failure to one log line.
 async fn once(
-    proxy: &Arc<Proxy>,
+    routing: &Arc<Routing>,
+    cluster: &Cluster,
     table: &DirectoryTable,
     conn: &mut Option<Client>,
     failing: &mut bool,
 ) {
-    let timeout = proxy
-        .cluster_named(&table.cluster)
-        .map_or(Duration::from_secs(5), |c| c.config.request_timeout.0);
-    let outcome = tokio::time::timeout(timeout * 4, poll(proxy, table, conn)).await;
+    let timeout = cluster.config.request_timeout.0;
+    let outcome = tokio::time::timeout(timeout * 4, poll(cluster, table, conn)).await;
     let done = || {
-        proxy
-            .directory_table
+        routing
+            .directory_table()
             .polls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     };
-    let status = &proxy.directory_table;
+    let status = routing.directory_table();
     let error = match outcome {
         Ok(Ok(entries)) if status.refused.lock().as_ref() == Some(&entries) => {
             done();
             return;
         }
-        Ok(Ok(entries)) => match apply(proxy, table, entries.clone()).await {
+        Ok(Ok(entries)) => match apply(routing, table, entries.clone()).await {
             Ok(()) => {
                 *status.refused.lock() = None;
                 *status.error.lock() = None;
@@ -106,19 +106,19 @@ async fn once(
 }
 
 async fn apply(
-    proxy: &Arc<Proxy>,
+    routing: &Arc<Routing>,
     table: &DirectoryTable,
     entries: Vec<TenantEntry>,
 ) -> Result<(), Vec<String>> {
-    let before = proxy.policy();
-    let store = proxy.clone();
+    let before = routing.policy();
+    let r = routing.clone();
     let (policy, changed) =
-        tokio::task::spawn_blocking(move || store.policy.set_table_entries(entries))
+        tokio::task::spawn_blocking(move || r.store().set_table_entries(entries))
             .await
             .map_err(|e| vec![e.to_string()])??;
     if changed {
         tracing::info!(table = %table.name, version = policy.version, "the directory table changed the tenant entries");
-        proxy.fence_after(&before).await;
+        routing.fence_after(&before).await;
     }
     Ok(())
 }
@@ -126,12 +126,12 @@ async fn apply(
 /// Every row of the table, as entries; an unreadable row is an error that
 /// names it.
 async fn poll(
-    proxy: &Proxy,
+    cluster: &Cluster,
     table: &DirectoryTable,
     conn: &mut Option<Client>,
 ) -> Result<Vec<TenantEntry>, String> {
     if conn.is_none() {
-        *conn = Some(connect(proxy, table).await?);
+        *conn = Some(connect(cluster).await?);
     }
     let c = conn.as_mut().expect("connected above");
     let text = format!("SELECT tenant, shard, phase, status FROM {}", table.name);
@@ -178,13 +178,7 @@ async fn poll(
     }
 }
 
-async fn connect(proxy: &Proxy, table: &DirectoryTable) -> Result<Client, String> {
-    let cluster = proxy.cluster_named(&table.cluster).ok_or_else(|| {
-        format!(
-            "cluster \"{}\" is not one this proxy reaches",
-            table.cluster
-        )
-    })?;
+async fn connect(cluster: &Cluster) -> Result<Client, String> {
     let cfg = &cluster.config;
     let credentials = cfg
         .username

@@ -6,22 +6,8 @@
 //! This module owns the lifecycle (start, drain on SIGTERM, stop); routing
 //! decisions live in `route`, the client side of the wire in `session`.
 
-mod after;
-mod batch;
-mod context;
-mod decide;
-mod errors;
 pub mod front_door;
 mod health;
-mod join;
-mod leg;
-mod paging;
-mod prepare;
-mod prepared;
-mod rewrite;
-mod route;
-mod session;
-mod shadow;
 mod shared;
 
 use std::net::SocketAddr;
@@ -32,13 +18,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::pipeline::{MismatchSample, PreparedMap, ShadowReads, ShadowReport};
 pub use crate::routing::tenant::{Bound, Resolved, Tenant, TenantResolver, Values};
 pub use crate::routing::{ShardId, Side};
 pub use crate::topology::{SystemTable, TopologyView};
 use crate::upstream::{control, resolve};
 pub use health::{ClusterReport, Readiness};
-pub use prepared::PreparedMap;
-pub use shadow::{MismatchSample, ShadowReads, ShadowReport};
 pub use shared::{Cluster, ClusterId, Proxy, ProxyError, ShardMap};
 
 use crate::config::Config;
@@ -308,7 +293,7 @@ async fn accept_loop(
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
-                let session = session::ClientSession::new(
+                let session = crate::session::ClientSession::new(
                     proxy.clone(),
                     sock,
                     peer,

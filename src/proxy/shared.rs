@@ -6,12 +6,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::prepared::PreparedMap;
-use super::shadow::ShadowReads;
-use super::{front_door, paging};
+use super::front_door;
 use crate::config::Config;
 use crate::cql::ClassificationCache;
 use crate::metrics::Metrics;
+use crate::pipeline::{PagePins, PreparedMap, ShadowReads};
 use crate::routing::{RoutePolicy, Routing, ShardId, Side};
 use crate::topology::TopologyView;
 pub use crate::upstream::Cluster;
@@ -44,7 +43,7 @@ pub struct Proxy {
     /// The policy, tenants, fence and shard map.
     pub routing: Arc<Routing>,
     pub shadow: Arc<ShadowReads>,
-    pub pages: paging::PagePins,
+    pub pages: PagePins,
     /// False once a drain has begun (readiness turns 503).
     pub accepting: std::sync::atomic::AtomicBool,
     /// Timeouts and the budget that keep unfinished connections from

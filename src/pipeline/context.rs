@@ -4,13 +4,13 @@
 
 use super::decide::{admit, Admission};
 use super::errors::{malformed, RequestError};
-use super::session::{SessionState, Stamp};
 use crate::cql::{Classification, StatementKind, TableKey};
 use crate::metrics::OpClass;
 use crate::protocol::bound::BoundValues;
 use crate::protocol::ErrorFrame;
 use crate::routing::tenant::{Bound, Resolved, Values};
 use crate::routing::RoutePolicy;
+use crate::session::{SessionState, Stamp};
 
 /// The operation class of a statement, for the latency series.
 pub fn op_class(kind: StatementKind) -> OpClass {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::session::SessionState;
-use super::ClusterId;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
+use crate::proxy::ClusterId;
 use crate::routing::RoutePolicy;
+use crate::session::SessionState;
 
 /// For a read that continues a paged result: the cluster that issued its
 /// paging state (a continuation page stays there whatever the policy says

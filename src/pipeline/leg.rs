@@ -10,14 +10,14 @@ use super::errors::error_frame;
 use super::join::join_counted;
 use super::prepare::{reprepare, with_execute_id};
 use super::prepared::PreparedEntry;
-use super::session::SessionState;
-use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::{OpClass, Outcome};
 use crate::protocol::error::ErrorExtra;
 use crate::protocol::request::{Batch, BatchStatement};
 use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::proxy::ClusterId;
+use crate::session::SessionState;
 use crate::upstream::UpstreamError;
 
 /// What a leg sends.

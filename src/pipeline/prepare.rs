@@ -11,8 +11,6 @@ use super::errors::{error_frame, malformed, malformed_answer, RequestError};
 use super::leg::send_one;
 use super::prepared::{PreparedEntry, PreparedMap};
 use super::rewrite::replacing;
-use super::session::SessionState;
-use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
@@ -21,8 +19,10 @@ use crate::protocol::request::Prepare;
 use crate::protocol::response::{result_kind, ResultBody};
 use crate::protocol::writer::put_short_bytes;
 use crate::protocol::ErrorFrame;
+use crate::proxy::ClusterId;
 use crate::routing::keyed::prepared_keys;
 use crate::routing::RoutePolicy;
+use crate::session::SessionState;
 
 pub(super) async fn prepare(
     state: &Arc<SessionState>,

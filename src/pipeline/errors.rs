@@ -5,11 +5,11 @@
 //! (`route::handle`). A cluster's own ERROR answer is not one of these: it
 //! is the client's answer, passed on.
 
-use super::session::SessionState;
-use super::ClusterId;
 use crate::frame::{Frame, Opcode};
 use crate::protocol::{consistency, ErrorCode, ErrorFrame};
+use crate::proxy::ClusterId;
 use crate::routing::decide::Refusal;
+use crate::session::SessionState;
 use crate::upstream::UpstreamError;
 
 /// Where a request's error came from.

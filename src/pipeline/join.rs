@@ -4,12 +4,12 @@
 //! session); `join_counted` is the pipeline's, which also counts the failed
 //! legs of a mirrored write.
 
-use super::session::SessionState;
-use super::ClusterId;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::protocol::response::read_result_kind;
 use crate::protocol::{consistency, ErrorFrame};
+use crate::proxy::ClusterId;
+use crate::session::SessionState;
 use crate::upstream::UpstreamError;
 
 /// What the join made of the legs' answers.

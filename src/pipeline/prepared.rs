@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use crate::cql::{Classification, TableKey};
 use crate::protocol::ColumnType;
 
-use super::ClusterId;
+use crate::proxy::ClusterId;
 use crate::routing::keyed::PreparedKeys;
 
 pub struct PreparedEntry {

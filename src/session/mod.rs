@@ -25,10 +25,10 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Proxy;
 use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
 use crate::metrics::{OpClass, Outcome};
 use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::proxy::Proxy;
 
 /// The requests of one connection under way; each ends with its answer
 /// and the stamp its latency is recorded from.
@@ -318,7 +318,7 @@ impl<S: Stream> ClientSession<S> {
                     let mut stamp = Stamp { read_at, op: OpClass::Other, tenant: None };
                     // A bug must cost this one request a clear error, never
                     // leave the client waiting for its timeout.
-                    let handling = std::panic::AssertUnwindSafe(super::route::handle(&state, op, frame, &mut stamp));
+                    let handling = std::panic::AssertUnwindSafe(crate::pipeline::handle(&state, op, frame, &mut stamp));
                     let mut answer = match handling.catch_unwind().await {
                         Ok(a) => a,
                         Err(_) => {

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use super::errors::RequestError;
-use super::session::SessionState;
-use super::{ClusterId, Proxy};
 use crate::cql::StatementKind;
 use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::proxy::{ClusterId, Proxy};
 pub(super) use crate::routing::admit::Admission;
 use crate::routing::decide::{self, Facts, Refusal, Route, Statement};
 use crate::routing::RoutePolicy;
+use crate::session::SessionState;
 
 impl From<Refusal> for ErrorFrame {
     fn from(r: Refusal) -> ErrorFrame {

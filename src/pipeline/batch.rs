@@ -10,7 +10,6 @@ use super::errors::{malformed, RequestError};
 use super::join::join_counted as join;
 use super::leg::{self, Leg};
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing};
-use super::session::{SessionState, Stamp};
 use crate::cql::StatementKind;
 use crate::frame::Frame;
 use crate::metrics::OpClass;
@@ -18,6 +17,7 @@ use crate::protocol::request::{Batch, BatchStatement};
 use crate::protocol::ErrorFrame;
 use crate::routing::tenant::{Bound, Values};
 use crate::routing::RoutePolicy;
+use crate::session::{SessionState, Stamp};
 
 pub(super) async fn batch(
     state: &Arc<SessionState>,

@@ -1,11 +1,6 @@
-//! The request pipeline: what happens to one QUERY, EXECUTE, BATCH,
-//! PREPARE or REGISTER. QUERY and EXECUTE share one pipeline, its stages
-//! each a function of its own file: classify (here; cached, an EXECUTE
-//! inherits its PREPARE's) → resolve tenants and admit (`context`,
-//! `routing::admit`) → decide (`routing::decide`) → rewrite (`rewrite`) →
-//! fan out (`leg`, one runner for every leg) → join (`join`) → after (page
-//! pins in `paging`, the shadow compare in `shadow`, USE here). BATCH
-//! (`batch`) and PREPARE (`prepare`) use the same stages.
+//! QUERY and EXECUTE through the stages (`statement`), the answers the
+//! proxy gives itself (system tables, USE), and the dispatch of every
+//! request opcode (`handle`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +18,6 @@ use super::leg::{self, Leg};
 use super::prepare::prepare;
 use super::prepared::PreparedEntry;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing, TimestampPlan};
-use super::session::{SessionState, Stamp};
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
@@ -33,6 +27,7 @@ use crate::protocol::response::ResultBody;
 use crate::protocol::{consistency, ErrorFrame};
 use crate::routing::decide::{Route, Statement};
 use crate::routing::RoutePolicy;
+use crate::session::{SessionState, Stamp};
 use crate::topology::SystemTable;
 
 /// Handles one request; `stamp` learns what the request turned out to be

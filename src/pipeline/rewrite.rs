@@ -5,11 +5,11 @@
 
 use super::errors::RequestError;
 use super::prepared::PreparedEntry;
-use super::session::SessionState;
 use crate::cql::functions::evaluate;
 use crate::cql::{Classification, StatementKind};
 use crate::protocol::reader::RawValue;
 use crate::protocol::ErrorFrame;
+use crate::session::SessionState;
 
 /// What a QUERY or EXECUTE needs about write timestamps, decided from its
 /// flags alone: a body is decoded and re-encoded only when it must change.

@@ -21,7 +21,7 @@ use cutover::protocol::bound::BoundValues;
 use cutover::protocol::reader::RawValue;
 use cutover::protocol::request::{Execute, QueryParams};
 use cutover::protocol::ColumnType;
-use cutover::proxy::{Bound, TenantResolver, Values};
+use cutover::routing::tenant::{Bound, TenantResolver, Values};
 use cutover::routing::{RoutePolicy, ShardId, TenantRoute};
 
 const TENANTS: usize = 1_000_000;

@@ -14,20 +14,30 @@
 //!   counters, gauges and their Prometheus text.
 //! - [`client`]: a minimal client on the same codec (tests, benchmarks).
 //! - [`routing`]: the routing policy, a versioned snapshot behind `ArcSwap`,
-//!   and its validated changes (admin API, route file, reloads); admission
-//!   and the read-only fence; `decide`, the plan of a request as a pure
-//!   function of statement, snapshot and shard map.
-//! - [`proxy`]: the dual-write proxy: start and accept (`mod.rs`), the
-//!   state sessions share (`shared.rs`), client sessions (`session/`, a
-//!   session's own state in `session/state.rs`), the request pipeline
-//!   (`route.rs` and one file per stage: `context`, `rewrite`, `leg`,
-//!   `join`, `after`, `batch`, `prepare`, `errors`), the prepared-id map
-//!   (`prepared.rs`), page pins (`paging.rs`), the shadow comparison
-//!   (`shadow.rs`), cluster health, reloads.
+//!   and its validated changes (admin API, route file, reloads and the
+//!   file watcher in `live.rs`, the directory table's poller); tenant
+//!   resolution (`tenant`, `keyed`); admission and the read-only fence;
+//!   `decide`, the plan of a request as a pure function of statement,
+//!   snapshot and shard map. `Routing` is the handle sessions share.
+//! - [`proxy`]: one proxy instance: start, accept and drain (`mod.rs`),
+//!   the state sessions share as a few handles (`shared.rs`: clusters,
+//!   routing, statements, topology, metrics), the front door (connection
+//!   budget, refusals) and readiness.
+//! - [`session`]: one client connection: handshake and login, frames in
+//!   and out, in-flight accounting, shutdown; a session's own state
+//!   (keyspace, its upstream connections) in `session/state.rs`.
+//! - [`pipeline`]: one request from classification to answer: QUERY and
+//!   EXECUTE in `route.rs`, one file per stage (`context`, `decide`,
+//!   `rewrite`, `leg`, `join`, `after`, `errors`), BATCH and PREPARE; and
+//!   what it keeps across requests (`Statements`): the prepared-id map
+//!   (`prepared.rs`), page pins (`paging.rs`), shadow reads (`shadow.rs`).
 //! - [`topology`]: the proxy's own `system.local` / `system.peers(_v2)`
 //!   answers: the proxy instances as drivers must see them.
-//! - [`upstream`]: one connection to one cluster node: handshake, stream-id
-//!   pool, coalesced writes, timeouts, heartbeats.
+//! - [`upstream`]: a cluster as the proxy reaches it: one connection to one
+//!   node (handshake, stream-id pool, coalesced writes, timeouts,
+//!   heartbeats, over any `Stream`), the cluster (node choice, backoff,
+//!   discovered nodes, protocol versions, health) and its control
+//!   connection.
 //! - [`node`]: the embedded in-memory CQL node used by `demo`, the tests and
 //!   the benchmarks, with fault injection on a control port.
 #![forbid(unsafe_code)]

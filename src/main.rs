@@ -420,7 +420,7 @@ async fn main() -> Result<()> {
             loop {
                 match wait_for_signal().await {
                     Signal::Hangup => {
-                        if let Err(problems) = running.proxy.routing.reload("SIGHUP").await {
+                        if let Err(problems) = running.proxy.routing().reload("SIGHUP").await {
                             tracing::error!(
                                 ?problems,
                                 "SIGHUP: the config was refused; the running policy stays"

@@ -159,7 +159,7 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
     let p = proxy.proxy.clone();
     wait_for("the watcher to refuse the broken file", || {
         let p = p.clone();
-        async move { p.routing.store().refused.load(Ordering::SeqCst) == 4 }
+        async move { p.routing().store().refused.load(Ordering::SeqCst) == 4 }
     })
     .await;
     assert_eq!(proxy.proxy.policy().version, 3);
@@ -240,7 +240,7 @@ async fn a_continuation_page_stays_with_the_cluster_that_issued_it() {
     // Reads move to the target; the paged read already under way does not.
     let p = proxy
         .proxy
-        .routing
+        .routing()
         .store()
         .apply(
             PolicyPatch {

@@ -150,7 +150,7 @@ async fn a_batch_of_prepared_statements_survives_a_cluster_that_forgot_them() {
     let prepares = || {
         proxy
             .proxy
-            .metrics
+            .metrics()
             .requests_by_opcode()
             .into_iter()
             .find(|(op, _)| *op == "PREPARE")

@@ -98,7 +98,7 @@ async fn reloads_past(p: &Arc<cutover::proxy::Proxy>, n: u64, what: &str) {
     let p = p.clone();
     wait_for(what, || {
         let p = p.clone();
-        async move { p.routing.store().reloads.load(Ordering::SeqCst) > n }
+        async move { p.routing().store().reloads.load(Ordering::SeqCst) > n }
     })
     .await;
 }
@@ -122,7 +122,7 @@ async fn an_api_route_change_survives_tenant_changes_reloads_and_a_restart() {
     assert_eq!(read_v(proxy.addr).await, "from-target");
 
     // A tenant change rewrites the directory file; the watcher reloads.
-    let n = p.routing.store().reloads.load(Ordering::SeqCst);
+    let n = p.routing().store().reloads.load(Ordering::SeqCst);
     let (status, body) = http(
         admin,
         "PUT",
@@ -141,7 +141,7 @@ async fn an_api_route_change_survives_tenant_changes_reloads_and_a_restart() {
     );
 
     // The config file touched (written again, the same text).
-    let n = p.routing.store().reloads.load(Ordering::SeqCst);
+    let n = p.routing().store().reloads.load(Ordering::SeqCst);
     std::fs::write(&file, format!("{text}\n")).unwrap();
     reloads_past(&p, n, "the watcher to reload the touched config").await;
     assert_eq!(read_v(proxy.addr).await, "from-target", "after a touch");
@@ -176,7 +176,7 @@ async fn an_api_route_change_survives_tenant_changes_reloads_and_a_restart() {
 
     // The config file's [route] edited afterwards: the newer change wins,
     // the route file forgets the phase, and the API says where it is from.
-    let n = p.routing.store().reloads.load(Ordering::SeqCst);
+    let n = p.routing().store().reloads.load(Ordering::SeqCst);
     std::fs::write(&file, config_text(origin.addr, target.addr, "shadow-reads")).unwrap();
     reloads_past(&p, n, "the watcher to reload the edited config").await;
     assert_eq!(p.policy().route.phase, Phase::ShadowReads);

@@ -218,7 +218,7 @@ async fn turning_a_tenant_read_only_waits_for_its_writes_under_way() {
     let p = proxy.proxy.clone();
     common::wait_for("five writes under way", || {
         let p = p.clone();
-        async move { p.metrics.in_flight.load(Ordering::SeqCst) == 5 }
+        async move { p.metrics().in_flight.load(Ordering::SeqCst) == 5 }
     })
     .await;
 

@@ -119,7 +119,7 @@ async fn not_found() -> (StatusCode, Json<Value>) {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    let m = s.proxy.metrics.clone();
+    let m = s.proxy.metrics().clone();
     // Rendering merges and walks every series: off the async workers.
     let text = tokio::task::spawn_blocking(move || m.render())
         .await
@@ -136,7 +136,7 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
 async fn live(State(s): State<AdminState>) -> Json<Value> {
     Json(json!({
         "status": "live",
-        "uptime_seconds": s.proxy.metrics.uptime().as_secs_f64(),
+        "uptime_seconds": s.proxy.metrics().uptime().as_secs_f64(),
     }))
 }
 
@@ -212,7 +212,7 @@ struct HistogramsReport {
 }
 
 fn report(proxy: &Proxy) -> HistogramsReport {
-    let m = &proxy.metrics;
+    let m = &proxy.metrics();
     let mut series = Vec::new();
     for f in m.latency_families() {
         for (scope, table) in &f.tables {
@@ -249,7 +249,7 @@ async fn histograms(State(s): State<AdminState>) -> Json<HistogramsReport> {
 /// The policy in force, and where each field of its route comes from.
 async fn get_policy(State(s): State<AdminState>) -> Json<Value> {
     let mut body = json!(*s.proxy.policy());
-    let sources = s.proxy.routing.store().sources();
+    let sources = s.proxy.routing().store().sources();
     body["route_file"] = json!(sources.route_file);
     body["sources"] = json!(sources);
     if let Some(o) = body["sources"].as_object_mut() {
@@ -285,7 +285,7 @@ async fn put_policy(
         "PUT /v1/policy"
     };
     let p = s.proxy.clone();
-    let r = tokio::task::spawn_blocking(move || p.routing.store().apply(patch, by))
+    let r = tokio::task::spawn_blocking(move || p.routing().store().apply(patch, by))
         .await
         .map_err(|e| vec![format!("changing the policy failed: {e}")])
         .and_then(|r| r);
@@ -331,9 +331,9 @@ fn tenant_views(p: &crate::routing::RoutePolicy) -> Vec<TenantView> {
 /// How tenants are found, and with a column key which tables are keyed
 /// by it (partition key) or shared, as learned so far.
 async fn tenant_key(State(s): State<AdminState>) -> Json<Value> {
-    let (keyed, shared) = s.proxy.routing.tenants().keyed.listing();
+    let (keyed, shared) = s.proxy.routing().tenants().keyed.listing();
     Json(json!({
-        "key": s.proxy.config.tenants.key,
+        "key": s.proxy.config().tenants.key,
         "keyed_tables": keyed,
         "shared_tables": shared,
     }))
@@ -341,13 +341,13 @@ async fn tenant_key(State(s): State<AdminState>) -> Json<Value> {
 
 /// `[tenants.table]`: polls done and the last one's error.
 async fn directory_table(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
-    let Some(t) = &s.proxy.config.tenants.table else {
+    let Some(t) = &s.proxy.config().tenants.table else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"errors": ["`tenants.table` is not configured"]})),
         );
     };
-    let status = s.proxy.routing.directory_table();
+    let status = s.proxy.routing().directory_table();
     (
         StatusCode::OK,
         Json(json!({
@@ -390,14 +390,14 @@ async fn change_tenant(
     let before = s.proxy.policy();
     let p = s.proxy.clone();
     let t = tenant.clone();
-    let r = tokio::task::spawn_blocking(move || p.routing.store().set_tenant(&t, patch))
+    let r = tokio::task::spawn_blocking(move || p.routing().store().set_tenant(&t, patch))
         .await
         .expect("changing the directory does not panic");
     let policy = match r {
         Ok(p) => p,
         Err(errors) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
     };
-    let (fenced, drained) = s.proxy.routing.fence_after(&before).await;
+    let (fenced, drained) = s.proxy.routing().fence_after(&before).await;
     let body = json!({"version": policy.version, "fenced": fenced});
     if drained {
         (StatusCode::OK, Json(body))
@@ -415,7 +415,7 @@ struct FleetQuery {
 /// `?fleet=true` on an instance that does not know the others: refused
 /// before anything changes.
 fn without_a_fleet(s: &AdminState) -> Option<(StatusCode, Json<Value>)> {
-    s.proxy.config.topology.admin_instances.is_empty().then(|| {
+    s.proxy.config().topology.admin_instances.is_empty().then(|| {
         (
             StatusCode::BAD_REQUEST,
             Json(
@@ -439,9 +439,9 @@ async fn on_the_fleet(
     if local.0 != StatusCode::OK {
         return local;
     }
-    let topology = &s.proxy.config.topology;
+    let topology = &s.proxy.config().topology;
     // Each instance answers after its own fence, which may take this long.
-    let timeout = s.proxy.routing.longest_request_timeout() + std::time::Duration::from_secs(5);
+    let timeout = s.proxy.routing().longest_request_timeout() + std::time::Duration::from_secs(5);
     let calls = topology
         .admin_instances
         .iter()
@@ -544,12 +544,12 @@ async fn delete_tenant(
     on_the_fleet(&s, "DELETE", &path, None, local).await
 }
 
-async fn shadow(State(s): State<AdminState>) -> Json<crate::proxy::ShadowReport> {
-    Json(s.proxy.shadow.report())
+async fn shadow(State(s): State<AdminState>) -> Json<crate::pipeline::ShadowReport> {
+    Json(s.proxy.statements().shadow().report())
 }
 
 async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
-    match s.proxy.routing.reload("POST /v1/reload").await {
+    match s.proxy.routing().reload("POST /v1/reload").await {
         Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
         Ok((r, fenced, drained)) => {
             let mut body = json!(r);

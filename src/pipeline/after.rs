@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
-use crate::proxy::ClusterId;
+use crate::routing::ClusterId;
 use crate::routing::RoutePolicy;
 use crate::session::SessionState;
 
@@ -26,7 +26,7 @@ pub(super) fn continuation_side(
     if c.kind != StatementKind::Read || !continues {
         return None;
     }
-    state.proxy.pages.pinned(&paging_state()?)
+    state.proxy.statements().pages().pinned(&paging_state()?)
 }
 
 /// Remembers which cluster issued the paging state of a read's answer.
@@ -38,7 +38,7 @@ pub(super) fn pin_pages(
 ) {
     if c.kind == StatementKind::Read && answer.op() == Some(Opcode::Result) {
         if let Some(p) = crate::protocol::response::read_paging_state(&answer.body) {
-            state.proxy.pages.pin(p, cluster);
+            state.proxy.statements().pages().pin(p, cluster);
         }
     }
 }
@@ -63,7 +63,7 @@ pub(super) fn shadowing(
     Some(
         state
             .proxy
-            .routing
+            .routing()
             .shards()
             .secondary(route.shard, route.phase),
     )
@@ -80,7 +80,7 @@ pub(super) fn start_shadow(
     key: String,
     secondary: impl std::future::Future<Output = Option<Frame>> + Send + 'static,
 ) -> Option<tokio::sync::oneshot::Sender<Frame>> {
-    let shadow = state.proxy.shadow.clone();
+    let shadow = state.proxy.statements().shadow().clone();
     let permit = shadow.admit()?;
     let table = c
         .tables

@@ -39,7 +39,8 @@ pub(super) async fn batch(
             BatchStatement::Query(t) => {
                 let c = state
                     .proxy
-                    .classifier
+                    .statements()
+                    .classifier()
                     .classify(t, ks.as_deref())
                     .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
                 if replacing(state, &c) {
@@ -48,10 +49,10 @@ pub(super) async fn batch(
                 c
             }
             BatchStatement::Prepared(id) => {
-                let e = state.proxy.prepared.get(id).ok_or_else(|| {
+                let e = state.proxy.statements().prepared().get(id).ok_or_else(|| {
                     state
                         .proxy
-                        .metrics
+                        .metrics()
                         .prepared_misses
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     ErrorFrame::unprepared(id.clone())
@@ -97,7 +98,7 @@ pub(super) async fn batch(
             replay_unsafe = true;
         }
     }
-    if b.timestamp.is_none() && state.proxy.config.writes.add_timestamps && !replay_unsafe {
+    if b.timestamp.is_none() && state.proxy.config().writes.add_timestamps && !replay_unsafe {
         b.timestamp = Some(now_micros());
     }
     let retry = b.timestamp.is_some() && !replay_unsafe;

@@ -37,7 +37,7 @@ pub(super) fn note(
     stamp.op = op_class(c.kind);
     let r = state
         .proxy
-        .routing
+        .routing()
         .tenants()
         .resolve(c, keys, keyspace, bound);
     if let Some(table) = r
@@ -45,7 +45,7 @@ pub(super) fn note(
         .as_ref()
         .filter(|_| c.kind == StatementKind::Write)
     {
-        let column = state.proxy.routing.tenants().column().unwrap_or_default();
+        let column = state.proxy.routing().tenants().column().unwrap_or_default();
         return Err(ErrorFrame::invalid(format!(
             "cutover: this write to {table} names no tenant the proxy can read: tenants are keyed by the column {column}, so give it as a literal or a bind marker ({column} = ? or {column} IN ?) of type text, int or uuid"
         )).into());
@@ -84,7 +84,7 @@ pub(super) fn bound_values<'a>(
     types: &'a [Option<crate::protocol::ColumnType>],
     find: impl FnOnce() -> Result<Option<BoundValues<'a>>, crate::protocol::reader::BodyError>,
 ) -> Result<Option<Bound<'a>>, RequestError> {
-    if !state.proxy.routing.tenants().needs_values(keys) {
+    if !state.proxy.routing().tenants().needs_values(keys) {
         return Ok(None);
     }
     Ok(find().map_err(malformed)?.map(|v| Bound {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use super::errors::RequestError;
 use crate::cql::StatementKind;
 use crate::protocol::{ErrorCode, ErrorFrame};
-use crate::proxy::{ClusterId, Proxy};
+use crate::proxy::Proxy;
 pub(super) use crate::routing::admit::Admission;
 use crate::routing::decide::{self, Facts, Refusal, Route, Statement};
+use crate::routing::ClusterId;
 use crate::routing::RoutePolicy;
 use crate::session::SessionState;
 
@@ -36,8 +37,8 @@ pub(super) fn admit<'s, 't>(
     what: &str,
 ) -> Result<Admission<'s>, RequestError> {
     Ok(crate::routing::admit::admit(
-        state.proxy.routing.fence(),
-        state.proxy.routing.store(),
+        state.proxy.routing().fence(),
+        state.proxy.routing().store(),
         started,
         kind,
         tenant,
@@ -60,14 +61,14 @@ pub(super) fn plan(
         Vec::new()
     };
     let facts = Facts {
-        ddl: state.proxy.config.ddl,
-        column_tenants: state.proxy.routing.tenants().column().is_some(),
+        ddl: state.proxy.config().ddl,
+        column_tenants: state.proxy.routing().tenants().column().is_some(),
         connected: &connected,
     };
     Ok(decide::decide(
         s,
         policy,
-        state.proxy.routing.shards(),
+        state.proxy.routing().shards(),
         facts,
     )?)
 }
@@ -88,5 +89,5 @@ pub(super) fn prepare_clusters(
     policy: &RoutePolicy,
     tenant: Option<&str>,
 ) -> Vec<ClusterId> {
-    decide::prepare_clusters(policy, proxy.routing.shards(), tenant)
+    decide::prepare_clusters(policy, proxy.routing().shards(), tenant)
 }

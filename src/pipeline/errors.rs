@@ -7,8 +7,8 @@
 
 use crate::frame::{Frame, Opcode};
 use crate::protocol::{consistency, ErrorCode, ErrorFrame};
-use crate::proxy::ClusterId;
 use crate::routing::decide::Refusal;
+use crate::routing::ClusterId;
 use crate::session::SessionState;
 use crate::upstream::UpstreamError;
 

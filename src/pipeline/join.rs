@@ -8,7 +8,7 @@ use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::protocol::response::read_result_kind;
 use crate::protocol::{consistency, ErrorFrame};
-use crate::proxy::ClusterId;
+use crate::routing::ClusterId;
 use crate::session::SessionState;
 use crate::upstream::UpstreamError;
 

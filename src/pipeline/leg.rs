@@ -16,7 +16,7 @@ use crate::metrics::{OpClass, Outcome};
 use crate::protocol::error::ErrorExtra;
 use crate::protocol::request::{Batch, BatchStatement};
 use crate::protocol::{ErrorCode, ErrorFrame};
-use crate::proxy::ClusterId;
+use crate::routing::ClusterId;
 use crate::session::SessionState;
 use crate::upstream::UpstreamError;
 

@@ -37,3 +37,45 @@ pub use paging::PagePins;
 pub use prepared::{PreparedEntry, PreparedMap};
 pub use route::handle;
 pub use shadow::{render_values, MismatchSample, ShadowContext, ShadowReads, ShadowReport};
+
+/// What the pipeline keeps across the requests of every session.
+pub struct Statements {
+    prepared: PreparedMap,
+    classifier: crate::cql::ClassificationCache,
+    pages: PagePins,
+    shadow: std::sync::Arc<ShadowReads>,
+}
+
+impl Statements {
+    /// Room for `entries` prepared statements (and as many cached
+    /// classifications); `column` is the tenant column, when tenants are
+    /// keyed by one; at most `shadow_reads` shadow reads at once.
+    pub fn new(entries: usize, column: Option<String>, shadow_reads: usize) -> Statements {
+        Statements {
+            prepared: PreparedMap::new(entries),
+            classifier: crate::cql::ClassificationCache::new(entries, column),
+            pages: PagePins::default(),
+            shadow: std::sync::Arc::new(ShadowReads::new(shadow_reads)),
+        }
+    }
+
+    /// The proxy-wide prepared-statement map.
+    pub fn prepared(&self) -> &PreparedMap {
+        &self.prepared
+    }
+
+    /// Classifications of statement texts, cached.
+    pub fn classifier(&self) -> &crate::cql::ClassificationCache {
+        &self.classifier
+    }
+
+    /// Which cluster issued each paging state.
+    pub fn pages(&self) -> &PagePins {
+        &self.pages
+    }
+
+    /// Shadow reads under way and their comparison.
+    pub fn shadow(&self) -> &std::sync::Arc<ShadowReads> {
+        &self.shadow
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::proxy::ClusterId;
+use crate::routing::ClusterId;
 
 /// Paging states handed out lately (proxy-wide: a driver may ask for the
 /// next page on another connection), and the cluster that issued each: a

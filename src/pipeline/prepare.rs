@@ -19,8 +19,8 @@ use crate::protocol::request::Prepare;
 use crate::protocol::response::{result_kind, ResultBody};
 use crate::protocol::writer::put_short_bytes;
 use crate::protocol::ErrorFrame;
-use crate::proxy::ClusterId;
 use crate::routing::keyed::prepared_keys;
+use crate::routing::ClusterId;
 use crate::routing::RoutePolicy;
 use crate::session::SessionState;
 
@@ -33,7 +33,8 @@ pub(super) async fn prepare(
     let keyspace = p.keyspace.clone().or_else(|| state.keyspace());
     let c = state
         .proxy
-        .classifier
+        .statements()
+        .classifier()
         .classify(&p.text, keyspace.as_deref())
         .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
     let client_id = PreparedMap::client_id(keyspace.as_deref(), &p.text);
@@ -45,7 +46,7 @@ pub(super) async fn prepare(
     } else {
         (p.text.clone(), Vec::new())
     };
-    let entry = state.proxy.prepared.insert(
+    let entry = state.proxy.statements().prepared().insert(
         client_id.clone(),
         &p.text,
         keyspace.as_deref(),
@@ -59,7 +60,7 @@ pub(super) async fn prepare(
     let named =
         state
             .proxy
-            .routing
+            .routing()
             .tenants()
             .resolve(&c, &c.tenant_keys, keyspace.as_deref(), None);
     let tenant = named.first.map(|t| t.name);
@@ -94,7 +95,7 @@ pub(super) async fn prepare(
 /// With tenants keyed by a column: the statement's tenant markers, checked
 /// against the PREPARED metadata the client gets.
 fn learn_tenant_markers(state: &SessionState, entry: &PreparedEntry, body: &Bytes) {
-    let Some(column) = state.proxy.routing.tenants().column() else {
+    let Some(column) = state.proxy.routing().tenants().column() else {
         return;
     };
     if entry.keys.get().is_some() {
@@ -107,7 +108,7 @@ fn learn_tenant_markers(state: &SessionState, entry: &PreparedEntry, body: &Byte
     for (ks, table, typ) in keyed {
         state
             .proxy
-            .routing
+            .routing()
             .tenants()
             .keyed
             .learn_prepared(&ks, &table, &typ);

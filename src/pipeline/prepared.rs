@@ -11,8 +11,8 @@ use parking_lot::RwLock;
 use crate::cql::{Classification, TableKey};
 use crate::protocol::ColumnType;
 
-use crate::proxy::ClusterId;
 use crate::routing::keyed::PreparedKeys;
+use crate::routing::ClusterId;
 
 pub struct PreparedEntry {
     /// The text the client prepared (its id is computed from this).

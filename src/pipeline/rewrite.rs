@@ -39,7 +39,7 @@ impl TimestampPlan {
 
 /// Should the proxy give this write its own timestamp?
 fn needs_timestamp(state: &SessionState, c: &Classification) -> bool {
-    state.proxy.config.writes.add_timestamps
+    state.proxy.config().writes.add_timestamps
         && c.kind == StatementKind::Write
         && !c.conditional
         && !c.increments
@@ -48,7 +48,7 @@ fn needs_timestamp(state: &SessionState, c: &Classification) -> bool {
 
 /// Does this write get its server-side function calls replaced?
 pub(super) fn replacing(state: &SessionState, c: &Classification) -> bool {
-    state.proxy.config.writes.replace_server_functions
+    state.proxy.config().writes.replace_server_functions
         && c.kind == StatementKind::Write
         && !c.server_functions.is_empty()
 }

@@ -49,7 +49,7 @@ pub async fn handle(
     };
     // The one place a request error becomes the client's CQL ERROR.
     r.unwrap_or_else(|e| {
-        state.proxy.metrics.count_request_error(e.from.label());
+        state.proxy.metrics().count_request_error(e.from.label());
         tracing::debug!(from = ?e.from, retry_safe = e.retry_safe, error = %e, cause = ?e.cause, "request refused");
         e.into_frame(state.version)
     })
@@ -189,16 +189,17 @@ fn classify(
         let keyspace = state.keyspace();
         let c = state
             .proxy
-            .classifier
+            .statements()
+            .classifier()
             .classify(text, keyspace.as_deref())
             .map_err(|e| ErrorFrame::syntax(e.to_string()))?;
         return Ok((Form::Query, c, keyspace));
     }
     let client_id = Execute::read_id(&frame.body).map_err(malformed)?;
-    let Some(entry) = state.proxy.prepared.get(&client_id) else {
+    let Some(entry) = state.proxy.statements().prepared().get(&client_id) else {
         state
             .proxy
-            .metrics
+            .metrics()
             .prepared_misses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ErrorFrame::unprepared(client_id).into());
@@ -302,12 +303,12 @@ async fn rewrite_system(
         Ok(ResultBody::Rows(rows)) => rows,
         Ok(_) => return Ok(answer),
         Err(e) => {
-            let primary = state.proxy.routing.default_primary(policy);
+            let primary = state.proxy.routing().default_primary(policy);
             return Err(malformed_answer(state, primary, table.name(), e));
         }
     };
     let mut local = Vec::new();
-    if table != SystemTable::Local && state.proxy.topology.instances.len() > 1 {
+    if table != SystemTable::Local && state.proxy.topology().instances.len() > 1 {
         let q = Query {
             text: "SELECT release_version, schema_version, cluster_name, partitioner FROM system.local WHERE key = 'local'"
                 .into(),
@@ -316,7 +317,7 @@ async fn rewrite_system(
         let f = Frame::request(state.version, 0, Opcode::Query, q.encode(state.version));
         if let Ok(a) = send_one(
             state,
-            state.proxy.routing.default_primary(policy),
+            state.proxy.routing().default_primary(policy),
             f,
             StatementKind::Read,
             OpClass::Read,
@@ -336,7 +337,7 @@ async fn rewrite_system(
             }
         }
     }
-    let body = state.proxy.topology.rewrite(table, &rows, &local);
+    let body = state.proxy.topology().rewrite(table, &rows, &local);
     Ok(Frame { body, ..answer })
 }
 
@@ -358,7 +359,7 @@ async fn register(
     if events.iter().any(|e| e == "SCHEMA_CHANGE") {
         // Schema changes come from the primary; its topology and status
         // events are never passed on (drivers see only proxy instances).
-        let primary = state.proxy.routing.default_primary(policy);
+        let primary = state.proxy.routing().default_primary(policy);
         let name = state.proxy.cluster(primary).name.as_str();
         let up = state
             .upstream(primary)

@@ -23,7 +23,7 @@ impl Proxy {
     /// Ready: accepting clients, and the primary's control connection is up.
     pub fn readiness(&self) -> Readiness {
         let primary = self.routing.default_primary(&self.policy());
-        let accepting = self.accepting.load(Ordering::Relaxed);
+        let accepting = self.accepting();
         let shard_names: Vec<&String> = self.config.shards.keys().collect();
         let clusters = (0..self.clusters.len())
             .map(ClusterId)
@@ -125,24 +125,24 @@ impl Collector for ProxyGauges {
             (
                 "cutover_policy_changes_total",
                 "Routing policy changes installed (admin API, SIGHUP, reload)",
-                &p.routing.store().changes,
+                &p.routing().store().changes,
             ),
             (
                 "cutover_policy_changes_refused_total",
                 "Routing policy changes refused as invalid (the running policy stayed)",
-                &p.routing.store().refused,
+                &p.routing().store().refused,
             ),
             (
                 "cutover_policy_reloads_total",
                 "Config reloads done (SIGHUP, POST /v1/reload, the file watcher), whether or not the policy changed",
-                &p.routing.store().reloads,
+                &p.routing().store().reloads,
             ),
         ] {
             out.family(name, help, MetricType::Counter);
             out.sample(name, &[], v.load(Ordering::Relaxed) as f64);
         }
-        if p.config.tenants.table.is_some() {
-            let t = p.routing.directory_table();
+        if p.config().tenants.table.is_some() {
+            let t = p.routing().directory_table();
             out.family(
                 "cutover_directory_table_polls_total",
                 "Reads of [tenants.table] done",
@@ -168,12 +168,12 @@ impl Collector for ProxyGauges {
             (
                 "cutover_prepared_statements",
                 "Entries in the proxy's prepared-statement map",
-                p.prepared.len(),
+                p.statements().prepared().len(),
             ),
             (
                 "cutover_classified_statements",
                 "Entries in the statement classification cache",
-                p.classifier.len(),
+                p.statements().classifier().len(),
             ),
         ] {
             out.family(name, help, MetricType::Gauge);

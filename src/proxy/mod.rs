@@ -18,18 +18,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::pipeline::{MismatchSample, PreparedMap, ShadowReads, ShadowReport};
-pub use crate::routing::tenant::{Bound, Resolved, Tenant, TenantResolver, Values};
-pub use crate::routing::{ShardId, Side};
-pub use crate::topology::{SystemTable, TopologyView};
-use crate::upstream::{control, resolve};
-pub use health::{ClusterReport, Readiness};
-pub use shared::{Cluster, ClusterId, Proxy, ProxyError, ShardMap};
+pub use health::Readiness;
+pub use shared::{Proxy, ProxyError};
 
 use crate::config::Config;
-use crate::cql::ClassificationCache;
 use crate::metrics::{Metrics, MetricsOptions};
-use crate::routing::{PolicyStore, Routing};
+use crate::pipeline::Statements;
+use crate::routing::tenant::TenantResolver;
+use crate::routing::{ClusterId, PolicyStore, Routing, ShardMap};
+use crate::topology::TopologyView;
+use crate::upstream::{control, resolve};
 
 /// A running proxy instance.
 pub struct RunningProxy {
@@ -167,20 +165,16 @@ pub async fn start_from(
         None => None,
     };
     let proxy = Arc::new(Proxy {
-        prepared: PreparedMap::new(config.limits.prepared_cache_entries as usize),
-        classifier: ClassificationCache::new(
+        statements: Statements::new(
             config.limits.prepared_cache_entries as usize,
             match &config.tenants.key {
                 crate::config::TenantKey::Column { column } => Some(column.clone()),
                 _ => None,
             },
+            config.limits.max_shadow_reads_in_flight as usize,
         ),
         topology: TopologyView::from_config(&topology),
         routing,
-        pages: Default::default(),
-        shadow: Arc::new(ShadowReads::new(
-            config.limits.max_shadow_reads_in_flight as usize,
-        )),
         front_door: Arc::new(front_door::FrontDoor::new(&config.limits)),
         config,
         clusters,
@@ -189,23 +183,23 @@ pub async fn start_from(
         accepting: std::sync::atomic::AtomicBool::new(true),
     });
     metrics.register(Arc::new(health::ProxyGauges(Arc::downgrade(&proxy))));
-    metrics.register(proxy.shadow.clone());
-    metrics.register(proxy.front_door.clone());
+    metrics.register(proxy.statements.shadow().clone());
+    metrics.register(proxy.front_door().clone());
     let stop_accepting = CancellationToken::new();
     let close_all = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Stops with accepting, so a drain waits only for requests.
     tasks.spawn(merge_metrics(metrics, stop_accepting.clone()));
-    if let Some(file) = proxy.routing.store().file() {
+    if let Some(file) = proxy.routing().store().file() {
         tasks.spawn(crate::routing::watch_config(
-            proxy.routing.clone(),
+            proxy.routing().clone(),
             file,
             stop_accepting.clone(),
         ));
     }
-    if let (Some(table), Some(cluster)) = (proxy.config.tenants.table.clone(), table_cluster) {
+    if let (Some(table), Some(cluster)) = (proxy.config().tenants.table.clone(), table_cluster) {
         crate::routing::directory_table::start(
-            proxy.routing.clone(),
+            proxy.routing().clone(),
             cluster,
             table,
             &tasks,
@@ -222,10 +216,10 @@ pub async fn start_from(
     ));
     // Control connections stop with accepting, so a drain waits only for
     // requests.
-    for id in (0..proxy.clusters.len()).map(ClusterId) {
+    for id in (0..proxy.clusters().len()).map(ClusterId) {
         let (p, stop) = (proxy.clone(), stop_accepting.clone());
         tasks.spawn(
-            async move { control::run(p.cluster(id), id.0, p.routing.tenants(), stop).await },
+            async move { control::run(p.cluster(id), id.0, p.routing().tenants(), stop).await },
         );
     }
     // The first clients already get the discovered nodes and the version
@@ -267,7 +261,7 @@ async fn accept_loop(
     tasks: TaskTracker,
 ) {
     let limit = Arc::new(tokio::sync::Semaphore::new(
-        proxy.config.limits.max_client_connections as usize,
+        proxy.config().limits.max_client_connections as usize,
     ));
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -280,14 +274,14 @@ async fn accept_loop(
                 backoff = Duration::from_millis(5);
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
                     proxy
-                        .metrics
+                        .metrics()
                         .client_connections_refused
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Debug, not warn: a flood of connections must not become a flood
                     // of log lines (cutover_client_connections_refused_total counts).
                     tracing::debug!(%peer, "refusing a client: max_client_connections reached");
-                    let max = proxy.config.limits.max_client_connections;
-                    if let Some(answer) = proxy.front_door.refuse(sock, max) {
+                    let max = proxy.config().limits.max_client_connections;
+                    if let Some(answer) = proxy.front_door().refuse(sock, max) {
                         tasks.spawn(answer);
                     }
                     continue;

@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use super::front_door;
 use crate::config::Config;
-use crate::cql::ClassificationCache;
 use crate::metrics::Metrics;
-use crate::pipeline::{PagePins, PreparedMap, ShadowReads};
-use crate::routing::{RoutePolicy, Routing, ShardId, Side};
+use crate::pipeline::Statements;
+use crate::routing::{ClusterId, RoutePolicy, Routing, ShardId, Side};
 use crate::topology::TopologyView;
-pub use crate::upstream::Cluster;
+use crate::upstream::Cluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -26,38 +25,64 @@ pub enum ProxyError {
     Resolve(#[from] crate::upstream::ResolveError),
 }
 
-pub use crate::routing::decide::{ClusterId, ShardMap};
-
-/// State shared by every session of one proxy instance.
+/// State shared by every session of one proxy instance, as a few handles:
+/// the clusters (`upstream`), what routes requests (`routing`), what the
+/// pipeline keeps across requests (`statements`), and the proxy's own face
+/// (config, topology, front door, metrics).
 pub struct Proxy {
-    pub config: Config,
-    /// Every cluster of every shard, in name order.
-    pub clusters: Vec<Arc<Cluster>>,
+    pub(super) config: Config,
+    /// Every cluster some shard names, in name order (`ClusterId` order).
+    pub(super) clusters: Vec<Arc<Cluster>>,
     /// The cluster that checks the client's credentials (`[auth]`, on the
     /// default route's shard at start).
-    pub auth_cluster: ClusterId,
-    pub prepared: PreparedMap,
-    pub classifier: ClassificationCache,
-    pub topology: TopologyView,
-    pub metrics: Arc<Metrics>,
-    /// The policy, tenants, fence and shard map.
-    pub routing: Arc<Routing>,
-    pub shadow: Arc<ShadowReads>,
-    pub pages: PagePins,
+    pub(super) auth_cluster: ClusterId,
+    pub(super) routing: Arc<Routing>,
+    pub(super) statements: Statements,
+    pub(super) topology: TopologyView,
+    pub(super) metrics: Arc<Metrics>,
     /// False once a drain has begun (readiness turns 503).
-    pub accepting: std::sync::atomic::AtomicBool,
+    pub(super) accepting: std::sync::atomic::AtomicBool,
     /// Timeouts and the budget that keep unfinished connections from
     /// holding the proxy's memory.
-    pub front_door: Arc<front_door::FrontDoor>,
+    pub(super) front_door: Arc<front_door::FrontDoor>,
 }
 
 impl Proxy {
+    /// The config the proxy started with (a reload changes the policy, not
+    /// this).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn cluster(&self, id: ClusterId) -> &Cluster {
         &self.clusters[id.0]
     }
 
+    /// Every cluster with its id.
+    pub fn clusters(&self) -> impl ExactSizeIterator<Item = (ClusterId, &Cluster)> {
+        self.clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (ClusterId(i), &**c))
+    }
+
     pub fn cluster_named(&self, name: &str) -> Option<&Cluster> {
         self.clusters.iter().find(|c| c.name == name).map(|c| &**c)
+    }
+
+    /// The cluster that checks the client's credentials.
+    pub fn auth_cluster(&self) -> ClusterId {
+        self.auth_cluster
+    }
+
+    /// The policy, tenants, fence and shard map.
+    pub fn routing(&self) -> &Arc<Routing> {
+        &self.routing
+    }
+
+    /// The routing policy in force: take it once per request.
+    pub fn policy(&self) -> Arc<RoutePolicy> {
+        self.routing.policy()
     }
 
     /// `side` of `shard`.
@@ -65,8 +90,26 @@ impl Proxy {
         self.routing.on(shard, side)
     }
 
-    /// The routing policy in force: take it once per request.
-    pub fn policy(&self) -> Arc<RoutePolicy> {
-        self.routing.policy()
+    /// The prepared map, classifier, page pins and shadow reads.
+    pub fn statements(&self) -> &Statements {
+        &self.statements
+    }
+
+    /// The proxy instances as drivers see them.
+    pub fn topology(&self) -> &TopologyView {
+        &self.topology
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn front_door(&self) -> &Arc<front_door::FrontDoor> {
+        &self.front_door
+    }
+
+    /// Still taking clients (false once a drain has begun).
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

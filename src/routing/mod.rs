@@ -21,6 +21,7 @@ pub mod keyed;
 mod live;
 pub mod tenant;
 
+pub use decide::{ClusterId, ShardMap};
 pub use live::{watch_config, DirectoryTableStatus, Routing};
 
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use super::{ClientSession, SessionState};
 use crate::frame::{Compression, Frame, Opcode};
 use crate::protocol::request::read_startup;
 use crate::protocol::{response, ErrorCode, ErrorFrame};
-use crate::proxy::ClusterId;
+use crate::routing::ClusterId;
 use crate::upstream::UpstreamError;
 
 /// STARTUP options forwarded upstream; any other (ScyllaDB extensions
@@ -82,7 +82,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
         // Every cluster must speak the client's version (a tenant's requests
         // may reach any shard); if one does not, the client is told as
         // Cassandra tells it, and negotiates down.
-        let clusters: Vec<ClusterId> = (0..self.proxy.clusters.len()).map(ClusterId).collect();
+        let clusters: Vec<ClusterId> = (0..self.proxy.clusters().len()).map(ClusterId).collect();
         if clusters
             .iter()
             .any(|s| !self.proxy.cluster(*s).speaks(self.version))
@@ -102,7 +102,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
         }
         // The [auth] cluster decides whether the client must log in; the
         // primary must be reachable, and speak this version, before READY.
-        let auth_side = self.proxy.auth_cluster;
+        let auth_side = self.proxy.auth_cluster();
         match state.upstream(auth_side).await {
             Ok(_) => {}
             Err(UpstreamError::NoCredentials { .. }) => {
@@ -115,7 +115,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        let primary = self.proxy.routing.default_primary(&self.proxy.policy());
+        let primary = self.proxy.routing().default_primary(&self.proxy.policy());
         if let Err(e) = state.upstream(primary).await {
             return self.refuse_startup(frame.stream, primary, e).await;
         }
@@ -188,7 +188,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
             }
         };
         *state.client_credentials.lock() = Some((user, pass));
-        let auth_side = self.proxy.auth_cluster;
+        let auth_side = self.proxy.auth_cluster();
         match state.upstream(auth_side).await {
             Ok(_) => {}
             Err(UpstreamError::Handshake { error, .. }) => {
@@ -197,7 +197,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
             }
             Err(e) => return self.refuse_startup(frame.stream, auth_side, e).await,
         }
-        let primary = self.proxy.routing.default_primary(&self.proxy.policy());
+        let primary = self.proxy.routing().default_primary(&self.proxy.policy());
         if let Err(e) = state.upstream(primary).await {
             return self.refuse_startup(frame.stream, primary, e).await;
         }

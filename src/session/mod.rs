@@ -63,12 +63,12 @@ impl<S: Stream> ClientSession<S> {
         close_all: CancellationToken,
         tasks: TaskTracker,
     ) -> ClientSession<S> {
-        let l = &proxy.config.limits;
+        let l = &proxy.config().limits;
         let codec = FrameCodec::new(CodecConfig {
             max_frame: l.max_frame_bytes.0 as usize,
             max_frame_pre_auth: l.max_frame_bytes_before_auth.0 as usize,
         });
-        let codec = codec.with_budget(proxy.front_door.budget.clone());
+        let codec = codec.with_budget(proxy.front_door().budget.clone());
         // Small to start with, grown by the traffic: idle clients are many.
         let mut framed = Framed::with_capacity(sock, codec, 1024);
         *framed.write_buffer_mut() = bytes::BytesMut::new();
@@ -103,7 +103,7 @@ impl<S: Stream> ClientSession<S> {
     }
 
     pub async fn run(mut self) {
-        let m = self.proxy.metrics.clone();
+        let m = self.proxy.metrics().clone();
         m.client_connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         m.client_connections_accepted
@@ -120,7 +120,7 @@ impl<S: Stream> ClientSession<S> {
         // request, and answers that finish together leave in one write.
         let mut running: Running = FuturesUnordered::new();
         let mut reading = true;
-        let door = self.proxy.front_door.clone();
+        let door = self.proxy.front_door().clone();
         let watch = door.watch();
         let check =
             tokio::time::sleep_until(watch.next_check(false, self.framed.codec().partial_since()));
@@ -160,12 +160,12 @@ impl<S: Stream> ClientSession<S> {
                             next = running.next().now_or_never().flatten();
                         }
                     }
-                    self.proxy.metrics.in_flight.fetch_sub(
+                    self.proxy.metrics().in_flight.fetch_sub(
                         written.len() as i64,
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     if !ok || self.framed.flush().await.is_err() { break; }
-                    Self::record_flushed(&self.proxy.metrics, &mut written);
+                    Self::record_flushed(self.proxy.metrics(), &mut written);
                 }
                 Some(f) = out_rx.recv() => {
                     // Server events (SCHEMA_CHANGE) pushed to the client.
@@ -191,17 +191,17 @@ impl<S: Stream> ClientSession<S> {
                         item = self.framed.next().now_or_never().flatten();
                     }
                     if self.framed.flush().await.is_err() || !keep { break; }
-                    Self::record_flushed(&self.proxy.metrics, &mut self.answered);
+                    Self::record_flushed(self.proxy.metrics(), &mut self.answered);
                 }
             }
         }
         let unanswered = running.len();
         self.proxy
-            .metrics
+            .metrics()
             .in_flight
             .fetch_sub(unanswered as i64, std::sync::atomic::Ordering::Relaxed);
         if self.framed.flush().await.is_ok() {
-            Self::record_flushed(&self.proxy.metrics, &mut self.answered);
+            Self::record_flushed(self.proxy.metrics(), &mut self.answered);
         }
     }
 
@@ -247,7 +247,7 @@ impl<S: Stream> ClientSession<S> {
         out: &mpsc::UnboundedSender<Frame>,
         running: &mut Running,
     ) -> bool {
-        self.proxy.metrics.count_request(frame.opcode);
+        self.proxy.metrics().count_request(frame.opcode);
         self.current = Some(Stamp {
             read_at,
             op: OpClass::Other,
@@ -297,7 +297,7 @@ impl<S: Stream> ClientSession<S> {
                     ));
                     return self.error(frame.stream, e).await;
                 };
-                let limit = self.proxy.config.limits.max_in_flight_per_connection as usize;
+                let limit = self.proxy.config().limits.max_in_flight_per_connection as usize;
                 if running.len() >= limit {
                     let e = ErrorFrame::new(
                         ErrorCode::OVERLOADED,
@@ -310,7 +310,7 @@ impl<S: Stream> ClientSession<S> {
                 // Answered when the future completes, with this stamp.
                 self.current = None;
                 self.proxy
-                    .metrics
+                    .metrics()
                     .in_flight
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 running.push(Box::pin(async move {

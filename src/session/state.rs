@@ -13,7 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::frame::Frame;
 use crate::metrics::OpClass;
-use crate::proxy::{ClusterId, Proxy};
+use crate::proxy::Proxy;
+use crate::routing::ClusterId;
 use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
 
 /// When a request was read and what it was, so that its latency can be
@@ -96,7 +97,7 @@ impl SessionState {
             // Towards the [auth] cluster a session logs in as its client,
             // never with the proxy's own credentials, so that cluster checks
             // every client; the others get their configured login.
-            credentials: if id == self.proxy.auth_cluster {
+            credentials: if id == self.proxy.auth_cluster() {
                 self.client_credentials.lock().clone()
             } else {
                 cfg.username
@@ -105,7 +106,7 @@ impl SessionState {
             },
             keyspace: self.keyspace(),
             connect_timeout: cfg.connect_timeout.0,
-            max_in_flight: self.proxy.config.limits.max_in_flight_per_connection as usize,
+            max_in_flight: self.proxy.config().limits.max_in_flight_per_connection as usize,
             heartbeat_interval: Some(cfg.heartbeat_interval.0),
             frame_timeout: cfg.request_timeout.0,
         };

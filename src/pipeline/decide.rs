@@ -73,16 +73,6 @@ pub(super) fn plan(
     )?)
 }
 
-/// The plan of a statement of `kind` routed by `tenant`.
-pub(super) fn route_for(
-    state: &SessionState,
-    policy: &RoutePolicy,
-    kind: StatementKind,
-    tenant: Option<&str>,
-) -> Result<Route, RequestError> {
-    plan(state, policy, Statement::new(kind, tenant))
-}
-
 /// Where a PREPARE goes: every cluster of the tenant's phase.
 pub(super) fn prepare_clusters(
     proxy: &Proxy,

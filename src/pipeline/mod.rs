@@ -27,6 +27,7 @@ mod leg;
 mod paging;
 mod prepare;
 mod prepared;
+mod request;
 mod rewrite;
 mod route;
 mod shadow;

@@ -422,7 +422,7 @@ async fn main() -> Result<()> {
                     Signal::Hangup => {
                         if let Err(problems) = running.proxy.routing().reload("SIGHUP").await {
                             tracing::error!(
-                                ?problems,
+                                problems = ?cutover::config::messages(&problems),
                                 "SIGHUP: the config was refused; the running policy stays"
                             );
                         }

@@ -119,10 +119,16 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
         Some(r#"{"route": {"write_mode": "async-secondary", "shard": "other"}}"#),
     )
     .await;
-    assert!(
-        body.contains("async-secondary") && body.contains("shard"),
-        "both problems listed: {body}"
-    );
+    // Both problems listed, each with the setting it is about.
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&str> = answer["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["route.shard", "route.write_mode"], "{body}");
+    assert_eq!(answer["errors"].as_array().unwrap().len(), 2, "{body}");
     assert_eq!(read_v(&mut c).await, "from-target");
 
     // The file: origin-only. The watcher reloads it; writes stop reaching

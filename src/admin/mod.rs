@@ -13,6 +13,7 @@ pub mod client;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::config::{messages, Problem};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -287,7 +288,7 @@ async fn put_policy(
     let p = s.proxy.clone();
     let r = tokio::task::spawn_blocking(move || p.routing().store().apply(patch, by))
         .await
-        .map_err(|e| vec![format!("changing the policy failed: {e}")])
+        .map_err(|e| vec![Problem::new(format!("changing the policy failed: {e}"))])
         .and_then(|r| r);
     let local = match r {
         Ok(a) => {
@@ -297,7 +298,7 @@ async fn put_policy(
             }
             (StatusCode::OK, Json(body))
         }
-        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+        Err(problems) => refused(&problems),
     };
     if !q.fleet {
         return local;
@@ -395,7 +396,7 @@ async fn change_tenant(
         .expect("changing the directory does not panic");
     let policy = match r {
         Ok(p) => p,
-        Err(errors) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+        Err(problems) => return refused(&problems),
     };
     let (fenced, drained) = s.proxy.routing().fence_after(&before).await;
     let body = json!({"version": policy.version, "fenced": fenced});
@@ -544,13 +545,23 @@ async fn delete_tenant(
     on_the_fleet(&s, "DELETE", &path, None, local).await
 }
 
+/// A change refused, and why: `errors` holds the sentences (what a person
+/// reads), `problems` the same with the setting each is about (what a
+/// script reads), in the same order. Nothing changed.
+fn refused(problems: &[Problem]) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "errors": messages(problems), "problems": problems })),
+    )
+}
+
 async fn shadow(State(s): State<AdminState>) -> Json<crate::pipeline::ShadowReport> {
     Json(s.proxy.statements().shadow().report())
 }
 
 async fn reload(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
     match s.proxy.routing().reload("POST /v1/reload").await {
-        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))),
+        Err(problems) => refused(&problems),
         Ok((r, fenced, drained)) => {
             let mut body = json!(r);
             body["fenced"] = json!(fenced);

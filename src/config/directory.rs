@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, TenantEntry};
+use super::{Config, Problem, TenantEntry};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,23 +24,23 @@ struct DirectoryFile {
 }
 
 /// The file's entries; a file that does not exist yet has none.
-pub fn read_directory(path: &Path) -> Result<Vec<TenantEntry>, Vec<String>> {
+pub fn read_directory(path: &Path) -> Result<Vec<TenantEntry>, Vec<Problem>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(vec![format!(
-                "cannot read the directory file {}: {e}",
-                path.display()
+            return Err(vec![Problem::at(
+                "tenants.directory_file",
+                format!("cannot read the directory file {}: {e}", path.display()),
             )])
         }
     };
     toml::from_str::<DirectoryFile>(&text)
         .map(|d| d.entries)
         .map_err(|e| {
-            vec![format!(
-                "the directory file {} is not valid: {e}",
-                path.display()
+            vec![Problem::at(
+                "tenants.directory_file",
+                format!("the directory file {} is not valid: {e}", path.display()),
             )]
         })
 }
@@ -67,25 +67,25 @@ pub fn write_directory(path: &Path, entries: &[TenantEntry]) -> Result<(), Strin
 
 impl Config {
     /// Problems with a set of tenant entries (inline and from the file).
-    pub fn entry_problems(&self, entries: &[TenantEntry]) -> Vec<String> {
+    pub fn entry_problems(&self, entries: &[TenantEntry]) -> Vec<Problem> {
         let mut p = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for e in entries {
             if !seen.insert(e.tenant.as_str()) {
-                p.push(format!(
-                    "`tenants.entries` lists tenant \"{}\" twice",
-                    e.tenant
-                ));
+                p.push(format!("`tenants.entries` lists tenant \"{}\" twice", e.tenant).into());
             }
             if e.tenant.is_empty() {
                 p.push("a tenant entry has an empty name".into());
             }
             if let Some(shard) = &e.shard {
                 if !self.shards.contains_key(shard) {
-                    p.push(format!(
-                        "`tenants.entries` \"{}\": shard \"{shard}\" is not configured",
-                        e.tenant
-                    ));
+                    p.push(
+                        format!(
+                            "`tenants.entries` \"{}\": shard \"{shard}\" is not configured",
+                            e.tenant
+                        )
+                        .into(),
+                    );
                 }
             }
         }

@@ -4,6 +4,8 @@
 
 use toml::Value;
 
+use super::Problem;
+
 /// How a variable for a key the file does not set is typed; every other key
 /// takes the raw string (so a password of digits stays a string).
 const LIST_KEYS: &[&str] = &["contact_points", "instances"];
@@ -21,7 +23,7 @@ const BOOL_KEYS: &[&str] = &["add_timestamps", "replace_server_functions"];
 pub fn apply_overrides(
     root: &mut Value,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Vec<String> {
+) -> Vec<Problem> {
     let mut errors = Vec::new();
     let mut vars: Vec<(String, String)> = vars
         .into_iter()
@@ -34,11 +36,17 @@ pub fn apply_overrides(
             .map(|s| s.to_ascii_lowercase())
             .collect();
         if path.iter().any(String::is_empty) {
-            errors.push(format!("environment variable {name}: empty key segment"));
+            errors.push(Problem::at(
+                path.join("."),
+                format!("environment variable {name}: empty key segment"),
+            ));
             continue;
         }
         if let Err(e) = set(root, &path, &raw) {
-            errors.push(format!("environment variable {name}: {e}"));
+            errors.push(Problem::at(
+                path.join("."),
+                format!("environment variable {name}: {e}"),
+            ));
         }
     }
     errors

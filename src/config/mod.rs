@@ -7,6 +7,7 @@
 
 mod directory;
 mod env;
+mod problem;
 mod route_file;
 mod units;
 mod validate;
@@ -18,6 +19,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use directory::{read_directory, write_directory};
+pub use problem::{messages, Problem};
 pub use route_file::{
     read_route_file, spelled as route_file_spelled, write_route_file, MergedRoute, RouteOverride,
     RouteOverrides,
@@ -26,8 +28,8 @@ pub use units::{parse_duration, parse_size, ByteSize, ConfigDuration};
 
 /// Every problem found in a config, each a sentence a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
-pub struct ConfigErrors(pub Vec<String>);
+#[error("invalid configuration:\n  - {}", messages(.0).join("\n  - "))]
+pub struct ConfigErrors(pub Vec<Problem>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -450,8 +452,9 @@ impl Config {
         path: &Path,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![format!("cannot read {}: {e}", path.display()).into()])
+        })?;
         let mut c = Config::from_toml(&text, vars)?;
         let beside = |file: std::path::PathBuf| match path.parent() {
             Some(dir) if file.is_relative() => dir.join(file),
@@ -464,11 +467,11 @@ impl Config {
         c.route_overrides = read_route_file(&route_file).map_err(ConfigErrors)?;
         let shard = c.route_overrides.merge(&c.route).route.shard;
         if !c.shards.contains_key(&shard) {
-            return Err(ConfigErrors(vec![format!(
+            return Err(ConfigErrors(vec![Problem::at("route.shard", format!(
                 "the route file {} sets route.shard = \"{shard}\" (through the admin API), but the configured shards are [{}]; remove [shard] from that file or configure the shard",
                 route_file.display(),
                 c.shards.keys().cloned().collect::<Vec<_>>().join(", ")
-            )]));
+            ))]));
         }
         c.route.file = Some(route_file);
         if let Some(file) = c.tenants.directory_file.clone() {
@@ -487,13 +490,17 @@ impl Config {
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        let mut value: toml::Value =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![format!("not valid TOML: {e}")]))?;
+        let mut value: toml::Value = toml::from_str(text)
+            .map_err(|e| ConfigErrors(vec![format!("not valid TOML: {e}").into()]))?;
         let mut errors = env::apply_overrides(&mut value, vars);
         let mut unknown = Vec::new();
         let parsed: Result<Config, _> =
             serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
-        errors.extend(unknown.into_iter().map(|k| format!("unknown key `{k}`")));
+        errors.extend(
+            unknown
+                .into_iter()
+                .map(|k| Problem::at(k.clone(), format!("unknown key `{k}`"))),
+        );
         match parsed {
             Ok(mut c) => {
                 c.fill_defaults();
@@ -505,7 +512,7 @@ impl Config {
                 }
             }
             Err(e) => {
-                errors.push(e.to_string().trim().to_string());
+                errors.push(e.to_string().trim().into());
                 Err(ConfigErrors(errors))
             }
         }

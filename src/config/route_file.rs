@@ -20,7 +20,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Phase, RouteConfig, WriteMode};
+use super::{Phase, Problem, RouteConfig, WriteMode};
 
 /// One field of the default route as the admin API set it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,22 +135,22 @@ impl RouteOverrides {
 }
 
 /// The file's overrides; a file that does not exist yet has none.
-pub fn read_route_file(path: &Path) -> Result<RouteOverrides, Vec<String>> {
+pub fn read_route_file(path: &Path) -> Result<RouteOverrides, Vec<Problem>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RouteOverrides::default()),
         Err(e) => {
-            return Err(vec![format!(
-                "cannot read the route file {}: {e}",
-                path.display()
+            return Err(vec![Problem::at(
+                "route.file",
+                format!("cannot read the route file {}: {e}", path.display()),
             )])
         }
     };
     toml::from_str::<RouteOverrides>(&text).map_err(|e| {
-        vec![format!(
+        vec![Problem::at("route.file", format!(
             "the route file {} is not valid (it holds the route set through the admin API; fix it or remove it to use the config file's [route]): {e}",
             path.display()
-        )]
+        ))]
     })
 }
 
@@ -197,7 +197,7 @@ mod tests {
         std::fs::write(&f, "[phase]\nvalue = \"sideways\"\n").unwrap();
         let e = read_route_file(&f).unwrap_err();
         assert!(
-            e[0].contains("route file") && e[0].contains("sideways"),
+            e[0].message.contains("route file") && e[0].message.contains("sideways"),
             "{e:?}"
         );
         let _ = std::fs::remove_dir_all(dir);

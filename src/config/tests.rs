@@ -174,7 +174,7 @@ fn metrics_log_admin_and_tenant_keys_are_checked_together() {
         "admin = \"0.0.0.0:9180\"\n{MINIMAL}\n[metrics]\ntenants = [\"a\", \"b\", \"c\"]\nmax_tenants = 2\nwindow = \"0s\"\n[log]\nfilter = \"cutover=shouting\"\n[tenants]\nkey = {{ keyspace = \"t_(\" }}\n"
     );
     let e = parse(&text).unwrap_err().0;
-    let all = e.join("\n");
+    let all = crate::config::messages(&e).join("\n");
     for needle in [
         "set `admin_token`",
         "`metrics.tenants` lists 3 tenants but `metrics.max_tenants` is 2",
@@ -203,7 +203,9 @@ fn metrics_log_admin_and_tenant_keys_are_checked_together() {
         }
     );
     let blank = format!("{MINIMAL}\n[tenants]\nkey = {{ column = \"\" }}\n");
-    assert!(parse(&blank).unwrap_err().0[0].contains("`tenants.key.column` is \"\""));
+    assert!(parse(&blank).unwrap_err().0[0]
+        .message
+        .contains("`tenants.key.column` is \"\""));
 }
 
 #[test]
@@ -211,7 +213,7 @@ fn tenant_entries_are_checked() {
     let text = format!(
         "{MINIMAL}\n[shards.default]\norigin = \"origin\"\ntarget = \"target\"\n[shards.other]\norigin = \"target\"\ntarget = \"origin\"\n[tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n[[tenants.entries]]\ntenant = \"a\"\n[[tenants.entries]]\ntenant = \"a\"\nshard = \"nowhere\"\n[[tenants.entries]]\ntenant = \"b\"\nshard = \"other\"\nstatus = \"read-only\"\n"
     );
-    let all = parse(&text).unwrap_err().0.join("\n");
+    let all = crate::config::messages(&parse(&text).unwrap_err().0).join("\n");
     for needle in [
         "lists tenant \"a\" twice",
         "shard \"nowhere\" is not configured",
@@ -221,7 +223,9 @@ fn tenant_entries_are_checked() {
     // A tenant on a shard of its own is fine.
     assert!(!all.contains("\"b\""), "{all}");
     let keyless = format!("{MINIMAL}\n[[tenants.entries]]\ntenant = \"a\"\n");
-    assert!(parse(&keyless).unwrap_err().0[0].contains("`tenants.key` is \"none\""));
+    assert!(parse(&keyless).unwrap_err().0[0]
+        .message
+        .contains("`tenants.key` is \"none\""));
     let ok = format!("{MINIMAL}\n[tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n[[tenants.entries]]\ntenant = \"a\"\nstatus = \"not-ready\"\n");
     let c = parse(&ok).unwrap();
     assert_eq!(c.tenants.entries[0].status, TenantStatus::NotReady);
@@ -232,7 +236,7 @@ fn a_directory_table_is_checked() {
     let text = format!(
         "{MINIMAL}\n[tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\n[tenants.table]\ncluster = \"elsewhere\"\nname = \"directory\"\npoll_every = \"10ms\"\n"
     );
-    let all = parse(&text).unwrap_err().0.join("\n");
+    let all = crate::config::messages(&parse(&text).unwrap_err().0).join("\n");
     for needle in [
         "`tenants.table.cluster` is \"elsewhere\"",
         "`tenants.table.name` is \"directory\": give it as keyspace.table",
@@ -247,7 +251,9 @@ fn a_directory_table_is_checked() {
     assert_eq!(t.poll_every.0, std::time::Duration::from_secs(5));
     let keyless =
         format!("{MINIMAL}\n[tenants.table]\ncluster = \"origin\"\nname = \"cutover.directory\"\n");
-    assert!(parse(&keyless).unwrap_err().0[0].contains("`tenants.table` is set"));
+    assert!(parse(&keyless).unwrap_err().0[0]
+        .message
+        .contains("`tenants.table` is set"));
 }
 
 #[test]
@@ -255,7 +261,7 @@ fn a_log_filter_with_multi_byte_text_is_refused_not_a_panic() {
     // Found by the config fuzz target: tracing-subscriber's parser slices
     // inside the character and panics on this one.
     let text = format!("{MINIMAL}\n[log]\nfilter = \"o, s\u{fffd}=\"\n");
-    let e = parse(&text).unwrap_err().0.join("\n");
+    let e = crate::config::messages(&parse(&text).unwrap_err().0).join("\n");
     assert!(e.contains("`log.filter`") && e.contains("is ASCII"), "{e}");
     assert!(super::log_filter("info, caf\u{e9}=debug").is_err());
     assert!(super::log_filter("info,cutover::proxy=debug").is_ok());

@@ -1,11 +1,11 @@
 //! Semantic checks of a parsed config: every problem found, each a
 //! sentence an operator can act on, in file order.
 
-use super::{Config, TenantKey, WriteMode};
+use super::{Config, Problem, TenantKey, WriteMode};
 
 impl Config {
     /// Every semantic problem, in file order.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         let l = &self.limits;
         for (name, v) in [
@@ -27,7 +27,7 @@ impl Config {
             ),
         ] {
             if v == 0 {
-                p.push(format!("`{name}` must be at least 1"));
+                p.push(format!("`{name}` must be at least 1").into());
             }
         }
         if l.max_in_flight_per_connection > 32_768 {
@@ -53,23 +53,26 @@ impl Config {
             ("limits.frame_timeout", l.frame_timeout),
         ] {
             if d.0.is_zero() {
-                p.push(format!("`{name}` must be more than 0"));
+                p.push(format!("`{name}` must be more than 0").into());
             }
         }
         let t = &self.topology;
         if t.index >= t.instances.len() {
-            p.push(format!(
-                "`topology.index` is {} but `topology.instances` lists {} instance(s)",
-                t.index,
-                t.instances.len()
-            ));
+            p.push(
+                format!(
+                    "`topology.index` is {} but `topology.instances` lists {} instance(s)",
+                    t.index,
+                    t.instances.len()
+                )
+                .into(),
+            );
         }
         if !t.admin_instances.is_empty() && t.admin_instances.len() != t.instances.len() {
             p.push(format!(
                 "`topology.admin_instances` lists {} address(es) but `topology.instances` lists {}: one admin address per instance, in the same order",
                 t.admin_instances.len(),
                 t.instances.len()
-            ));
+            ).into());
         }
         if !(1..=256).contains(&t.tokens_per_instance) {
             p.push("`topology.tokens_per_instance` must be between 1 and 256".into());
@@ -77,7 +80,7 @@ impl Config {
         let mut seen = std::collections::BTreeSet::new();
         for i in &t.instances {
             if !seen.insert(i) {
-                p.push(format!("`topology.instances` lists {i} twice"));
+                p.push(format!("`topology.instances` lists {i} twice").into());
             }
         }
         if self.clusters.is_empty() {
@@ -85,17 +88,20 @@ impl Config {
         }
         for (name, c) in &self.clusters {
             if c.contact_points.is_empty() {
-                p.push(format!("`clusters.{name}.contact_points` is empty"));
+                p.push(format!("`clusters.{name}.contact_points` is empty").into());
             }
             for cp in &c.contact_points {
                 if let Err(e) = check_host_port(cp) {
-                    p.push(format!("`clusters.{name}.contact_points`: {e}"));
+                    p.push(format!("`clusters.{name}.contact_points`: {e}").into());
                 }
             }
             if c.password.is_some() && c.username.is_none() {
-                p.push(format!(
-                    "`clusters.{name}.password` is set but `clusters.{name}.username` is not"
-                ));
+                p.push(
+                    format!(
+                        "`clusters.{name}.password` is set but `clusters.{name}.username` is not"
+                    )
+                    .into(),
+                );
             }
             for (key, d) in [
                 ("connect_timeout", c.connect_timeout),
@@ -103,21 +109,24 @@ impl Config {
                 ("heartbeat_interval", c.heartbeat_interval),
             ] {
                 if d.0.is_zero() {
-                    p.push(format!("`clusters.{name}.{key}` must be longer than 0"));
+                    p.push(format!("`clusters.{name}.{key}` must be longer than 0").into());
                 }
             }
         }
         for (name, s) in &self.shards {
             for (role, cluster) in [("origin", &s.origin), ("target", &s.target)] {
                 if !self.clusters.contains_key(cluster) {
-                    p.push(format!("`shards.{name}.{role}` names cluster \"{cluster}\", which is not configured"));
+                    p.push(format!("`shards.{name}.{role}` names cluster \"{cluster}\", which is not configured").into());
                 }
             }
             if s.origin == s.target {
-                p.push(format!(
-                    "`shards.{name}`: origin and target are the same cluster \"{}\"",
-                    s.origin
-                ));
+                p.push(
+                    format!(
+                        "`shards.{name}`: origin and target are the same cluster \"{}\"",
+                        s.origin
+                    )
+                    .into(),
+                );
             }
         }
         if !self.shards.contains_key(&self.route.shard) {
@@ -126,14 +135,14 @@ impl Config {
                 "`route.shard` is \"{}\" but the configured shards are [{}] (a shard needs clusters named in `[shards.NAME]`, or clusters named origin and target)",
                 self.route.shard,
                 known.join(", ")
-            ));
+            ).into());
         }
         if self.route.write_mode == WriteMode::AsyncSecondary {
             p.push("`route.write_mode = \"async-secondary\"` needs the replay journal, which does not exist yet; use \"sync\"".into());
         }
         if let Some(a) = self.admin {
             if !a.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
-                p.push(format!("`admin` is {a}, not a loopback address: set `admin_token` (or CUTOVER_ADMIN_TOKEN) so the admin API requires it"));
+                p.push(format!("`admin` is {a}, not a loopback address: set `admin_token` (or CUTOVER_ADMIN_TOKEN) so the admin API requires it").into());
             }
         }
         let m = &self.metrics;
@@ -142,48 +151,57 @@ impl Config {
                 "`metrics.tenants` lists {} tenants but `metrics.max_tenants` is {}: each listed tenant costs memory for its own latency series",
                 m.tenants.len(),
                 m.max_tenants
-            ));
+            ).into());
         }
         if m.window.0 < std::time::Duration::from_secs(1) {
             p.push("`metrics.window` must be at least 1s".into());
         }
         if let Err(e) = super::log_filter(&self.log.filter) {
-            p.push(format!(
-                "`log.filter` \"{}\" is not a valid filter: {e}",
-                self.log.filter
-            ));
+            p.push(
+                format!(
+                    "`log.filter` \"{}\" is not a valid filter: {e}",
+                    self.log.filter
+                )
+                .into(),
+            );
         }
         match &self.tenants.key {
             TenantKey::Named(n) if n == "none" => {}
             TenantKey::Named(n) => p.push(format!(
                 "`tenants.key` is \"{n}\": use \"none\", {{ keyspace = \"REGEX\" }} or {{ column = \"NAME\" }}"
-            )),
+            ).into()),
             TenantKey::Keyspace { keyspace } => {
                 if let Err(e) = regex::Regex::new(keyspace) {
-                    p.push(format!("`tenants.key.keyspace` is not a valid regex: {e}"));
+                    p.push(format!("`tenants.key.keyspace` is not a valid regex: {e}").into());
                 }
             }
             TenantKey::Column { column } => {
                 if column.is_empty() {
                     p.push(format!(
                         "`tenants.key.column` is \"{column}\": give the name of the column that holds the tenant, as the table defines it (e.g. \"tenant_id\")"
-                    ));
+                    ).into());
                 }
             }
         }
         if let Some(t) = &self.tenants.table {
             if !self.clusters.contains_key(&t.cluster) {
-                p.push(format!(
-                    "`tenants.table.cluster` is \"{}\", which is not configured",
-                    t.cluster
-                ));
+                p.push(
+                    format!(
+                        "`tenants.table.cluster` is \"{}\", which is not configured",
+                        t.cluster
+                    )
+                    .into(),
+                );
             }
             let parts: Vec<&str> = t.name.split('.').collect();
             if parts.len() != 2 || parts.iter().any(|s| s.is_empty()) {
-                p.push(format!(
-                    "`tenants.table.name` is \"{}\": give it as keyspace.table",
-                    t.name
-                ));
+                p.push(
+                    format!(
+                        "`tenants.table.name` is \"{}\": give it as keyspace.table",
+                        t.name
+                    )
+                    .into(),
+                );
             }
             if t.poll_every.0 < std::time::Duration::from_millis(100) {
                 p.push("`tenants.table.poll_every` must be at least 100ms".into());

@@ -85,7 +85,10 @@ async fn once(
             }
             Err(problems) => {
                 *status.refused.lock() = Some(entries);
-                format!("rows refused: {}", problems.join("; "))
+                format!(
+                    "rows refused: {}",
+                    crate::config::messages(&problems).join("; ")
+                )
             }
         },
         Ok(Err(e)) => {
@@ -109,13 +112,13 @@ async fn apply(
     routing: &Arc<Routing>,
     table: &DirectoryTable,
     entries: Vec<TenantEntry>,
-) -> Result<(), Vec<String>> {
+) -> Result<(), Vec<crate::config::Problem>> {
     let before = routing.policy();
     let r = routing.clone();
     let (policy, changed) =
         tokio::task::spawn_blocking(move || r.store().set_table_entries(entries))
             .await
-            .map_err(|e| vec![e.to_string()])??;
+            .map_err(|e| vec![e.to_string().into()])??;
     if changed {
         tracing::info!(table = %table.name, version = policy.version, "the directory table changed the tenant entries");
         routing.fence_after(&before).await;

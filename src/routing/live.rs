@@ -130,12 +130,12 @@ impl Routing {
     pub async fn reload(
         self: &Arc<Self>,
         by: &'static str,
-    ) -> Result<(super::Reloaded, Vec<String>, bool), Vec<String>> {
+    ) -> Result<(super::Reloaded, Vec<String>, bool), Vec<crate::config::Problem>> {
         let before = self.policy();
         let p = self.clone();
         let r = tokio::task::spawn_blocking(move || p.store.reload(std::env::vars(), by))
             .await
-            .map_err(|e| vec![format!("reloading failed: {e}")])??;
+            .map_err(|e| vec![format!("reloading failed: {e}").into()])??;
         tracing::info!(
             by,
             version = r.version,
@@ -186,7 +186,7 @@ pub async fn watch_config(
         if let Err(problems) = routing.reload("the config file watcher").await {
             tracing::error!(
                 file = %file.display(),
-                ?problems,
+                problems = ?crate::config::messages(&problems),
                 "config file changed but was refused; the running policy stays"
             );
         }

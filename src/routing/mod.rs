@@ -35,8 +35,8 @@ use std::collections::HashMap;
 
 use crate::config::route_file_spelled as spelled;
 use crate::config::{
-    write_route_file, Config, Phase, RouteConfig, RouteOverride, TenantEntry, TenantStatus,
-    WriteMode,
+    write_route_file, Config, Phase, Problem, RouteConfig, RouteOverride, TenantEntry,
+    TenantStatus, WriteMode,
 };
 
 /// Which cluster of a shard.
@@ -193,7 +193,7 @@ pub struct TenantPatch {
 fn directory(
     shards: &[String],
     entries: &[TenantEntry],
-) -> Result<HashMap<String, TenantRoute>, Vec<String>> {
+) -> Result<HashMap<String, TenantRoute>, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut dir = HashMap::with_capacity(entries.len());
     for e in entries {
@@ -202,11 +202,11 @@ fn directory(
             Some(name) => match shard_id(shards, name) {
                 Some(id) => Some(id),
                 None => {
-                    problems.push(unknown_shard(
+                    problems.push(Problem::new(unknown_shard(
                         &format!("tenant \"{}\"", e.tenant),
                         name,
                         shards,
-                    ));
+                    )));
                     continue;
                 }
             },
@@ -439,7 +439,7 @@ impl PolicyStore {
         &self,
         tenant: &str,
         patch: Option<TenantPatch>,
-    ) -> Result<Arc<RoutePolicy>, Vec<String>> {
+    ) -> Result<Arc<RoutePolicy>, Vec<Problem>> {
         let mut source = self.source.lock();
         let config = &mut source.config;
         let Some(file) = config.tenants.directory_file.clone() else {
@@ -448,7 +448,8 @@ impl PolicyStore {
         if config.tenants.entries.iter().any(|e| e.tenant == tenant) {
             return Err(vec![format!(
                 "tenant \"{tenant}\" is listed in the config file's [[tenants.entries]]; change it there (the admin API manages the directory file)"
-            )]);
+            )
+            .into()]);
         }
         let mut entries = crate::config::read_directory(&file)?;
         let existing = entries.iter().position(|e| e.tenant == tenant);
@@ -472,7 +473,8 @@ impl PolicyStore {
             (None, None) => {
                 return Err(vec![format!(
                     "tenant \"{tenant}\" has no entry in the directory file"
-                )])
+                )
+                .into()])
             }
         }
         let mut problems = config.entry_problems(&entries);
@@ -485,7 +487,8 @@ impl PolicyStore {
             &config.tenants.table_entries,
         );
         let tenants = self.checked_directory(&all, problems)?;
-        crate::config::write_directory(&file, &entries).map_err(|e| vec![e])?;
+        crate::config::write_directory(&file, &entries)
+            .map_err(|e| vec![Problem::at("tenants.directory_file", e)])?;
         config.tenants.file_entries = entries;
         let route = self.snapshot().route.clone();
         drop(source);
@@ -502,16 +505,19 @@ impl PolicyStore {
     pub fn set_table_entries(
         &self,
         entries: Vec<TenantEntry>,
-    ) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
+    ) -> Result<(Arc<RoutePolicy>, bool), Vec<Problem>> {
         let mut source = self.source.lock();
         let config = &mut source.config;
         if config.tenants.table_entries == entries {
             return Ok((self.snapshot(), false));
         }
-        let problems: Vec<String> = config
+        let problems: Vec<Problem> = config
             .entry_problems(&entries)
             .into_iter()
-            .map(|p| format!("directory table: {p}"))
+            .map(|p| Problem {
+                message: format!("directory table: {}", p.message),
+                ..p
+            })
             .collect();
         let all = merged(
             &config.tenants.entries,
@@ -533,8 +539,8 @@ impl PolicyStore {
     fn checked_directory(
         &self,
         all: &[TenantEntry],
-        problems: Vec<String>,
-    ) -> Result<HashMap<String, TenantRoute>, Vec<String>> {
+        problems: Vec<Problem>,
+    ) -> Result<HashMap<String, TenantRoute>, Vec<Problem>> {
         let refused = match directory(&self.shards, all) {
             Ok(t) if problems.is_empty() => return Ok(t),
             Err(unknown_shards) if problems.is_empty() => unknown_shards,
@@ -551,13 +557,19 @@ impl PolicyStore {
     }
 
     /// Problems with a route, each a sentence an operator can act on.
-    fn check(&self, route: &RouteConfig) -> Vec<String> {
+    fn check(&self, route: &RouteConfig) -> Vec<Problem> {
         let mut p = Vec::new();
         if shard_id(&self.shards, &route.shard).is_none() {
-            p.push(unknown_shard("route.shard", &route.shard, &self.shards));
+            p.push(Problem::at(
+                "route.shard",
+                unknown_shard("route.shard", &route.shard, &self.shards),
+            ));
         }
         if route.write_mode == WriteMode::AsyncSecondary {
-            p.push("route.write_mode \"async-secondary\" needs the replay journal, which does not exist yet; use \"sync\"".into());
+            p.push(Problem::at(
+                "route.write_mode",
+                "route.write_mode \"async-secondary\" needs the replay journal, which does not exist yet; use \"sync\"",
+            ));
         }
         p
     }
@@ -570,14 +582,14 @@ impl PolicyStore {
         route: RouteConfig,
         tenants: Option<HashMap<String, TenantRoute>>,
         by: &str,
-    ) -> Result<(Arc<RoutePolicy>, bool), Vec<String>> {
+    ) -> Result<(Arc<RoutePolicy>, bool), Vec<Problem>> {
         let problems = self.check(&route);
         if !problems.is_empty() {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 by,
-                ?problems,
+                problems = ?crate::config::messages(&problems),
                 "routing policy change refused; the running policy stays"
             );
             return Err(problems);
@@ -631,7 +643,7 @@ impl PolicyStore {
     /// `PUT /v1/policy`: changes the given fields of the default route.
     /// They are written to the route file first (when the proxy has one),
     /// so that no reload or restart undoes them; `by` names the call.
-    pub fn apply(&self, patch: PolicyPatch, by: &str) -> Result<Applied, Vec<String>> {
+    pub fn apply(&self, patch: PolicyPatch, by: &str) -> Result<Applied, Vec<Problem>> {
         let mut source = self.source.lock();
         let config_route = &source.config.route;
         let mut overrides = source.config.route_overrides.clone();
@@ -661,7 +673,7 @@ impl PolicyStore {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 by,
-                ?problems,
+                problems = ?crate::config::messages(&problems),
                 "routing policy change refused; the running policy stays"
             );
             return Err(problems);
@@ -672,7 +684,7 @@ impl PolicyStore {
                 write_route_file(f, &overrides).map_err(|e| {
                     self.refused
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    vec![format!("{e}; nothing changed")]
+                    vec![Problem::at("route.file", format!("{e}; nothing changed"))]
                 })?;
             }
         }
@@ -689,19 +701,19 @@ impl PolicyStore {
         &self,
         vars: impl IntoIterator<Item = (String, String)>,
         by: &str,
-    ) -> Result<Reloaded, Vec<String>> {
+    ) -> Result<Reloaded, Vec<Problem>> {
         let mut source = self.source.lock();
         let Some(path) = source.file.clone() else {
             return Err(vec![
                 "this proxy was started without a config file (--origin/--target); there is nothing to reload".into(),
             ]);
         };
-        let refused = |problems: Vec<String>| {
+        let refused = |problems: Vec<Problem>| {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 by,
-                ?problems,
+                problems = ?crate::config::messages(&problems),
                 "reloaded config refused; the running policy stays"
             );
             problems
@@ -709,7 +721,10 @@ impl PolicyStore {
         let mut new = Config::load(&path, vars).map_err(|e| {
             refused(
                 e.0.into_iter()
-                    .map(|p| format!("{}: {p}", path.display()))
+                    .map(|p| Problem {
+                        message: format!("{}: {}", path.display(), p.message),
+                        ..p
+                    })
                     .collect(),
             )
         })?;
@@ -726,7 +741,8 @@ impl PolicyStore {
         }
         if !merged.dropped.is_empty() {
             if let Some(f) = &new.route.file {
-                write_route_file(f, &merged.kept).map_err(|e| refused(vec![e]))?;
+                write_route_file(f, &merged.kept)
+                    .map_err(|e| refused(vec![Problem::at("route.file", e)]))?;
             }
             for d in &merged.dropped {
                 tracing::warn!(by, "{d}");

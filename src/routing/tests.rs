@@ -130,11 +130,14 @@ fn routes_name_the_shards_the_proxy_started_with() {
         }],
     )
     .unwrap_err();
-    assert!(e[0].contains("not one this proxy started with"), "{e:?}");
+    assert!(
+        e[0].message.contains("not one this proxy started with"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn reload_needs_a_file() {
     let e = store().reload(Vec::new(), "test").unwrap_err();
-    assert!(e[0].contains("without a config file"));
+    assert!(e[0].message.contains("without a config file"));
 }

@@ -175,3 +175,69 @@ async fn a_batch_of_prepared_statements_survives_a_cluster_that_forgot_them() {
     origin.shutdown().await;
     target.shutdown().await;
 }
+
+/// A burst of 5,000 prepared INSERTs in flight at once from the scylla
+/// driver, against nodes that take 5 ms per request: the proxy takes
+/// `max_in_flight_per_connection` at a time and holds the rest back, as a
+/// node does, so nothing is answered OVERLOADED and every row lands on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_5000_in_flight_is_slowed_down_never_refused() {
+    let (origin, target, proxy) = proxy_over_two_nodes().await;
+    let s = SessionBuilder::new()
+        .known_node_addr(proxy.addr)
+        .build()
+        .await
+        .unwrap();
+    s.query_unpaged("CREATE KEYSPACE burst WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", ())
+        .await
+        .unwrap();
+    s.query_unpaged("CREATE TABLE burst.t (k int PRIMARY KEY, v text)", ())
+        .await
+        .unwrap();
+    let ins = s
+        .prepare("INSERT INTO burst.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    for n in [&origin, &target] {
+        n.node
+            .faults
+            .latency_us
+            .store(5_000, std::sync::atomic::Ordering::Relaxed);
+    }
+    let writes = (0..5000).map(|k| {
+        let (s, ins) = (&s, &ins);
+        async move { s.execute_unpaged(ins, (k, "burst")).await }
+    });
+    let results = futures::future::join_all(writes).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 5000 failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    for n in [&origin, &target] {
+        n.node.faults.clear();
+    }
+    for node in [origin.addr, target.addr] {
+        let rows = snapshot(node, "SELECT k FROM burst.t").await;
+        assert_eq!(rows.len(), 5000, "{node}: every row");
+    }
+    let pauses = proxy
+        .proxy
+        .metrics()
+        .render()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cutover_client_pauses_total ")
+                .map(str::to_owned)
+        })
+        .expect("the pause counter is exposed");
+    assert_ne!(pauses, "0", "the burst went past the in-flight limit");
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}

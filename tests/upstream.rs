@@ -202,15 +202,17 @@ async fn credentials_are_sent_and_refusals_are_typed() {
 async fn a_timed_out_stream_id_is_not_reused_until_its_late_answer_arrives() {
     let n = start(Vec::new()).await;
     setup(&n).await;
-    let c = UpstreamConn::connect(
-        n.addr,
-        &ConnectOptions {
-            max_in_flight: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let c = Arc::new(
+        UpstreamConn::connect(
+            n.addr,
+            &ConnectOptions {
+                max_in_flight: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
     n.node
         .faults
         .hang
@@ -229,12 +231,34 @@ async fn a_timed_out_stream_id_is_not_reused_until_its_late_answer_arrives() {
         }
         other => panic!("{other:?}"),
     }
-    // The only client stream id is still owned by the hung request.
-    assert!(matches!(
-        c.request(Opcode::Query, q("SELECT * FROM ks.t", 4), short)
-            .await,
-        Err(UpstreamError::Busy { .. })
-    ));
+    // One of three ids timed out: not enough to replace the connection.
+    assert!(!c.is_closed());
+    // Two requests take the two other ids; the timed-out one still owns
+    // the third, so a fourth waits its whole timeout for an id.
+    let hung: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.request(Opcode::Query, q("SELECT * FROM ks.t", 4), T)
+                    .await
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + T;
+    while c.in_flight() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests never sent"
+        );
+        tokio::task::yield_now().await;
+    }
+    match c
+        .request(Opcode::Query, q("SELECT * FROM ks.t", 4), short)
+        .await
+    {
+        Err(e @ UpstreamError::Busy { .. }) => assert!(e.never_sent()),
+        other => panic!("{other:?}"),
+    }
     // The proxy's own requests still get through on the reserved ids.
     assert_eq!(
         c.request_reserved(Opcode::Options, Bytes::new(), T)
@@ -244,27 +268,127 @@ async fn a_timed_out_stream_id_is_not_reused_until_its_late_answer_arrives() {
         Some(Opcode::Supported)
     );
     n.node.faults.release_all();
-    // Once the late answer has come and gone, the id serves a new request,
-    // and that request gets its own answer, not the late one.
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        match c
-            .request(Opcode::Query, q("SELECT v FROM ks.t WHERE k = 1", 4), T)
-            .await
-        {
-            Ok(f) => {
-                let ResultBody::Rows(r) = ResultBody::read(&f.body, 4).unwrap() else {
-                    panic!("not rows: {f:?}")
-                };
-                assert_eq!(r.rows[0][0].as_deref(), Some(&b"late"[..]));
-                break;
-            }
-            Err(UpstreamError::Busy { .. }) if tokio::time::Instant::now() < deadline => {
-                tokio::task::yield_now().await
-            }
-            Err(e) => panic!("{e}"),
-        }
+    for h in hung {
+        assert_eq!(h.await.unwrap().unwrap().op(), Some(Opcode::Result));
     }
+    // Once the late answer has come and gone, its id serves a new request,
+    // and that request gets its own answer, not the late one.
+    while c.in_flight() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the late answer never came"
+        );
+        tokio::task::yield_now().await;
+    }
+    let f = c
+        .request(Opcode::Query, q("SELECT v FROM ks.t WHERE k = 1", 4), T)
+        .await
+        .unwrap();
+    let ResultBody::Rows(r) = ResultBody::read(&f.body, 4).unwrap() else {
+        panic!("not rows: {f:?}")
+    };
+    assert_eq!(r.rows[0][0].as_deref(), Some(&b"late"[..]));
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_waits_for_a_stream_id_and_a_hung_node_cannot_pin_them() {
+    let n = start(Vec::new()).await;
+    setup(&n).await;
+    let opts = ConnectOptions {
+        max_in_flight: 2,
+        ..Default::default()
+    };
+    let c = Arc::new(UpstreamConn::connect(n.addr, &opts).await.unwrap());
+    // Both ids busy with slow answers: a third request waits for one
+    // instead of failing, and gets its own answer.
+    n.node
+        .faults
+        .latency_us
+        .store(200_000, std::sync::atomic::Ordering::Relaxed);
+    let three: Vec<_> = (1..=3)
+        .map(|k| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.request(
+                    Opcode::Query,
+                    q(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, 'w')"), 4),
+                    T,
+                )
+                .await
+            })
+        })
+        .collect();
+    for h in three {
+        assert_eq!(h.await.unwrap().unwrap().op(), Some(Opcode::Result));
+    }
+    n.node.faults.clear();
+
+    // A node that stops answering: one request holds an id, another
+    // times out on the other. Half the ids are then held by a request that
+    // timed out, so the connection is closed (a new one gets every id
+    // back), and the request waiting for an id learns it was never sent.
+    n.node
+        .faults
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let holding = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.request(Opcode::Query, q("SELECT * FROM ks.t", 4), T)
+                .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    while c.in_flight() < 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    let timing_out = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.request(
+                Opcode::Query,
+                q("SELECT * FROM ks.t", 4),
+                Duration::from_millis(100),
+            )
+            .await
+        })
+    };
+    while c.in_flight() < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    let waiting = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.request(Opcode::Query, q("SELECT * FROM ks.t", 4), T)
+                .await
+        })
+    };
+    assert!(matches!(
+        timing_out.await.unwrap(),
+        Err(UpstreamError::Timeout { .. })
+    ));
+    match waiting.await.unwrap() {
+        Err(e @ UpstreamError::Replaced { .. }) => assert!(e.never_sent(), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        holding.await.unwrap(),
+        Err(UpstreamError::Closed { .. })
+    ));
+    assert!(c.is_closed());
+    n.node.faults.release_all();
+    let fresh = UpstreamConn::connect(n.addr, &opts).await.unwrap();
+    assert_eq!(
+        fresh
+            .request(Opcode::Query, q("SELECT * FROM ks.t", 4), T)
+            .await
+            .unwrap()
+            .op(),
+        Some(Opcode::Result)
+    );
     n.shutdown().await;
 }
 

@@ -85,6 +85,16 @@ pub struct Limits {
     /// What partly received frames of more than 64 KiB may hold, over every
     /// client connection; a large frame beyond it is refused (OVERLOADED).
     pub max_partial_frame_bytes: ByteSize,
+    /// What the requests read from clients and not yet answered may hold,
+    /// over every connection (each counts its frame and
+    /// `REQUEST_OVERHEAD_BYTES`); a request past it is answered OVERLOADED.
+    /// The one bound that fails requests: below it the proxy slows a
+    /// client down instead (see `max_in_flight_per_connection`).
+    pub max_in_flight_bytes: ByteSize,
+    /// What a connection at its in-flight limit keeps reading (and holds,
+    /// waiting) before it stops reading from the socket; heartbeats within
+    /// it are answered at once.
+    pub max_queued_bytes_per_connection: ByteSize,
 }
 
 impl Default for Limits {
@@ -99,6 +109,8 @@ impl Default for Limits {
             handshake_timeout: ConfigDuration(std::time::Duration::from_secs(10)),
             frame_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
             max_partial_frame_bytes: ByteSize(128 * 1024 * 1024),
+            max_in_flight_bytes: ByteSize(512 * 1024 * 1024),
+            max_queued_bytes_per_connection: ByteSize(1024 * 1024),
         }
     }
 }

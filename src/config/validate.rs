@@ -48,6 +48,12 @@ impl Config {
         if l.max_partial_frame_bytes.0 < l.max_frame_bytes.0 {
             p.push("`limits.max_partial_frame_bytes` cannot be less than `limits.max_frame_bytes` (no frame of the largest size could ever be received)".into());
         }
+        if l.max_in_flight_bytes.0 < l.max_frame_bytes.0 {
+            p.push("`limits.max_in_flight_bytes` cannot be less than `limits.max_frame_bytes` (a request of the largest size would always be refused)".into());
+        }
+        if l.max_queued_bytes_per_connection.0 < 1024 {
+            p.push("`limits.max_queued_bytes_per_connection` must be at least 1KiB (room for a heartbeat while a connection waits)".into());
+        }
         for (name, d) in [
             ("limits.handshake_timeout", l.handshake_timeout),
             ("limits.frame_timeout", l.frame_timeout),

@@ -139,6 +139,14 @@ impl FrameCodec {
         self.partial_since
     }
 
+    /// The frame being received, if any, is timed from now on: the reader
+    /// paused (backpressure), so the time it waited is not the sender's.
+    pub fn restart_partial_clock(&mut self) {
+        if self.partial_since.is_some() {
+            self.partial_since = Some(Instant::now());
+        }
+    }
+
     /// Forgets the frame being received (the connection reads no more):
     /// its bytes and its hold on the budget are given back at once.
     pub fn abandon_partial(&mut self) {

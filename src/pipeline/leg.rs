@@ -124,7 +124,13 @@ pub(super) async fn run(
         };
         let started = std::time::Instant::now();
         let sent = async { state.upstream(cluster).await?.forward(frame, timeout).await }.await;
-        let retrying = matches!(sent, Err(UpstreamError::Closed { .. })) && idempotent && !resent;
+        // A request never sent (its connection was being replaced) goes on
+        // the new one; one that may have been sent, only when idempotent.
+        let retrying = match &sent {
+            Err(UpstreamError::Replaced { .. }) => !resent,
+            Err(UpstreamError::Closed { .. }) => idempotent && !resent,
+            _ => false,
+        };
         if retrying {
             resent = true;
             continue;

@@ -1,12 +1,14 @@
 //! The front door: what a client connection must do to be kept, and what a
 //! client the proxy has no room for is told.
 //!
-//! Owns the proxy-wide budget of partly received frames, the counters of
-//! connections closed for never finishing (the session decides when), and
-//! the answer to a client past `limits.max_client_connections`. It must not
-//! read requests: that is the session's job.
+//! Owns the proxy-wide budgets (partly received frames; requests read and
+//! not yet answered), the counters of connections closed for never
+//! finishing and of connections paused at their in-flight limit (the
+//! session decides when), and the answer to a client past
+//! `limits.max_client_connections`. It must not read requests: that is the
+//! session's job.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +28,79 @@ const REFUSALS_AT_ONCE: usize = 64;
 /// How long a refused client has to send the header its error answers.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
+/// What a request counts against `limits.max_in_flight_bytes` beside its
+/// frame: the proxy's own state for it (its task, its answer's slot, the
+/// per-cluster copies a write's rewrite makes are counted by their frames).
+pub const REQUEST_OVERHEAD_BYTES: usize = 512;
+
+/// The proxy-wide bound on requests read and not yet answered, in bytes.
+pub struct RequestBudget {
+    limit: usize,
+    held: AtomicUsize,
+    refused: AtomicU64,
+}
+
+/// A request's share of the budget, given back when it is dropped (when
+/// the request has its answer).
+pub struct Held {
+    budget: Arc<RequestBudget>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl RequestBudget {
+    pub fn new(limit: usize) -> RequestBudget {
+        RequestBudget {
+            limit,
+            held: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes held by requests under way or waiting.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused because the budget was spent.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Holds the share of a request whose frame is `frame_bytes` long, or
+    /// None (counted) when it does not fit.
+    pub fn try_hold(self: &Arc<Self>, frame_bytes: usize) -> Option<Held> {
+        let bytes = frame_bytes + REQUEST_OVERHEAD_BYTES;
+        let fits = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                h.checked_add(bytes).filter(|t| *t <= self.limit)
+            })
+            .is_ok();
+        if !fits {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Held {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
 pub struct FrontDoor {
     pub budget: Arc<FrameBudget>,
+    pub requests: Arc<RequestBudget>,
+    pauses: AtomicU64,
     handshake_timeout: Duration,
     frame_timeout: Duration,
     handshake_timeouts: AtomicU64,
@@ -95,12 +168,20 @@ impl FrontDoor {
     pub fn new(limits: &Limits) -> FrontDoor {
         FrontDoor {
             budget: Arc::new(FrameBudget::new(limits.max_partial_frame_bytes.0 as usize)),
+            requests: Arc::new(RequestBudget::new(limits.max_in_flight_bytes.0 as usize)),
+            pauses: AtomicU64::new(0),
             handshake_timeout: limits.handshake_timeout.0,
             frame_timeout: limits.frame_timeout.0,
             handshake_timeouts: AtomicU64::new(0),
             frame_timeouts: AtomicU64::new(0),
             refusing: Arc::new(Semaphore::new(REFUSALS_AT_ONCE)),
         }
+    }
+
+    /// A connection reached its in-flight limit and waits for answers
+    /// before it takes more requests.
+    pub fn count_pause(&self) {
+        self.pauses.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count(&self, why: Overdue) {
@@ -174,6 +255,24 @@ impl Collector for FrontDoor {
                 "Bytes announced by large client frames now partly received (held against limits.max_partial_frame_bytes)",
                 MetricType::Gauge,
                 self.budget.held() as f64,
+            ),
+            (
+                "cutover_client_pauses_total",
+                "Times a client connection reached limits.max_in_flight_per_connection and took no new request until answers drained (backpressure, not an error)",
+                MetricType::Counter,
+                load(&self.pauses),
+            ),
+            (
+                "cutover_requests_over_budget_total",
+                "Client requests answered OVERLOADED because requests in flight held limits.max_in_flight_bytes",
+                MetricType::Counter,
+                self.requests.refused() as f64,
+            ),
+            (
+                "cutover_request_bytes_in_flight",
+                "Bytes held by client requests read and not yet answered (against limits.max_in_flight_bytes)",
+                MetricType::Gauge,
+                self.requests.held() as f64,
             ),
         ] {
             out.family(name, help, ty);

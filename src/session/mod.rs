@@ -1,7 +1,15 @@
 //! One client connection: the handshake (OPTIONS from the allow-list,
-//! STARTUP, v5 framing), then each request handled on its own task under
-//! the connection's in-flight limit, answers coalesced into socket writes.
-//! The handshake itself (STARTUP, the login, READY) is in `handshake.rs`.
+//! STARTUP, v5 framing), then its requests, polled together, answers
+//! coalesced into socket writes. The handshake itself (STARTUP, the login,
+//! READY) is in `handshake.rs`.
+//!
+//! Backpressure, as a real node does it: at `max_in_flight_per_connection`
+//! requests under way the connection takes no new one until answers drain.
+//! It keeps reading up to `max_queued_bytes_per_connection` of requests,
+//! which wait in order, so a heartbeat (OPTIONS) among them is answered at
+//! once; past that it stops reading, and TCP slows the client. A request is
+//! refused (OVERLOADED) only when the proxy-wide `max_in_flight_bytes`
+//! would be exceeded.
 
 mod handshake;
 mod state;
@@ -10,6 +18,7 @@ pub use state::{SessionState, Stamp};
 
 use handshake::supported;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -28,7 +37,17 @@ use tokio_util::task::TaskTracker;
 use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
 use crate::metrics::{OpClass, Outcome};
 use crate::protocol::{ErrorCode, ErrorFrame};
+use crate::proxy::front_door::Held;
 use crate::proxy::Proxy;
+
+/// A request read while the connection was at its in-flight limit, waiting
+/// its turn.
+struct Waiting {
+    frame: Frame,
+    op: Opcode,
+    read_at: std::time::Instant,
+    held: Held,
+}
 
 /// The requests of one connection under way; each ends with its answer
 /// and the stamp its latency is recorded from.
@@ -51,6 +70,13 @@ pub struct ClientSession<S: Stream = TcpStream> {
     current: Option<Stamp>,
     /// Inline answers written but not yet flushed, with their outcome.
     answered: Vec<(Stamp, Outcome)>,
+    /// Requests under way at once before new ones wait.
+    limit: usize,
+    /// Requests read at the limit, in the order read, and their bytes.
+    waiting: VecDeque<Waiting>,
+    waiting_bytes: usize,
+    /// Past this many bytes waiting, nothing more is read.
+    waiting_bound: usize,
 }
 
 impl<S: Stream> ClientSession<S> {
@@ -69,6 +95,8 @@ impl<S: Stream> ClientSession<S> {
             max_frame_pre_auth: l.max_frame_bytes_before_auth.0 as usize,
         });
         let codec = codec.with_budget(proxy.front_door().budget.clone());
+        let limit = l.max_in_flight_per_connection as usize;
+        let waiting_bound = l.max_queued_bytes_per_connection.0 as usize;
         // Small to start with, grown by the traffic: idle clients are many.
         let mut framed = Framed::with_capacity(sock, codec, 1024);
         *framed.write_buffer_mut() = bytes::BytesMut::new();
@@ -84,6 +112,36 @@ impl<S: Stream> ClientSession<S> {
             version: 0,
             current: None,
             answered: Vec::new(),
+            limit,
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            waiting_bound,
+        }
+    }
+
+    /// Whether the socket is read: not while the requests waiting fill
+    /// their bound.
+    fn room_to_read(&self) -> bool {
+        self.waiting_bytes < self.waiting_bound
+    }
+
+    /// Starts waiting requests while there is room under the limit.
+    fn start_waiting(&mut self, running: &mut Running) {
+        let was_full = !self.room_to_read();
+        while running.len() < self.limit {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            self.waiting_bytes -= w.frame.body.len();
+            let state = self
+                .state
+                .clone()
+                .expect("requests wait only on a started session");
+            running.push(Self::handling(state, w.op, w.frame, w.read_at, w.held));
+        }
+        if was_full && self.room_to_read() {
+            // A frame half read when reading stopped gets its full time.
+            self.framed.codec_mut().restart_partial_clock();
         }
     }
 
@@ -128,7 +186,8 @@ impl<S: Stream> ClientSession<S> {
         loop {
             tokio::select! {
                 _ = self.close_all.cancelled() => break,
-                _ = &mut check, if reading => {
+                // Not while paused: a frame left half read then is not late.
+                _ = &mut check, if reading && self.room_to_read() => {
                     let started = self.state.is_some();
                     let partial_since = self.framed.codec().partial_since();
                     match watch.overdue(started, partial_since) {
@@ -143,7 +202,7 @@ impl<S: Stream> ClientSession<S> {
                 }
                 // Draining: no new requests; answer the ones under way.
                 _ = self.stop_accepting.cancelled(), if reading => reading = false,
-                _ = std::future::ready(()), if !reading && running.is_empty() => break,
+                _ = std::future::ready(()), if !reading && running.is_empty() && self.waiting.is_empty() => break,
                 Some(first) = running.next(), if !running.is_empty() => {
                     let mut next = Some(first);
                     let mut ok = true;
@@ -164,6 +223,7 @@ impl<S: Stream> ClientSession<S> {
                         written.len() as i64,
                         std::sync::atomic::Ordering::Relaxed,
                     );
+                    self.start_waiting(&mut running);
                     if !ok || self.framed.flush().await.is_err() { break; }
                     Self::record_flushed(self.proxy.metrics(), &mut written);
                 }
@@ -171,7 +231,7 @@ impl<S: Stream> ClientSession<S> {
                     // Server events (SCHEMA_CHANGE) pushed to the client.
                     if self.framed.send(f).await.is_err() { break; }
                 }
-                next = self.framed.next(), if reading => {
+                next = self.framed.next(), if reading && self.room_to_read() => {
                     let Some(first) = next else { break };
                     let read_at = std::time::Instant::now();
                     let mut item = Some(first);
@@ -187,7 +247,7 @@ impl<S: Stream> ClientSession<S> {
                                 break;
                             }
                         };
-                        if !keep { break; }
+                        if !keep || !self.room_to_read() { break; }
                         item = self.framed.next().now_or_never().flatten();
                     }
                     if self.framed.flush().await.is_err() || !keep { break; }
@@ -195,7 +255,7 @@ impl<S: Stream> ClientSession<S> {
                 }
             }
         }
-        let unanswered = running.len();
+        let unanswered = running.len() + self.waiting.len();
         self.proxy
             .metrics()
             .in_flight
@@ -238,6 +298,46 @@ impl<S: Stream> ClientSession<S> {
 
     async fn error(&mut self, stream: i16, e: ErrorFrame) -> bool {
         self.reply(stream, Opcode::Error, e.encode()).await
+    }
+
+    /// A request's handling, answered with its stream id and the stamp its
+    /// latency is recorded from; `held` is given back with the answer.
+    fn handling(
+        state: Arc<SessionState>,
+        op: Opcode,
+        frame: Frame,
+        read_at: std::time::Instant,
+        held: Held,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, Stamp)> + Send>> {
+        Box::pin(async move {
+            let _held = held;
+            let stream = frame.stream;
+            let mut stamp = Stamp {
+                read_at,
+                op: OpClass::Other,
+                tenant: None,
+            };
+            // A bug must cost this one request a clear error, never leave
+            // the client waiting for its timeout.
+            let handling = std::panic::AssertUnwindSafe(crate::pipeline::handle(
+                &state, op, frame, &mut stamp,
+            ));
+            let mut answer = match handling.catch_unwind().await {
+                Ok(a) => a,
+                Err(_) => {
+                    tracing::error!(
+                        opcode = op.name(),
+                        "request handling panicked; answering SERVER_ERROR"
+                    );
+                    let e = ErrorFrame::server(
+                        "cutover: internal error while handling this request (logged by the proxy)",
+                    );
+                    Frame::response(state.version, stream, Opcode::Error, e.encode())
+                }
+            };
+            answer.stream = stream;
+            (answer, stamp)
+        })
     }
 
     async fn on_frame(
@@ -297,39 +397,37 @@ impl<S: Stream> ClientSession<S> {
                     ));
                     return self.error(frame.stream, e).await;
                 };
-                let limit = self.proxy.config().limits.max_in_flight_per_connection as usize;
-                if running.len() >= limit {
+                let door = self.proxy.front_door();
+                let Some(held) = door.requests.try_hold(frame.body.len() + 9) else {
                     let e = ErrorFrame::new(
                         ErrorCode::OVERLOADED,
                         format!(
-                            "cutover: more than {limit} requests in flight on this connection (limits.max_in_flight_per_connection)"
+                            "cutover: requests under way on this proxy hold its {} bytes for them (limits.max_in_flight_bytes); try again or another node",
+                            door.requests.limit()
                         ),
                     );
                     return self.error(frame.stream, e).await;
-                }
-                // Answered when the future completes, with this stamp.
+                };
+                // Answered when its future completes, with its own stamp.
                 self.current = None;
                 self.proxy
                     .metrics()
                     .in_flight
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                running.push(Box::pin(async move {
-                    let stream = frame.stream;
-                    let mut stamp = Stamp { read_at, op: OpClass::Other, tenant: None };
-                    // A bug must cost this one request a clear error, never
-                    // leave the client waiting for its timeout.
-                    let handling = std::panic::AssertUnwindSafe(crate::pipeline::handle(&state, op, frame, &mut stamp));
-                    let mut answer = match handling.catch_unwind().await {
-                        Ok(a) => a,
-                        Err(_) => {
-                            tracing::error!(opcode = op.name(), "request handling panicked; answering SERVER_ERROR");
-                            let e = ErrorFrame::server("cutover: internal error while handling this request (logged by the proxy)");
-                            Frame::response(state.version, stream, Opcode::Error, e.encode())
-                        }
-                    };
-                    answer.stream = stream;
-                    (answer, stamp)
-                }));
+                if running.len() < self.limit && self.waiting.is_empty() {
+                    running.push(Self::handling(state, op, frame, read_at, held));
+                } else {
+                    if self.waiting.is_empty() {
+                        door.count_pause();
+                    }
+                    self.waiting_bytes += frame.body.len();
+                    self.waiting.push_back(Waiting {
+                        frame,
+                        op,
+                        read_at,
+                        held,
+                    });
+                }
                 true
             }
             other => {

@@ -39,8 +39,13 @@ pub enum UpstreamError {
     Timeout { addr: SocketAddr, timeout: Duration },
     #[error("the connection to {addr} is closed")]
     Closed { addr: SocketAddr },
-    #[error("all {limit} stream ids to {addr} are in use")]
+    #[error("all {limit} stream ids to {addr} stayed in use for the whole request timeout")]
     Busy { addr: SocketAddr, limit: usize },
+    /// Never sent: the connection closed while the request waited for a
+    /// stream id (it is replaced when requests that timed out hold half
+    /// its ids). Safe to send on the next connection.
+    #[error("the connection to {addr} closed before this request could be sent (every stream id was in use)")]
+    Replaced { addr: SocketAddr },
     #[error("framing error from {addr}: {source}")]
     Frame {
         addr: SocketAddr,
@@ -59,6 +64,7 @@ impl UpstreamError {
                 | UpstreamError::Handshake { .. }
                 | UpstreamError::NoCredentials { .. }
                 | UpstreamError::Busy { .. }
+                | UpstreamError::Replaced { .. }
         )
     }
 }
@@ -117,6 +123,8 @@ struct Streams {
     free_reserved: Vec<i16>,
     /// The next client id never handed out yet.
     next_client: i16,
+    /// Client ids whose request timed out, kept until their late answer.
+    abandoned: usize,
     /// One past the last client id.
     client_end: i16,
 }
@@ -129,6 +137,7 @@ impl Streams {
             free_client: Vec::new(),
             free_reserved: (0..RESERVED_STREAMS).rev().collect(),
             next_client: RESERVED_STREAMS,
+            abandoned: 0,
             client_end: RESERVED_STREAMS + client,
         }
     }
@@ -162,6 +171,13 @@ impl Streams {
         }
     }
 
+    /// Whether requests that timed out hold half the client ids or more:
+    /// the node is not answering them, and only a new connection gets the
+    /// ids back.
+    fn pinned(&self) -> bool {
+        self.abandoned * 2 >= self.client_capacity()
+    }
+
     fn client_in_use(&self) -> usize {
         (self.next_client - RESERVED_STREAMS) as usize - self.free_client.len()
     }
@@ -171,8 +187,11 @@ struct Shared {
     addr: SocketAddr,
     version: u8,
     streams: Mutex<Streams>,
+    /// Woken when a client id is given back.
+    freed: tokio::sync::Notify,
     closed: AtomicBool,
     last_activity: Mutex<tokio::time::Instant>,
+    stop: CancellationToken,
 }
 
 impl Shared {
@@ -183,6 +202,34 @@ impl Shared {
             // Dropping the sender wakes the waiter with an error.
             *slot = Slot::Free;
         }
+        s.abandoned = 0;
+        drop(s);
+        self.freed.notify_waiters();
+    }
+
+    /// Gives `id` back and wakes one request waiting for an id.
+    fn release(&self, s: &mut Streams, id: i16) {
+        s.release(id);
+        if id >= RESERVED_STREAMS {
+            self.freed.notify_one();
+        }
+    }
+
+    /// Closes a connection whose ids are held by requests the node never
+    /// answered; the session opens a new one, which has all its ids.
+    fn replace_if_pinned(&self, s: &Streams) -> bool {
+        if !s.pinned() {
+            return false;
+        }
+        tracing::warn!(
+            upstream = %self.addr,
+            timed_out = s.abandoned,
+            ids = s.client_capacity(),
+            "closing an upstream connection: requests that timed out hold half its stream ids (the node does not answer them); a new connection takes its place"
+        );
+        self.closed.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+        true
     }
 }
 
@@ -315,12 +362,14 @@ impl UpstreamConn {
             addr,
             version: v,
             streams: Mutex::new(Streams::new(opts.max_in_flight)),
+            freed: tokio::sync::Notify::new(),
             closed: AtomicBool::new(false),
             last_activity: Mutex::new(tokio::time::Instant::now()),
+            stop: CancellationToken::new(),
         });
         let (out, rx) = mpsc::unbounded_channel();
         let events: Events = Arc::default();
-        let stop = CancellationToken::new();
+        let stop = shared.stop.clone();
         tokio::spawn(write_loop::<S>(writer, rx, shared.clone(), stop.clone()));
         tokio::spawn(read_loop::<S>(
             reader,
@@ -432,33 +481,61 @@ async fn send(
     if shared.closed.load(Ordering::SeqCst) {
         return Err(UpstreamError::Closed { addr });
     }
+    let deadline = tokio::time::Instant::now() + timeout;
     let (tx, rx) = oneshot::channel();
-    let id = {
-        let mut s = shared.streams.lock();
-        let Some(id) = s.alloc(reserved) else {
+    let mut tx = Some(tx);
+    // Every id in use: wait (within the request's timeout) for one to be
+    // given back; the session's in-flight limit bounds how many wait.
+    let id = loop {
+        let freed = shared.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        {
+            let mut s = shared.streams.lock();
+            if shared.closed.load(Ordering::SeqCst) {
+                return Err(UpstreamError::Replaced { addr });
+            }
+            if let Some(id) = s.alloc(reserved) {
+                s.slots[id as usize] = Slot::Waiting(tx.take().expect("one id per request"));
+                break id;
+            }
             let limit = if reserved {
                 RESERVED_STREAMS as usize
             } else {
                 s.client_capacity()
             };
+            if reserved {
+                return Err(UpstreamError::Busy { addr, limit });
+            }
+            if shared.replace_if_pinned(&s) {
+                // Never sent: safe to send again on the connection that
+                // takes this one's place.
+                return Err(UpstreamError::Replaced { addr });
+            }
+        }
+        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            let limit = shared.streams.lock().client_capacity();
             return Err(UpstreamError::Busy { addr, limit });
-        };
-        s.slots[id as usize] = Slot::Waiting(tx);
-        id
+        }
     };
     let mut frame = Frame::request(shared.version, id, op, body);
     frame.flags = flags & !crate::frame::flags::COMPRESSION;
     if out.send(frame).is_err() {
-        shared.streams.lock().release(id);
+        let mut s = shared.streams.lock();
+        shared.release(&mut s, id);
         return Err(UpstreamError::Closed { addr });
     }
-    match tokio::time::timeout(timeout, rx).await {
+    match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(f)) => Ok(f),
         Ok(Err(_)) => Err(UpstreamError::Closed { addr }),
         Err(_) => {
             let mut s = shared.streams.lock();
             if matches!(s.slots[id as usize], Slot::Waiting(_)) {
                 s.slots[id as usize] = Slot::Abandoned;
+                if id >= RESERVED_STREAMS {
+                    s.abandoned += 1;
+                    shared.replace_if_pinned(&s);
+                }
             }
             Err(UpstreamError::Timeout { addr, timeout })
         }
@@ -565,11 +642,16 @@ async fn read_loop<S: Stream>(
         };
         match std::mem::replace(slot, Slot::Free) {
             Slot::Waiting(tx) => {
-                s.release(f.stream);
+                shared.release(&mut s, f.stream);
                 drop(s);
                 let _ = tx.send(f);
             }
-            Slot::Abandoned => s.release(f.stream),
+            Slot::Abandoned => {
+                if f.stream >= RESERVED_STREAMS {
+                    s.abandoned -= 1;
+                }
+                shared.release(&mut s, f.stream);
+            }
             Slot::Free => {
                 tracing::warn!(upstream = %shared.addr, stream = f.stream, "answer on a free stream id")
             }

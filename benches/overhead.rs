@@ -132,6 +132,12 @@ fn main() {
         s.closed,
         s.warmup
     );
+    // For a profiler to attach to (benches/README.md, "Profiling").
+    println!(
+        "proxy pids: passthrough {}, dual-write {}",
+        passthrough.pid(),
+        dual.pid()
+    );
     let mut results: Vec<(String, Vec<Row>)> = Vec::new();
     for (title, workload) in [
         ("INSERT, closed loop, 64 in flight", Workload::Insert),

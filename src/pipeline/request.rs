@@ -290,6 +290,13 @@ impl Form {
         let plan = TimestampPlan::plan(state, c, flags);
         let v = state.version;
         let body = match self {
+            // The common write: only a timestamp added, inserted in place.
+            Form::Query if plan.add && !replacing(state, c) => {
+                Query::with_timestamp(body, v, now_micros()).map_err(malformed)?
+            }
+            Form::Execute(entry) if plan.add && entry.hidden.is_empty() => {
+                Execute::with_timestamp(body, v, now_micros()).map_err(malformed)?
+            }
             Form::Query if plan.add || replacing(state, c) => {
                 let mut q = Query::read(body, v).map_err(malformed)?;
                 if plan.add {

@@ -263,6 +263,59 @@ pub(super) fn read_flags(r: &mut BodyReader<'_>, version: u8) -> Result<u32, Bod
     })
 }
 
+/// `body` with the write timestamp `ts` inserted, its parameters read by
+/// `r` (placed at the consistency): the DEFAULT_TIMESTAMP flag set and the
+/// 8 bytes put where the protocol has them (after the serial consistency;
+/// in v5 before the keyspace and now_in_seconds). One copy of the body, no
+/// decoding of its values. A body that already has a timestamp is returned
+/// as it is.
+fn insert_timestamp(
+    body: &Bytes,
+    mut r: BodyReader<'_>,
+    version: u8,
+    ts: i64,
+) -> Result<Bytes, BodyError> {
+    use query_flags::*;
+    r.short()?;
+    let flags_at = r.position();
+    let flags = read_flags(&mut r, version)?;
+    if flags & DEFAULT_TIMESTAMP != 0 {
+        return Ok(body.clone());
+    }
+    let flags_end = r.position();
+    if flags & VALUES != 0 {
+        let named = flags & NAMES_FOR_VALUES != 0;
+        let n = r.short_count("value count", if named { 6 } else { 4 })?;
+        for _ in 0..n {
+            if named {
+                r.string()?;
+            }
+            r.value()?;
+        }
+    }
+    if flags & PAGE_SIZE != 0 {
+        r.int()?;
+    }
+    if flags & PAGING_STATE != 0 {
+        r.bytes()?;
+    }
+    if flags & SERIAL_CONSISTENCY != 0 {
+        r.short()?;
+    }
+    let at = r.position();
+    let mut b = BytesMut::with_capacity(body.len() + 8);
+    b.extend_from_slice(&body[..flags_at]);
+    if version >= 5 {
+        b.put_u32(flags | DEFAULT_TIMESTAMP);
+    } else {
+        b.put_u8((flags | DEFAULT_TIMESTAMP) as u8);
+    }
+    b.extend_from_slice(&body[flags_end..at]);
+    b.put_i64(ts);
+    b.extend_from_slice(&body[at..]);
+    Ok(b.freeze())
+}
+
 pub fn write_value(dst: &mut BytesMut, v: &RawValue) {
     match v {
         RawValue::Null => dst.put_i32(-1),
@@ -294,6 +347,13 @@ impl Query {
         r.long_string()?;
         r.short()?;
         read_flags(&mut r, version)
+    }
+
+    /// The body with write timestamp `ts` inserted (see `insert_timestamp`).
+    pub fn with_timestamp(body: &Bytes, version: u8, ts: i64) -> Result<Bytes, BodyError> {
+        let mut r = BodyReader::new(body);
+        r.long_string()?;
+        insert_timestamp(body, r, version, ts)
     }
 
     /// Only the text, for the proxy's classification (no parameter decoding).
@@ -380,6 +440,16 @@ impl Execute {
         }
         r.short()?;
         read_flags(&mut r, version)
+    }
+
+    /// The body with write timestamp `ts` inserted (see `insert_timestamp`).
+    pub fn with_timestamp(body: &Bytes, version: u8, ts: i64) -> Result<Bytes, BodyError> {
+        let mut r = BodyReader::new(body);
+        r.short_bytes()?;
+        if version >= 5 {
+            r.short_bytes()?;
+        }
+        insert_timestamp(body, r, version, ts)
     }
 
     /// Only the prepared id: what the proxy looks up on every EXECUTE.
@@ -530,6 +600,120 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parameters of every shape a timestamp must find its place among.
+    fn shapes(v: u8) -> Vec<QueryParams> {
+        let values = vec![
+            RawValue::Bytes(Bytes::from_static(b"abc")),
+            RawValue::Null,
+            RawValue::Unset,
+            RawValue::Bytes(Bytes::new()),
+        ];
+        let mut all = vec![
+            QueryParams {
+                consistency: 1,
+                ..Default::default()
+            },
+            QueryParams {
+                consistency: 6,
+                flags: query_flags::SKIP_METADATA,
+                values: values.clone(),
+                page_size: Some(5000),
+                paging_state: Some(Bytes::from_static(b"paging")),
+                serial_consistency: Some(9),
+                ..Default::default()
+            },
+            QueryParams {
+                consistency: 4,
+                values: values[..2].to_vec(),
+                names: Some(vec!["k".into(), "v".into()]),
+                page_size: Some(10),
+                ..Default::default()
+            },
+        ];
+        if v >= 5 {
+            all.push(QueryParams {
+                consistency: 1,
+                values: values.clone(),
+                serial_consistency: Some(8),
+                keyspace: Some("ks".into()),
+                now_in_seconds: Some(1_700_000_000),
+                ..Default::default()
+            });
+            all.push(QueryParams {
+                consistency: 1,
+                now_in_seconds: Some(7),
+                ..Default::default()
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn a_timestamp_is_inserted_as_the_full_encoder_would_write_it() {
+        let ts = 1_733_000_000_123_456i64;
+        for v in [3u8, 4, 5] {
+            for params in shapes(v) {
+                let with = QueryParams {
+                    timestamp: Some(ts),
+                    ..params.clone()
+                };
+                let q = Query {
+                    text: "INSERT INTO ks.t (k, v) VALUES (?, ?)".into(),
+                    params,
+                };
+                let full = Query {
+                    params: with.clone(),
+                    ..q.clone()
+                }
+                .encode(v);
+                let inserted = Query::with_timestamp(&q.encode(v), v, ts).unwrap();
+                assert_eq!(inserted, full, "QUERY v{v} {q:?}");
+                assert_eq!(
+                    Query::read(&inserted, v).unwrap().params.timestamp,
+                    Some(ts)
+                );
+
+                let e = Execute {
+                    id: Bytes::from_static(b"0123456789abcdef"),
+                    result_metadata_id: (v >= 5).then(|| Bytes::from_static(b"meta")),
+                    params: q.params.clone(),
+                };
+                let full = Execute {
+                    params: with,
+                    ..e.clone()
+                }
+                .encode(v);
+                let inserted = Execute::with_timestamp(&e.encode(v), v, ts).unwrap();
+                assert_eq!(inserted, full, "EXECUTE v{v} {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_with_a_timestamp_keeps_it_and_a_truncated_one_is_an_error() {
+        let q = Query {
+            text: "INSERT".into(),
+            params: QueryParams {
+                consistency: 1,
+                timestamp: Some(5),
+                ..Default::default()
+            },
+        };
+        let body = q.encode(4);
+        assert_eq!(Query::with_timestamp(&body, 4, 9).unwrap(), body);
+        let q = Query {
+            text: "INSERT".into(),
+            params: QueryParams {
+                consistency: 1,
+                values: vec![RawValue::Bytes(Bytes::from_static(b"abcdef"))],
+                ..Default::default()
+            },
+        };
+        let body = q.encode(4);
+        let cut = body.slice(..body.len() - 2);
+        assert!(Query::with_timestamp(&cut, 4, 9).is_err());
+    }
 
     #[test]
     fn query_params_round_trip_in_v4_and_v5() {

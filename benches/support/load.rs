@@ -158,6 +158,8 @@ struct Shared {
     in_flight: AtomicU64,
     done_sending: AtomicBool,
     done: tokio::sync::Notify,
+    /// A stream id came back.
+    freed: tokio::sync::Notify,
 }
 
 const STREAMS: usize = 32_768;
@@ -181,6 +183,7 @@ async fn drive(
         in_flight: AtomicU64::new(0),
         done_sending: AtomicBool::new(false),
         done: tokio::sync::Notify::new(),
+        freed: tokio::sync::Notify::new(),
     });
     let permits = Arc::new(Semaphore::new(match mode {
         Mode::Closed { depth } => depth,
@@ -241,6 +244,13 @@ async fn drive(
                         let now = Instant::now();
                         let mut ok = true;
                         while intended <= now && ok {
+                            // Every stream id taken (the hop is far behind):
+                            // wait for one; the delay counts against the
+                            // request, timed from when it was due.
+                            while shared.free.lock().is_empty() {
+                                let _ = writer.flush().await;
+                                shared.freed.notified().await;
+                            }
                             ok = writer.feed(send_one(intended)).await.is_ok();
                             intended += interval;
                         }
@@ -292,6 +302,7 @@ async fn drive(
                     continue;
                 };
                 shared.free.lock().push(f.stream);
+                shared.freed.notify_one();
                 shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 permits.add_permits(1);
                 if now >= measure_from && now < end {

@@ -15,6 +15,7 @@ const INTEGER_KEYS: &[&str] = &[
     "prepared_cache_entries",
     "index",
     "tokens_per_instance",
+    "worker_threads",
 ];
 const BOOL_KEYS: &[&str] = &["add_timestamps", "replace_server_functions"];
 

@@ -418,6 +418,9 @@ pub struct Config {
     /// loopback address.
     pub admin_token: Option<String>,
     pub ddl: DdlMode,
+    /// Threads client connections are served on, each a single-threaded
+    /// runtime owning its connections; 0: one per core.
+    pub worker_threads: u32,
     pub limits: Limits,
     pub topology: Topology,
     pub clusters: BTreeMap<String, ClusterConfig>,
@@ -442,6 +445,7 @@ impl Default for Config {
             admin: Some("127.0.0.1:9180".parse().expect("literal address")),
             admin_token: None,
             ddl: DdlMode::default(),
+            worker_threads: 0,
             limits: Limits::default(),
             topology: Topology::default(),
             clusters: BTreeMap::new(),

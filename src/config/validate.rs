@@ -30,6 +30,9 @@ impl Config {
                 p.push(format!("`{name}` must be at least 1").into());
             }
         }
+        if self.worker_threads > 1024 {
+            p.push("`worker_threads` cannot exceed 1024 (0 means one per core)".into());
+        }
         if l.max_in_flight_per_connection > 32_768 {
             p.push("`limits.max_in_flight_per_connection` cannot exceed 32768 (the protocol's stream ids)".into());
         }

@@ -9,6 +9,7 @@
 pub mod front_door;
 mod health;
 mod shared;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -207,9 +208,16 @@ pub async fn start_from(
         )
         .await;
     }
+    let workers = workers::Workers::start(proxy.config().worker_threads as usize, tasks.clone())
+        .map_err(ProxyError::Workers)?;
+    tracing::debug!(
+        threads = workers.len(),
+        "client connections are served on worker threads"
+    );
     tasks.spawn(accept_loop(
         proxy.clone(),
         listener,
+        workers,
         stop_accepting.clone(),
         close_all.clone(),
         tasks.clone(),
@@ -256,6 +264,7 @@ async fn merge_metrics(metrics: Arc<Metrics>, stop: CancellationToken) {
 async fn accept_loop(
     proxy: Arc<Proxy>,
     listener: TcpListener,
+    workers: workers::Workers,
     stop_accepting: CancellationToken,
     close_all: CancellationToken,
     tasks: TaskTracker,
@@ -287,17 +296,36 @@ async fn accept_loop(
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
-                let session = crate::session::ClientSession::new(
+                let sock = match sock.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "cannot hand a client connection to a worker");
+                        continue;
+                    }
+                };
+                let (proxy, stop_accepting, close_all, tasks) = (
                     proxy.clone(),
-                    sock,
-                    peer,
                     stop_accepting.clone(),
                     close_all.clone(),
                     tasks.clone(),
                 );
-                tasks.spawn(async move {
-                    session.run().await;
-                    drop(permit);
+                workers.hand(workers::Job {
+                    sock,
+                    peer,
+                    serve: Box::new(move |sock, peer| {
+                        let session = crate::session::ClientSession::new(
+                            proxy,
+                            sock,
+                            peer,
+                            stop_accepting,
+                            close_all,
+                            tasks,
+                        );
+                        Box::pin(async move {
+                            session.run().await;
+                            drop(permit);
+                        })
+                    }),
                 });
             }
             Err(e) => {

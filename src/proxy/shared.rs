@@ -23,6 +23,8 @@ pub enum ProxyError {
     },
     #[error(transparent)]
     Resolve(#[from] crate::upstream::ResolveError),
+    #[error("cannot start the worker threads (worker_threads): {0}")]
+    Workers(std::io::Error),
 }
 
 /// State shared by every session of one proxy instance, as a few handles:

@@ -770,6 +770,7 @@ impl PolicyStore {
             new.admin != old.admin || new.admin_token != old.admin_token,
         );
         differs("ddl", new.ddl != old.ddl);
+        differs("worker_threads", new.worker_threads != old.worker_threads);
         differs("limits", new.limits != old.limits);
         differs("topology", new.topology != old.topology);
         differs("clusters", new.clusters != old.clusters);

@@ -32,7 +32,7 @@ wait $runner || true
 wait $p1 $p2 2>/dev/null || true
 for name in passthrough dual-write; do
   perf report -i "$out/$name.data" --no-children --sort symbol --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -40 > "$out/$name-top.txt"
+    | grep -E '^ +[0-9]' | head -40 > "$out/$name-top.txt" || true
   if command -v inferno-flamegraph >/dev/null; then
     perf script -i "$out/$name.data" 2>/dev/null | inferno-collapse-perf > "$out/$name.folded"
     inferno-flamegraph --title "cutover $name under the overhead bench" < "$out/$name.folded" > "$out/$name.svg"

@@ -231,7 +231,11 @@ fn without_hidden_markers(
 /// An EXECUTE body for another prepared id.
 pub(super) fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, RequestError> {
     let mut r = BodyReader::new(body);
-    r.short_bytes().map_err(malformed)?;
+    if r.short_bytes().map_err(malformed)? == id {
+        // The cluster gave the statement the id the client uses (the same
+        // text hashes alike on every node): the client's bytes go as they are.
+        return Ok(body.clone());
+    }
     let rest = r.rest();
     let mut b = BytesMut::with_capacity(body.len() + id.len());
     put_short_bytes(&mut b, id);

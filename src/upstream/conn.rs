@@ -486,37 +486,20 @@ async fn send(
     let mut tx = Some(tx);
     // Every id in use: wait (within the request's timeout) for one to be
     // given back; the session's in-flight limit bounds how many wait.
-    let id = loop {
-        let freed = shared.freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
-        {
-            let mut s = shared.streams.lock();
-            if shared.closed.load(Ordering::SeqCst) {
-                return Err(UpstreamError::Replaced { addr });
-            }
-            if let Some(id) = s.alloc(reserved) {
-                s.slots[id as usize] = Slot::Waiting(tx.take().expect("one id per request"));
+    let id = match take_id(shared, reserved, &mut tx)? {
+        Some(id) => id,
+        None => loop {
+            let freed = shared.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(id) = take_id(shared, reserved, &mut tx)? {
                 break id;
             }
-            let limit = if reserved {
-                RESERVED_STREAMS as usize
-            } else {
-                s.client_capacity()
-            };
-            if reserved {
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                let limit = shared.streams.lock().client_capacity();
                 return Err(UpstreamError::Busy { addr, limit });
             }
-            if shared.replace_if_pinned(&s) {
-                // Never sent: safe to send again on the connection that
-                // takes this one's place.
-                return Err(UpstreamError::Replaced { addr });
-            }
-        }
-        if tokio::time::timeout_at(deadline, freed).await.is_err() {
-            let limit = shared.streams.lock().client_capacity();
-            return Err(UpstreamError::Busy { addr, limit });
-        }
+        },
     };
     let mut frame = Frame::request(shared.version, id, op, body);
     frame.flags = flags & !crate::frame::flags::COMPRESSION;
@@ -540,6 +523,35 @@ async fn send(
             Err(UpstreamError::Timeout { addr, timeout })
         }
     }
+}
+
+/// A free stream id, taken for the request answered through `tx`; None
+/// when every one is in use; an error when waiting is pointless (the
+/// reserved ids, a connection closed or replaced).
+fn take_id(
+    shared: &Shared,
+    reserved: bool,
+    tx: &mut Option<oneshot::Sender<Frame>>,
+) -> Result<Option<i16>, UpstreamError> {
+    let addr = shared.addr;
+    let mut s = shared.streams.lock();
+    if shared.closed.load(Ordering::SeqCst) {
+        return Err(UpstreamError::Replaced { addr });
+    }
+    if let Some(id) = s.alloc(reserved) {
+        s.slots[id as usize] = Slot::Waiting(tx.take().expect("one id per request"));
+        return Ok(Some(id));
+    }
+    if reserved {
+        let limit = RESERVED_STREAMS as usize;
+        return Err(UpstreamError::Busy { addr, limit });
+    }
+    if shared.replace_if_pinned(&s) {
+        // Never sent: safe to send again on the connection that takes
+        // this one's place.
+        return Err(UpstreamError::Replaced { addr });
+    }
+    Ok(None)
 }
 
 async fn next<S: Stream>(reader: &mut Reader<S>, addr: SocketAddr) -> Result<Frame, UpstreamError> {

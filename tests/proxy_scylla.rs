@@ -34,6 +34,39 @@ async fn proxy_over_two_nodes() -> (RunningNode, RunningNode, cutover::proxy::Ru
     (origin, target, proxy)
 }
 
+/// A scylla driver session through `proxy` with table `ks.t (k int, v
+/// text)` made, and its prepared INSERT.
+async fn session_with_table(
+    proxy: &cutover::proxy::RunningProxy,
+    ks: &str,
+) -> (
+    scylla::client::session::Session,
+    scylla::statement::prepared::PreparedStatement,
+) {
+    let s = SessionBuilder::new()
+        .known_node_addr(proxy.addr)
+        .build()
+        .await
+        .unwrap();
+    s.query_unpaged(
+        format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
+        (),
+    )
+    .await
+    .unwrap();
+    s.query_unpaged(
+        format!("CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)"),
+        (),
+    )
+    .await
+    .unwrap();
+    let ins = s
+        .prepare(format!("INSERT INTO {ks}.t (k, v) VALUES (?, ?)"))
+        .await
+        .unwrap();
+    (s, ins)
+}
+
 async fn snapshot(addr: std::net::SocketAddr, q: &str) -> Vec<Vec<Option<bytes::Bytes>>> {
     let mut c = Client::connect(addr, 4, None, None).await.unwrap();
     match c.query(q).await.unwrap() {
@@ -126,21 +159,7 @@ async fn scylla_driver_through_the_proxy_writes_both_nodes_with_one_write_time()
 async fn a_batch_of_prepared_statements_survives_a_cluster_that_forgot_them() {
     use scylla::statement::batch::Batch;
     let (origin, target, proxy) = proxy_over_two_nodes().await;
-    let s = SessionBuilder::new()
-        .known_node_addr(proxy.addr)
-        .build()
-        .await
-        .unwrap();
-    s.query_unpaged("CREATE KEYSPACE bk WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", ())
-        .await
-        .unwrap();
-    s.query_unpaged("CREATE TABLE bk.t (k int PRIMARY KEY, v text)", ())
-        .await
-        .unwrap();
-    let ins = s
-        .prepare("INSERT INTO bk.t (k, v) VALUES (?, ?)")
-        .await
-        .unwrap();
+    let (s, ins) = session_with_table(&proxy, "bk").await;
     let mut batch = Batch::default();
     batch.append_statement(ins.clone());
     batch.append_statement(ins);
@@ -183,21 +202,7 @@ async fn a_batch_of_prepared_statements_survives_a_cluster_that_forgot_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_5000_in_flight_is_slowed_down_never_refused() {
     let (origin, target, proxy) = proxy_over_two_nodes().await;
-    let s = SessionBuilder::new()
-        .known_node_addr(proxy.addr)
-        .build()
-        .await
-        .unwrap();
-    s.query_unpaged("CREATE KEYSPACE burst WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", ())
-        .await
-        .unwrap();
-    s.query_unpaged("CREATE TABLE burst.t (k int PRIMARY KEY, v text)", ())
-        .await
-        .unwrap();
-    let ins = s
-        .prepare("INSERT INTO burst.t (k, v) VALUES (?, ?)")
-        .await
-        .unwrap();
+    let (s, ins) = session_with_table(&proxy, "burst").await;
     for n in [&origin, &target] {
         n.node
             .faults

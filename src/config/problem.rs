@@ -45,6 +45,15 @@ impl Problem {
             .map(str::to_owned);
         Problem { key, message }
     }
+
+    /// The same problem, its sentence saying where it was found
+    /// (`"{prefix}: {message}"`).
+    pub fn found_in(self, prefix: impl fmt::Display) -> Problem {
+        Problem {
+            message: format!("{prefix}: {}", self.message),
+            ..self
+        }
+    }
 }
 
 impl From<String> for Problem {

@@ -5,15 +5,15 @@
 //! size limit applies (a small one until the peer has authenticated).
 //! Towards clients it also notes since when a frame has been partly
 //! received (the session closes what never finishes) and holds large
-//! partial frames against a proxy-wide [`FrameBudget`].
+//! partial frames against a proxy-wide [`ByteBudget`].
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::budget::ByteBudget;
 use super::segment::{SegmentDecoder, SegmentEncoder};
 use super::{
     flags, Compression, Frame, FrameError, Header, DEFAULT_MAX_FRAME, DEFAULT_MAX_FRAME_PRE_AUTH,
@@ -41,55 +41,6 @@ impl Default for CodecConfig {
 /// holds at most one such partial frame, which its buffer bounds anyway.
 pub const BUDGET_FREE_FRAME: usize = 64 * 1024;
 
-/// The bytes that partly received frames larger than [`BUDGET_FREE_FRAME`]
-/// may hold, shared by every client connection of a proxy: a frame whose
-/// header announces more than is left is refused (OVERLOADED) instead of
-/// buffered, so that connections announcing large frames and never
-/// finishing them cannot take the machine's memory.
-#[derive(Debug)]
-pub struct FrameBudget {
-    limit: usize,
-    held: AtomicUsize,
-    refused: AtomicU64,
-}
-
-impl FrameBudget {
-    pub fn new(limit: usize) -> FrameBudget {
-        FrameBudget {
-            limit,
-            held: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-        }
-    }
-
-    /// Bytes announced by the large frames now partly received.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    /// Large frames refused because the budget was spent.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    fn try_hold(&self, n: usize) -> bool {
-        let held = self
-            .held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
-                h.checked_add(n).filter(|t| *t <= self.limit)
-            })
-            .is_ok();
-        if !held {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        held
-    }
-
-    fn release(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::AcqRel);
-    }
-}
-
 #[derive(Debug)]
 pub struct FrameCodec {
     config: CodecConfig,
@@ -99,8 +50,13 @@ pub struct FrameCodec {
     segments: Option<(SegmentDecoder, SegmentEncoder)>,
     /// v5: payload bytes taken out of segments, not yet cut into envelopes.
     envelopes: BytesMut,
-    /// Where large partial frames are held (client connections only).
-    budget: Option<Arc<FrameBudget>>,
+    /// What partly received frames larger than [`BUDGET_FREE_FRAME`] are
+    /// held against, shared by every client connection of a proxy (client
+    /// connections only): a frame whose header announces more than is left
+    /// is refused (OVERLOADED) instead of buffered, so that connections
+    /// announcing large frames and never finishing them cannot take the
+    /// machine's memory.
+    budget: Option<Arc<ByteBudget>>,
     /// What the partial frame being received holds of the budget.
     holding: usize,
     /// Since when bytes of a frame not yet whole have been buffered.
@@ -127,8 +83,8 @@ impl FrameCodec {
         }
     }
 
-    /// Holds large partial frames against `budget` (see [`FrameBudget`]).
-    pub fn with_budget(mut self, budget: Arc<FrameBudget>) -> FrameCodec {
+    /// Holds large partial frames against `budget` (see [`ByteBudget`]).
+    pub fn with_budget(mut self, budget: Arc<ByteBudget>) -> FrameCodec {
         self.budget = Some(budget);
         self
     }
@@ -250,7 +206,7 @@ impl FrameCodec {
                     if !b.try_hold(h.length as usize) {
                         return Err(FrameError::OverBudget {
                             length: h.length as u64,
-                            budget: b.limit,
+                            budget: b.limit(),
                             stream: h.stream,
                             version,
                         });
@@ -443,7 +399,7 @@ mod tests {
 
     #[test]
     fn large_partial_frames_are_held_against_the_budget_and_released() {
-        let budget = Arc::new(FrameBudget::new(300_000));
+        let budget = Arc::new(ByteBudget::new(300_000));
         let codec = || {
             let mut c = FrameCodec::new(CodecConfig::default()).with_budget(budget.clone());
             c.set_authenticated();

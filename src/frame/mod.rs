@@ -5,11 +5,13 @@
 //! that ties them together. A body is kept as `Bytes` and never interpreted
 //! here: reading what is inside a body is `protocol`'s job.
 
+mod budget;
 mod codec;
 mod compress;
 mod segment;
 
-pub use codec::{CodecConfig, FrameBudget, FrameCodec, BUDGET_FREE_FRAME};
+pub use budget::{ByteBudget, Held};
+pub use codec::{CodecConfig, FrameCodec, BUDGET_FREE_FRAME};
 pub use compress::Compression;
 pub use segment::{crc24, crc32_cql, SegmentDecoder, SegmentEncoder, MAX_SEGMENT_PAYLOAD};
 

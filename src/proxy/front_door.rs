@@ -8,7 +8,7 @@
 //! `limits.max_client_connections`. It must not read requests: that is the
 //! session's job.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::Limits;
-use crate::frame::{Frame, FrameBudget, Opcode, SUPPORTED_VERSIONS};
+use crate::frame::{ByteBudget, Frame, Opcode, SUPPORTED_VERSIONS};
 use crate::metrics::{Collector, Exposition, MetricType};
 use crate::protocol::{ErrorCode, ErrorFrame};
 
@@ -33,73 +33,10 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// per-cluster copies a write's rewrite makes are counted by their frames).
 pub const REQUEST_OVERHEAD_BYTES: usize = 512;
 
-/// The proxy-wide bound on requests read and not yet answered, in bytes.
-pub struct RequestBudget {
-    limit: usize,
-    held: AtomicUsize,
-    refused: AtomicU64,
-}
-
-/// A request's share of the budget, given back when it is dropped (when
-/// the request has its answer).
-pub struct Held {
-    budget: Arc<RequestBudget>,
-    bytes: usize,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
-    }
-}
-
-impl RequestBudget {
-    pub fn new(limit: usize) -> RequestBudget {
-        RequestBudget {
-            limit,
-            held: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-        }
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Bytes held by requests under way or waiting.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    /// Requests refused because the budget was spent.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    /// Holds the share of a request whose frame is `frame_bytes` long, or
-    /// None (counted) when it does not fit.
-    pub fn try_hold(self: &Arc<Self>, frame_bytes: usize) -> Option<Held> {
-        let bytes = frame_bytes + REQUEST_OVERHEAD_BYTES;
-        let fits = self
-            .held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
-                h.checked_add(bytes).filter(|t| *t <= self.limit)
-            })
-            .is_ok();
-        if !fits {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Held {
-            budget: self.clone(),
-            bytes,
-        })
-    }
-}
-
 pub struct FrontDoor {
-    pub budget: Arc<FrameBudget>,
-    pub requests: Arc<RequestBudget>,
+    pub budget: Arc<ByteBudget>,
+    /// Requests read and not yet answered (`limits.max_in_flight_bytes`).
+    pub requests: Arc<ByteBudget>,
     pauses: AtomicU64,
     handshake_timeout: Duration,
     frame_timeout: Duration,
@@ -167,8 +104,8 @@ impl FrontDoor {
 
     pub fn new(limits: &Limits) -> FrontDoor {
         FrontDoor {
-            budget: Arc::new(FrameBudget::new(limits.max_partial_frame_bytes.0 as usize)),
-            requests: Arc::new(RequestBudget::new(limits.max_in_flight_bytes.0 as usize)),
+            budget: Arc::new(ByteBudget::new(limits.max_partial_frame_bytes.0 as usize)),
+            requests: Arc::new(ByteBudget::new(limits.max_in_flight_bytes.0 as usize)),
             pauses: AtomicU64::new(0),
             handshake_timeout: limits.handshake_timeout.0,
             frame_timeout: limits.frame_timeout.0,

@@ -514,10 +514,7 @@ impl PolicyStore {
         let problems: Vec<Problem> = config
             .entry_problems(&entries)
             .into_iter()
-            .map(|p| Problem {
-                message: format!("directory table: {}", p.message),
-                ..p
-            })
+            .map(|p| p.found_in("directory table"))
             .collect();
         let all = merged(
             &config.tenants.entries,
@@ -721,10 +718,7 @@ impl PolicyStore {
         let mut new = Config::load(&path, vars).map_err(|e| {
             refused(
                 e.0.into_iter()
-                    .map(|p| Problem {
-                        message: format!("{}: {}", path.display(), p.message),
-                        ..p
-                    })
+                    .map(|p| p.found_in(path.display()))
                     .collect(),
             )
         })?;

@@ -34,10 +34,11 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::frame::Held;
 use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opcode};
 use crate::metrics::{OpClass, Outcome};
 use crate::protocol::{ErrorCode, ErrorFrame};
-use crate::proxy::front_door::Held;
+use crate::proxy::front_door::REQUEST_OVERHEAD_BYTES;
 use crate::proxy::Proxy;
 
 /// A request read while the connection was at its in-flight limit, waiting
@@ -398,7 +399,8 @@ impl<S: Stream> ClientSession<S> {
                     return self.error(frame.stream, e).await;
                 };
                 let door = self.proxy.front_door();
-                let Some(held) = door.requests.try_hold(frame.body.len() + 9) else {
+                let bytes = crate::frame::HEADER_LEN + frame.body.len() + REQUEST_OVERHEAD_BYTES;
+                let Some(held) = door.requests.hold(bytes) else {
                     let e = ErrorFrame::new(
                         ErrorCode::OVERLOADED,
                         format!(

@@ -102,6 +102,19 @@ class Proxy:
             status, text = e.code, e.read().decode()
         return status, (text if raw else json.loads(text))
 
+    def metric(self, name, **labels):
+        """The sum of `name`'s samples in /metrics with these labels."""
+        status, text = self.http("GET", "/metrics", raw=True)
+        assert status == 200
+        want = [f'{k}="{v}"' for k, v in labels.items()]
+        found = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if (line.startswith(name + " ") or line.startswith(name + "{")) and all(w in line for w in want)
+        ]
+        assert found, f"{name} {labels} not in /metrics"
+        return sum(found)
+
     def stop(self, sig=None):
         if self.proc.poll() is None:
             if sig:
@@ -115,7 +128,7 @@ class Proxy:
                 self.proc.wait()
 
 
-def proxy_config(tmp_path, origin, target, phase="dual-write", extra="", listen="127.0.0.1:0"):
+def proxy_config(tmp_path, origin, target, phase="dual-write", extra="", listen="127.0.0.1:0", request_timeout="3s"):
     """A config file for a proxy (on a free port by default) in front of the two nodes."""
     path = tmp_path / f"cutover-{phase}-{listen.replace(':', '-')}.toml"
     path.write_text(
@@ -124,10 +137,10 @@ listen = "{listen}"
 admin = "127.0.0.1:0"
 [clusters.origin]
 contact_points = ["127.0.0.1:{origin.port}"]
-request_timeout = "3s"
+request_timeout = "{request_timeout}"
 [clusters.target]
 contact_points = ["127.0.0.1:{target.port}"]
-request_timeout = "3s"
+request_timeout = "{request_timeout}"
 [route]
 phase = "{phase}"
 {extra}

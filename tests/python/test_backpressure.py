@@ -1,46 +1,16 @@
 """Backpressure as a real node does it, seen by the Python driver: a burst
 past the proxy's per-connection in-flight limit is slowed down, never
 refused, and a connection held back still answers the driver's heartbeats."""
-import re
-import urllib.request
 import uuid
 
 from cassandra.query import SimpleStatement
 
-from conftest import Node, Proxy, connect, wait_for
+from conftest import Node, Proxy, connect, proxy_config, wait_for
 
 
 def config(tmp_path, origin, target, limits=""):
-    path = tmp_path / "cutover.toml"
-    path.write_text(
-        f"""
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-[limits]
-{limits}
-[clusters.origin]
-contact_points = ["127.0.0.1:{origin.port}"]
-request_timeout = "30s"
-[clusters.target]
-contact_points = ["127.0.0.1:{target.port}"]
-request_timeout = "30s"
-[route]
-phase = "dual-write"
-"""
-    )
-    return str(path)
-
-
-def metric(proxy, name, **labels):
-    with urllib.request.urlopen(proxy.admin + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{name}(\{{[^}}]*\}})? (\S+)$", line)
-        if m and (not want or want in (m.group(1) or "")):
-            total += float(m.group(2))
-    return total
+    # Long enough that a pause the test holds is not a cluster timeout.
+    return proxy_config(tmp_path, origin, target, extra=f"[limits]\n{limits}", request_timeout="30s")
 
 
 def rows_on(node, ks):
@@ -71,7 +41,7 @@ def test_2500_execute_async_at_once_then_a_paged_read(tmp_path):
             except Exception as e:  # every error is a failure of the test
                 errors.append(repr(e))
         assert errors == [], f"{len(errors)} of 2500 failed, first: {errors[0]}"
-        assert metric(proxy, "cutover_client_pauses_total") >= 1, "the burst went past the limit"
+        assert proxy.metric("cutover_client_pauses_total") >= 1, "the burst went past the limit"
         read = s.execute(SimpleStatement(f"SELECT k, v FROM {ks}.t", fetch_size=300))
         keys = [r.k for r in read]
         assert sorted(keys) == list(range(2500)), "the paged read returns every row once"
@@ -97,22 +67,22 @@ def test_heartbeats_are_answered_while_a_connection_is_held_back(tmp_path):
         s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
         s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
         ins = s.prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
-        accepted = metric(proxy, "cutover_client_connections_accepted_total")
+        accepted = proxy.metric("cutover_client_connections_accepted_total")
         origin.http("POST", "/faults/hang")
         futures = [s.execute_async(ins, (k, "held")) for k in range(50)]
-        wait_for(lambda: metric(proxy, "cutover_requests_in_flight") == 50, what="the 50 writes at the proxy")
+        wait_for(lambda: proxy.metric("cutover_requests_in_flight") == 50, what="the 50 writes at the proxy")
         # Two run, 48 wait. The pause outlasts the heartbeat timeout: eight
         # heartbeats (two connections, one a second each) are answered.
-        options = metric(proxy, "cutover_client_requests_total", opcode="OPTIONS")
+        options = proxy.metric("cutover_client_requests_total", opcode="OPTIONS")
         wait_for(
-            lambda: metric(proxy, "cutover_client_requests_total", opcode="OPTIONS") >= options + 8,
+            lambda: proxy.metric("cutover_client_requests_total", opcode="OPTIONS") >= options + 8,
             timeout=20,
             what="heartbeats during the pause",
         )
         origin.http("POST", "/faults/release")
         for f in futures:
             f.result()
-        assert metric(proxy, "cutover_client_connections_accepted_total") == accepted, (
+        assert proxy.metric("cutover_client_connections_accepted_total") == accepted, (
             "no connection was declared dead and replaced"
         )
         cluster.shutdown()

@@ -10,15 +10,6 @@ import pytest
 from conftest import Node, Proxy, connect, proxy_config, wait_for
 
 
-def metric(proxy, name):
-    status, text = proxy.http("GET", "/metrics", raw=True)
-    assert status == 200
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def closed_by_peer(sock):
     sock.settimeout(10)
     while True:
@@ -46,7 +37,7 @@ def test_idle_driver_connections_outlive_the_timeouts_that_close_unfinished_ones
     try:
         cluster, session = connect(proxy.port, protocol_version=version, compression="lz4")
         assert session.execute("SELECT rpc_address FROM system.local").one() is not None
-        accepted = metric(proxy, "cutover_client_connections_accepted_total")
+        accepted = proxy.metric("cutover_client_connections_accepted_total")
 
         silent = socket.create_connection(("127.0.0.1", proxy.port))
         half = socket.create_connection(("127.0.0.1", proxy.port))
@@ -61,9 +52,9 @@ def test_idle_driver_connections_outlive_the_timeouts_that_close_unfinished_ones
         # The driver's connections were idle all that time: still the same ones.
         for _ in range(20):
             assert session.execute("SELECT rpc_address FROM system.local").one() is not None
-        assert metric(proxy, "cutover_client_connections_accepted_total") == accepted + 2
-        assert metric(proxy, "cutover_client_handshake_timeouts_total") == 1
-        wait_for(lambda: metric(proxy, "cutover_client_frame_timeouts_total") == 1, what="the frame timeout counted")
+        assert proxy.metric("cutover_client_connections_accepted_total") == accepted + 2
+        assert proxy.metric("cutover_client_handshake_timeouts_total") == 1
+        wait_for(lambda: proxy.metric("cutover_client_frame_timeouts_total") == 1, what="the frame timeout counted")
         cluster.shutdown()
     finally:
         proxy.stop()

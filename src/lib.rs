@@ -10,6 +10,9 @@
 //! - [`protocol`]: lazy readers of the request and response bodies the proxy
 //!   looks into, and builders for the frames it answers itself.
 //! - [`cql`]: the CQL lexer shared by the classifier and the embedded node.
+//! - [`journal`]: the write-ahead journal of async-secondary writes: one
+//!   writer thread appending to checksummed segments, recovery that cuts a
+//!   torn tail, done marks, dead letters, the records replay claims.
 //! - [`metrics`]: latency series (HDR histograms, recorded wait-free),
 //!   counters, gauges and their Prometheus text.
 //! - [`client`]: a minimal client on the same codec (tests, benchmarks).
@@ -48,6 +51,7 @@ pub mod config;
 pub mod copy;
 pub mod cql;
 pub mod frame;
+pub mod journal;
 pub mod metrics;
 pub mod node;
 pub mod pipeline;

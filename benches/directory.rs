@@ -51,6 +51,7 @@ fn main() {
                             Phase::TargetPrimary
                         }),
                         status: TenantStatus::ReadWrite,
+                        write_mode: None,
                     },
                 )
             })

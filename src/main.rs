@@ -138,7 +138,7 @@ enum PolicyAction {
         /// origin-only, dual-write, shadow-reads, target-primary, target-only.
         #[arg(long)]
         phase: Option<String>,
-        /// sync.
+        /// sync or async-secondary.
         #[arg(long)]
         write_mode: Option<String>,
         #[arg(long)]
@@ -169,6 +169,9 @@ enum TenantAction {
         status: Option<String>,
         #[arg(long)]
         shard: Option<String>,
+        /// sync or async-secondary.
+        #[arg(long)]
+        write_mode: Option<String>,
         /// On every instance of `[topology] admin_instances`.
         #[arg(long)]
         fleet: bool,
@@ -193,16 +196,22 @@ async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction)
             phase,
             status,
             shard,
+            write_mode,
             fleet: f,
         } => {
             let mut b = serde_json::Map::new();
-            for (k, v) in [("phase", phase), ("status", status), ("shard", shard)] {
+            for (k, v) in [
+                ("phase", phase),
+                ("status", status),
+                ("shard", shard),
+                ("write_mode", write_mode),
+            ] {
                 if let Some(v) = v {
                     b.insert(k.into(), v.into());
                 }
             }
             if b.is_empty() {
-                bail!("give at least one of --phase, --status, --shard");
+                bail!("give at least one of --phase, --status, --shard, --write-mode");
             }
             (
                 "PUT",

@@ -73,6 +73,7 @@ pub async fn serve(
         .route("/v1/shadow", get(shadow))
         .route("/v1/tenant-key", get(tenant_key))
         .route("/v1/directory-table", get(directory_table))
+        .route("/v1/journal", get(journal))
         .route("/v1/tenants", get(list_tenants))
         .route(
             "/v1/tenants/{tenant}",
@@ -312,6 +313,7 @@ struct TenantView {
     shard: String,
     phase: crate::config::Phase,
     status: crate::config::TenantStatus,
+    write_mode: crate::config::WriteMode,
 }
 
 fn tenant_views(p: &crate::routing::RoutePolicy) -> Vec<TenantView> {
@@ -323,6 +325,7 @@ fn tenant_views(p: &crate::routing::RoutePolicy) -> Vec<TenantView> {
             shard: r.shard.clone().unwrap_or_else(|| p.route.shard.clone()),
             phase: p.for_tenant(Some(name)).phase,
             status: r.status,
+            write_mode: p.for_tenant(Some(name)).write_mode,
         })
         .collect();
     v.sort_by(|a, b| a.tenant.cmp(&b.tenant));
@@ -338,6 +341,16 @@ async fn tenant_key(State(s): State<AdminState>) -> Json<Value> {
         "keyed_tables": keyed,
         "shared_tables": shared,
     }))
+}
+
+/// The journal of async-secondary writes: backlog, replay, dead letters.
+async fn journal(State(s): State<AdminState>) -> Json<Value> {
+    let p = s.proxy.clone();
+    // Its oldest record is read from disk: off the runtime's threads.
+    let report = tokio::task::spawn_blocking(move || p.journal().report())
+        .await
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    Json(report)
 }
 
 /// `[tenants.table]`: polls done and the last one's error.

@@ -305,6 +305,9 @@ pub struct TenantEntry {
     pub phase: Option<Phase>,
     #[serde(default)]
     pub status: TenantStatus,
+    /// Default: the default route's write mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_mode: Option<WriteMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -364,6 +367,71 @@ impl Default for MetricsConfig {
             window: ConfigDuration(std::time::Duration::from_secs(60)),
             tenants: Vec::new(),
             max_tenants: 32,
+        }
+    }
+}
+
+/// When a journaled write counts as written (`journal.durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum JournalDurability {
+    /// In the OS page cache: survives a crash of the proxy, not of the machine.
+    PageCache,
+    /// Synced every `group_commit_interval`; a write waits for its sync.
+    #[default]
+    GroupCommit,
+    /// Synced before each write is answered (writes that arrive together
+    /// share one sync).
+    Fsync,
+}
+
+/// What a full journal does to the async-secondary writes that do not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// Served as in `sync`: the client waits for both clusters again.
+    #[default]
+    Sync,
+    /// Refused with an error naming the journal.
+    Refuse,
+}
+
+/// `[journal]`: the write-ahead journal of `async-secondary` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JournalConfig {
+    /// Its directory; relative to the config file's folder (to the working
+    /// directory without a config file).
+    pub dir: std::path::PathBuf,
+    /// What its segments may hold on disk together.
+    pub max_bytes: ByteSize,
+    /// A segment is closed and the next begun past this; a segment is
+    /// deleted once all its records are acknowledged.
+    pub segment_bytes: ByteSize,
+    pub durability: JournalDurability,
+    pub group_commit_interval: ConfigDuration,
+    pub when_full: WhenFull,
+    /// Records replayed per second at most (0: no limit).
+    pub replay_rate: u32,
+    /// Records replayed at once.
+    pub replay_concurrency: u32,
+    /// Async-secondary writes under way to secondaries at once, over the
+    /// proxy; beyond it a write is left to replay.
+    pub max_secondary_in_flight: u32,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            dir: "journal".into(),
+            max_bytes: ByteSize(1024 * 1024 * 1024),
+            segment_bytes: ByteSize(64 * 1024 * 1024),
+            durability: JournalDurability::default(),
+            group_commit_interval: ConfigDuration(std::time::Duration::from_millis(2)),
+            when_full: WhenFull::default(),
+            replay_rate: 0,
+            replay_concurrency: 64,
+            max_secondary_in_flight: 8192,
         }
     }
 }
@@ -432,6 +500,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub tenants: TenantsConfig,
+    pub journal: JournalConfig,
     /// The route file's fields, as read by `Config::load` (the file is
     /// `route.file`). `routing` decides which of them stand.
     #[serde(skip)]
@@ -457,6 +526,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             tenants: TenantsConfig::default(),
+            journal: JournalConfig::default(),
             route_overrides: RouteOverrides::default(),
         }
     }
@@ -490,6 +560,7 @@ impl Config {
             ))]));
         }
         c.route.file = Some(route_file);
+        c.journal.dir = beside(c.journal.dir.clone());
         if let Some(file) = c.tenants.directory_file.clone() {
             let file = beside(file);
             c.tenants.file_entries = read_directory(&file).map_err(ConfigErrors)?;

@@ -60,6 +60,8 @@ target = "elsewhere"
 [route]
 shard = "default"
 write_mode = "async-secondary"
+[writes]
+add_timestamps = false
 "#,
     )
     .unwrap_err();
@@ -71,7 +73,7 @@ write_mode = "async-secondary"
         "\"nohost\" needs a port",
         "`clusters.origin.password` is set but `clusters.origin.username` is not",
         "`shards.default.target` names cluster \"elsewhere\", which is not configured",
-        "async-secondary",
+        "needs `writes.add_timestamps = true`",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
@@ -265,4 +267,33 @@ fn a_log_filter_with_multi_byte_text_is_refused_not_a_panic() {
     assert!(e.contains("`log.filter`") && e.contains("is ASCII"), "{e}");
     assert!(super::log_filter("info, caf\u{e9}=debug").is_err());
     assert!(super::log_filter("info,cutover::proxy=debug").is_ok());
+}
+
+#[test]
+fn the_journal_section_is_read_and_checked() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[route]\nwrite_mode = \"async-secondary\"\n[journal]\ndir = \"/var/lib/cutover/journal\"\nmax_bytes = \"256MiB\"\nsegment_bytes = \"16MiB\"\ndurability = \"fsync\"\nwhen_full = \"refuse\"\nreplay_rate = 1000\n"
+    ))
+    .unwrap();
+    assert_eq!(c.route.write_mode, WriteMode::AsyncSecondary);
+    assert_eq!(c.journal.max_bytes.0, 256 * 1024 * 1024);
+    assert_eq!(
+        c.journal.durability,
+        crate::config::JournalDurability::Fsync
+    );
+    assert_eq!(c.journal.when_full, crate::config::WhenFull::Refuse);
+    assert_eq!(c.journal.replay_rate, 1000);
+    let e = parse(&format!(
+        "{MINIMAL}\n[journal]\nmax_bytes = \"1MiB\"\nsegment_bytes = \"1MiB\"\ngroup_commit_interval = \"0ms\"\nreplay_concurrency = 0\nwal = true\n"
+    ))
+    .unwrap_err();
+    let keys: Vec<_> = e.0.iter().filter_map(|p| p.key.clone()).collect();
+    for k in [
+        "journal.max_bytes",
+        "journal.group_commit_interval",
+        "journal.replay_concurrency",
+        "journal.wal",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} missing in {keys:?}: {e}");
+    }
 }

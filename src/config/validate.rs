@@ -146,8 +146,47 @@ impl Config {
                 known.join(", ")
             ).into());
         }
-        if self.route.write_mode == WriteMode::AsyncSecondary {
-            p.push("`route.write_mode = \"async-secondary\"` needs the replay journal, which does not exist yet; use \"sync\"".into());
+        let j = &self.journal;
+        if j.segment_bytes.0 < 4096 || j.segment_bytes.0 > 1024 * 1024 * 1024 {
+            p.push(Problem::at(
+                "journal.segment_bytes",
+                "`journal.segment_bytes` must be between 4KiB and 1GiB",
+            ));
+        }
+        if j.max_bytes.0 < 2 * j.segment_bytes.0 {
+            p.push(Problem::at(
+                "journal.max_bytes",
+                format!(
+                    "`journal.max_bytes` ({}) must be at least twice `journal.segment_bytes` ({}): a segment is deleted only once all its records are acknowledged",
+                    j.max_bytes.0, j.segment_bytes.0
+                ),
+            ));
+        }
+        if j.group_commit_interval.0.is_zero()
+            || j.group_commit_interval.0 > std::time::Duration::from_secs(1)
+        {
+            p.push(Problem::at(
+                "journal.group_commit_interval",
+                "`journal.group_commit_interval` must be more than 0 and at most 1s (a write waits for it)",
+            ));
+        }
+        if j.replay_concurrency == 0 || j.replay_concurrency > 4096 {
+            p.push(Problem::at(
+                "journal.replay_concurrency",
+                "`journal.replay_concurrency` must be between 1 and 4096",
+            ));
+        }
+        if j.max_secondary_in_flight == 0 {
+            p.push(Problem::at(
+                "journal.max_secondary_in_flight",
+                "`journal.max_secondary_in_flight` must be at least 1",
+            ));
+        }
+        if self.route.write_mode == WriteMode::AsyncSecondary && !self.writes.add_timestamps {
+            p.push(Problem::at(
+                "route.write_mode",
+                "`route.write_mode = \"async-secondary\"` needs `writes.add_timestamps = true`: a write is journaled only with a fixed write time (otherwise it stays synchronous, and every write would)",
+            ));
         }
         if let Some(a) = self.admin {
             if !a.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {

@@ -16,6 +16,7 @@
 //! time; the writer follows.
 
 mod record;
+pub mod replay;
 mod segment;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -13,9 +13,11 @@ use super::prepared::PreparedEntry;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing};
 use crate::cql::{Classification, StatementKind};
 use crate::frame::Frame;
+use crate::journal::Statement;
 use crate::metrics::OpClass;
 use crate::protocol::request::{Batch, BatchStatement};
 use crate::protocol::ErrorFrame;
+use crate::proxy::journal::KeptSync;
 use crate::routing::tenant::{Bound, Values};
 use crate::routing::RoutePolicy;
 use crate::session::{SessionState, Stamp};
@@ -169,6 +171,40 @@ impl BatchRequest {
             b.timestamp = Some(now_micros());
         }
         Ok(b.timestamp.is_some() && !replay_unsafe)
+    }
+
+    /// Whether the batch can be replayed to the same cells (`retry`: it
+    /// carries a fixed write time); why not otherwise.
+    pub(super) fn replayable(&self, state: &SessionState, retry: bool) -> Result<(), KeptSync> {
+        for child in &self.children {
+            super::request::replayable(state, &child.c, true)?;
+        }
+        if retry {
+            Ok(())
+        } else {
+            Err(KeptSync::NoWriteTime)
+        }
+    }
+
+    /// A record's prepared statements (in order), write time and table.
+    pub(super) fn for_record(&self) -> (Vec<Statement>, Option<i64>, String) {
+        let table = self
+            .children
+            .iter()
+            .find_map(|c| {
+                c.c.tables
+                    .first()
+                    .map(|t| super::request::table_name(t, c.keyspace.as_deref()))
+            })
+            .unwrap_or_default();
+        (
+            self.entries
+                .iter()
+                .map(|e| super::request::statement_of(e))
+                .collect(),
+            self.batch.timestamp,
+            table,
+        )
     }
 
     pub(super) fn leg<'a>(&'a self, template: &'a Frame) -> Leg<'a> {

@@ -40,6 +40,58 @@ pub(super) enum Leg<'a> {
     },
 }
 
+/// A leg that owns what it sends: for a send that outlives its request
+/// (an async-secondary write's secondary leg).
+pub(super) enum OwnedLeg {
+    Raw(Frame),
+    Prepared {
+        entry: Arc<PreparedEntry>,
+        template: Frame,
+    },
+    Batch {
+        batch: Batch,
+        entries: Vec<Arc<PreparedEntry>>,
+        template: Frame,
+    },
+}
+
+impl OwnedLeg {
+    pub(super) fn of(leg: Leg<'_>) -> OwnedLeg {
+        match leg {
+            Leg::Raw(f) => OwnedLeg::Raw(f.clone()),
+            Leg::Prepared { entry, template } => OwnedLeg::Prepared {
+                entry: entry.clone(),
+                template: template.clone(),
+            },
+            Leg::Batch {
+                batch,
+                entries,
+                template,
+            } => OwnedLeg::Batch {
+                batch: batch.clone(),
+                entries: entries.to_vec(),
+                template: template.clone(),
+            },
+        }
+    }
+
+    pub(super) fn leg(&self) -> Leg<'_> {
+        match self {
+            OwnedLeg::Raw(f) => Leg::Raw(f),
+            OwnedLeg::Prepared { entry, template } => Leg::Prepared { entry, template },
+            OwnedLeg::Batch {
+                batch,
+                entries,
+                template,
+            } => Leg::Batch {
+                batch,
+                entries,
+                template,
+            },
+        }
+    }
+}
+
 /// The prepared statement `leg` runs whose id on `cluster` an UNPREPARED
 /// `answer` names (an EXECUTE's one; a BATCH's child).
 fn unprepared<'a>(

@@ -24,6 +24,7 @@ mod decide;
 mod errors;
 mod join;
 mod leg;
+mod mirror;
 mod paging;
 mod prepare;
 mod prepared;

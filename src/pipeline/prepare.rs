@@ -66,6 +66,23 @@ pub(super) async fn prepare(
     let tenant = named.first.map(|t| t.name);
     let clusters = prepare_clusters(&state.proxy, policy, tenant.as_deref());
     let primary = clusters[0];
+    // In async-secondary only the primary must prepare: the secondary
+    // prepares when it first runs the statement.
+    let primary_only =
+        policy.for_tenant(tenant.as_deref()).write_mode == crate::config::WriteMode::AsyncSecondary;
+    let clusters = if primary_only {
+        for c in clusters.iter().skip(1).copied() {
+            let (st, e, f) = (state.clone(), entry.clone(), frame.clone());
+            tokio::spawn(async move {
+                if let Err(err) = prepare_on(&st, &e, c, &f).await {
+                    tracing::debug!(cluster = %st.proxy.cluster(c).name, error = %err, "PREPARE on the secondary failed; it prepares on first use");
+                }
+            });
+        }
+        vec![primary]
+    } else {
+        clusters
+    };
     let answers = futures::future::join_all(
         clusters
             .iter()
@@ -230,15 +247,5 @@ fn without_hidden_markers(
 
 /// An EXECUTE body for another prepared id.
 pub(super) fn with_execute_id(body: &Bytes, id: &Bytes) -> Result<Bytes, RequestError> {
-    let mut r = BodyReader::new(body);
-    if r.short_bytes().map_err(malformed)? == id {
-        // The cluster gave the statement the id the client uses (the same
-        // text hashes alike on every node): the client's bytes go as they are.
-        return Ok(body.clone());
-    }
-    let rest = r.rest();
-    let mut b = BytesMut::with_capacity(body.len() + id.len());
-    put_short_bytes(&mut b, id);
-    b.put_slice(&rest);
-    Ok(b.freeze())
+    crate::protocol::request::Execute::with_id(body, id).map_err(malformed)
 }

@@ -19,11 +19,13 @@ use super::prepared::PreparedEntry;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing, TimestampPlan};
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
+use crate::journal::{Record, Statement as Journaled};
 use crate::metrics::OpClass;
 use crate::protocol::bound::BoundValues;
 use crate::protocol::request::{Execute, Query};
 use crate::protocol::response::ResultBody;
 use crate::protocol::ErrorFrame;
+use crate::proxy::journal::KeptSync;
 use crate::routing::decide::{Route, Statement};
 use crate::routing::RoutePolicy;
 use crate::session::{SessionState, Stamp};
@@ -229,6 +231,72 @@ impl Request {
         )
     }
 
+    /// Whether the write can be journaled and replayed later to the same
+    /// cells (`retry`: it carries a fixed write time); why not otherwise.
+    pub(super) fn replayable(&self, state: &SessionState, retry: bool) -> Result<(), KeptSync> {
+        let one = match self {
+            Request::Batch(b) => return b.replayable(state, retry),
+            Request::One(one) => one,
+        };
+        replayable(state, &one.c, retry)
+    }
+
+    /// The journal record of this write, for `cluster`: what replay sends.
+    pub(super) fn record(
+        &self,
+        state: &SessionState,
+        template: &Frame,
+        cluster: &str,
+        tenant: Option<&str>,
+    ) -> Record {
+        let v = state.version;
+        let (opcode, prepared, write_time, table) = match self {
+            Request::Batch(b) => {
+                let (prepared, write_time, table) = b.for_record();
+                (Opcode::Batch, prepared, write_time, table)
+            }
+            Request::One(one) => {
+                let table = one
+                    .c
+                    .tables
+                    .first()
+                    .map(|t| table_name(t, one.keyspace.as_deref()))
+                    .unwrap_or_default();
+                match &one.form {
+                    Form::Query => (
+                        Opcode::Query,
+                        Vec::new(),
+                        Query::read(&template.body, v)
+                            .ok()
+                            .and_then(|q| q.params.timestamp),
+                        table,
+                    ),
+                    Form::Execute(entry) => (
+                        Opcode::Execute,
+                        vec![statement_of(entry)],
+                        Execute::read(&template.body, v)
+                            .ok()
+                            .and_then(|e| e.params.timestamp),
+                        table,
+                    ),
+                }
+            }
+        };
+        Record {
+            written_at_ms: now_millis(),
+            write_time: write_time.unwrap_or(0),
+            cluster: cluster.to_string(),
+            tenant: tenant.map(str::to_string),
+            table,
+            keyspace: state.keyspace(),
+            ttl: None,
+            version: v,
+            opcode: opcode as u8,
+            prepared,
+            body: template.body.clone(),
+        }
+    }
+
     /// What each cluster's leg sends.
     pub(super) fn leg<'a>(&'a self, template: &'a Frame) -> Leg<'a> {
         match self {
@@ -258,6 +326,49 @@ impl Request {
             }
         }
     }
+}
+
+/// Whether a write classified as `c` can be replayed to the same cells.
+pub(super) fn replayable(
+    state: &SessionState,
+    c: &Classification,
+    retry: bool,
+) -> Result<(), KeptSync> {
+    if c.conditional {
+        Err(KeptSync::Conditional)
+    } else if c.increments {
+        Err(KeptSync::Increment)
+    } else if !c.server_functions.is_empty() && !replacing(state, c) {
+        Err(KeptSync::ServerFunction)
+    } else if !retry {
+        Err(KeptSync::NoWriteTime)
+    } else {
+        Ok(())
+    }
+}
+
+/// `keyspace.table` of a table a statement names.
+pub(super) fn table_name(t: &crate::cql::TableRef, keyspace: Option<&str>) -> String {
+    match t.keyspace.as_deref().or(keyspace) {
+        Some(ks) => format!("{ks}.{}", t.table),
+        None => t.table.clone(),
+    }
+}
+
+/// A prepared statement as replay prepares it again: the text the
+/// clusters prepared, in its keyspace.
+pub(super) fn statement_of(entry: &PreparedEntry) -> Journaled {
+    Journaled {
+        text: entry.cluster_text.clone(),
+        keyspace: entry.keyspace.clone(),
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The form of a QUERY or EXECUTE: what differs between the two along

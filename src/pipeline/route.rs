@@ -16,6 +16,7 @@ use super::leg;
 use super::leg::send_one;
 use super::prepare::prepare;
 use super::request::{One, Request};
+use crate::config::WriteMode;
 use crate::cql::StatementKind;
 use crate::frame::{Frame, Opcode};
 use crate::metrics::OpClass;
@@ -74,14 +75,45 @@ async fn request(
     }
     let route = r.route(state, policy, tenant.as_deref(), &frame)?;
     let (template, retry) = r.rewrite(state, frame)?;
+    let asynchronous = route.write_mode == WriteMode::AsyncSecondary && route.clusters.len() > 1;
+    if asynchronous && r.kind() == StatementKind::Write {
+        let journaled = super::mirror::write(
+            state,
+            &r,
+            &route,
+            &template,
+            retry,
+            class,
+            tenant.as_deref(),
+        )
+        .await;
+        if let Some(answer) = journaled {
+            let answer = answer?;
+            r.after(state, &route, &answer, None);
+            return Ok(answer);
+        }
+    }
     let shadow = r.shadow(state, policy, &route, &template, tenant);
-    let answers = futures::future::join_all(
+    let mut answers = futures::future::join_all(
         route
             .clusters
             .iter()
             .map(|cluster| leg::run(state, *cluster, r.leg(&template), retry, class)),
     )
     .await;
+    if asynchronous && r.kind() == StatementKind::Use {
+        // USE needs only the primary: a connection whose USE failed is
+        // closed, and the next one opens in the session's keyspace.
+        for (c, a) in route.clusters.iter().zip(&answers).skip(1) {
+            if a.as_ref().map_or(true, |f| f.op() == Some(Opcode::Error)) {
+                state.close_upstream(*c);
+            }
+        }
+        answers.truncate(1);
+        let answer = join(state, &route.clusters[..1], answers, r.kind())?;
+        r.after(state, &route, &answer, shadow);
+        return Ok(answer);
+    }
     let answer = join(state, &route.clusters, answers, r.kind())?;
     r.after(state, &route, &answer, shadow);
     Ok(answer)

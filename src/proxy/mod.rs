@@ -8,6 +8,7 @@
 
 pub mod front_door;
 mod health;
+pub mod journal;
 mod shared;
 mod workers;
 
@@ -61,6 +62,13 @@ impl RunningProxy {
         }
         self.close_all.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        self.close_journal().await;
+    }
+
+    /// Everything appended to the journal is written and synced.
+    async fn close_journal(&self) {
+        let p = self.proxy.clone();
+        let _ = tokio::task::spawn_blocking(move || p.journal().close()).await;
     }
 
     /// SIGINT: stop at once.
@@ -72,6 +80,7 @@ impl RunningProxy {
         self.close_all.cancel();
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        self.close_journal().await;
     }
 }
 
@@ -165,7 +174,14 @@ pub async fn start_from(
         }),
         None => None,
     };
+    let close_all = CancellationToken::new();
+    let journal = Arc::new(journal::JournalSlot::new(
+        &config,
+        clusters.clone(),
+        close_all.clone(),
+    ));
     let proxy = Arc::new(Proxy {
+        journal: journal.clone(),
         statements: Statements::new(
             config.limits.prepared_cache_entries as usize,
             match &config.tenants.key {
@@ -186,8 +202,18 @@ pub async fn start_from(
     metrics.register(Arc::new(health::ProxyGauges(Arc::downgrade(&proxy))));
     metrics.register(proxy.statements.shadow().clone());
     metrics.register(proxy.front_door().clone());
+    metrics.register(journal.clone());
+    if journal::JournalSlot::wanted_at_start(proxy.config()) {
+        journal.open().map_err(ProxyError::Journal)?;
+    }
+    {
+        let j = journal.clone();
+        proxy
+            .routing()
+            .store()
+            .set_journal_gate(Arc::new(move || j.open().map(|_| ())));
+    }
     let stop_accepting = CancellationToken::new();
-    let close_all = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Stops with accepting, so a drain waits only for requests.
     tasks.spawn(merge_metrics(metrics, stop_accepting.clone()));

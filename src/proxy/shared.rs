@@ -25,6 +25,8 @@ pub enum ProxyError {
     Resolve(#[from] crate::upstream::ResolveError),
     #[error("cannot start the worker threads (worker_threads): {0}")]
     Workers(std::io::Error),
+    #[error("cannot open the journal (journal.dir): {0}")]
+    Journal(String),
 }
 
 /// State shared by every session of one proxy instance, as a few handles:
@@ -47,6 +49,8 @@ pub struct Proxy {
     /// Timeouts and the budget that keep unfinished connections from
     /// holding the proxy's memory.
     pub(super) front_door: Arc<front_door::FrontDoor>,
+    /// The journal of async-secondary writes (opened when first needed).
+    pub(super) journal: Arc<super::journal::JournalSlot>,
 }
 
 impl Proxy {
@@ -104,6 +108,10 @@ impl Proxy {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub fn journal(&self) -> &super::journal::JournalSlot {
+        &self.journal
     }
 
     pub fn front_door(&self) -> &Arc<front_door::FrontDoor> {

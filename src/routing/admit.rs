@@ -73,6 +73,7 @@ mod tests {
             shard: None,
             phase: None,
             status,
+            write_mode: None,
         }
     }
 

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use super::{phase_sides_of, primary_of, write_sides_of, Effective, RoutePolicy, ShardId, Side};
-use crate::config::{DdlMode, Phase, TenantStatus};
+use crate::config::{DdlMode, Phase, TenantStatus, WriteMode};
 use crate::cql::StatementKind;
 
 /// One of the proxy's clusters: an index into its cluster list.
@@ -87,6 +87,10 @@ pub struct Route {
     /// The phase it was routed by (the tenant's, or the default one).
     pub phase: Phase,
     pub shard: ShardId,
+    /// How a write's clusters after the first are waited for: in
+    /// `async-secondary` the pipeline journals the write and answers when
+    /// the primary has.
+    pub write_mode: WriteMode,
 }
 
 impl Route {
@@ -97,6 +101,7 @@ impl Route {
             clusters: vec![cluster],
             phase: policy.route.phase,
             shard: policy.shard,
+            write_mode: WriteMode::Sync,
         }
     }
 
@@ -256,6 +261,7 @@ pub fn decide(
         clusters,
         phase: policy.route.phase,
         shard: policy.shard,
+        write_mode: WriteMode::Sync,
     };
     if let Some(cluster) = s.continues_on {
         return Ok(Route::pinned(cluster, policy));
@@ -271,6 +277,7 @@ pub fn decide(
                 clusters: vec![map.on(e.shard, primary_of(e.phase))],
                 phase: e.phase,
                 shard: e.shard,
+                write_mode: WriteMode::Sync,
             }
         }
         // Tenants keyed by a column share tables: a TRUNCATE empties the
@@ -284,6 +291,12 @@ pub fn decide(
                 clusters: map.clusters_of(e.shard, &write_sides_of(e.phase)),
                 phase: e.phase,
                 shard: e.shard,
+                // A TRUNCATE stays synchronous: it cannot be replayed.
+                write_mode: if kind == StatementKind::Write {
+                    e.write_mode
+                } else {
+                    WriteMode::Sync
+                },
             }
         }
         StatementKind::Use => {
@@ -293,7 +306,10 @@ pub fn decide(
                     clusters.push(*c);
                 }
             }
-            default(clusters)
+            Route {
+                write_mode: policy.route.write_mode,
+                ..default(clusters)
+            }
         }
         StatementKind::Access => default(map.clusters_of(policy.shard, &policy.write_sides())),
         StatementKind::Schema => match facts.ddl {

@@ -7,8 +7,11 @@
 //!
 //! ```cql
 //! CREATE TABLE cutover.directory (
-//!     tenant text PRIMARY KEY, shard text, phase text, status text);
+//!     tenant text PRIMARY KEY, shard text, phase text, status text,
+//!     write_mode text);
 //! ```
+//!
+//! Columns are found by name; `write_mode` may be left out of the table.
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Routing;
 use crate::client::Client;
-use crate::config::{DirectoryTable, Phase, TenantEntry, TenantStatus};
+use crate::config::{DirectoryTable, Phase, TenantEntry, TenantStatus, WriteMode};
 use crate::protocol::consistency;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::ResultBody;
@@ -137,7 +140,7 @@ async fn poll(
         *conn = Some(connect(cluster).await?);
     }
     let c = conn.as_mut().expect("connected above");
-    let text = format!("SELECT tenant, shard, phase, status FROM {}", table.name);
+    let text = format!("SELECT * FROM {}", table.name);
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     let mut paging_state = None;
@@ -157,14 +160,20 @@ async fn poll(
         let ResultBody::Rows(rows) = page else {
             return Err(format!("{text} answered without rows"));
         };
+        let column = |name: &str| rows.metadata.columns.iter().position(|c| c.name == name);
+        let at = ["tenant", "shard", "phase", "status", "write_mode"].map(column);
+        if at[0].is_none() {
+            return Err(format!("{} has no column `tenant`", table.name));
+        }
         for row in &rows.rows {
-            let text_at = |i: usize| {
-                row.get(i)
+            let text_at = |i: Option<usize>| {
+                row.get(i?)
                     .cloned()
                     .flatten()
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
             };
-            match entry(text_at(0), text_at(1), text_at(2), text_at(3)) {
+            let fields = at.map(text_at);
+            match entry(fields) {
                 Ok(e) => entries.push(e),
                 Err(p) => problems.push(p),
             }
@@ -203,13 +212,11 @@ async fn connect(cluster: &Cluster) -> Result<Client, String> {
     Err(last)
 }
 
-/// One row as an entry: a null shard or phase follows the default route,
-/// a null status is read-write.
+/// One row (tenant, shard, phase, status, write mode) as an entry: a null
+/// shard, phase or write mode follows the default route, a null status is
+/// read-write.
 fn entry(
-    tenant: Option<String>,
-    shard: Option<String>,
-    phase: Option<String>,
-    status: Option<String>,
+    [tenant, shard, phase, status, write_mode]: [Option<String>; 5],
 ) -> Result<TenantEntry, String> {
     let tenant = tenant.ok_or("a row without a tenant")?;
     let given = |v: Option<String>| v.filter(|s| !s.is_empty());
@@ -225,11 +232,22 @@ fn entry(
             |e: serde::de::value::Error| format!("tenant \"{tenant}\": status \"{s}\": {e}"),
         )?,
     };
+    let write_mode = match given(write_mode) {
+        None => None,
+        Some(m) => Some(
+            WriteMode::deserialize(m.as_str().into_deserializer()).map_err(
+                |e: serde::de::value::Error| {
+                    format!("tenant \"{tenant}\": write_mode \"{m}\": {e}")
+                },
+            )?,
+        ),
+    };
     Ok(TenantEntry {
         tenant,
         shard: given(shard),
         phase,
         status,
+        write_mode,
     })
 }
 
@@ -243,25 +261,29 @@ mod tests {
 
     #[test]
     fn rows_become_entries_or_name_their_problem() {
-        let e = entry(
+        let e = entry([
             s("wayne"),
             s("dedicated"),
             s("target-primary"),
             s("read-only"),
-        )
+            s("async-secondary"),
+        ])
         .unwrap();
         assert_eq!(e.shard.as_deref(), Some("dedicated"));
         assert_eq!(e.phase, Some(Phase::TargetPrimary));
         assert_eq!(e.status, TenantStatus::ReadOnly);
-        let e = entry(s("stark"), None, None, None).unwrap();
+        assert_eq!(e.write_mode, Some(WriteMode::AsyncSecondary));
+        let e = entry([s("stark"), None, None, None, None]).unwrap();
         assert_eq!(
-            (e.shard, e.phase, e.status),
-            (None, None, TenantStatus::ReadWrite)
+            (e.shard, e.phase, e.status, e.write_mode),
+            (None, None, TenantStatus::ReadWrite, None)
         );
-        let bad = entry(s("x"), None, s("sideways"), None).unwrap_err();
+        let bad = entry([s("x"), None, s("sideways"), None, None]).unwrap_err();
         assert!(bad.contains("tenant \"x\": phase \"sideways\""), "{bad}");
-        let bad = entry(s("x"), None, None, s("closed")).unwrap_err();
+        let bad = entry([s("x"), None, None, s("closed"), None]).unwrap_err();
         assert!(bad.contains("status \"closed\""), "{bad}");
-        assert!(entry(None, None, None, None).is_err());
+        let bad = entry([s("x"), None, None, None, s("later")]).unwrap_err();
+        assert!(bad.contains("write_mode \"later\""), "{bad}");
+        assert!(entry([None, None, None, None, None]).is_err());
     }
 }

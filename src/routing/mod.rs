@@ -98,6 +98,7 @@ pub struct TenantRoute {
     pub shard_id: Option<ShardId>,
     pub phase: Option<Phase>,
     pub status: TenantStatus,
+    pub write_mode: Option<WriteMode>,
 }
 
 /// How one request is served: its tenant's route, or the default one.
@@ -106,6 +107,7 @@ pub struct Effective {
     pub shard: ShardId,
     pub phase: Phase,
     pub status: TenantStatus,
+    pub write_mode: WriteMode,
 }
 
 /// One version of the routing policy.
@@ -144,11 +146,13 @@ impl RoutePolicy {
                 shard: r.shard_id.unwrap_or(self.shard),
                 phase: r.phase.unwrap_or(self.route.phase),
                 status: r.status,
+                write_mode: r.write_mode.unwrap_or(self.route.write_mode),
             },
             None => Effective {
                 shard: self.shard,
                 phase: self.route.phase,
                 status: TenantStatus::ReadWrite,
+                write_mode: self.route.write_mode,
             },
         }
     }
@@ -186,6 +190,7 @@ pub struct TenantPatch {
     pub shard: Option<String>,
     pub phase: Option<Phase>,
     pub status: Option<TenantStatus>,
+    pub write_mode: Option<WriteMode>,
 }
 
 /// The directory of a config's entries, their shards resolved among
@@ -218,6 +223,7 @@ fn directory(
                 shard_id,
                 phase: e.phase,
                 status: e.status,
+                write_mode: e.write_mode,
             },
         );
     }
@@ -363,7 +369,10 @@ pub struct PolicyStore {
     pub refused: std::sync::atomic::AtomicU64,
     /// Config reloads that succeeded, whether or not the policy changed.
     pub reloads: std::sync::atomic::AtomicU64,
+    journal_gate: Mutex<Option<JournalGate>>,
 }
+
+type JournalGate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl PolicyStore {
     /// The policy of a valid config (every shard it names is configured),
@@ -402,6 +411,7 @@ impl PolicyStore {
             changes: Default::default(),
             refused: Default::default(),
             reloads: Default::default(),
+            journal_gate: Mutex::new(None),
         }
     }
 
@@ -460,12 +470,14 @@ impl PolicyStore {
                 e.shard = p.shard.or(e.shard.take());
                 e.phase = p.phase.or(e.phase);
                 e.status = p.status.unwrap_or(e.status);
+                e.write_mode = p.write_mode.or(e.write_mode);
             }
             (Some(p), None) => entries.push(TenantEntry {
                 tenant: tenant.to_string(),
                 shard: p.shard,
                 phase: p.phase,
                 status: p.status.unwrap_or_default(),
+                write_mode: p.write_mode,
             }),
             (None, Some(i)) => {
                 entries.remove(i);
@@ -553,8 +565,14 @@ impl PolicyStore {
         self.current.load_full()
     }
 
-    /// Problems with a route, each a sentence an operator can act on.
-    fn check(&self, route: &RouteConfig) -> Vec<Problem> {
+    /// Problems with a route and the directory beside it, each a sentence
+    /// an operator can act on.
+    fn check(
+        &self,
+        route: &RouteConfig,
+        tenants: &HashMap<String, TenantRoute>,
+        writes: &crate::config::WritesConfig,
+    ) -> Vec<Problem> {
         let mut p = Vec::new();
         if shard_id(&self.shards, &route.shard).is_none() {
             p.push(Problem::at(
@@ -562,13 +580,41 @@ impl PolicyStore {
                 unknown_shard("route.shard", &route.shard, &self.shards),
             ));
         }
-        if route.write_mode == WriteMode::AsyncSecondary {
-            p.push(Problem::at(
-                "route.write_mode",
-                "route.write_mode \"async-secondary\" needs the replay journal, which does not exist yet; use \"sync\"",
-            ));
+        let async_tenant = tenants
+            .iter()
+            .find(|(_, t)| t.write_mode == Some(WriteMode::AsyncSecondary))
+            .map(|(name, _)| name.as_str());
+        let who = match (route.write_mode, async_tenant) {
+            (WriteMode::AsyncSecondary, _) => {
+                Some(("route.write_mode", "route.write_mode".to_string()))
+            }
+            (_, Some(t)) => Some(("tenants.entries", format!("tenant \"{t}\"'s write_mode"))),
+            _ => None,
+        };
+        if let Some((key, what)) = who {
+            if !writes.add_timestamps {
+                p.push(Problem::at(
+                    key,
+                    format!("{what} \"async-secondary\" needs `writes.add_timestamps = true`: a write is journaled only with a fixed write time"),
+                ));
+            }
+            let gate = self.journal_gate.lock().clone();
+            if let Some(gate) = gate {
+                if let Err(e) = gate() {
+                    p.push(Problem::at(
+                        "journal.dir",
+                        format!("{what} \"async-secondary\" needs the journal: {e}"),
+                    ));
+                }
+            }
         }
         p
+    }
+
+    /// What `async-secondary` needs before it is put in force: the journal,
+    /// opened by `gate` (once; later calls find it open).
+    pub fn set_journal_gate(&self, gate: JournalGate) {
+        *self.journal_gate.lock() = Some(gate);
     }
 
     /// Installs `route` as a new version, unless it is invalid (nothing
@@ -580,7 +626,11 @@ impl PolicyStore {
         tenants: Option<HashMap<String, TenantRoute>>,
         by: &str,
     ) -> Result<(Arc<RoutePolicy>, bool), Vec<Problem>> {
-        let problems = self.check(&route);
+        let writes = self.source.lock().config.writes.clone();
+        let problems = match &tenants {
+            Some(t) => self.check(&route, t, &writes),
+            None => self.check(&route, &self.snapshot().tenants, &writes),
+        };
         if !problems.is_empty() {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -664,7 +714,7 @@ impl PolicyStore {
             );
         }
         let route = overrides.merge(config_route).route;
-        let problems = self.check(&route);
+        let problems = self.check(&route, &self.snapshot().tenants, &source.config.writes);
         if !problems.is_empty() {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -729,7 +779,7 @@ impl PolicyStore {
         // stand; a field edited in the config file since the API set it
         // follows the config file, and leaves the route file.
         let merged = new.route_overrides.merge(&new.route);
-        let problems = self.check(&merged.route);
+        let problems = self.check(&merged.route, &tenants, &new.writes);
         if !problems.is_empty() {
             return Err(refused(problems));
         }

@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 
 fn config() -> Config {
     Config::quick_start(
@@ -40,8 +41,15 @@ fn a_valid_change_is_a_new_version_and_an_invalid_one_changes_nothing() {
             ..Default::default()
         }),
     };
+    // A journal that cannot be opened refuses async-secondary.
+    s.set_journal_gate(Arc::new(|| Err("cannot create /nowhere/journal".into())));
     let e = s.apply(bad, "test").unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e.iter().any(|p| p.key.as_deref() == Some("journal.dir")
+            && p.message.contains("cannot create /nowhere/journal")),
+        "{e:?}"
+    );
     assert_eq!(s.snapshot().version, 2);
     // The same route again is not a new version.
     assert_eq!(
@@ -74,12 +82,14 @@ fn a_tenant_without_its_own_phase_follows_the_default_route() {
             shard: None,
             phase: None,
             status: TenantStatus::ReadOnly,
+            write_mode: None,
         },
         TenantEntry {
             tenant: "tp".into(),
             shard: None,
             phase: Some(Phase::TargetPrimary),
             status: TenantStatus::ReadWrite,
+            write_mode: None,
         },
     ];
     let s = PolicyStore::new(&c, None);
@@ -127,6 +137,7 @@ fn routes_name_the_shards_the_proxy_started_with() {
             shard: Some("third".into()),
             phase: None,
             status: TenantStatus::ReadWrite,
+            write_mode: None,
         }],
     )
     .unwrap_err();

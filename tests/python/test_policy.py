@@ -38,14 +38,14 @@ def test_sighup_and_the_admin_api_change_the_policy_under_a_connected_driver(tmp
 
         # An invalid file: refused, counted, the policy stays.
         with open(path, "w") as f:
-            f.write(text.replace('phase = "dual-write"', 'phase = "dual-write"\nwrite_mode = "async-secondary"'))
+            f.write(text.replace('phase = "dual-write"', 'phase = "dual-write"\nshard = "nowhere"'))
         proxy.proc.send_signal(signal.SIGHUP)
         # Refused by SIGHUP and by the file watcher, whichever runs first.
         wait_for(lambda: counter(proxy, "cutover_policy_changes_refused_total") >= 1, what="the refused reload counted")
         assert proxy.http("GET", "/v1/policy")[1]["version"] == 2
         assert session.execute(read, (1,)).one().v == "from-target"
         status, body = proxy.http("POST", "/v1/reload")
-        assert status == 400 and any("async-secondary" in e for e in body["errors"]), body
+        assert status == 400 and any('"nowhere"' in e for e in body["errors"]), body
 
         # The admin API puts it back; prepared statements keep working.
         status, body = proxy.http("PUT", "/v1/policy", {"route": {"phase": "dual-write"}})

@@ -68,7 +68,7 @@ def test_fifty_policy_changes_under_load_fail_no_request(tmp_path):
             if i % 5 == 4:
                 # Invalid: refused with the running policy unchanged.
                 if mechanism == "api":
-                    status, body = proxy.http("PUT", "/v1/policy", {"route": {"write_mode": "async-secondary"}})
+                    status, body = proxy.http("PUT", "/v1/policy", {"route": {"shard": "nowhere"}})
                     assert status == 400, body
                 else:
                     with open(path, "w") as f:

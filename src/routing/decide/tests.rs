@@ -27,6 +27,7 @@ fn policy(phase: Phase, status: TenantStatus) -> RoutePolicy {
             shard_id: Some(ShardId(1)),
             phase: Some(phase),
             status,
+            write_mode: None,
         },
     );
     RoutePolicy {
@@ -252,6 +253,7 @@ fn tenants_of_one_statement_must_share_a_route() {
             shard_id: None,
             phase: None,
             status: TenantStatus::ReadWrite,
+            write_mode: None,
         },
     );
     let names = [Some("acme"), Some("wayne")];

@@ -1,0 +1,372 @@
+//! The proxy's journal: opened at start when a route uses `async-secondary`
+//! or the directory holds records from an earlier run, or when a live
+//! change first asks for `async-secondary`; once open, its replayer runs
+//! until the proxy closes. Its gauges and counters are here too.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, JournalDurability, WhenFull, WriteMode};
+use crate::journal::replay::{self, ReplayOptions, ReplayStats, Sender};
+use crate::journal::{Durability, Journal, Options};
+use crate::metrics::{Collector, Exposition, MetricType};
+use crate::upstream::Cluster;
+
+/// Why a write in `async-secondary` was served as in `sync` (one counter
+/// each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptSync {
+    /// `IF ...`: a lightweight transaction.
+    Conditional,
+    /// `c = c + ...`: a counter, or a collection appended to.
+    Increment,
+    /// No fixed write time to replay it with.
+    NoWriteTime,
+    /// `now()`, `uuid()` ... left to each cluster.
+    ServerFunction,
+    /// The journal was full (`when_full = "sync"`) or could not be written.
+    JournalFull,
+}
+
+impl KeptSync {
+    const ALL: [KeptSync; 5] = [
+        KeptSync::Conditional,
+        KeptSync::Increment,
+        KeptSync::NoWriteTime,
+        KeptSync::ServerFunction,
+        KeptSync::JournalFull,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            KeptSync::Conditional => "lwt",
+            KeptSync::Increment => "increment",
+            KeptSync::NoWriteTime => "no-write-time",
+            KeptSync::ServerFunction => "server-function",
+            KeptSync::JournalFull => "journal-full",
+        }
+    }
+}
+
+pub struct JournalSlot {
+    opts: Options,
+    replay: ReplayOptions,
+    pub when_full: WhenFull,
+    cell: OnceLock<Arc<Journal>>,
+    opening: parking_lot::Mutex<()>,
+    clusters: Vec<Arc<Cluster>>,
+    pub replay_stats: Arc<ReplayStats>,
+    runtime: tokio::runtime::Handle,
+    stop: CancellationToken,
+    /// Async-secondary writes under way to a secondary, over the proxy.
+    pub secondary_permits: Arc<tokio::sync::Semaphore>,
+    kept_sync: [AtomicU64; 5],
+    /// Writes refused because the journal was full (`when_full = "refuse"`).
+    pub refused_full: AtomicU64,
+    /// Live secondary sends left to replay (no permit, the cluster down, or
+    /// the send failed).
+    pub left_to_replay: AtomicU64,
+    /// Appends are being refused (logged once when it starts).
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl JournalSlot {
+    pub fn new(
+        config: &Config,
+        clusters: Vec<Arc<Cluster>>,
+        stop: CancellationToken,
+    ) -> JournalSlot {
+        let j = &config.journal;
+        JournalSlot {
+            opts: Options {
+                dir: j.dir.clone(),
+                max_bytes: j.max_bytes.0,
+                segment_bytes: j.segment_bytes.0,
+                durability: match j.durability {
+                    JournalDurability::PageCache => Durability::PageCache,
+                    JournalDurability::GroupCommit => {
+                        Durability::GroupCommit(j.group_commit_interval.0)
+                    }
+                    JournalDurability::Fsync => Durability::Fsync,
+                },
+            },
+            replay: ReplayOptions {
+                rate: j.replay_rate,
+                concurrency: j.replay_concurrency,
+            },
+            when_full: j.when_full,
+            cell: OnceLock::new(),
+            opening: parking_lot::Mutex::new(()),
+            clusters,
+            replay_stats: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
+            stop,
+            secondary_permits: Arc::new(tokio::sync::Semaphore::new(
+                j.max_secondary_in_flight as usize,
+            )),
+            kept_sync: Default::default(),
+            refused_full: AtomicU64::new(0),
+            left_to_replay: AtomicU64::new(0),
+            full: Default::default(),
+        }
+    }
+
+    /// Whether the config asks for the journal at start: a route in
+    /// `async-secondary`, or records left in its directory.
+    pub fn wanted_at_start(config: &Config) -> bool {
+        let asks = config.route.write_mode == WriteMode::AsyncSecondary
+            || config
+                .route_overrides
+                .write_mode
+                .as_ref()
+                .is_some_and(|o| o.value == WriteMode::AsyncSecondary)
+            || config
+                .tenants
+                .entries
+                .iter()
+                .chain(&config.tenants.file_entries)
+                .any(|e| e.write_mode == Some(WriteMode::AsyncSecondary));
+        let has_records = std::fs::read_dir(&config.journal.dir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            })
+            .unwrap_or(false);
+        asks || has_records
+    }
+
+    /// The journal, when open.
+    pub fn get(&self) -> Option<&Arc<Journal>> {
+        self.cell.get()
+    }
+
+    /// Opens the journal (once) and starts its replayer.
+    pub fn open(&self) -> Result<&Arc<Journal>, String> {
+        if let Some(j) = self.cell.get() {
+            return Ok(j);
+        }
+        let _one = self.opening.lock();
+        if let Some(j) = self.cell.get() {
+            return Ok(j);
+        }
+        let (journal, recovery) = Journal::open(self.opts.clone()).map_err(|e| e.to_string())?;
+        tracing::info!(
+            dir = %self.opts.dir.display(),
+            durability = ?self.opts.durability,
+            segments = recovery.segments,
+            pending = recovery.pending,
+            cut_bytes = recovery.cut_bytes,
+            "journal open"
+        );
+        if recovery.pending > 0 {
+            tracing::warn!(
+                pending = recovery.pending,
+                "journal: writes the secondary never acknowledged, from an earlier run; replaying them"
+            );
+        }
+        let sender = Arc::new(Sender::new(self.clusters.clone()));
+        self.runtime.spawn(replay::run(
+            journal.clone(),
+            sender,
+            self.replay,
+            self.replay_stats.clone(),
+            self.stop.clone(),
+        ));
+        let _ = self.cell.set(journal);
+        Ok(self.cell.get().expect("just set"))
+    }
+
+    /// An append succeeded: a journal that was full has room again.
+    pub fn note_appended(&self) {
+        if self.full.load(Ordering::Relaxed) && self.full.swap(false, Ordering::Relaxed) {
+            tracing::info!("journal: room again; async-secondary writes are journaled again");
+        }
+    }
+
+    /// An append was refused (full, or the journal cannot be written): one
+    /// log line when it starts, the counters every time.
+    pub fn note_full(&self, e: &crate::journal::JournalError) {
+        if !self.full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %e,
+                when_full = ?self.when_full,
+                "journal: async-secondary writes cannot be journaled; they are {} until there is room",
+                match self.when_full {
+                    WhenFull::Sync => "served as in sync (clients wait for both clusters)",
+                    WhenFull::Refuse => "refused",
+                }
+            );
+        }
+    }
+
+    pub fn count_kept_sync(&self, why: KeptSync) {
+        let i = KeptSync::ALL.iter().position(|k| *k == why).unwrap_or(0);
+        self.kept_sync[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Closes the journal (everything appended is written and synced).
+    pub fn close(&self) {
+        if let Some(j) = self.cell.get() {
+            j.close();
+        }
+    }
+
+    /// The backlog per cluster, for readiness and the admin API.
+    pub fn report(&self) -> serde_json::Value {
+        let Some(j) = self.get() else {
+            return serde_json::json!({ "open": false, "dir": self.opts.dir });
+        };
+        let s = j.stats();
+        let oldest = j.oldest_pending_ms().map(|ms| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            now.saturating_sub(ms) as f64 / 1000.0
+        });
+        let r = &self.replay_stats;
+        serde_json::json!({
+            "open": true,
+            "dir": self.opts.dir,
+            "durability": format!("{:?}", self.opts.durability),
+            "pending_records": s.pending_records,
+            "pending_bytes": s.pending_bytes,
+            "oldest_pending_age_seconds": oldest,
+            "used_bytes": s.used_bytes,
+            "max_bytes": s.max_bytes,
+            "segments": s.segments,
+            "appended": s.appended_total,
+            "acknowledged": s.done_total,
+            "replayed": r.replayed.load(Ordering::Relaxed),
+            "replay_attempts_failed": r.retried.load(Ordering::Relaxed),
+            "expired": r.expired.load(Ordering::Relaxed),
+            "dead_letters": s.dead_letters_total,
+            "full": s.full_total,
+            "kept_sync": KeptSync::ALL.iter().enumerate().map(|(i, k)| (k.label().to_string(), self.kept_sync[i].load(Ordering::Relaxed))).collect::<std::collections::BTreeMap<_, _>>(),
+        })
+    }
+}
+
+impl Collector for JournalSlot {
+    fn collect(&self, out: &mut Exposition) {
+        let counter = |out: &mut Exposition, name: &str, help: &str, v: u64| {
+            out.family(name, help, MetricType::Counter);
+            out.sample(name, &[], v as f64);
+        };
+        out.family(
+            "cutover_writes_kept_sync_total",
+            "async-secondary writes served as in sync (waiting for both clusters), by why",
+            MetricType::Counter,
+        );
+        for (i, k) in KeptSync::ALL.iter().enumerate() {
+            out.sample(
+                "cutover_writes_kept_sync_total",
+                &[("reason", k.label())],
+                self.kept_sync[i].load(Ordering::Relaxed) as f64,
+            );
+        }
+        counter(
+            out,
+            "cutover_journal_refused_total",
+            "async-secondary writes refused because the journal was full (when_full = \"refuse\")",
+            self.refused_full.load(Ordering::Relaxed),
+        );
+        let Some(j) = self.get() else { return };
+        let s = j.stats();
+        let gauge = |out: &mut Exposition, name: &str, help: &str, v: f64| {
+            out.family(name, help, MetricType::Gauge);
+            out.sample(name, &[], v);
+        };
+        gauge(
+            out,
+            "cutover_journal_pending_records",
+            "Journaled writes the secondary has not acknowledged",
+            s.pending_records as f64,
+        );
+        gauge(
+            out,
+            "cutover_journal_pending_bytes",
+            "Bytes of the journaled writes the secondary has not acknowledged",
+            s.pending_bytes as f64,
+        );
+        gauge(
+            out,
+            "cutover_journal_used_bytes",
+            "Bytes the journal's segments hold on disk",
+            s.used_bytes as f64,
+        );
+        gauge(
+            out,
+            "cutover_journal_max_bytes",
+            "journal.max_bytes",
+            s.max_bytes as f64,
+        );
+        let age = j
+            .oldest_pending_ms()
+            .map(|ms| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                now.saturating_sub(ms) as f64 / 1000.0
+            })
+            .unwrap_or(0.0);
+        gauge(
+            out,
+            "cutover_journal_oldest_pending_age_seconds",
+            "Age of the oldest journaled write not acknowledged (0: none)",
+            age,
+        );
+        counter(
+            out,
+            "cutover_journal_appended_total",
+            "Writes appended to the journal",
+            s.appended_total,
+        );
+        counter(
+            out,
+            "cutover_journal_acknowledged_total",
+            "Journaled writes the secondary acknowledged (live or replayed)",
+            s.done_total,
+        );
+        let r = &self.replay_stats;
+        counter(
+            out,
+            "cutover_journal_replayed_total",
+            "Journaled writes replayed to the secondary",
+            r.replayed.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "cutover_journal_replay_failures_total",
+            "Replay attempts that failed and will be made again",
+            r.retried.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "cutover_journal_expired_total",
+            "Journaled writes dropped because their TTL ran out before replay",
+            r.expired.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "cutover_journal_dead_letters_total",
+            "Journaled writes that failed for good, kept in the dead-letter file",
+            s.dead_letters_total,
+        );
+        counter(
+            out,
+            "cutover_journal_full_total",
+            "Appends refused because the journal was full",
+            s.full_total,
+        );
+        counter(
+            out,
+            "cutover_journal_left_to_replay_total",
+            "Live secondary sends left to replay (no permit, cluster down, or failed)",
+            self.left_to_replay.load(Ordering::Relaxed),
+        );
+    }
+}

@@ -146,6 +146,9 @@ enum PolicyAction {
         /// Also shadow reads to the origin in target-primary (true/false).
         #[arg(long)]
         shadow_target_primary: Option<bool>,
+        /// Move reads even to a cluster the journal still holds writes for.
+        #[arg(long)]
+        force: bool,
         /// On every instance of `[topology] admin_instances`.
         #[arg(long)]
         fleet: bool,
@@ -172,6 +175,10 @@ enum TenantAction {
         /// sync or async-secondary.
         #[arg(long)]
         write_mode: Option<String>,
+        /// Move the tenant's reads even to a cluster the journal still
+        /// holds writes for.
+        #[arg(long)]
+        force: bool,
         /// On every instance of `[topology] admin_instances`.
         #[arg(long)]
         fleet: bool,
@@ -197,6 +204,7 @@ async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction)
             status,
             shard,
             write_mode,
+            force,
             fleet: f,
         } => {
             let mut b = serde_json::Map::new();
@@ -212,6 +220,9 @@ async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction)
             }
             if b.is_empty() {
                 bail!("give at least one of --phase, --status, --shard, --write-mode");
+            }
+            if force {
+                b.insert("force".into(), true.into());
             }
             (
                 "PUT",
@@ -235,6 +246,7 @@ async fn policy(admin: SocketAddr, token: Option<String>, action: PolicyAction) 
             write_mode,
             shard,
             shadow_target_primary,
+            force,
             fleet,
         } => {
             let mut route = serde_json::Map::new();
@@ -258,7 +270,14 @@ async fn policy(admin: SocketAddr, token: Option<String>, action: PolicyAction) 
             (
                 "PUT",
                 format!("/v1/policy{}", if fleet { "?fleet=true" } else { "" }),
-                Some(serde_json::json!({ "route": route }).to_string()),
+                Some(
+                    if force {
+                        serde_json::json!({ "route": route, "force": true })
+                    } else {
+                        serde_json::json!({ "route": route })
+                    }
+                    .to_string(),
+                ),
             )
         }
     };

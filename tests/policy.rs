@@ -258,6 +258,7 @@ async fn a_continuation_page_stays_with_the_cluster_that_issued_it() {
                     phase: Some(cutover::config::Phase::TargetPrimary),
                     ..Default::default()
                 }),
+                force: false,
             },
             "test",
         )

@@ -120,6 +120,8 @@ struct Seg {
     bytes: u64,
     /// No more appends: a newer segment took over.
     sealed: bool,
+    /// Each record's cluster, an index into the journal's cluster names.
+    cluster: Vec<u8>,
     reader: Option<Arc<File>>,
 }
 
@@ -132,6 +134,7 @@ impl Seg {
             done_count: 0,
             bytes: segment::LOG_MAGIC.len() as u64,
             sealed: false,
+            cluster: Vec::new(),
             reader: None,
         }
     }
@@ -202,6 +205,22 @@ struct State {
     replay_from: u64,
     failed: Option<String>,
     stats: Stats,
+    /// The clusters records are for, and each one's records not done.
+    clusters: Vec<String>,
+    pending_by_cluster: Vec<u64>,
+}
+
+impl State {
+    fn cluster_index(&mut self, name: &str) -> u8 {
+        match self.clusters.iter().position(|c| c == name) {
+            Some(i) => i as u8,
+            None => {
+                self.clusters.push(name.to_string());
+                self.pending_by_cluster.push(0);
+                (self.clusters.len() - 1) as u8
+            }
+        }
+    }
 }
 
 enum Cmd {
@@ -270,7 +289,15 @@ impl Journal {
             move |source| JournalError::Io { path, source }
         };
         std::fs::create_dir_all(&opts.dir).map_err(io_err(&opts.dir))?;
-        let (segments, recovery) = recover(&opts.dir)?;
+        let (segments, recovery, clusters) = recover(&opts.dir)?;
+        let mut pending_by_cluster = vec![0u64; clusters.len()];
+        for s in segments.values() {
+            for q in s.first..s.end() {
+                if !s.is_done(q) {
+                    pending_by_cluster[s.cluster[(q - s.first) as usize] as usize] += 1;
+                }
+            }
+        }
         let next_seq = segments.values().map(Seg::end).max().unwrap_or(0);
         let used = segments.values().map(|s| s.bytes).sum();
         let stats = Stats {
@@ -300,6 +327,8 @@ impl Journal {
             replay_from: first,
             failed: None,
             stats,
+            clusters,
+            pending_by_cluster,
         };
         let (tx, rx) = mpsc::channel();
         let journal = Arc::new(Journal {
@@ -344,6 +373,11 @@ impl Journal {
         if let Some(e) = &st.failed {
             return Err(JournalError::Failed(e.clone()));
         }
+        if st.clusters.len() >= 255 && !st.clusters.contains(&record.cluster) {
+            return Err(JournalError::Failed(
+                "records for more than 255 clusters".into(),
+            ));
+        }
         let len = segment::entry_len(bytes.len());
         let header = segment::LOG_MAGIC.len() as u64;
         let roll = match st.segments.values().next_back() {
@@ -362,6 +396,8 @@ impl Journal {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
+        let cluster = st.cluster_index(&record.cluster);
+        st.pending_by_cluster[cluster as usize] += 1;
         if roll {
             if let Some(s) = st.segments.values_mut().next_back() {
                 s.sealed = true;
@@ -372,6 +408,7 @@ impl Journal {
         let seg = st.segments.values_mut().next_back().expect("a segment");
         let offset = seg.bytes;
         seg.entries.push((offset as u32, len as u32));
+        seg.cluster.push(cluster);
         seg.bytes += len;
         let first = seg.first;
         st.used += need;
@@ -417,7 +454,9 @@ impl Journal {
             return;
         }
         let len = seg.found(seq).len as u64;
+        let cluster = seg.cluster[(seq - seg.first) as usize] as usize;
         let gone = seg.sealed && seg.all_done();
+        st.pending_by_cluster[cluster] -= 1;
         st.stats.done_total += 1;
         st.stats.pending_records -= 1;
         st.stats.pending_bytes -= len;
@@ -478,6 +517,26 @@ impl Journal {
         // claimed; released records move `replay_from` back.
         st.replay_from = next_from.unwrap_or(limit);
         out
+    }
+
+    /// Records for `cluster` not acknowledged yet.
+    pub fn pending_for(&self, cluster: &str) -> u64 {
+        let st = self.state.lock();
+        st.clusters
+            .iter()
+            .position(|c| c == cluster)
+            .map(|i| st.pending_by_cluster[i])
+            .unwrap_or(0)
+    }
+
+    /// Each cluster with records not acknowledged yet, and how many.
+    pub fn pending_by_cluster(&self) -> Vec<(String, u64)> {
+        let st = self.state.lock();
+        st.clusters
+            .iter()
+            .cloned()
+            .zip(st.pending_by_cluster.iter().copied())
+            .collect()
     }
 
     /// Whether records wait for replay (not done, not being sent).
@@ -588,8 +647,10 @@ impl Drop for Journal {
     }
 }
 
-/// Scans `dir`: every segment with its done marks, tails cut.
-fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery), JournalError> {
+/// Scans `dir`: every segment with its done marks, tails cut, and the
+/// clusters its records are for.
+#[allow(clippy::type_complexity)]
+fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<String>), JournalError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| JournalError::Io { path, source }
@@ -616,6 +677,7 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery), JournalError> {
     let mut rec = Recovery::default();
     let mut segments = BTreeMap::new();
     let mut last_end = None;
+    let mut clusters: Vec<String> = Vec::new();
     for first in firsts {
         let path = segment::log_path(dir, first);
         let scan = segment::scan_log(&path).map_err(io_err(&path))?;
@@ -635,10 +697,33 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery), JournalError> {
         }
         // A segment's records must start where its name says, after the
         // previous segment's.
-        let usable: Vec<Found> = match scan.entries.first() {
+        let mut usable: Vec<Found> = match scan.entries.first() {
             Some(e) if e.seq == first && last_end.is_none_or(|end| first >= end) => scan.entries,
             _ => Vec::new(),
         };
+        // Each entry must be a record (it is checksummed: one that does
+        // not decode is of another format, damage too).
+        let mut record_clusters = Vec::with_capacity(usable.len());
+        for e in &usable {
+            let start = e.offset as usize + segment::ENTRY_HEADER + 8;
+            let end = e.offset as usize + e.len as usize;
+            let idx = match Record::decode(&scan.bytes[start..end]) {
+                Ok(r) => match clusters.iter().position(|c| *c == r.cluster) {
+                    Some(i) => Some(i),
+                    None if clusters.len() < 255 => {
+                        clusters.push(r.cluster);
+                        Some(clusters.len() - 1)
+                    }
+                    None => None,
+                },
+                Err(_) => None,
+            };
+            match idx {
+                Some(idx) => record_clusters.push(idx as u8),
+                None => break,
+            }
+        }
+        usable.truncate(record_clusters.len());
         let valid_end = usable
             .last()
             .map(|e| e.offset + e.len as u64)
@@ -657,6 +742,7 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery), JournalError> {
         seg.sealed = true;
         seg.bytes = valid_end;
         seg.entries = usable.iter().map(|e| (e.offset as u32, e.len)).collect();
+        seg.cluster = record_clusters;
         let done = segment::done_path(dir, first);
         let (seqs, done_end, done_len) = segment::scan_done(&done).map_err(io_err(&done))?;
         if done_end < done_len {
@@ -682,7 +768,7 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery), JournalError> {
         segments.insert(first, seg);
     }
     rec.segments = segments.len();
-    Ok((segments, rec))
+    Ok((segments, rec, clusters))
 }
 
 /// The writer thread: owns the files.

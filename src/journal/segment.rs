@@ -94,6 +94,8 @@ pub(super) struct Scan {
     /// The file does not start with the magic (cut before it was whole, or
     /// not a journal file).
     pub bad_magic: bool,
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
 }
 
 fn read_all(path: &Path) -> io::Result<Vec<u8>> {
@@ -114,6 +116,7 @@ pub(super) fn scan_log(path: &Path) -> io::Result<Scan> {
     };
     if b.len() < LOG_MAGIC.len() || &b[..LOG_MAGIC.len()] != LOG_MAGIC {
         scan.bad_magic = true;
+        scan.bytes = b;
         return Ok(scan);
     }
     let mut at = LOG_MAGIC.len();
@@ -142,6 +145,7 @@ pub(super) fn scan_log(path: &Path) -> io::Result<Scan> {
         at += ENTRY_HEADER + len as usize;
         scan.valid_end = at as u64;
     }
+    scan.bytes = b;
     Ok(scan)
 }
 

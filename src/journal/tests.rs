@@ -79,6 +79,9 @@ fn records_read_back_and_a_done_one_is_not_pending_after_a_restart() {
 
         let (j, rec) = open(opts(&dir, durability));
         assert_eq!(rec.pending, 20, "{durability:?}");
+        assert_eq!(j.pending_for("target"), 20);
+        assert_eq!(j.pending_for("origin"), 0);
+        assert_eq!(j.pending_by_cluster(), [("target".to_string(), 20)]);
         assert_eq!(rec.cut_bytes, 0);
         let claimed = j.claim_for_replay(100);
         assert_eq!(claimed, (0..40).filter(|s| s % 2 == 1).collect::<Vec<_>>());

@@ -42,10 +42,13 @@ impl Proxy {
                             .map(move |(_, role)| format!("{name}.{role}"))
                     })
                     .collect();
-                (
-                    c.name.clone(),
-                    c.health.report(&c.name, roles, id == primary),
-                )
+                let mut report = c.health.report(&c.name, roles, id == primary);
+                report.journal_backlog = self
+                    .journal
+                    .get()
+                    .map(|j| j.pending_for(&c.name))
+                    .unwrap_or(0);
+                (c.name.clone(), report)
             })
             .collect();
         Readiness {

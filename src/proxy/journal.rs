@@ -249,6 +249,16 @@ impl JournalSlot {
     }
 }
 
+impl crate::routing::JournalGate for JournalSlot {
+    fn open(&self) -> Result<(), String> {
+        JournalSlot::open(self).map(|_| ())
+    }
+
+    fn backlog(&self, cluster: &str) -> u64 {
+        self.get().map(|j| j.pending_for(cluster)).unwrap_or(0)
+    }
+}
+
 impl Collector for JournalSlot {
     fn collect(&self, out: &mut Exposition) {
         let counter = |out: &mut Exposition, name: &str, help: &str, v: u64| {

@@ -206,13 +206,7 @@ pub async fn start_from(
     if journal::JournalSlot::wanted_at_start(proxy.config()) {
         journal.open().map_err(ProxyError::Journal)?;
     }
-    {
-        let j = journal.clone();
-        proxy
-            .routing()
-            .store()
-            .set_journal_gate(Arc::new(move || j.open().map(|_| ())));
-    }
+    proxy.routing().store().set_journal_gate(journal.clone());
     let stop_accepting = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Stops with accepting, so a drain waits only for requests.

@@ -116,10 +116,41 @@ impl Routing {
         }
         let limit = self.longest_request_timeout() + Duration::from_secs(1);
         let drained = self.fence.grace_period(limit).await;
+        // Their journaled writes reach the secondary too, within the limit.
+        let drained = drained && self.journal_drained(&now, &fenced, limit).await;
         if !fenced.is_empty() {
             tracing::info!(tenants = ?fenced, drained, "writes refused from now on; writes admitted before have finished");
         }
         (fenced, drained)
+    }
+
+    /// Waits (up to `limit`) until the journal holds no write for the
+    /// secondary cluster of any of `tenants`.
+    async fn journal_drained(
+        &self,
+        policy: &RoutePolicy,
+        tenants: &[String],
+        limit: Duration,
+    ) -> bool {
+        let Some(gate) = self.store.journal_gate() else {
+            return true;
+        };
+        if tenants.is_empty() {
+            return true;
+        }
+        let clusters = self.store.secondaries(policy, tenants);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left: u64 = clusters.iter().map(|c| gate.backlog(c)).sum();
+            if left == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(?tenants, ?clusters, left, "the read-only fence's wait for journaled writes ran out; they are still being replayed");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Reads the config file (and its directory file) again, puts its

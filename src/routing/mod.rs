@@ -191,6 +191,9 @@ pub struct TenantPatch {
     pub phase: Option<Phase>,
     pub status: Option<TenantStatus>,
     pub write_mode: Option<WriteMode>,
+    /// As `PolicyPatch::force`.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// The directory of a config's entries, their shards resolved among
@@ -259,6 +262,10 @@ pub struct RoutePatch {
 #[serde(deny_unknown_fields)]
 pub struct PolicyPatch {
     pub route: Option<RoutePatch>,
+    /// Move reads to a cluster even though the journal still holds writes
+    /// for it (they are stale until replayed).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// What a reload did.
@@ -369,10 +376,27 @@ pub struct PolicyStore {
     pub refused: std::sync::atomic::AtomicU64,
     /// Config reloads that succeeded, whether or not the policy changed.
     pub reloads: std::sync::atomic::AtomicU64,
-    journal_gate: Mutex<Option<JournalGate>>,
+    journal_gate: Mutex<Option<Arc<dyn JournalGate>>>,
 }
 
-type JournalGate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// What `check` judges a change by, besides the route and directory.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    writes: &'a crate::config::WritesConfig,
+    shards: &'a std::collections::BTreeMap<String, crate::config::ShardConfig>,
+    /// Move reads even to a cluster with journal backlog.
+    force: bool,
+}
+
+/// What routing asks of the journal: that it be open before
+/// `async-secondary` is put in force, and a cluster's backlog before reads
+/// move to it.
+pub trait JournalGate: Send + Sync {
+    /// Opens the journal (once; later calls find it open).
+    fn open(&self) -> Result<(), String>;
+    /// Journaled writes for `cluster` not acknowledged yet.
+    fn backlog(&self, cluster: &str) -> u64;
+}
 
 impl PolicyStore {
     /// The policy of a valid config (every shard it names is configured),
@@ -464,6 +488,7 @@ impl PolicyStore {
         let mut entries = crate::config::read_directory(&file)?;
         let existing = entries.iter().position(|e| e.tenant == tenant);
         let existing_patch = patch.is_some();
+        let force = patch.as_ref().is_some_and(|p| p.force);
         match (patch, existing) {
             (Some(p), Some(i)) => {
                 let e = &mut entries[i];
@@ -508,7 +533,8 @@ impl PolicyStore {
             true => format!("PUT /v1/tenants/{tenant}"),
             false => format!("DELETE /v1/tenants/{tenant}"),
         };
-        self.install(route, Some(tenants), &by).map(|(p, _)| p)
+        self.install(route, Some(tenants), &by, force)
+            .map(|(p, _)| p)
     }
 
     /// The directory table's entries as just polled: validated, then in
@@ -537,7 +563,7 @@ impl PolicyStore {
         config.tenants.table_entries = entries;
         let route = self.snapshot().route.clone();
         drop(source);
-        self.install(route, Some(tenants), "the directory table")
+        self.install(route, Some(tenants), "the directory table", false)
     }
 
     /// The directory of `all` entries, unless it or `problems` (what
@@ -571,9 +597,13 @@ impl PolicyStore {
         &self,
         route: &RouteConfig,
         tenants: &HashMap<String, TenantRoute>,
-        writes: &crate::config::WritesConfig,
+        ctx: Ctx<'_>,
     ) -> Vec<Problem> {
+        let writes = ctx.writes;
         let mut p = Vec::new();
+        if !ctx.force {
+            p.extend(self.stale_reads(route, tenants, ctx.shards));
+        }
         if shard_id(&self.shards, &route.shard).is_none() {
             p.push(Problem::at(
                 "route.shard",
@@ -600,7 +630,7 @@ impl PolicyStore {
             }
             let gate = self.journal_gate.lock().clone();
             if let Some(gate) = gate {
-                if let Err(e) = gate() {
+                if let Err(e) = gate.open() {
                     p.push(Problem::at(
                         "journal.dir",
                         format!("{what} \"async-secondary\" needs the journal: {e}"),
@@ -611,9 +641,97 @@ impl PolicyStore {
         p
     }
 
-    /// What `async-secondary` needs before it is put in force: the journal,
-    /// opened by `gate` (once; later calls find it open).
-    pub fn set_journal_gate(&self, gate: JournalGate) {
+    pub(crate) fn journal_gate(&self) -> Option<Arc<dyn JournalGate>> {
+        self.journal_gate.lock().clone()
+    }
+
+    /// The secondary cluster (by name) of each of `tenants` under `policy`.
+    pub(crate) fn secondaries(&self, policy: &RoutePolicy, tenants: &[String]) -> Vec<String> {
+        let source = self.source.lock();
+        let mut out: Vec<String> = tenants
+            .iter()
+            .filter_map(|t| {
+                let r = policy.tenants.get(t);
+                let shard = r
+                    .and_then(|r| r.shard.clone())
+                    .unwrap_or_else(|| policy.route.shard.clone());
+                let phase = r.and_then(|r| r.phase).unwrap_or(policy.route.phase);
+                source
+                    .config
+                    .shards
+                    .get(&shard)
+                    .map(|s| match primary_of(phase) {
+                        Side::Origin => s.target.clone(),
+                        Side::Target => s.origin.clone(),
+                    })
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A move of reads (a default route's or a tenant's primary changing)
+    /// to a cluster the journal still holds writes for: reads there would
+    /// be stale until they are replayed.
+    fn stale_reads(
+        &self,
+        route: &RouteConfig,
+        tenants: &HashMap<String, TenantRoute>,
+        shards: &std::collections::BTreeMap<String, crate::config::ShardConfig>,
+    ) -> Vec<Problem> {
+        let Some(gate) = self.journal_gate.lock().clone() else {
+            return Vec::new();
+        };
+        let before = self.snapshot();
+        let primary = |shard: &str, phase: Phase| {
+            shards.get(shard).map(|s| match primary_of(phase) {
+                Side::Origin => s.origin.clone(),
+                Side::Target => s.target.clone(),
+            })
+        };
+        let mut moves: Vec<(String, String)> = Vec::new();
+        let old = primary(&before.route.shard, before.route.phase);
+        let new = primary(&route.shard, route.phase);
+        if let Some(n) = new.filter(|n| Some(n) != old.as_ref()) {
+            moves.push(("the default route".into(), n));
+        }
+        for (name, t) in tenants {
+            let was = before.tenants.get(name);
+            let old_shard = was
+                .and_then(|r| r.shard.clone())
+                .unwrap_or_else(|| before.route.shard.clone());
+            let old_phase = was.and_then(|r| r.phase).unwrap_or(before.route.phase);
+            let new_shard = t.shard.clone().unwrap_or_else(|| route.shard.clone());
+            let new_phase = t.phase.unwrap_or(route.phase);
+            let (old, new) = (
+                primary(&old_shard, old_phase),
+                primary(&new_shard, new_phase),
+            );
+            if let Some(n) = new.filter(|n| Some(n) != old.as_ref()) {
+                moves.push((format!("tenant \"{name}\""), n));
+            }
+        }
+        moves.sort();
+        let mut p = Vec::new();
+        for (what, cluster) in moves {
+            let backlog = gate.backlog(&cluster);
+            if backlog > 0 {
+                p.push(Problem::at(
+                    if what.starts_with("tenant") { "tenants.entries" } else { "route.phase" },
+                    format!(
+                        "{what} would read from the {cluster} cluster, which has {backlog} journaled writes not replayed yet (GET /v1/journal): its reads would be stale; wait for the replay, or repeat the change with force (\"force\": true, --force)"
+                    ),
+                ));
+            }
+        }
+        p
+    }
+
+    /// What `async-secondary` needs before it is put in force (the journal
+    /// open), and what a move of reads needs (no backlog for the cluster
+    /// that will answer them).
+    pub fn set_journal_gate(&self, gate: Arc<dyn JournalGate>) {
         *self.journal_gate.lock() = Some(gate);
     }
 
@@ -625,11 +743,20 @@ impl PolicyStore {
         route: RouteConfig,
         tenants: Option<HashMap<String, TenantRoute>>,
         by: &str,
+        force: bool,
     ) -> Result<(Arc<RoutePolicy>, bool), Vec<Problem>> {
-        let writes = self.source.lock().config.writes.clone();
+        let (writes, shards) = {
+            let s = self.source.lock();
+            (s.config.writes.clone(), s.config.shards.clone())
+        };
+        let ctx = Ctx {
+            writes: &writes,
+            shards: &shards,
+            force,
+        };
         let problems = match &tenants {
-            Some(t) => self.check(&route, t, &writes),
-            None => self.check(&route, &self.snapshot().tenants, &writes),
+            Some(t) => self.check(&route, t, ctx),
+            None => self.check(&route, &self.snapshot().tenants, ctx),
         };
         if !problems.is_empty() {
             self.refused
@@ -714,7 +841,15 @@ impl PolicyStore {
             );
         }
         let route = overrides.merge(config_route).route;
-        let problems = self.check(&route, &self.snapshot().tenants, &source.config.writes);
+        let problems = self.check(
+            &route,
+            &self.snapshot().tenants,
+            Ctx {
+                writes: &source.config.writes,
+                shards: &source.config.shards,
+                force: patch.force,
+            },
+        );
         if !problems.is_empty() {
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -779,7 +914,15 @@ impl PolicyStore {
         // stand; a field edited in the config file since the API set it
         // follows the config file, and leaves the route file.
         let merged = new.route_overrides.merge(&new.route);
-        let problems = self.check(&merged.route, &tenants, &new.writes);
+        let problems = self.check(
+            &merged.route,
+            &tenants,
+            Ctx {
+                writes: &new.writes,
+                shards: &new.shards,
+                force: false,
+            },
+        );
         if !problems.is_empty() {
             return Err(refused(problems));
         }

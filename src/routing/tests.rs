@@ -11,6 +11,53 @@ fn config() -> Config {
     .unwrap()
 }
 
+/// A journal gate that answers as told.
+struct Gate {
+    open: Result<(), String>,
+    backlog: u64,
+}
+
+impl JournalGate for Gate {
+    fn open(&self) -> Result<(), String> {
+        self.open.clone()
+    }
+    fn backlog(&self, cluster: &str) -> u64 {
+        if cluster == "target" {
+            self.backlog
+        } else {
+            0
+        }
+    }
+}
+
+#[test]
+fn reads_do_not_move_to_a_cluster_with_journal_backlog_unless_forced() {
+    let s = store();
+    s.set_journal_gate(Arc::new(Gate {
+        open: Ok(()),
+        backlog: 7,
+    }));
+    // Writes may still change mode; reads stay on the origin.
+    let e = s.apply(phase(Phase::TargetPrimary), "test").unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].key.as_deref(), Some("route.phase"));
+    assert!(
+        e[0].message.contains("7 journaled writes"),
+        "{}",
+        e[0].message
+    );
+    assert!(e[0].message.contains("force"), "{}", e[0].message);
+    assert_eq!(s.snapshot().version, 1);
+    // Shadow reads keep the origin answering: allowed.
+    assert!(s.apply(phase(Phase::ShadowReads), "test").is_ok());
+    let forced = PolicyPatch {
+        force: true,
+        ..phase(Phase::TargetPrimary)
+    };
+    let p = s.apply(forced, "test").unwrap().policy;
+    assert_eq!(p.primary(), Side::Target);
+}
+
 fn store() -> PolicyStore {
     PolicyStore::new(&config(), None)
 }
@@ -21,6 +68,7 @@ fn phase(p: Phase) -> PolicyPatch {
             phase: Some(p),
             ..Default::default()
         }),
+        force: false,
     }
 }
 
@@ -40,9 +88,13 @@ fn a_valid_change_is_a_new_version_and_an_invalid_one_changes_nothing() {
             write_mode: Some(WriteMode::AsyncSecondary),
             ..Default::default()
         }),
+        force: false,
     };
     // A journal that cannot be opened refuses async-secondary.
-    s.set_journal_gate(Arc::new(|| Err("cannot create /nowhere/journal".into())));
+    s.set_journal_gate(Arc::new(Gate {
+        open: Err("cannot create /nowhere/journal".into()),
+        backlog: 0,
+    }));
     let e = s.apply(bad, "test").unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
     assert!(
@@ -123,6 +175,7 @@ fn routes_name_the_shards_the_proxy_started_with() {
                     shard: Some("second".into()),
                     ..Default::default()
                 }),
+                force: false,
             },
             "test",
         )

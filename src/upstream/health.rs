@@ -77,6 +77,7 @@ impl ClusterHealth {
             for_seconds: s.since.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0),
             control_node: s.node.map(|n| n.to_string()),
             error: s.error,
+            journal_backlog: 0,
         }
     }
 }
@@ -119,6 +120,9 @@ pub struct ClusterReport {
     pub for_seconds: f64,
     pub control_node: Option<String>,
     pub error: Option<String>,
+    /// Journaled async-secondary writes for this cluster not acknowledged
+    /// yet (0 without a journal).
+    pub journal_backlog: u64,
 }
 
 /// RFC 3339 in UTC, to the millisecond.

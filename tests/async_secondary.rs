@@ -1,0 +1,292 @@
+//! `async-secondary` against embedded nodes: what stays synchronous, a
+//! PREPARE while the target is down, a full journal, a newer write the
+//! replay must not overwrite, and reads refused a move to a cluster with
+//! backlog.
+
+mod common;
+
+use std::path::Path;
+
+use common::{http, wait_for, Setup};
+use cutover::client::{Client, ClientError};
+use cutover::config::{Config, WhenFull, WriteMode};
+use cutover::protocol::reader::RawValue;
+use cutover::protocol::response::ResultBody;
+use cutover::protocol::ErrorCode;
+
+fn journaled(dir: &Path) -> impl FnOnce(&mut Config) + '_ {
+    move |c: &mut Config| {
+        c.route.write_mode = WriteMode::AsyncSecondary;
+        c.journal.dir = dir.to_path_buf();
+        for cl in c.clusters.values_mut() {
+            cl.request_timeout.0 = std::time::Duration::from_secs(2);
+            cl.connect_timeout.0 = std::time::Duration::from_secs(1);
+        }
+    }
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cutover-async-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+async fn metric(s: &Setup, name: &str) -> f64 {
+    let text = s.metrics().await;
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn pending(s: &Setup) -> u64 {
+    let (status, body) = http(s.admin, "GET", "/v1/journal", None).await;
+    assert_eq!(status, 200, "{body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    j["pending_records"].as_u64().unwrap()
+}
+
+async fn rows(node: std::net::SocketAddr, query: &str) -> Vec<Vec<Option<bytes::Bytes>>> {
+    let mut c = Client::connect(node, 4, None, None).await.unwrap();
+    match c.query(query).await.unwrap() {
+        ResultBody::Rows(r) => r.rows,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn server_error(r: Result<ResultBody, ClientError>) -> cutover::protocol::ErrorFrame {
+    match r {
+        Err(ClientError::Server(e)) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn with_the_target_down_what_cannot_be_replayed_stays_synchronous() {
+    let dir = tempdir("sync");
+    let s = Setup::start_with(None, None, journaled(&dir)).await;
+    let mut c = s.client_with_table().await;
+    c.query("CREATE TABLE ks.counts (k int PRIMARY KEY, n counter)")
+        .await
+        .unwrap();
+    c.query("CREATE TABLE ks.lists (k int PRIMARY KEY, l list<int>)")
+        .await
+        .unwrap();
+    c.query("CREATE TABLE ks.events (k int PRIMARY KEY, at timeuuid)")
+        .await
+        .unwrap();
+    s.target.node.set_down(true);
+    // A plain write: journaled, answered by the origin alone.
+    c.query("INSERT INTO ks.t (k, v) VALUES (1, 'a')")
+        .await
+        .unwrap();
+    // A PREPARE during the outage succeeds, and its EXECUTE is journaled.
+    let p = c
+        .prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    c.execute(
+        &p,
+        vec![
+            RawValue::Bytes(bytes::Bytes::from_static(&[0, 0, 0, 2])),
+            RawValue::Bytes(bytes::Bytes::from_static(b"b")),
+        ],
+    )
+    .await
+    .unwrap();
+    // What would not replay to the same cells waits for the target, as in
+    // sync, and fails naming it.
+    for (text, reason) in [
+        (
+            "INSERT INTO ks.t (k, v) VALUES (3, 'c') IF NOT EXISTS",
+            "lwt",
+        ),
+        ("UPDATE ks.counts SET n = n + 1 WHERE k = 1", "increment"),
+        ("UPDATE ks.lists SET l = l + [1] WHERE k = 1", "increment"),
+        (
+            "INSERT INTO ks.events (k, at) VALUES (1, now())",
+            "server-function",
+        ),
+    ] {
+        let e = server_error(c.query(text).await);
+        assert!(e.message.contains("target"), "{text}: {}", e.message);
+        let kept = metric(
+            &s,
+            &format!("cutover_writes_kept_sync_total{{reason=\"{reason}\"}}"),
+        )
+        .await;
+        assert!(
+            kept >= 1.0,
+            "{text}: not counted as kept synchronous ({reason})"
+        );
+    }
+    assert_eq!(
+        pending(&s).await,
+        2,
+        "the two replayable writes wait in the journal"
+    );
+    s.target.node.set_down(false);
+    let target = s.target.addr;
+    wait_for("the replay of both writes", || async move {
+        rows(target, "SELECT k FROM ks.t").await.len() == 2
+    })
+    .await;
+    let on_origin = rows(
+        s.origin.addr,
+        "SELECT k, v, WRITETIME(v) FROM ks.t WHERE k = 2",
+    )
+    .await;
+    let on_target = rows(target, "SELECT k, v, WRITETIME(v) FROM ks.t WHERE k = 2").await;
+    assert_eq!(on_origin, on_target, "the same cells and write time");
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_full_journal_falls_back_to_sync_or_refuses_as_configured() {
+    for when_full in [WhenFull::Sync, WhenFull::Refuse] {
+        let dir = tempdir(&format!("full-{when_full:?}"));
+        let s = Setup::start_with(None, None, |c| {
+            journaled(&dir)(c);
+            c.journal.segment_bytes.0 = 4096;
+            c.journal.max_bytes.0 = 8192;
+            c.journal.when_full = when_full;
+        })
+        .await;
+        let mut c = s.client_with_table().await;
+        s.target.node.set_down(true);
+        let mut answered = 0;
+        let err = loop {
+            let r = c
+                .query(&format!("INSERT INTO ks.t (k, v) VALUES ({answered}, 'x')"))
+                .await;
+            match r {
+                Ok(_) => answered += 1,
+                Err(ClientError::Server(e)) => break e,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(answered < 1000, "8 KiB of journal never filled");
+        };
+        assert!(answered > 10, "only {answered} writes fit");
+        assert!(metric(&s, "cutover_journal_full_total").await >= 1.0);
+        match when_full {
+            // As in sync: the client sees the target's failure again.
+            WhenFull::Sync => {
+                assert!(err.message.contains("target"), "{}", err.message);
+                assert!(
+                    metric(
+                        &s,
+                        "cutover_writes_kept_sync_total{reason=\"journal-full\"}"
+                    )
+                    .await
+                        >= 1.0
+                );
+            }
+            WhenFull::Refuse => {
+                assert_eq!(err.code, ErrorCode::OVERLOADED);
+                assert!(err.message.contains("journal is full"), "{}", err.message);
+                assert!(metric(&s, "cutover_journal_refused_total").await >= 1.0);
+            }
+        }
+        s.target.node.set_down(false);
+        let s2 = &s;
+        wait_for("the replay to empty the journal", || async move {
+            pending(s2).await == 0
+        })
+        .await;
+        // Room again: journaled once more.
+        c.query("INSERT INTO ks.t (k, v) VALUES (5000, 'again')")
+            .await
+            .unwrap();
+        s.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[tokio::test]
+async fn a_replay_never_overwrites_a_newer_value_on_the_target() {
+    let dir = tempdir("newer");
+    let s = Setup::start_with(None, None, journaled(&dir)).await;
+    let mut c = s.client_with_table().await;
+    s.target.node.set_down(true);
+    c.query("INSERT INTO ks.t (k, v) VALUES (1, 'journaled')")
+        .await
+        .unwrap();
+    assert_eq!(pending(&s).await, 1);
+    // The proxy stops with the write still journaled; the target comes
+    // back and gets a newer value for the same cell directly.
+    let cfg = s.proxy.proxy.config().clone();
+    let (origin, target) = (s.origin, s.target);
+    s.stop_admin.cancel();
+    s.proxy.stop().await;
+    target.node.set_down(false);
+    let mut direct = Client::connect(target.addr, 4, None, None).await.unwrap();
+    direct
+        .query("INSERT INTO ks.t (k, v) VALUES (1, 'newer')")
+        .await
+        .unwrap();
+    // A proxy on the same journal replays the older write.
+    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let replayed = proxy.proxy.clone();
+    wait_for("the replay", || {
+        let p = replayed.clone();
+        async move {
+            p.journal()
+                .get()
+                .is_some_and(|j| j.stats().pending_records == 0)
+        }
+    })
+    .await;
+    let replay = &replayed.journal().replay_stats;
+    assert_eq!(
+        replay.replayed.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the write was replayed"
+    );
+    let v = rows(target.addr, "SELECT v FROM ks.t WHERE k = 1").await;
+    assert_eq!(
+        v[0][0].as_deref(),
+        Some(&b"newer"[..]),
+        "the replay overwrote a newer value"
+    );
+    let v = rows(origin.addr, "SELECT v FROM ks.t WHERE k = 1").await;
+    assert_eq!(v[0][0].as_deref(), Some(&b"journaled"[..]));
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn reads_move_to_a_cluster_with_backlog_only_with_force() {
+    let dir = tempdir("flip");
+    let s = Setup::start_with(None, None, journaled(&dir)).await;
+    let mut c = s.client_with_table().await;
+    s.target.node.set_down(true);
+    c.query("INSERT INTO ks.t (k, v) VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let flip = r#"{"route": {"phase": "target-primary"}}"#;
+    let (status, body) = http(s.admin, "PUT", "/v1/policy", Some(flip)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("1 journaled writes not replayed yet"),
+        "{body}"
+    );
+    let (_, ready) = s.ready().await;
+    assert_eq!(ready["clusters"]["target"]["journal_backlog"], 1, "{ready}");
+    let forced = r#"{"route": {"phase": "target-primary"}, "force": true}"#;
+    let (status, body) = http(s.admin, "PUT", "/v1/policy", Some(forced)).await;
+    assert_eq!(status, 200, "{body}");
+    // Back to reads from the origin, then the backlog drains and the flip
+    // is allowed without force.
+    let back = r#"{"route": {"phase": "dual-write"}}"#;
+    assert_eq!(http(s.admin, "PUT", "/v1/policy", Some(back)).await.0, 200);
+    s.target.node.set_down(false);
+    let s2 = &s;
+    wait_for("the replay", || async move { pending(s2).await == 0 }).await;
+    let (status, body) = http(s.admin, "PUT", "/v1/policy", Some(flip)).await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

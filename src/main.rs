@@ -101,6 +101,29 @@ enum Command {
         #[arg(long, value_name = "COLUMN=VALUE")]
         tenant: Option<String>,
     },
+    /// Send a journal's pending async-secondary writes (no proxy may be
+    /// running on it): to a config's clusters, or to one node.
+    Replay {
+        /// The journal directory (`journal.dir`).
+        #[arg(long)]
+        journal: std::path::PathBuf,
+        /// A proxy config: its clusters, by the names records carry, with
+        /// their credentials.
+        #[arg(long, conflicts_with = "to", required_unless_present_any = ["to", "dry_run"])]
+        config: Option<std::path::PathBuf>,
+        /// One node that gets every record, whatever cluster it names.
+        #[arg(long)]
+        to: Option<String>,
+        /// Records per second at most (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// Records sent at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u32,
+        /// Only count what is pending, per cluster.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check a proxy config file (and CUTOVER_* overrides) without starting anything.
     CheckConfig {
         /// The TOML file.
@@ -477,6 +500,55 @@ async fn main() -> Result<()> {
             token,
             action,
         } => policy(admin, token, action).await?,
+        Command::Replay {
+            journal,
+            config,
+            to,
+            rate,
+            concurrency,
+            dry_run,
+        } => {
+            use cutover::journal::offline::{run, Destination, ReplayArgs};
+            let to = match (config, to) {
+                (Some(path), _) => Destination::Config(Box::new(
+                    Config::load(&path, std::env::vars())
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                )),
+                (None, Some(addr)) => Destination::To(addr),
+                (None, None) => Destination::To(String::new()),
+            };
+            let s = run(ReplayArgs {
+                journal,
+                to,
+                rate,
+                concurrency,
+                dry_run,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            let pending: u64 = s.pending.iter().map(|(_, n)| n).sum();
+            if s.dry_run {
+                eprintln!("{pending} record(s) pending; nothing sent (--dry-run)");
+            } else {
+                eprintln!(
+                    "replayed {} of {pending} record(s) in {:.1} s ({:.0}/s); {} expired, {} dead-lettered, {} left",
+                    s.replayed,
+                    s.seconds,
+                    s.replayed as f64 / s.seconds.max(0.001),
+                    s.expired,
+                    s.dead_lettered,
+                    s.left
+                );
+                if s.left > 0 {
+                    bail!(
+                        "{} record(s) could not be sent now ({}); they stay in the journal: run again",
+                        s.left,
+                        s.last_error.as_deref().unwrap_or("no reason given")
+                    );
+                }
+            }
+        }
         Command::Copy {
             from,
             to,

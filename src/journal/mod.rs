@@ -15,6 +15,7 @@
 //! What a record is and where it is are decided under one lock at append
 //! time; the writer follows.
 
+pub mod offline;
 mod record;
 pub mod replay;
 mod segment;
@@ -246,6 +247,8 @@ enum Cmd {
 /// The journal: cheap to share (`Arc`), safe to use from any thread.
 pub struct Journal {
     opts: Options,
+    /// Held while open: one process at a time (a proxy, or `cutover replay`).
+    _lock: File,
     state: Mutex<State>,
     tx: Mutex<Option<mpsc::Sender<Cmd>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -289,6 +292,19 @@ impl Journal {
             move |source| JournalError::Io { path, source }
         };
         std::fs::create_dir_all(&opts.dir).map_err(io_err(&opts.dir))?;
+        let lock_path = opts.dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(JournalError::Failed(format!(
+                "{} is in use by another process (a running proxy, or cutover replay); one at a time",
+                opts.dir.display()
+            )));
+        }
         let (segments, recovery, clusters) = recover(&opts.dir)?;
         let mut pending_by_cluster = vec![0u64; clusters.len()];
         for s in segments.values() {
@@ -333,6 +349,7 @@ impl Journal {
         let (tx, rx) = mpsc::channel();
         let journal = Arc::new(Journal {
             opts: opts.clone(),
+            _lock: lock,
             state: Mutex::new(state),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(None),

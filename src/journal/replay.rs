@@ -370,3 +370,69 @@ pub async fn run(
         }
     }
 }
+
+/// What one pass of [`once`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub replayed: u64,
+    pub expired: u64,
+    pub dead_lettered: u64,
+    /// Left in the journal for a later attempt, with the last reason.
+    pub left: u64,
+    pub last_error: Option<String>,
+}
+
+/// One pass over every pending record (`cutover replay`): each is sent
+/// once, `concurrency` at once, at most `rate` per second; `progress` is
+/// called after each. A record that cannot be sent now stays.
+pub async fn once(
+    journal: &Arc<Journal>,
+    sender: &Arc<Sender>,
+    opts: ReplayOptions,
+    mut progress: impl FnMut(&Outcome),
+) -> Pass {
+    let stats = Arc::new(ReplayStats::default());
+    let concurrency = opts.concurrency.max(1) as usize;
+    // Every pending record, claimed at once: each is tried once.
+    let mut todo = journal.claim_for_replay(usize::MAX).into_iter();
+    let mut in_flight = FuturesUnordered::new();
+    let mut pass = Pass::default();
+    let started = tokio::time::Instant::now();
+    let mut sent: u64 = 0;
+    loop {
+        let mut room = concurrency - in_flight.len();
+        if opts.rate > 0 {
+            let allowed = (started.elapsed().as_secs_f64() * opts.rate as f64) as u64 + 1;
+            room = room.min(allowed.saturating_sub(sent) as usize);
+        }
+        for seq in todo.by_ref().take(room) {
+            sent += 1;
+            let (j, s, st) = (journal.clone(), sender.clone(), stats.clone());
+            in_flight.push(async move { one(&j, &s, &st, seq).await });
+        }
+        if in_flight.is_empty() {
+            if todo.len() == 0 {
+                break;
+            }
+            // Held back by the rate.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let outcome = tokio::select! {
+            o = in_flight.next() => o,
+            _ = tokio::time::sleep(Duration::from_millis(5)), if opts.rate > 0 && todo.len() > 0 => continue,
+        };
+        let Some(o) = outcome else { continue };
+        match &o {
+            Outcome::Done => pass.replayed += 1,
+            Outcome::Expired => pass.expired += 1,
+            Outcome::Dead(_) => pass.dead_lettered += 1,
+            Outcome::Retry(e) => {
+                pass.left += 1;
+                pass.last_error = Some(e.clone());
+            }
+        }
+        progress(&o);
+    }
+    pass
+}

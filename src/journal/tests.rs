@@ -315,6 +315,24 @@ fn the_oldest_pending_record_gives_the_backlog_age() {
 }
 
 #[test]
+fn one_process_at_a_time_opens_a_journal() {
+    let dir = tempdir();
+    let (j, _) = open(opts(&dir, Durability::PageCache));
+    let err = Journal::open(opts(&dir, Durability::PageCache))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    j.close();
+    drop(j);
+    let (j, _) = open(opts(&dir, Durability::PageCache));
+    j.close();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_directory_that_cannot_be_made_is_a_clear_error() {
     let dir = tempdir();
     let file = dir.join("not-a-dir");

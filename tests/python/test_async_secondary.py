@@ -149,3 +149,48 @@ def test_a_proxy_killed_during_the_outage_replays_after_its_restart(tmp_path):
         proxy.stop()
         origin.stop()
         target.stop()
+
+
+def test_cutover_replay_sends_a_journal_by_hand(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import BINARY
+
+    origin, target = Node(), Node()
+    cfg = config(tmp_path, origin, target)
+    proxy = Proxy(origin, target, config=cfg, admin=True)
+    cluster, session = connect(proxy.port)
+    try:
+        schema(session)
+        target.http("POST", "/down")
+        insert = session.prepare(f"INSERT INTO {KS}.t (k, v) VALUES (?, ?)")
+        for k in range(300):
+            session.execute(insert, (k, f"v{k}"))
+        cluster.shutdown()
+        proxy.stop(signal.SIGKILL)
+        journal = str(tmp_path / "journal")
+        dry = subprocess.run([BINARY, "replay", "--journal", journal, "--dry-run"], capture_output=True, text=True, timeout=60)
+        assert dry.returncode == 0, dry.stderr
+        assert json.loads(dry.stdout)["pending"] == [["target", 300]], dry.stdout
+        # The target still down: nothing is lost, the tool says to run again.
+        down = subprocess.run([BINARY, "replay", "--journal", journal, "--config", cfg], capture_output=True, text=True, timeout=60)
+        assert down.returncode != 0 and "run again" in down.stderr, down.stderr
+        target.http("POST", "/up")
+        up = subprocess.run(
+            [BINARY, "replay", "--journal", journal, "--to", f"127.0.0.1:{target.port}", "--rate", "2000"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert up.returncode == 0, up.stderr
+        summary = json.loads(up.stdout)
+        assert summary["replayed"] == 300 and summary["left"] == 0, summary
+        assert "replayed 300 of 300" in up.stderr, up.stderr
+        assert_on_target(origin, target, list(range(300)))
+        again = subprocess.run([BINARY, "replay", "--journal", journal, "--dry-run"], capture_output=True, text=True, timeout=60)
+        assert json.loads(again.stdout)["pending"] in ([], [["target", 0]]), again.stdout
+    finally:
+        proxy.stop()
+        origin.stop()
+        target.stop()

@@ -290,3 +290,37 @@ async fn reads_move_to_a_cluster_with_backlog_only_with_force() {
     s.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_write_the_target_refuses_for_good_goes_to_the_dead_letters() {
+    let dir = tempdir("dead");
+    let s = Setup::start_with(None, None, journaled(&dir)).await;
+    let mut c = s.client_with_table().await;
+    // A table only the origin has: the target refuses every write to it.
+    let mut origin = Client::connect(s.origin.addr, 4, None, None).await.unwrap();
+    origin
+        .query("CREATE TABLE ks.only_origin (k int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    c.query("INSERT INTO ks.only_origin (k, v) VALUES (1, 'x')")
+        .await
+        .unwrap();
+    let s2 = &s;
+    wait_for("the dead letter", || async move {
+        let (_, body) = http(s2.admin, "GET", "/v1/journal", None).await;
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        j["dead_letters"] == 1 && j["pending_records"] == 0
+    })
+    .await;
+    let (_, body) = http(s.admin, "GET", "/v1/journal", None).await;
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let dead = &j["recent_dead_letters"][0];
+    assert_eq!(dead["table"], "ks.only_origin", "{j}");
+    assert_eq!(dead["cluster"], "target", "{j}");
+    assert!(!dead["error"].as_str().unwrap().is_empty(), "{j}");
+    assert_eq!(metric(&s, "cutover_journal_dead_letters_total").await, 1.0);
+    // Kept on disk with the record.
+    assert!(dir.join("dead-letter.log").exists());
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -52,18 +52,53 @@ impl Process {
         Process::spawn(cmd, "cql listening on ")
     }
 
+    /// An embedded node with its control port (fault injection) on a free
+    /// port: the node and the control port's address.
+    pub fn node_with_control() -> (Process, SocketAddr) {
+        let control = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
+        cmd.args(["node", "--listen", "127.0.0.1:0", "--control"])
+            .arg(control.to_string());
+        (Process::spawn(cmd, "cql listening on "), control)
+    }
+
     /// The proxy in front of two nodes in `phase`, default config otherwise
     /// (histograms included), on a free port.
     pub fn proxy(origin: SocketAddr, target: SocketAddr, phase: &str) -> Process {
+        Process::proxy_with(origin, target, phase, "", "")
+    }
+
+    /// As `proxy`, with `route` added to `[route]` and `extra` at the end;
+    /// `name` tells the config files apart.
+    pub fn proxy_with(
+        origin: SocketAddr,
+        target: SocketAddr,
+        phase: &str,
+        route: &str,
+        extra: &str,
+    ) -> Process {
         let dir = std::env::temp_dir().join(format!("cutover-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join(format!("{phase}.toml"));
+        let custom = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (route, extra).hash(&mut h);
+            h.finish()
+        };
+        let cfg = dir.join(if route.is_empty() && extra.is_empty() {
+            format!("{phase}.toml")
+        } else {
+            format!("{phase}-{custom:x}.toml")
+        });
         std::fs::write(
             &cfg,
             format!(
                 "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[limits]\nmax_client_connections = 5000\n\
                  [clusters.origin]\ncontact_points = [\"{origin}\"]\n[clusters.target]\ncontact_points = [\"{target}\"]\n\
-                 [route]\nphase = \"{phase}\"\n"
+                 [route]\nphase = \"{phase}\"\n{route}\n{extra}\n"
             ),
         )
         .unwrap();

@@ -377,11 +377,12 @@ impl Default for MetricsConfig {
 pub enum JournalDurability {
     /// In the OS page cache: survives a crash of the proxy, not of the machine.
     PageCache,
-    /// Synced every `group_commit_interval`; a write waits for its sync.
-    #[default]
+    /// Synced at most once every `group_commit_interval`; a write waits for
+    /// its sync (for disks where a sync is slow).
     GroupCommit,
-    /// Synced before each write is answered (writes that arrive together
-    /// share one sync).
+    /// Synced before each write is answered; the writes that arrive while
+    /// a sync runs share the next one.
+    #[default]
     Fsync,
 }
 

@@ -244,6 +244,13 @@ impl JournalSlot {
             "expired": r.expired.load(Ordering::Relaxed),
             "dead_letters": s.dead_letters_total,
             "full": s.full_total,
+            "pending_by_cluster": j.pending_by_cluster().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            // The newest dead letters, with why they failed for good.
+            "recent_dead_letters": j.dead_letters().map(|d| {
+                d.iter().rev().take(20).map(|(seq, error, r)| serde_json::json!({
+                    "seq": seq, "error": error, "cluster": r.cluster, "table": r.table, "tenant": r.tenant,
+                })).collect::<Vec<_>>()
+            }).unwrap_or_default(),
             "kept_sync": KeptSync::ALL.iter().enumerate().map(|(i, k)| (k.label().to_string(), self.kept_sync[i].load(Ordering::Relaxed))).collect::<std::collections::BTreeMap<_, _>>(),
         })
     }
@@ -289,12 +296,18 @@ impl Collector for JournalSlot {
             out.family(name, help, MetricType::Gauge);
             out.sample(name, &[], v);
         };
-        gauge(
-            out,
+        out.family(
             "cutover_journal_pending_records",
-            "Journaled writes the secondary has not acknowledged",
-            s.pending_records as f64,
+            "Journaled writes the secondary has not acknowledged, by the cluster they are for",
+            MetricType::Gauge,
         );
+        for (cluster, n) in j.pending_by_cluster() {
+            out.sample(
+                "cutover_journal_pending_records",
+                &[("cluster", &cluster)],
+                n as f64,
+            );
+        }
         gauge(
             out,
             "cutover_journal_pending_bytes",

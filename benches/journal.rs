@@ -234,6 +234,12 @@ fn main() {
             journal.display()
         ),
     );
+    println!(
+        "proxy pids: sync {}, async-secondary fsync {}, page-cache {}",
+        sync.pid(),
+        asynchronous.pid(),
+        page_cache.pid()
+    );
     let mut rows = Vec::new();
     for slow in [false, true] {
         if slow {

@@ -209,6 +209,8 @@ struct State {
     /// The clusters records are for, and each one's records not done.
     clusters: Vec<String>,
     pending_by_cluster: Vec<u64>,
+    /// Done marks for the writer to write: segment, sequence number.
+    done_queue: Vec<(u64, u64)>,
 }
 
 impl State {
@@ -230,10 +232,6 @@ enum Cmd {
         bytes: Vec<u8>,
         end: u64,
         ack: oneshot::Sender<Result<(), String>>,
-    },
-    Done {
-        segment: u64,
-        seq: u64,
     },
     Delete {
         segment: u64,
@@ -345,6 +343,7 @@ impl Journal {
             stats,
             clusters,
             pending_by_cluster,
+            done_queue: Vec::new(),
         };
         let (tx, rx) = mpsc::channel();
         let journal = Arc::new(Journal {
@@ -480,10 +479,10 @@ impl Journal {
         if gone {
             self.drop_segment(&mut st, first);
         } else {
-            self.send(Cmd::Done {
-                segment: first,
-                seq,
-            });
+            // Written by the writer at its next turn, many in one write: a
+            // done mark lost in a crash costs one replay of a write that
+            // replays to the same cells.
+            st.done_queue.push((first, seq));
         }
     }
 
@@ -828,7 +827,12 @@ impl Writer {
                         Err(mpsc::RecvTimeoutError::Disconnected) => Some(Cmd::Stop),
                     }
                 }
-                _ => Some(rx.recv().unwrap_or(Cmd::Stop)),
+                // Woken now and then for the done marks queued meanwhile.
+                _ => match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(c) => Some(c),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Cmd::Stop),
+                },
             };
             let mut batch: Vec<Cmd> = first.into_iter().collect();
             while batch.len() < 4096 {
@@ -837,6 +841,13 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Done marks first: a segment deleted in this batch has them
+            // before it goes.
+            let marks = match self.journal.upgrade() {
+                Some(j) => std::mem::take(&mut j.state.lock().done_queue),
+                None => Vec::new(),
+            };
+            self.write_done(marks);
             let mut buf = Vec::new();
             let mut buf_segment = None;
             let mut end = None;
@@ -858,7 +869,6 @@ impl Writer {
                         end = Some(e);
                         acks.push(ack);
                     }
-                    Cmd::Done { segment, seq } => self.write_done(segment, seq),
                     Cmd::Delete { segment } => {
                         // What is buffered for it is written first (it is
                         // done; a sync or an error answers its append).
@@ -905,6 +915,10 @@ impl Writer {
             self.sync();
             let w = std::mem::take(&mut self.waiting);
             self.answer(w);
+        }
+        if let Some(j) = self.journal.upgrade() {
+            let marks = std::mem::take(&mut j.state.lock().done_queue);
+            self.write_done(marks);
         }
         self.sync();
     }
@@ -986,26 +1000,33 @@ impl Writer {
         buf.clear();
     }
 
-    fn write_done(&mut self, segment: u64, seq: u64) {
-        let f = match self.done_files.entry(segment) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let path = segment::done_path(&self.opts.dir, segment);
-                let fresh = !path.exists();
-                let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&path) else {
-                    // A lost done mark costs a replay of a write that
-                    // replays to the same cells: never an error.
-                    return;
-                };
-                if fresh && f.write_all(segment::DONE_MAGIC).is_err() {
-                    return;
+    /// Writes done marks, one write per segment.
+    fn write_done(&mut self, mut marks: Vec<(u64, u64)>) {
+        marks.sort_unstable();
+        for group in marks.chunk_by(|a, b| a.0 == b.0) {
+            let segment = group[0].0;
+            let f = match self.done_files.entry(segment) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let path = segment::done_path(&self.opts.dir, segment);
+                    let fresh = !path.exists();
+                    let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&path) else {
+                        // A lost done mark costs a replay of a write that
+                        // replays to the same cells: never an error.
+                        continue;
+                    };
+                    if fresh && f.write_all(segment::DONE_MAGIC).is_err() {
+                        continue;
+                    }
+                    v.insert(f)
                 }
-                v.insert(f)
+            };
+            let mut b = Vec::with_capacity(segment::DONE_ENTRY * group.len());
+            for (_, seq) in group {
+                segment::put_done(&mut b, *seq);
             }
-        };
-        let mut b = Vec::with_capacity(segment::DONE_ENTRY);
-        segment::put_done(&mut b, seq);
-        let _ = f.write_all(&b);
+            let _ = f.write_all(&b);
+        }
     }
 
     fn delete(&mut self, segment: u64) {

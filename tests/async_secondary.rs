@@ -324,3 +324,59 @@ async fn a_write_the_target_refuses_for_good_goes_to_the_dead_letters() {
     s.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_replayed_ttl_is_what_remains_of_it_and_an_expired_write_is_dropped() {
+    let dir = tempdir("ttl");
+    let s = Setup::start_with(None, None, journaled(&dir)).await;
+    let mut c = s.client_with_table().await;
+    s.target.node.set_down(true);
+    let journaled_at = std::time::Instant::now();
+    c.query("INSERT INTO ks.t (k, v) VALUES (1, 'literal') USING TTL 3600")
+        .await
+        .unwrap();
+    let p = c
+        .prepare("INSERT INTO ks.t (k, v) VALUES (?, ?) USING TTL ?")
+        .await
+        .unwrap();
+    c.execute(
+        &p,
+        vec![
+            RawValue::Bytes(bytes::Bytes::from_static(&[0, 0, 0, 2])),
+            RawValue::Bytes(bytes::Bytes::from_static(b"bound")),
+            RawValue::Bytes(bytes::Bytes::copy_from_slice(&3600i32.to_be_bytes())),
+        ],
+    )
+    .await
+    .unwrap();
+    c.query("INSERT INTO ks.t (k, v) VALUES (3, 'short') USING TTL 2")
+        .await
+        .unwrap();
+    assert_eq!(pending(&s).await, 3);
+    // The short TTL runs out while the target is down; the others lose
+    // the same seconds.
+    wait_for("three seconds to pass", || async move {
+        journaled_at.elapsed() >= std::time::Duration::from_secs(3)
+    })
+    .await;
+    s.target.node.set_down(false);
+    let s2 = &s;
+    wait_for("the replay", || async move { pending(s2).await == 0 }).await;
+    let target = s.target.addr;
+    let got = rows(target, "SELECT k, TTL(v) FROM ks.t").await;
+    assert_eq!(
+        got.len(),
+        2,
+        "the expired write must not be replayed: {got:?}"
+    );
+    for row in got {
+        let ttl = i32::from_be_bytes(row[1].as_deref().unwrap().try_into().unwrap());
+        assert!(
+            (3500..=3597).contains(&ttl),
+            "a TTL of 3600 journaled 3+ s ago replays as what remains, got {ttl}"
+        );
+    }
+    assert_eq!(metric(&s, "cutover_journal_expired_total").await, 1.0);
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -49,6 +49,8 @@ pub struct Classification {
     pub conditional: bool,
     /// Sets its own write time (`USING TIMESTAMP`).
     pub has_timestamp: bool,
+    /// Where its `USING TTL` value is, when it has one.
+    pub ttl: Option<Ttl>,
     /// Has `c = c + ...` / `c = c - ...` (a counter, or a list/set/map
     /// update): no proxy timestamp is added, as counters refuse them.
     pub increments: bool,
@@ -63,6 +65,17 @@ pub struct Classification {
     /// With tenants keyed by a column: what a read or write gives that
     /// column, for each table it names.
     pub tenant_keys: Vec<TableKey>,
+}
+
+/// A write's `USING TTL` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ttl {
+    /// A literal, at this byte range of the text.
+    Literal { seconds: u32, span: Range<usize> },
+    /// Bound at this marker (its index among the statement's markers).
+    Marker(usize),
+    /// Bound by name (`:ttl`).
+    Named,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +144,7 @@ pub fn classify_keyed(
         system: false,
         conditional: false,
         has_timestamp: false,
+        ttl: None,
         increments: false,
         server_functions: Vec::new(),
         bind_markers: 0,
@@ -264,6 +278,24 @@ fn dml(toks: &[Spanned], text: &str, c: &mut Classification) {
                 "from" if depth == 0 => c.tables.extend(table_at(toks, i + 1)),
                 "if" if depth == 0 => c.conditional = true,
                 "timestamp" if depth == 0 && using_clause(toks, i) => c.has_timestamp = true,
+                "ttl" if depth == 0 && using_clause(toks, i) => {
+                    let v = &toks[i + 1];
+                    c.ttl = match &v.token {
+                        Token::Int(n) => n.parse().ok().map(|seconds| Ttl::Literal {
+                            seconds,
+                            span: v.start..v.end,
+                        }),
+                        Token::Marker => Some(Ttl::Marker(
+                            toks[..=i]
+                                .iter()
+                                .filter(|t| {
+                                    matches!(t.token, Token::Marker | Token::NamedMarker(_))
+                                })
+                                .count(),
+                        )),
+                        _ => Some(Ttl::Named),
+                    };
+                }
                 name if SERVER_FUNCTIONS.contains(&name)
                     && is_sym(toks.get(i + 1), "(")
                     && is_sym(toks.get(i + 2), ")") =>
@@ -291,8 +323,8 @@ fn dml(toks: &[Spanned], text: &str, c: &mut Classification) {
     }
 }
 
-/// Is the TIMESTAMP keyword at `i` part of a `USING ... TIMESTAMP` clause
-/// (and not a column named timestamp)?
+/// Is the TIMESTAMP (or TTL) keyword at `i` part of a `USING ...` clause
+/// (and not a column of that name)?
 fn using_clause(toks: &[Spanned], i: usize) -> bool {
     let prev = i.checked_sub(1).and_then(|p| toks.get(p));
     let value_follows = matches!(
@@ -507,6 +539,24 @@ mod tests {
         assert!(k("DELETE FROM t WHERE k = 1 IF EXISTS").conditional);
         assert!(!k("INSERT INTO t (k, v) VALUES (1, 'if')").conditional);
         assert!(k("INSERT INTO t (k) VALUES (1) USING TTL 3 AND TIMESTAMP 123").has_timestamp);
+        let text = "INSERT INTO t (k) VALUES (1) USING TTL 3600 AND TIMESTAMP 123";
+        let Some(Ttl::Literal { seconds, span }) = k(text).ttl else {
+            panic!("no literal TTL")
+        };
+        assert_eq!((seconds, &text[span]), (3600, "3600"));
+        assert_eq!(
+            k("INSERT INTO t (k, v) VALUES (?, ?) USING TIMESTAMP ? AND TTL ?").ttl,
+            Some(Ttl::Marker(3))
+        );
+        assert_eq!(
+            k("UPDATE t USING TTL ? SET v = ? WHERE k = ?").ttl,
+            Some(Ttl::Marker(0))
+        );
+        assert_eq!(k("INSERT INTO t (k, ttl) VALUES (1, 2)").ttl, None);
+        assert_eq!(
+            k("UPDATE t USING TTL :t SET v = 1 WHERE k = 1").ttl,
+            Some(Ttl::Named)
+        );
         assert!(k("UPDATE t USING TIMESTAMP ? SET v = 1 WHERE k = 1").has_timestamp);
         assert!(!k("INSERT INTO t (k, timestamp) VALUES (1, 2)").has_timestamp);
         assert!(k("UPDATE c SET n = n + 1 WHERE k = 1").increments);

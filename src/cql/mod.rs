@@ -12,7 +12,7 @@ mod tenant_key;
 
 pub use classify::{
     classify, classify_keyed, Classification, ClassificationCache, ServerFunction, StatementKind,
-    TableRef,
+    TableRef, Ttl,
 };
 pub use tenant_key::{KeyValue, TableKey};
 

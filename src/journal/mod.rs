@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-pub use record::{Record, RecordError, Statement};
+pub use record::{Record, RecordError, Statement, TtlAt};
 use segment::Found;
 
 /// When an appended record counts as written.

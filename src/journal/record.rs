@@ -20,6 +20,15 @@ pub struct Statement {
     pub keyspace: Option<String>,
 }
 
+/// Where a record's TTL is, so that replay sets what remains of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlAt {
+    /// A literal in a QUERY's text, at this byte range.
+    Text { start: u32, end: u32 },
+    /// The bound value at this index.
+    Value(u32),
+}
+
 /// An async-secondary write, as replay needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -39,6 +48,8 @@ pub struct Record {
     pub keyspace: Option<String>,
     /// The TTL the write set (seconds), replayed as what remains of it.
     pub ttl: Option<u32>,
+    /// Where that TTL is in the body (None: replayed as it is).
+    pub ttl_at: Option<TtlAt>,
     /// The protocol version of `body`.
     pub version: u8,
     /// QUERY, EXECUTE or BATCH.
@@ -62,6 +73,7 @@ pub enum RecordError {
 const HAS_TENANT: u8 = 1;
 const HAS_KEYSPACE: u8 = 2;
 const HAS_TTL: u8 = 4;
+const HAS_TTL_AT: u8 = 8;
 
 impl Record {
     /// The record's bytes (a journal entry's payload after its sequence number).
@@ -81,6 +93,9 @@ impl Record {
         if self.ttl.is_some() {
             flags |= HAS_TTL;
         }
+        if self.ttl_at.is_some() {
+            flags |= HAS_TTL_AT;
+        }
         out.put_u8(flags);
         put_str(out, &self.cluster);
         put_str(out, &self.table);
@@ -92,6 +107,19 @@ impl Record {
         }
         if let Some(ttl) = self.ttl {
             out.put_u32(ttl);
+        }
+        match self.ttl_at {
+            Some(TtlAt::Text { start, end }) => {
+                out.put_u8(0);
+                out.put_u32(start);
+                out.put_u32(end);
+            }
+            Some(TtlAt::Value(i)) => {
+                out.put_u8(1);
+                out.put_u32(i);
+                out.put_u32(0);
+            }
+            None => {}
         }
         out.put_u32(self.prepared.len() as u32);
         for s in &self.prepared {
@@ -129,6 +157,16 @@ impl Record {
         let ttl = (flags & HAS_TTL != 0)
             .then(|| get_u32(&mut b))
             .transpose()?;
+        let ttl_at = if flags & HAS_TTL_AT != 0 {
+            let kind = get_u8(&mut b)?;
+            let (x, y) = (get_u32(&mut b)?, get_u32(&mut b)?);
+            Some(match kind {
+                0 => TtlAt::Text { start: x, end: y },
+                _ => TtlAt::Value(x),
+            })
+        } else {
+            None
+        };
         let n = get_u32(&mut b)? as usize;
         let mut prepared = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
@@ -152,6 +190,7 @@ impl Record {
             table,
             keyspace,
             ttl,
+            ttl_at,
             version,
             opcode,
             prepared,
@@ -210,6 +249,11 @@ mod tests {
             table: "shop.orders".into(),
             keyspace: i.is_multiple_of(3).then(|| "shop".into()),
             ttl: i.is_multiple_of(5).then_some(3600),
+            ttl_at: match i % 3 {
+                0 => Some(TtlAt::Text { start: 10, end: 14 }),
+                1 => Some(TtlAt::Value(2)),
+                _ => None,
+            },
             version: 4,
             opcode: 0x0A,
             prepared: vec![Statement {

@@ -19,8 +19,10 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Journal, Record, Statement};
+use super::{Journal, Record, Statement, TtlAt};
 use crate::frame::Opcode;
+use crate::protocol::reader::RawValue;
+use crate::protocol::request::Query;
 use crate::protocol::request::{Batch, BatchStatement, Execute, Prepare};
 use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::upstream::{Cluster, ConnectOptions, UpstreamConn};
@@ -203,8 +205,13 @@ impl Sender {
         else {
             return Outcome::Dead(format!("opcode {:#04x} is not a write", r.opcode));
         };
+        // What remains of its TTL, counted from when it was journaled.
+        let body = match with_remaining_ttl(r) {
+            Ok(b) => b,
+            Err(o) => return o,
+        };
         for attempt in 0..2 {
-            let body = match self.body(cluster, op, r).await {
+            let body = match self.body(cluster, op, r, &body).await {
                 Ok(b) => b,
                 Err(o) => return o,
             };
@@ -234,7 +241,13 @@ impl Sender {
     }
 
     /// The body to send: a prepared statement's id is the cluster's.
-    async fn body(&self, cluster: &Cluster, op: Opcode, r: &Record) -> Result<Bytes, Outcome> {
+    async fn body(
+        &self,
+        cluster: &Cluster,
+        op: Opcode,
+        r: &Record,
+        body: &Bytes,
+    ) -> Result<Bytes, Outcome> {
         let bad = |e: crate::protocol::BodyError| {
             Outcome::Dead(format!("the journaled request cannot be read: {e}"))
         };
@@ -244,7 +257,7 @@ impl Sender {
                     Outcome::Dead("an EXECUTE record without its statement".into())
                 })?;
                 let id = self.prepare(cluster, r.version, s).await?;
-                Execute::with_id(&r.body, &id).map_err(bad)
+                Execute::with_id(body, &id).map_err(bad)
             }
             Opcode::Batch if !r.prepared.is_empty() => {
                 let mut b = Batch::read(&r.body, r.version).map_err(bad)?;
@@ -262,8 +275,64 @@ impl Sender {
                 }
                 Ok(b.encode(r.version))
             }
-            _ => Ok(r.body.clone()),
+            _ => Ok(body.clone()),
         }
+    }
+}
+
+/// The record's body with its TTL set to what remains of it (whole
+/// seconds since it was journaled taken off); the body as it is when the
+/// TTL's place is not known or no second has passed.
+fn with_remaining_ttl(r: &Record) -> Result<Bytes, Outcome> {
+    let (Some(ttl), Some(at)) = (r.ttl, r.ttl_at) else {
+        return Ok(r.body.clone());
+    };
+    let elapsed = (now_ms().saturating_sub(r.written_at_ms) / 1000).min(u32::MAX as u64) as u32;
+    if elapsed == 0 {
+        return Ok(r.body.clone());
+    }
+    let remaining = ttl.saturating_sub(elapsed).max(1);
+    let bad = |e: crate::protocol::BodyError| {
+        Outcome::Dead(format!("the journaled request cannot be read: {e}"))
+    };
+    let value = RawValue::Bytes(Bytes::copy_from_slice(&(remaining as i32).to_be_bytes()));
+    let set = |values: &mut Vec<RawValue>, i: u32| match values.get_mut(i as usize) {
+        Some(v) => {
+            *v = value.clone();
+            true
+        }
+        None => false,
+    };
+    match (Opcode::from_u8(r.opcode), at) {
+        (Some(Opcode::Query), TtlAt::Text { start, end }) => {
+            let mut q = Query::read(&r.body, r.version).map_err(bad)?;
+            let span = start as usize..end as usize;
+            if q.text
+                .get(span.clone())
+                .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
+            {
+                q.text.replace_range(span, &remaining.to_string());
+                return Ok(q.encode(r.version));
+            }
+            Ok(r.body.clone())
+        }
+        (Some(Opcode::Query), TtlAt::Value(i)) => {
+            let mut q = Query::read(&r.body, r.version).map_err(bad)?;
+            Ok(if set(&mut q.params.values, i) {
+                q.encode(r.version)
+            } else {
+                r.body.clone()
+            })
+        }
+        (Some(Opcode::Execute), TtlAt::Value(i)) => {
+            let mut e = Execute::read(&r.body, r.version).map_err(bad)?;
+            Ok(if set(&mut e.params.values, i) {
+                e.encode(r.version)
+            } else {
+                r.body.clone()
+            })
+        }
+        _ => Ok(r.body.clone()),
     }
 }
 

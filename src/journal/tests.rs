@@ -14,6 +14,7 @@ fn record(i: u64) -> Record {
         table: "ks.t".into(),
         keyspace: Some("ks".into()),
         ttl: None,
+        ttl_at: None,
         version: 4,
         opcode: 0x07,
         prepared: Vec::new(),

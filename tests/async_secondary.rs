@@ -31,6 +31,22 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// A journal directory, two nodes and an async-secondary proxy in front,
+/// and a client with `ks.t`.
+async fn started(name: &str) -> (std::path::PathBuf, Setup, Client) {
+    let dir = tempdir(name);
+    let s = Setup::start_with(None, None, journaled(&dir)).await;
+    let c = s.client_with_table().await;
+    (dir, s, c)
+}
+
+/// `started`, then the target down.
+async fn with_target_down(name: &str) -> (std::path::PathBuf, Setup, Client) {
+    let (dir, s, c) = started(name).await;
+    s.target.node.set_down(true);
+    (dir, s, c)
+}
+
 async fn metric(s: &Setup, name: &str) -> f64 {
     let text = s.metrics().await;
     text.lines()
@@ -63,9 +79,7 @@ fn server_error(r: Result<ResultBody, ClientError>) -> cutover::protocol::ErrorF
 
 #[tokio::test]
 async fn with_the_target_down_what_cannot_be_replayed_stays_synchronous() {
-    let dir = tempdir("sync");
-    let s = Setup::start_with(None, None, journaled(&dir)).await;
-    let mut c = s.client_with_table().await;
+    let (dir, s, mut c) = started("sync").await;
     c.query("CREATE TABLE ks.counts (k int PRIMARY KEY, n counter)")
         .await
         .unwrap();
@@ -205,10 +219,7 @@ async fn a_full_journal_falls_back_to_sync_or_refuses_as_configured() {
 
 #[tokio::test]
 async fn a_replay_never_overwrites_a_newer_value_on_the_target() {
-    let dir = tempdir("newer");
-    let s = Setup::start_with(None, None, journaled(&dir)).await;
-    let mut c = s.client_with_table().await;
-    s.target.node.set_down(true);
+    let (dir, s, mut c) = with_target_down("newer").await;
     c.query("INSERT INTO ks.t (k, v) VALUES (1, 'journaled')")
         .await
         .unwrap();
@@ -259,10 +270,7 @@ async fn a_replay_never_overwrites_a_newer_value_on_the_target() {
 
 #[tokio::test]
 async fn reads_move_to_a_cluster_with_backlog_only_with_force() {
-    let dir = tempdir("flip");
-    let s = Setup::start_with(None, None, journaled(&dir)).await;
-    let mut c = s.client_with_table().await;
-    s.target.node.set_down(true);
+    let (dir, s, mut c) = with_target_down("flip").await;
     c.query("INSERT INTO ks.t (k, v) VALUES (1, 'a')")
         .await
         .unwrap();
@@ -293,9 +301,7 @@ async fn reads_move_to_a_cluster_with_backlog_only_with_force() {
 
 #[tokio::test]
 async fn a_write_the_target_refuses_for_good_goes_to_the_dead_letters() {
-    let dir = tempdir("dead");
-    let s = Setup::start_with(None, None, journaled(&dir)).await;
-    let mut c = s.client_with_table().await;
+    let (dir, s, mut c) = started("dead").await;
     // A table only the origin has: the target refuses every write to it.
     let mut origin = Client::connect(s.origin.addr, 4, None, None).await.unwrap();
     origin
@@ -327,10 +333,7 @@ async fn a_write_the_target_refuses_for_good_goes_to_the_dead_letters() {
 
 #[tokio::test]
 async fn a_replayed_ttl_is_what_remains_of_it_and_an_expired_write_is_dropped() {
-    let dir = tempdir("ttl");
-    let s = Setup::start_with(None, None, journaled(&dir)).await;
-    let mut c = s.client_with_table().await;
-    s.target.node.set_down(true);
+    let (dir, s, mut c) = with_target_down("ttl").await;
     let journaled_at = std::time::Instant::now();
     c.query("INSERT INTO ks.t (k, v) VALUES (1, 'literal') USING TTL 3600")
         .await

@@ -50,17 +50,24 @@ fn checksum(len: u32, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Appends one entry (`seq` and the record's bytes) to `out`.
-pub(super) fn put_entry(out: &mut Vec<u8>, seq: u64, record: &[u8]) {
-    let len = (8 + record.len()) as u32;
+/// Appends one entry whose payload is `parts`, in order, to `out`.
+fn put_framed(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() as u32;
     let mut h = crc32fast::Hasher::new();
     h.update(&len.to_be_bytes());
-    h.update(&seq.to_be_bytes());
-    h.update(record);
+    for p in parts {
+        h.update(p);
+    }
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&h.finalize().to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(record);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+}
+
+/// Appends one entry (`seq` and the record's bytes) to `out`.
+pub(super) fn put_entry(out: &mut Vec<u8>, seq: u64, record: &[u8]) {
+    put_framed(out, &[&seq.to_be_bytes(), record]);
 }
 
 /// An entry's size on disk for a record of `record_len` bytes.
@@ -105,6 +112,29 @@ fn read_all(path: &Path) -> io::Result<Vec<u8>> {
     Ok(b)
 }
 
+/// The whole entries of `b` from `at` on, each (offset, payload), up to
+/// the first cut short, of a length outside `min_len..=MAX_ENTRY`, or
+/// failing its checksum.
+fn framed(b: &[u8], mut at: usize, min_len: u32) -> impl Iterator<Item = (usize, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len().saturating_sub(at) < ENTRY_HEADER + min_len as usize {
+            return None;
+        }
+        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        let crc = u32::from_be_bytes(b[at + 4..at + 8].try_into().unwrap());
+        if !(min_len..=MAX_ENTRY).contains(&len) || b.len() - at - ENTRY_HEADER < len as usize {
+            return None;
+        }
+        let payload = &b[at + ENTRY_HEADER..at + ENTRY_HEADER + len as usize];
+        if checksum(len, payload) != crc {
+            return None;
+        }
+        let offset = at;
+        at += ENTRY_HEADER + len as usize;
+        Some((offset, payload))
+    })
+}
+
 /// Every whole entry of the segment at `path`, in order. Sequence numbers
 /// must rise by one from the first; an entry that breaks the run is
 /// damage too.
@@ -119,31 +149,21 @@ pub(super) fn scan_log(path: &Path) -> io::Result<Scan> {
         scan.bytes = b;
         return Ok(scan);
     }
-    let mut at = LOG_MAGIC.len();
-    scan.valid_end = at as u64;
-    while b.len() - at >= ENTRY_HEADER + 8 {
-        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
-        let crc = u32::from_be_bytes(b[at + 4..at + 8].try_into().unwrap());
-        if !(8..=MAX_ENTRY).contains(&len) || b.len() - at - ENTRY_HEADER < len as usize {
-            break;
-        }
-        let payload = &b[at + ENTRY_HEADER..at + ENTRY_HEADER + len as usize];
-        if checksum(len, payload) != crc {
-            break;
-        }
+    scan.valid_end = LOG_MAGIC.len() as u64;
+    for (offset, payload) in framed(&b, LOG_MAGIC.len(), 8) {
         let seq = u64::from_be_bytes(payload[..8].try_into().unwrap());
         if let Some(last) = scan.entries.last() {
             if seq != last.seq + 1 {
                 break;
             }
         }
+        let len = (ENTRY_HEADER + payload.len()) as u32;
         scan.entries.push(Found {
             seq,
-            offset: at as u64,
-            len: ENTRY_HEADER as u32 + len,
+            offset: offset as u64,
+            len,
         });
-        at += ENTRY_HEADER + len as usize;
-        scan.valid_end = at as u64;
+        scan.valid_end = offset as u64 + len as u64;
     }
     scan.bytes = b;
     Ok(scan)
@@ -215,17 +235,7 @@ pub(super) fn scan_dead(path: &Path) -> io::Result<Vec<(u64, String, Vec<u8>)>> 
     if b.len() < DEAD_MAGIC.len() || &b[..DEAD_MAGIC.len()] != DEAD_MAGIC {
         return Ok(out);
     }
-    let mut at = DEAD_MAGIC.len();
-    while b.len() - at >= ENTRY_HEADER + 8 {
-        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
-        let crc = u32::from_be_bytes(b[at + 4..at + 8].try_into().unwrap());
-        if !(12..=MAX_ENTRY).contains(&len) || b.len() - at - ENTRY_HEADER < len as usize {
-            break;
-        }
-        let p = &b[at + ENTRY_HEADER..at + ENTRY_HEADER + len as usize];
-        if checksum(len, p) != crc {
-            break;
-        }
+    for (_, p) in framed(&b, DEAD_MAGIC.len(), 12) {
         let seq = u64::from_be_bytes(p[..8].try_into().unwrap());
         let elen = u32::from_be_bytes(p[8..12].try_into().unwrap()) as usize;
         if p.len() < 12 + elen {
@@ -233,7 +243,6 @@ pub(super) fn scan_dead(path: &Path) -> io::Result<Vec<(u64, String, Vec<u8>)>> 
         }
         let error = String::from_utf8_lossy(&p[12..12 + elen]).into_owned();
         out.push((seq, error, p[12 + elen..].to_vec()));
-        at += ENTRY_HEADER + len as usize;
     }
     Ok(out)
 }
@@ -241,15 +250,8 @@ pub(super) fn scan_dead(path: &Path) -> io::Result<Vec<(u64, String, Vec<u8>)>> 
 /// A dead letter's entry: the record's sequence number, why it failed
 /// for good, and its bytes.
 pub(super) fn put_dead(out: &mut Vec<u8>, seq: u64, error: &str, record: &[u8]) {
-    let mut p = Vec::with_capacity(12 + error.len() + record.len());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(error.len() as u32).to_be_bytes());
-    p.extend_from_slice(error.as_bytes());
-    p.extend_from_slice(record);
-    let len = p.len() as u32;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&checksum(len, &p).to_be_bytes());
-    out.extend_from_slice(&p);
+    let elen = (error.len() as u32).to_be_bytes();
+    put_framed(out, &[&seq.to_be_bytes(), &elen, error.as_bytes(), record]);
 }
 
 #[cfg(test)]

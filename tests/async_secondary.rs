@@ -139,6 +139,8 @@ async fn with_the_target_down_what_cannot_be_replayed_stays_synchronous() {
         2,
         "the two replayable writes wait in the journal"
     );
+    let by_table = "cutover_journal_pending_records{cluster=\"target\",table=\"ks.t\"}";
+    assert_eq!(metric(&s, by_table).await, 2.0);
     s.target.node.set_down(false);
     let target = s.target.addr;
     wait_for("the replay of both writes", || async move {
@@ -325,6 +327,9 @@ async fn a_write_the_target_refuses_for_good_goes_to_the_dead_letters() {
     assert_eq!(dead["cluster"], "target", "{j}");
     assert!(!dead["error"].as_str().unwrap().is_empty(), "{j}");
     assert_eq!(metric(&s, "cutover_journal_dead_letters_total").await, 1.0);
+    let failed =
+        "cutover_journal_mirror_failures_total{cluster=\"target\",table=\"ks.only_origin\"}";
+    assert_eq!(metric(&s, failed).await, 1.0);
     // Kept on disk with the record.
     assert!(dir.join("dead-letter.log").exists());
     s.stop().await;

@@ -93,6 +93,50 @@ pub struct Recovery {
     pub damaged: Vec<PathBuf>,
 }
 
+/// Distinct `keyspace.table` counted on their own; the rest are `other`.
+pub const MAX_TABLES: usize = 1000;
+
+/// Records of one cluster and `keyspace.table`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableStats {
+    pub cluster: String,
+    pub table: String,
+    /// Not acknowledged yet.
+    pub pending: u64,
+    /// Since the journal was opened (pending ones recovered count in
+    /// `pending` only).
+    pub appended: u64,
+    pub acknowledged: u64,
+}
+
+/// The index of (cluster, table) in `labels`, added when new; past
+/// `MAX_TABLES` a table counts as the cluster's `other`.
+fn label_of(labels: &mut Vec<TableStats>, cluster: &str, table: &str) -> u16 {
+    let table = if labels.len() >= MAX_TABLES
+        && !labels
+            .iter()
+            .any(|l| l.cluster == cluster && l.table == table)
+    {
+        "other"
+    } else {
+        table
+    };
+    match labels
+        .iter()
+        .position(|l| l.cluster == cluster && l.table == table)
+    {
+        Some(i) => i as u16,
+        None => {
+            labels.push(TableStats {
+                cluster: cluster.to_string(),
+                table: table.to_string(),
+                ..TableStats::default()
+            });
+            (labels.len() - 1) as u16
+        }
+    }
+}
+
 /// The journal's counts, for metrics and the admin API.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -121,8 +165,8 @@ struct Seg {
     bytes: u64,
     /// No more appends: a newer segment took over.
     sealed: bool,
-    /// Each record's cluster, an index into the journal's cluster names.
-    cluster: Vec<u8>,
+    /// Each record's cluster and table, an index into the journal's labels.
+    label: Vec<u16>,
     reader: Option<Arc<File>>,
 }
 
@@ -135,7 +179,7 @@ impl Seg {
             done_count: 0,
             bytes: segment::LOG_MAGIC.len() as u64,
             sealed: false,
-            cluster: Vec::new(),
+            label: Vec::new(),
             reader: None,
         }
     }
@@ -206,23 +250,15 @@ struct State {
     replay_from: u64,
     failed: Option<String>,
     stats: Stats,
-    /// The clusters records are for, and each one's records not done.
-    clusters: Vec<String>,
-    pending_by_cluster: Vec<u64>,
+    /// The (cluster, table) pairs records are for, with their counts.
+    labels: Vec<TableStats>,
     /// Done marks for the writer to write: segment, sequence number.
     done_queue: Vec<(u64, u64)>,
 }
 
 impl State {
-    fn cluster_index(&mut self, name: &str) -> u8 {
-        match self.clusters.iter().position(|c| c == name) {
-            Some(i) => i as u8,
-            None => {
-                self.clusters.push(name.to_string());
-                self.pending_by_cluster.push(0);
-                (self.clusters.len() - 1) as u8
-            }
-        }
+    fn label(&mut self, cluster: &str, table: &str) -> u16 {
+        label_of(&mut self.labels, cluster, table)
     }
 }
 
@@ -303,12 +339,11 @@ impl Journal {
                 opts.dir.display()
             )));
         }
-        let (segments, recovery, clusters) = recover(&opts.dir)?;
-        let mut pending_by_cluster = vec![0u64; clusters.len()];
+        let (segments, recovery, mut labels) = recover(&opts.dir)?;
         for s in segments.values() {
             for q in s.first..s.end() {
                 if !s.is_done(q) {
-                    pending_by_cluster[s.cluster[(q - s.first) as usize] as usize] += 1;
+                    labels[s.label[(q - s.first) as usize] as usize].pending += 1;
                 }
             }
         }
@@ -341,8 +376,7 @@ impl Journal {
             replay_from: first,
             failed: None,
             stats,
-            clusters,
-            pending_by_cluster,
+            labels,
             done_queue: Vec::new(),
         };
         let (tx, rx) = mpsc::channel();
@@ -389,11 +423,6 @@ impl Journal {
         if let Some(e) = &st.failed {
             return Err(JournalError::Failed(e.clone()));
         }
-        if st.clusters.len() >= 255 && !st.clusters.contains(&record.cluster) {
-            return Err(JournalError::Failed(
-                "records for more than 255 clusters".into(),
-            ));
-        }
         let len = segment::entry_len(bytes.len());
         let header = segment::LOG_MAGIC.len() as u64;
         let roll = match st.segments.values().next_back() {
@@ -412,8 +441,9 @@ impl Journal {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        let cluster = st.cluster_index(&record.cluster);
-        st.pending_by_cluster[cluster as usize] += 1;
+        let label = st.label(&record.cluster, &record.table);
+        st.labels[label as usize].pending += 1;
+        st.labels[label as usize].appended += 1;
         if roll {
             if let Some(s) = st.segments.values_mut().next_back() {
                 s.sealed = true;
@@ -424,7 +454,7 @@ impl Journal {
         let seg = st.segments.values_mut().next_back().expect("a segment");
         let offset = seg.bytes;
         seg.entries.push((offset as u32, len as u32));
-        seg.cluster.push(cluster);
+        seg.label.push(label);
         seg.bytes += len;
         let first = seg.first;
         st.used += need;
@@ -470,9 +500,10 @@ impl Journal {
             return;
         }
         let len = seg.found(seq).len as u64;
-        let cluster = seg.cluster[(seq - seg.first) as usize] as usize;
+        let label = seg.label[(seq - seg.first) as usize] as usize;
         let gone = seg.sealed && seg.all_done();
-        st.pending_by_cluster[cluster] -= 1;
+        st.labels[label].pending -= 1;
+        st.labels[label].acknowledged += 1;
         st.stats.done_total += 1;
         st.stats.pending_records -= 1;
         st.stats.pending_bytes -= len;
@@ -538,21 +569,30 @@ impl Journal {
     /// Records for `cluster` not acknowledged yet.
     pub fn pending_for(&self, cluster: &str) -> u64 {
         let st = self.state.lock();
-        st.clusters
+        st.labels
             .iter()
-            .position(|c| c == cluster)
-            .map(|i| st.pending_by_cluster[i])
-            .unwrap_or(0)
+            .filter(|l| l.cluster == cluster)
+            .map(|l| l.pending)
+            .sum()
+    }
+
+    /// Counts per cluster and `keyspace.table` (at most `MAX_TABLES`
+    /// tables; the rest as `other`).
+    pub fn by_table(&self) -> Vec<TableStats> {
+        self.state.lock().labels.clone()
     }
 
     /// Each cluster with records not acknowledged yet, and how many.
     pub fn pending_by_cluster(&self) -> Vec<(String, u64)> {
         let st = self.state.lock();
-        st.clusters
-            .iter()
-            .cloned()
-            .zip(st.pending_by_cluster.iter().copied())
-            .collect()
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for l in &st.labels {
+            match out.iter_mut().find(|(c, _)| *c == l.cluster) {
+                Some((_, n)) => *n += l.pending,
+                None => out.push((l.cluster.clone(), l.pending)),
+            }
+        }
+        out
     }
 
     /// Whether records wait for replay (not done, not being sent).
@@ -666,7 +706,7 @@ impl Drop for Journal {
 /// Scans `dir`: every segment with its done marks, tails cut, and the
 /// clusters its records are for.
 #[allow(clippy::type_complexity)]
-fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<String>), JournalError> {
+fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<TableStats>), JournalError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| JournalError::Io { path, source }
@@ -693,7 +733,7 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<String>), Jo
     let mut rec = Recovery::default();
     let mut segments = BTreeMap::new();
     let mut last_end = None;
-    let mut clusters: Vec<String> = Vec::new();
+    let mut labels: Vec<TableStats> = Vec::new();
     for first in firsts {
         let path = segment::log_path(dir, first);
         let scan = segment::scan_log(&path).map_err(io_err(&path))?;
@@ -719,27 +759,16 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<String>), Jo
         };
         // Each entry must be a record (it is checksummed: one that does
         // not decode is of another format, damage too).
-        let mut record_clusters = Vec::with_capacity(usable.len());
+        let mut record_labels = Vec::with_capacity(usable.len());
         for e in &usable {
             let start = e.offset as usize + segment::ENTRY_HEADER + 8;
             let end = e.offset as usize + e.len as usize;
-            let idx = match Record::decode(&scan.bytes[start..end]) {
-                Ok(r) => match clusters.iter().position(|c| *c == r.cluster) {
-                    Some(i) => Some(i),
-                    None if clusters.len() < 255 => {
-                        clusters.push(r.cluster);
-                        Some(clusters.len() - 1)
-                    }
-                    None => None,
-                },
-                Err(_) => None,
-            };
-            match idx {
-                Some(idx) => record_clusters.push(idx as u8),
-                None => break,
+            match Record::decode(&scan.bytes[start..end]) {
+                Ok(r) => record_labels.push(label_of(&mut labels, &r.cluster, &r.table)),
+                Err(_) => break,
             }
         }
-        usable.truncate(record_clusters.len());
+        usable.truncate(record_labels.len());
         let valid_end = usable
             .last()
             .map(|e| e.offset + e.len as u64)
@@ -758,7 +787,7 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<String>), Jo
         seg.sealed = true;
         seg.bytes = valid_end;
         seg.entries = usable.iter().map(|e| (e.offset as u32, e.len)).collect();
-        seg.cluster = record_clusters;
+        seg.label = record_labels;
         let done = segment::done_path(dir, first);
         let (seqs, done_end, done_len) = segment::scan_done(&done).map_err(io_err(&done))?;
         if done_end < done_len {
@@ -784,7 +813,7 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<String>), Jo
         segments.insert(first, seg);
     }
     rec.segments = segments.len();
-    Ok((segments, rec, clusters))
+    Ok((segments, rec, labels))
 }
 
 /// The writer thread: owns the files.

@@ -316,6 +316,33 @@ fn the_oldest_pending_record_gives_the_backlog_age() {
 }
 
 #[test]
+fn counts_by_table_are_bounded() {
+    let dir = tempdir();
+    let (j, _) = open(Options {
+        segment_bytes: 1024 * 1024,
+        ..opts(&dir, Durability::PageCache)
+    });
+    let n = MAX_TABLES as u64 + 50;
+    for i in 0..n {
+        let r = Record {
+            table: format!("ks.t{i}"),
+            ..record(i)
+        };
+        j.append(&r).unwrap().wait().unwrap();
+    }
+    let tables = j.by_table();
+    assert_eq!(tables.len(), MAX_TABLES + 1, "the rest counted as other");
+    let other = tables.iter().find(|t| t.table == "other").unwrap();
+    assert_eq!(other.pending, 50);
+    assert_eq!(tables.iter().map(|t| t.pending).sum::<u64>(), n);
+    j.done(0);
+    assert_eq!(j.by_table()[0].pending, 0);
+    assert_eq!(j.by_table()[0].acknowledged, 1);
+    j.close();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn one_process_at_a_time_opens_a_journal() {
     let dir = tempdir();
     let (j, _) = open(opts(&dir, Durability::PageCache));

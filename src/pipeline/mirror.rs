@@ -33,6 +33,7 @@ use crate::upstream::UpstreamError;
 struct Settle {
     journal: Arc<Journal>,
     seq: u64,
+    table: String,
     settled: bool,
 }
 
@@ -53,10 +54,9 @@ impl Settle {
                     .metrics
                     .mirror_write_failures
                     .fetch_add(1, Ordering::Relaxed);
-                proxy
-                    .journal()
-                    .left_to_replay
-                    .fetch_add(1, Ordering::Relaxed);
+                let slot = proxy.journal();
+                slot.left_to_replay.fetch_add(1, Ordering::Relaxed);
+                slot.count_mirror_failure(&proxy.cluster(cluster).name, &self.table);
                 self.journal.release(self.seq);
             }
         }
@@ -98,7 +98,8 @@ pub(super) async fn write(
         return None;
     };
     let name = &state.proxy.cluster(secondary).name;
-    let appending = match journal.append(&r.record(state, template, name, tenant)) {
+    let record = r.record(state, template, name, tenant);
+    let appending = match journal.append(&record) {
         Ok(a) => {
             slot.note_appended();
             a
@@ -118,6 +119,7 @@ pub(super) async fn write(
     let settle = Settle {
         journal: journal.clone(),
         seq,
+        table: record.table,
         settled: false,
     };
     match permit {

@@ -70,6 +70,8 @@ pub struct JournalSlot {
     pub left_to_replay: AtomicU64,
     /// Appends are being refused (logged once when it starts).
     full: std::sync::atomic::AtomicBool,
+    /// Live secondary sends that failed, by cluster and table (bounded).
+    mirror_failures: parking_lot::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl JournalSlot {
@@ -110,6 +112,7 @@ impl JournalSlot {
             refused_full: AtomicU64::new(0),
             left_to_replay: AtomicU64::new(0),
             full: Default::default(),
+            mirror_failures: Default::default(),
         }
     }
 
@@ -201,6 +204,19 @@ impl JournalSlot {
         }
     }
 
+    /// A live secondary send of a write to `table` failed.
+    pub fn count_mirror_failure(&self, cluster: &str, table: &str) {
+        let mut m = self.mirror_failures.lock();
+        let key = if m.len() >= crate::journal::MAX_TABLES
+            && !m.contains_key(&(cluster.to_string(), table.to_string()))
+        {
+            (cluster.to_string(), "other".to_string())
+        } else {
+            (cluster.to_string(), table.to_string())
+        };
+        *m.entry(key).or_default() += 1;
+    }
+
     pub fn count_kept_sync(&self, why: KeptSync) {
         let i = KeptSync::ALL.iter().position(|k| *k == why).unwrap_or(0);
         self.kept_sync[i].fetch_add(1, Ordering::Relaxed);
@@ -245,6 +261,7 @@ impl JournalSlot {
             "dead_letters": s.dead_letters_total,
             "full": s.full_total,
             "pending_by_cluster": j.pending_by_cluster().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "tables": j.by_table(),
             // The newest dead letters, with why they failed for good.
             "recent_dead_letters": j.dead_letters().map(|d| {
                 d.iter().rev().take(20).map(|(seq, error, r)| serde_json::json!({
@@ -296,16 +313,48 @@ impl Collector for JournalSlot {
             out.family(name, help, MetricType::Gauge);
             out.sample(name, &[], v);
         };
-        out.family(
-            "cutover_journal_pending_records",
-            "Journaled writes the secondary has not acknowledged, by the cluster they are for",
-            MetricType::Gauge,
-        );
-        for (cluster, n) in j.pending_by_cluster() {
-            out.sample(
+        let tables = j.by_table();
+        type Of = fn(&crate::journal::TableStats) -> u64;
+        let series: [(&str, &str, MetricType, Of); 3] = [
+            (
                 "cutover_journal_pending_records",
-                &[("cluster", &cluster)],
-                n as f64,
+                "Journaled writes not acknowledged yet, by cluster and keyspace.table",
+                MetricType::Gauge,
+                |t| t.pending,
+            ),
+            (
+                "cutover_journal_table_appended_total",
+                "Writes journaled since start, by cluster and keyspace.table",
+                MetricType::Counter,
+                |t| t.appended,
+            ),
+            (
+                "cutover_journal_table_acknowledged_total",
+                "Journaled writes acknowledged since start, by cluster and keyspace.table",
+                MetricType::Counter,
+                |t| t.acknowledged,
+            ),
+        ];
+        for (name, help, kind, value) in series {
+            out.family(name, help, kind);
+            for t in &tables {
+                out.sample(
+                    name,
+                    &[("cluster", &t.cluster), ("table", &t.table)],
+                    value(t) as f64,
+                );
+            }
+        }
+        out.family(
+            "cutover_journal_mirror_failures_total",
+            "async-secondary writes whose live send to the secondary failed (left to replay), by cluster and keyspace.table",
+            MetricType::Counter,
+        );
+        for ((cluster, table), n) in self.mirror_failures.lock().iter() {
+            out.sample(
+                "cutover_journal_mirror_failures_total",
+                &[("cluster", cluster), ("table", table)],
+                *n as f64,
             );
         }
         gauge(

@@ -49,6 +49,8 @@ pub(super) struct One {
     pub(super) c: Arc<Classification>,
     keyspace: Option<String>,
     flags: u32,
+    /// The write time the proxy gave it (set by the rewrite).
+    write_time: Option<i64>,
 }
 
 impl Request {
@@ -80,6 +82,7 @@ impl Request {
                     c,
                     keyspace,
                     flags,
+                    write_time: None,
                 }))
             }
             _ => {
@@ -98,6 +101,7 @@ impl Request {
                     keyspace: entry.keyspace.clone(),
                     form: Form::Execute(entry),
                     flags,
+                    write_time: None,
                 }))
             }
         }
@@ -196,8 +200,9 @@ impl Request {
                 Ok((frame, retry))
             }
             Request::One(one) => {
-                let (body, has_timestamp) =
+                let (body, has_timestamp, given) =
                     one.form.rewrite(state, &one.c, one.flags, &frame.body)?;
+                one.write_time = given;
                 Ok((Frame { body, ..frame }, idempotent(&one.c, has_timestamp)))
             }
         }
@@ -272,10 +277,16 @@ impl Request {
                     Form::Query => !replacing(state, &one.c),
                     Form::Execute(entry) => entry.hidden.is_empty(),
                 };
-                let params = match &one.form {
-                    Form::Query => Query::read(&template.body, v).ok().map(|q| q.params),
-                    Form::Execute(_) => Execute::read(&template.body, v).ok().map(|e| e.params),
-                };
+                // The body is decoded again only for what the rewrite did
+                // not give: a client's write time, a bound TTL.
+                let client_time = one.write_time.is_none()
+                    && one.flags & crate::protocol::request::query_flags::DEFAULT_TIMESTAMP != 0;
+                let params = (client_time || matches!(one.c.ttl, Some(Ttl::Marker(_))))
+                    .then(|| match &one.form {
+                        Form::Query => Query::read(&template.body, v).ok().map(|q| q.params),
+                        Form::Execute(_) => Execute::read(&template.body, v).ok().map(|e| e.params),
+                    })
+                    .flatten();
                 ttl = match (&one.c.ttl, &params) {
                     (Some(Ttl::Literal { seconds, span }), _) => (
                         Some(*seconds),
@@ -298,7 +309,7 @@ impl Request {
                     }
                     _ => (None, None),
                 };
-                let write_time = params.and_then(|p| p.timestamp);
+                let write_time = one.write_time.or_else(|| params.and_then(|p| p.timestamp));
                 match &one.form {
                     Form::Query => (Opcode::Query, Vec::new(), write_time, table),
                     Form::Execute(entry) => (
@@ -426,21 +437,23 @@ impl Form {
         c: &Classification,
         flags: u32,
         body: &Bytes,
-    ) -> Result<(Bytes, bool), RequestError> {
+    ) -> Result<(Bytes, bool, Option<i64>), RequestError> {
         let plan = TimestampPlan::plan(state, c, flags);
         let v = state.version;
+        let now = plan.add.then(now_micros);
+        let ts = now.unwrap_or(0);
         let body = match self {
             // The common write: only a timestamp added, inserted in place.
             Form::Query if plan.add && !replacing(state, c) => {
-                Query::with_timestamp(body, v, now_micros()).map_err(malformed)?
+                Query::with_timestamp(body, v, ts).map_err(malformed)?
             }
             Form::Execute(entry) if plan.add && entry.hidden.is_empty() => {
-                Execute::with_timestamp(body, v, now_micros()).map_err(malformed)?
+                Execute::with_timestamp(body, v, ts).map_err(malformed)?
             }
             Form::Query if plan.add || replacing(state, c) => {
                 let mut q = Query::read(body, v).map_err(malformed)?;
                 if plan.add {
-                    q.params.timestamp = Some(now_micros());
+                    q.params.timestamp = now;
                 }
                 if replacing(state, c) {
                     q.text = c.replace_functions(&q.text, literal_for);
@@ -450,14 +463,14 @@ impl Form {
             Form::Execute(entry) if plan.add || !entry.hidden.is_empty() => {
                 let mut e = Execute::read(body, v).map_err(malformed)?;
                 if plan.add {
-                    e.params.timestamp = Some(now_micros());
+                    e.params.timestamp = now;
                 }
                 bind_hidden(entry, &mut e.params.values, e.params.names.is_some())?;
                 e.encode(v)
             }
             _ => body.clone(),
         };
-        Ok((body, plan.has_timestamp))
+        Ok((body, plan.has_timestamp, now))
     }
 
     /// A system table read's body: an EXECUTE asks for full metadata, as

@@ -6,6 +6,7 @@ and writes go."""
 import itertools
 import random
 import signal
+import sys
 import threading
 import time
 
@@ -119,6 +120,11 @@ def test_fifty_policy_changes_under_load_fail_no_request(tmp_path):
         cluster.shutdown()
         for c, _ in direct.values():
             c.shutdown()
+        if sys.exc_info()[0] is not None:
+            # Failing here: the processes must not outlive the test.
+            proxy.stop()
+            origin.stop()
+            target.stop()
     try:
         assert load.errors == [], load.errors[:5]
         assert load.requests > 1000, load.requests

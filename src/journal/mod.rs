@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-pub use record::{Record, RecordError, Statement, TtlAt};
+pub use record::{unix_ms, Record, RecordError, Statement, TtlAt};
 use segment::Found;
 
 /// When an appended record counts as written.
@@ -679,6 +679,12 @@ impl Journal {
                 .find_map(|s| s.first_pending().filter(|q| *q < st.written_end))?
         };
         self.read(seq).ok().map(|r| r.written_at_ms)
+    }
+
+    /// How long ago the oldest record not acknowledged yet was journaled.
+    pub fn oldest_pending_age(&self) -> Option<Duration> {
+        self.oldest_pending_ms()
+            .map(|ms| Duration::from_millis(unix_ms().saturating_sub(ms)))
     }
 
     /// Stops the writer after everything sent to it is written and synced.

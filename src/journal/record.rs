@@ -9,6 +9,14 @@
 
 use bytes::{Buf, BufMut, Bytes};
 
+/// Now, in Unix milliseconds: the clock records are stamped and aged by.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The format of a record's bytes; a record of another format is refused.
 const FORMAT: u8 = 1;
 

@@ -84,13 +84,6 @@ fn permanent(code: ErrorCode) -> bool {
     )
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Sender {
     pub fn new(clusters: Vec<Arc<Cluster>>) -> Sender {
         Sender {
@@ -190,7 +183,7 @@ impl Sender {
     /// Sends `r` to its cluster, once (and once more after an UNPREPARED).
     pub async fn send(&self, r: &Record) -> Outcome {
         if let Some(ttl) = r.ttl {
-            if now_ms() >= r.written_at_ms + ttl as u64 * 1000 {
+            if super::unix_ms() >= r.written_at_ms + ttl as u64 * 1000 {
                 return Outcome::Expired;
             }
         }
@@ -287,7 +280,8 @@ fn with_remaining_ttl(r: &Record) -> Result<Bytes, Outcome> {
     let (Some(ttl), Some(at)) = (r.ttl, r.ttl_at) else {
         return Ok(r.body.clone());
     };
-    let elapsed = (now_ms().saturating_sub(r.written_at_ms) / 1000).min(u32::MAX as u64) as u32;
+    let elapsed =
+        (super::unix_ms().saturating_sub(r.written_at_ms) / 1000).min(u32::MAX as u64) as u32;
     if elapsed == 0 {
         return Ok(r.body.clone());
     }

@@ -322,7 +322,7 @@ impl Request {
             }
         };
         Record {
-            written_at_ms: now_millis(),
+            written_at_ms: crate::journal::unix_ms(),
             write_time: write_time.unwrap_or(0),
             cluster: cluster.to_string(),
             tenant: tenant.map(str::to_string),
@@ -402,13 +402,6 @@ pub(super) fn statement_of(entry: &PreparedEntry) -> Journaled {
         text: entry.cluster_text.clone(),
         keyspace: entry.keyspace.clone(),
     }
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The form of a QUERY or EXECUTE: what differs between the two along

@@ -235,13 +235,7 @@ impl JournalSlot {
             return serde_json::json!({ "open": false, "dir": self.opts.dir });
         };
         let s = j.stats();
-        let oldest = j.oldest_pending_ms().map(|ms| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            now.saturating_sub(ms) as f64 / 1000.0
-        });
+        let oldest = j.oldest_pending_age().map(|d| d.as_secs_f64());
         let r = &self.replay_stats;
         serde_json::json!({
             "open": true,
@@ -376,14 +370,8 @@ impl Collector for JournalSlot {
             s.max_bytes as f64,
         );
         let age = j
-            .oldest_pending_ms()
-            .map(|ms| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                now.saturating_sub(ms) as f64 / 1000.0
-            })
+            .oldest_pending_age()
+            .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         gauge(
             out,

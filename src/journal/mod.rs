@@ -360,7 +360,6 @@ impl Journal {
                         .sum::<u64>()
                 })
                 .sum(),
-            segments: segments.len(),
             dead_letters_total: segment::scan_dead(&segment::dead_path(&opts.dir))
                 .map_err(io_err(&segment::dead_path(&opts.dir)))?
                 .len() as u64,
@@ -449,7 +448,6 @@ impl Journal {
                 s.sealed = true;
             }
             st.segments.insert(seq, Seg::new(seq));
-            st.stats.segments = st.segments.len();
         }
         let seg = st.segments.values_mut().next_back().expect("a segment");
         let offset = seg.bytes;
@@ -528,7 +526,6 @@ impl Journal {
     fn drop_segment(&self, st: &mut State, first: u64) {
         if let Some(s) = st.segments.remove(&first) {
             st.used -= s.bytes;
-            st.stats.segments = st.segments.len();
             self.send(Cmd::Delete { segment: first });
         }
     }
@@ -665,6 +662,7 @@ impl Journal {
         Stats {
             used_bytes: st.used,
             max_bytes: self.opts.max_bytes,
+            segments: st.segments.len(),
             ..st.stats.clone()
         }
     }

@@ -376,6 +376,16 @@ async fn one(journal: &Journal, sender: &Sender, stats: &ReplayStats, seq: u64) 
     outcome
 }
 
+/// Of `room` sends, how many `rate` per second (0: no limit) allows now,
+/// `sent` having gone since `started`.
+fn within_rate(room: usize, rate: u32, started: tokio::time::Instant, sent: u64) -> usize {
+    if rate == 0 {
+        return room;
+    }
+    let allowed = (started.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
+    room.min(allowed.saturating_sub(sent) as usize)
+}
+
 /// Replays while `stop` is not cancelled: whatever is pending and not
 /// being sent, `concurrency` at once, at most `rate` per second; after a
 /// failed attempt it waits (100 ms, doubling to 5 s) before claiming more.
@@ -397,11 +407,7 @@ pub async fn run(
     loop {
         let now = tokio::time::Instant::now();
         if now >= pause_until {
-            let mut room = concurrency - in_flight.len();
-            if opts.rate > 0 {
-                let allowed = (started.elapsed().as_secs_f64() * opts.rate as f64) as u64 + 1;
-                room = room.min(allowed.saturating_sub(sent) as usize);
-            }
+            let room = within_rate(concurrency - in_flight.len(), opts.rate, started, sent);
             if room > 0 {
                 for seq in journal.claim_for_replay(room) {
                     sent += 1;
@@ -463,11 +469,7 @@ pub async fn once(
     let started = tokio::time::Instant::now();
     let mut sent: u64 = 0;
     loop {
-        let mut room = concurrency - in_flight.len();
-        if opts.rate > 0 {
-            let allowed = (started.elapsed().as_secs_f64() * opts.rate as f64) as u64 + 1;
-            room = room.min(allowed.saturating_sub(sent) as usize);
-        }
+        let room = within_rate(concurrency - in_flight.len(), opts.rate, started, sent);
         for seq in todo.by_ref().take(room) {
             sent += 1;
             let (j, s, st) = (journal.clone(), sender.clone(), stats.clone());

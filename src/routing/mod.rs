@@ -379,6 +379,27 @@ pub struct PolicyStore {
     journal_gate: Mutex<Option<Arc<dyn JournalGate>>>,
 }
 
+/// The shard and phase a tenant's entry (or the default route, for none)
+/// gives, by name.
+fn shard_and_phase<'a>(route: &'a RouteConfig, t: Option<&'a TenantRoute>) -> (&'a str, Phase) {
+    (
+        t.and_then(|t| t.shard.as_deref()).unwrap_or(&route.shard),
+        t.and_then(|t| t.phase).unwrap_or(route.phase),
+    )
+}
+
+/// The name of the cluster that is `side` of shard `shard`.
+fn cluster_on(
+    shards: &std::collections::BTreeMap<String, crate::config::ShardConfig>,
+    shard: &str,
+    side: Side,
+) -> Option<String> {
+    shards.get(shard).map(|s| match side {
+        Side::Origin => s.origin.clone(),
+        Side::Target => s.target.clone(),
+    })
+}
+
 /// What `check` judges a change by, besides the route and directory.
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
@@ -651,19 +672,12 @@ impl PolicyStore {
         let mut out: Vec<String> = tenants
             .iter()
             .filter_map(|t| {
-                let r = policy.tenants.get(t);
-                let shard = r
-                    .and_then(|r| r.shard.clone())
-                    .unwrap_or_else(|| policy.route.shard.clone());
-                let phase = r.and_then(|r| r.phase).unwrap_or(policy.route.phase);
-                source
-                    .config
-                    .shards
-                    .get(&shard)
-                    .map(|s| match primary_of(phase) {
-                        Side::Origin => s.target.clone(),
-                        Side::Target => s.origin.clone(),
-                    })
+                let (shard, phase) = shard_and_phase(&policy.route, policy.tenants.get(t));
+                let secondary = match primary_of(phase) {
+                    Side::Origin => Side::Target,
+                    Side::Target => Side::Origin,
+                };
+                cluster_on(&source.config.shards, shard, secondary)
             })
             .collect();
         out.sort();
@@ -684,30 +698,19 @@ impl PolicyStore {
             return Vec::new();
         };
         let before = self.snapshot();
-        let primary = |shard: &str, phase: Phase| {
-            shards.get(shard).map(|s| match primary_of(phase) {
-                Side::Origin => s.origin.clone(),
-                Side::Target => s.target.clone(),
-            })
+        let primary = |route: &RouteConfig, t: Option<&TenantRoute>| {
+            let (shard, phase) = shard_and_phase(route, t);
+            cluster_on(shards, shard, primary_of(phase))
         };
         let mut moves: Vec<(String, String)> = Vec::new();
-        let old = primary(&before.route.shard, before.route.phase);
-        let new = primary(&route.shard, route.phase);
+        let old = primary(&before.route, None);
+        let new = primary(route, None);
         if let Some(n) = new.filter(|n| Some(n) != old.as_ref()) {
             moves.push(("the default route".into(), n));
         }
         for (name, t) in tenants {
-            let was = before.tenants.get(name);
-            let old_shard = was
-                .and_then(|r| r.shard.clone())
-                .unwrap_or_else(|| before.route.shard.clone());
-            let old_phase = was.and_then(|r| r.phase).unwrap_or(before.route.phase);
-            let new_shard = t.shard.clone().unwrap_or_else(|| route.shard.clone());
-            let new_phase = t.phase.unwrap_or(route.phase);
-            let (old, new) = (
-                primary(&old_shard, old_phase),
-                primary(&new_shard, new_phase),
-            );
+            let old = primary(&before.route, before.tenants.get(name));
+            let new = primary(route, Some(t));
             if let Some(n) = new.filter(|n| Some(n) != old.as_ref()) {
                 moves.push((format!("tenant \"{name}\""), n));
             }

@@ -34,8 +34,6 @@ fn record(i: u64) -> Record {
         tenant: None,
         table: "bench.kv".into(),
         keyspace: Some("bench".into()),
-        ttl: None,
-        ttl_at: None,
         version: 4,
         opcode: 0x0A,
         prepared: vec![cutover::journal::Statement {

@@ -74,8 +74,9 @@ pub enum Ttl {
     Literal { seconds: u32, span: Range<usize> },
     /// Bound at this marker (its index among the statement's markers).
     Marker(usize),
-    /// Bound by name (`:ttl`).
-    Named,
+    /// Bound by name (`:ttl`), this marker among the statement's markers
+    /// (a prepared statement's values come by position).
+    Named { name: String, index: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +126,14 @@ fn table_at(toks: &[Spanned], i: usize) -> Option<TableRef> {
 }
 
 /// Classifies one statement; `session_keyspace` is the connection's USE.
+/// The markers (`?` and `:name`) before token `i`.
+fn markers_before(toks: &[Spanned], i: usize) -> usize {
+    toks[..i]
+        .iter()
+        .filter(|t| matches!(t.token, Token::Marker | Token::NamedMarker(_)))
+        .count()
+}
+
 pub fn classify(text: &str, session_keyspace: Option<&str>) -> Result<Classification, LexError> {
     classify_keyed(text, session_keyspace, None)
 }
@@ -285,15 +294,12 @@ fn dml(toks: &[Spanned], text: &str, c: &mut Classification) {
                             seconds,
                             span: v.start..v.end,
                         }),
-                        Token::Marker => Some(Ttl::Marker(
-                            toks[..=i]
-                                .iter()
-                                .filter(|t| {
-                                    matches!(t.token, Token::Marker | Token::NamedMarker(_))
-                                })
-                                .count(),
-                        )),
-                        _ => Some(Ttl::Named),
+                        Token::Marker => Some(Ttl::Marker(markers_before(toks, i))),
+                        Token::NamedMarker(name) => Some(Ttl::Named {
+                            name: name.clone(),
+                            index: markers_before(toks, i),
+                        }),
+                        _ => None,
                     };
                 }
                 name if SERVER_FUNCTIONS.contains(&name)
@@ -555,7 +561,17 @@ mod tests {
         assert_eq!(k("INSERT INTO t (k, ttl) VALUES (1, 2)").ttl, None);
         assert_eq!(
             k("UPDATE t USING TTL :t SET v = 1 WHERE k = 1").ttl,
-            Some(Ttl::Named)
+            Some(Ttl::Named {
+                name: "t".into(),
+                index: 0
+            })
+        );
+        assert_eq!(
+            k("INSERT INTO t (k, v) VALUES (:k, :v) USING TTL :t").ttl,
+            Some(Ttl::Named {
+                name: "t".into(),
+                index: 2
+            })
         );
         assert!(k("UPDATE t USING TIMESTAMP ? SET v = 1 WHERE k = 1").has_timestamp);
         assert!(!k("INSERT INTO t (k, timestamp) VALUES (1, 2)").has_timestamp);

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-pub use record::{unix_ms, Record, RecordError, Statement, TtlAt};
+pub use record::{unix_ms, Record, RecordError, Statement};
 use segment::Found;
 
 /// When an appended record counts as written.
@@ -1099,3 +1099,4 @@ impl Writer {
 
 #[cfg(test)]
 mod tests;
+mod ttl;

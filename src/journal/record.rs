@@ -5,7 +5,8 @@
 //! in it) with its protocol version and opcode, and for every prepared
 //! statement it runs (an EXECUTE's one, a BATCH's prepared children in
 //! order) the statement's text and keyspace, so that replay prepares it
-//! again on a cluster that has never seen it.
+//! again on a cluster that has never seen it. A TTL is found again in
+//! that text (or in the bound values) when the record is replayed.
 
 use bytes::{Buf, BufMut, Bytes};
 
@@ -18,7 +19,7 @@ pub fn unix_ms() -> u64 {
 }
 
 /// The format of a record's bytes; a record of another format is refused.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// A prepared statement a record runs, as replay prepares it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,15 +27,6 @@ pub struct Statement {
     pub text: String,
     /// The keyspace it was prepared in (the session's, for unqualified names).
     pub keyspace: Option<String>,
-}
-
-/// Where a record's TTL is, so that replay sets what remains of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TtlAt {
-    /// A literal in a QUERY's text, at this byte range.
-    Text { start: u32, end: u32 },
-    /// The bound value at this index.
-    Value(u32),
 }
 
 /// An async-secondary write, as replay needs it.
@@ -54,10 +46,6 @@ pub struct Record {
     pub table: String,
     /// The session's keyspace (USE) when the write ran.
     pub keyspace: Option<String>,
-    /// The TTL the write set (seconds), replayed as what remains of it.
-    pub ttl: Option<u32>,
-    /// Where that TTL is in the body (None: replayed as it is).
-    pub ttl_at: Option<TtlAt>,
     /// The protocol version of `body`.
     pub version: u8,
     /// QUERY, EXECUTE or BATCH.
@@ -80,8 +68,6 @@ pub enum RecordError {
 
 const HAS_TENANT: u8 = 1;
 const HAS_KEYSPACE: u8 = 2;
-const HAS_TTL: u8 = 4;
-const HAS_TTL_AT: u8 = 8;
 
 impl Record {
     /// The record's bytes (a journal entry's payload after its sequence number).
@@ -98,12 +84,6 @@ impl Record {
         if self.keyspace.is_some() {
             flags |= HAS_KEYSPACE;
         }
-        if self.ttl.is_some() {
-            flags |= HAS_TTL;
-        }
-        if self.ttl_at.is_some() {
-            flags |= HAS_TTL_AT;
-        }
         out.put_u8(flags);
         put_str(out, &self.cluster);
         put_str(out, &self.table);
@@ -112,22 +92,6 @@ impl Record {
         }
         if let Some(k) = &self.keyspace {
             put_str(out, k);
-        }
-        if let Some(ttl) = self.ttl {
-            out.put_u32(ttl);
-        }
-        match self.ttl_at {
-            Some(TtlAt::Text { start, end }) => {
-                out.put_u8(0);
-                out.put_u32(start);
-                out.put_u32(end);
-            }
-            Some(TtlAt::Value(i)) => {
-                out.put_u8(1);
-                out.put_u32(i);
-                out.put_u32(0);
-            }
-            None => {}
         }
         out.put_u32(self.prepared.len() as u32);
         for s in &self.prepared {
@@ -162,19 +126,6 @@ impl Record {
         let keyspace = (flags & HAS_KEYSPACE != 0)
             .then(|| get_str(&mut b))
             .transpose()?;
-        let ttl = (flags & HAS_TTL != 0)
-            .then(|| get_u32(&mut b))
-            .transpose()?;
-        let ttl_at = if flags & HAS_TTL_AT != 0 {
-            let kind = get_u8(&mut b)?;
-            let (x, y) = (get_u32(&mut b)?, get_u32(&mut b)?);
-            Some(match kind {
-                0 => TtlAt::Text { start: x, end: y },
-                _ => TtlAt::Value(x),
-            })
-        } else {
-            None
-        };
         let n = get_u32(&mut b)? as usize;
         let mut prepared = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
@@ -197,8 +148,6 @@ impl Record {
             tenant,
             table,
             keyspace,
-            ttl,
-            ttl_at,
             version,
             opcode,
             prepared,
@@ -256,12 +205,6 @@ mod tests {
             tenant: i.is_multiple_of(2).then(|| format!("tenant-{i}")),
             table: "shop.orders".into(),
             keyspace: i.is_multiple_of(3).then(|| "shop".into()),
-            ttl: i.is_multiple_of(5).then_some(3600),
-            ttl_at: match i % 3 {
-                0 => Some(TtlAt::Text { start: 10, end: 14 }),
-                1 => Some(TtlAt::Value(2)),
-                _ => None,
-            },
             version: 4,
             opcode: 0x0A,
             prepared: vec![Statement {

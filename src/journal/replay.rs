@@ -19,10 +19,9 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Journal, Record, Statement, TtlAt};
+use super::ttl::Plan;
+use super::{Journal, Record, Statement};
 use crate::frame::Opcode;
-use crate::protocol::reader::RawValue;
-use crate::protocol::request::Query;
 use crate::protocol::request::{Batch, BatchStatement, Execute, Prepare};
 use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::upstream::{Cluster, ConnectOptions, UpstreamConn};
@@ -182,33 +181,24 @@ impl Sender {
 
     /// Sends `r` to its cluster, once (and once more after an UNPREPARED).
     pub async fn send(&self, r: &Record) -> Outcome {
-        if let Some(ttl) = r.ttl {
-            if super::unix_ms() >= r.written_at_ms + ttl as u64 * 1000 {
-                return Outcome::Expired;
-            }
-        }
         let Some(cluster) = self.clusters.iter().find(|c| c.name == r.cluster) else {
             return Outcome::Dead(format!(
                 "the record is for cluster \"{}\", which this proxy does not have",
                 r.cluster
             ));
         };
-        let Some(op) = Opcode::from_u8(r.opcode)
-            .filter(|o| matches!(o, Opcode::Query | Opcode::Execute | Opcode::Batch))
-        else {
-            return Outcome::Dead(format!("opcode {:#04x} is not a write", r.opcode));
-        };
-        // What remains of its TTL, counted from when it was journaled.
-        let body = match with_remaining_ttl(r) {
-            Ok(b) => b,
+        // What remains of its TTLs, counted from when it was journaled.
+        let plan = match super::ttl::plan(r, super::unix_ms()) {
+            Ok(p) => p,
             Err(o) => return o,
         };
+        let op = plan.op;
         for attempt in 0..2 {
-            let body = match self.body(cluster, op, r, &body).await {
+            let body = match self.body(cluster, r.version, &plan).await {
                 Ok(b) => b,
                 Err(o) => return o,
             };
-            let conn = match self.conn(cluster, r.version, r.keyspace.clone()).await {
+            let conn = match self.conn(cluster, r.version, plan.keyspace.clone()).await {
                 Ok(c) => c,
                 Err(e) => return Outcome::Retry(e),
             };
@@ -234,27 +224,21 @@ impl Sender {
     }
 
     /// The body to send: a prepared statement's id is the cluster's.
-    async fn body(
-        &self,
-        cluster: &Cluster,
-        op: Opcode,
-        r: &Record,
-        body: &Bytes,
-    ) -> Result<Bytes, Outcome> {
+    async fn body(&self, cluster: &Cluster, version: u8, plan: &Plan) -> Result<Bytes, Outcome> {
         let bad = |e: crate::protocol::BodyError| {
             Outcome::Dead(format!("the journaled request cannot be read: {e}"))
         };
-        match op {
+        match plan.op {
             Opcode::Execute => {
-                let s = r.prepared.first().ok_or_else(|| {
+                let s = plan.prepared.first().ok_or_else(|| {
                     Outcome::Dead("an EXECUTE record without its statement".into())
                 })?;
-                let id = self.prepare(cluster, r.version, s).await?;
-                Execute::with_id(body, &id).map_err(bad)
+                let id = self.prepare(cluster, version, s).await?;
+                Execute::with_id(&plan.body, &id).map_err(bad)
             }
-            Opcode::Batch if !r.prepared.is_empty() => {
-                let mut b = Batch::read(&r.body, r.version).map_err(bad)?;
-                let mut statements = r.prepared.iter();
+            Opcode::Batch if !plan.prepared.is_empty() => {
+                let mut b = Batch::read(&plan.body, version).map_err(bad)?;
+                let mut statements = plan.prepared.iter();
                 for child in b.children.iter_mut() {
                     if let BatchStatement::Prepared(id) = &mut child.statement {
                         let s = statements.next().ok_or_else(|| {
@@ -263,70 +247,13 @@ impl Sender {
                                     .into(),
                             )
                         })?;
-                        *id = self.prepare(cluster, r.version, s).await?;
+                        *id = self.prepare(cluster, version, s).await?;
                     }
                 }
-                Ok(b.encode(r.version))
+                Ok(b.encode(version))
             }
-            _ => Ok(body.clone()),
+            _ => Ok(plan.body.clone()),
         }
-    }
-}
-
-/// The record's body with its TTL set to what remains of it (whole
-/// seconds since it was journaled taken off); the body as it is when the
-/// TTL's place is not known or no second has passed.
-fn with_remaining_ttl(r: &Record) -> Result<Bytes, Outcome> {
-    let (Some(ttl), Some(at)) = (r.ttl, r.ttl_at) else {
-        return Ok(r.body.clone());
-    };
-    let elapsed =
-        (super::unix_ms().saturating_sub(r.written_at_ms) / 1000).min(u32::MAX as u64) as u32;
-    if elapsed == 0 {
-        return Ok(r.body.clone());
-    }
-    let remaining = ttl.saturating_sub(elapsed).max(1);
-    let bad = |e: crate::protocol::BodyError| {
-        Outcome::Dead(format!("the journaled request cannot be read: {e}"))
-    };
-    let value = RawValue::Bytes(Bytes::copy_from_slice(&(remaining as i32).to_be_bytes()));
-    let set = |values: &mut Vec<RawValue>, i: u32| match values.get_mut(i as usize) {
-        Some(v) => {
-            *v = value.clone();
-            true
-        }
-        None => false,
-    };
-    match (Opcode::from_u8(r.opcode), at) {
-        (Some(Opcode::Query), TtlAt::Text { start, end }) => {
-            let mut q = Query::read(&r.body, r.version).map_err(bad)?;
-            let span = start as usize..end as usize;
-            if q.text
-                .get(span.clone())
-                .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
-            {
-                q.text.replace_range(span, &remaining.to_string());
-                return Ok(q.encode(r.version));
-            }
-            Ok(r.body.clone())
-        }
-        (Some(Opcode::Query), TtlAt::Value(i)) => {
-            let mut q = Query::read(&r.body, r.version).map_err(bad)?;
-            Ok(if set(&mut q.params.values, i) {
-                q.encode(r.version)
-            } else {
-                r.body.clone()
-            })
-        }
-        (Some(Opcode::Execute), TtlAt::Value(i)) => {
-            let mut e = Execute::read(&r.body, r.version).map_err(bad)?;
-            Ok(if set(&mut e.params.values, i) {
-                e.encode(r.version)
-            } else {
-                r.body.clone()
-            })
-        }
-        _ => Ok(r.body.clone()),
     }
 }
 

@@ -13,8 +13,6 @@ fn record(i: u64) -> Record {
         tenant: None,
         table: "ks.t".into(),
         keyspace: Some("ks".into()),
-        ttl: None,
-        ttl_at: None,
         version: 4,
         opcode: 0x07,
         prepared: Vec::new(),

@@ -17,13 +17,11 @@ use super::errors::{malformed, RequestError};
 use super::leg::{self, Leg};
 use super::prepared::PreparedEntry;
 use super::rewrite::{bind_hidden, literal_for, now_micros, replacing, TimestampPlan};
-use crate::cql::Ttl;
 use crate::cql::{Classification, StatementKind};
 use crate::frame::{Frame, Opcode};
-use crate::journal::{Record, Statement as Journaled, TtlAt};
+use crate::journal::{Record, Statement as Journaled};
 use crate::metrics::OpClass;
 use crate::protocol::bound::BoundValues;
-use crate::protocol::reader::RawValue;
 use crate::protocol::request::{Execute, Query};
 use crate::protocol::response::ResultBody;
 use crate::protocol::ErrorFrame;
@@ -257,7 +255,6 @@ impl Request {
         tenant: Option<&str>,
     ) -> Record {
         let v = state.version;
-        let mut ttl = (None, None);
         let (opcode, prepared, write_time, table) = match self {
             Request::Batch(b) => {
                 let (prepared, write_time, table) = b.for_record();
@@ -270,45 +267,16 @@ impl Request {
                     .first()
                     .map(|t| table_name(t, one.keyspace.as_deref()))
                     .unwrap_or_default();
-                // Where the TTL is, when replay can set what remains of it:
-                // a QUERY's literal (its text unchanged by the rewrite), or
-                // a bound value (no hidden marker shifting the indexes).
-                let unshifted = match &one.form {
-                    Form::Query => !replacing(state, &one.c),
-                    Form::Execute(entry) => entry.hidden.is_empty(),
-                };
-                // The body is decoded again only for what the rewrite did
-                // not give: a client's write time, a bound TTL.
+                // The body is decoded again only for a client's write time
+                // (the rewrite gave the proxy's).
                 let client_time = one.write_time.is_none()
                     && one.flags & crate::protocol::request::query_flags::DEFAULT_TIMESTAMP != 0;
-                let params = (client_time || matches!(one.c.ttl, Some(Ttl::Marker(_))))
+                let params = client_time
                     .then(|| match &one.form {
                         Form::Query => Query::read(&template.body, v).ok().map(|q| q.params),
                         Form::Execute(_) => Execute::read(&template.body, v).ok().map(|e| e.params),
                     })
                     .flatten();
-                ttl = match (&one.c.ttl, &params) {
-                    (Some(Ttl::Literal { seconds, span }), _) => (
-                        Some(*seconds),
-                        (unshifted && matches!(one.form, Form::Query)).then_some(TtlAt::Text {
-                            start: span.start as u32,
-                            end: span.end as u32,
-                        }),
-                    ),
-                    (Some(Ttl::Marker(i)), Some(p)) if p.names.is_none() => {
-                        let value = match p.values.get(*i) {
-                            Some(RawValue::Bytes(b)) if b.len() == 4 => {
-                                Some(i32::from_be_bytes(b[..].try_into().unwrap()).max(0) as u32)
-                            }
-                            _ => None,
-                        };
-                        (
-                            value,
-                            value.and(unshifted.then_some(TtlAt::Value(*i as u32))),
-                        )
-                    }
-                    _ => (None, None),
-                };
                 let write_time = one.write_time.or_else(|| params.and_then(|p| p.timestamp));
                 match &one.form {
                     Form::Query => (Opcode::Query, Vec::new(), write_time, table),
@@ -328,8 +296,6 @@ impl Request {
             tenant: tenant.map(str::to_string),
             table,
             keyspace: state.keyspace(),
-            ttl: ttl.0.filter(|t| *t > 0),
-            ttl_at: ttl.1,
             version: v,
             opcode: opcode as u8,
             prepared,

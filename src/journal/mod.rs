@@ -72,6 +72,13 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "journal {path}: record {seq} is of format {format}, which this cutover does not read \
+         (it reads up to {}); start the version that wrote it, or run its `cutover replay`, \
+         until the journal is empty",
+        record::FORMAT
+    )]
+    NewerFormat { path: PathBuf, seq: u64, format: u8 },
     #[error("journal record {seq}: {source}")]
     Record {
         seq: u64,
@@ -769,6 +776,15 @@ fn recover(dir: &Path) -> Result<(BTreeMap<u64, Seg>, Recovery, Vec<TableStats>)
             let end = e.offset as usize + e.len as usize;
             match Record::decode(&scan.bytes[start..end]) {
                 Ok(r) => record_labels.push(label_of(&mut labels, &r.cluster, &r.table)),
+                // Whole and checksummed, but written by a newer cutover:
+                // not damage, and not to be cut.
+                Err(RecordError::Format(format)) => {
+                    return Err(JournalError::NewerFormat {
+                        path,
+                        seq: e.seq,
+                        format,
+                    });
+                }
                 Err(_) => break,
             }
         }

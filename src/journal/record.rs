@@ -18,8 +18,10 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The format of a record's bytes; a record of another format is refused.
-const FORMAT: u8 = 2;
+/// The format of a record's bytes. Format 1 also kept the TTL and where it
+/// was (now found again at replay): it is still read, those fields skipped.
+/// A record of a format this proxy does not know is refused.
+pub const FORMAT: u8 = 2;
 
 /// A prepared statement a record runs, as replay prepares it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub enum RecordError {
 
 const HAS_TENANT: u8 = 1;
 const HAS_KEYSPACE: u8 = 2;
+const V1_HAS_TTL: u8 = 4;
+const V1_HAS_TTL_AT: u8 = 8;
 
 impl Record {
     /// The record's bytes (a journal entry's payload after its sequence number).
@@ -110,7 +114,7 @@ impl Record {
 
     pub fn decode(mut b: &[u8]) -> Result<Record, RecordError> {
         let format = get_u8(&mut b)?;
-        if format != FORMAT {
+        if format != FORMAT && format != 1 {
             return Err(RecordError::Format(format));
         }
         let written_at_ms = get_u64(&mut b)?;
@@ -126,6 +130,15 @@ impl Record {
         let keyspace = (flags & HAS_KEYSPACE != 0)
             .then(|| get_str(&mut b))
             .transpose()?;
+        if format == 1 {
+            // The TTL (u32) and where it was (a kind byte and two u32).
+            let skip =
+                (flags & V1_HAS_TTL != 0) as usize * 4 + (flags & V1_HAS_TTL_AT != 0) as usize * 9;
+            if b.len() < skip {
+                return Err(RecordError::Short);
+            }
+            b.advance(skip);
+        }
         let n = get_u32(&mut b)? as usize;
         let mut prepared = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
@@ -234,5 +247,33 @@ mod tests {
         }
         b[0] = 9;
         assert_eq!(Record::decode(&b), Err(RecordError::Format(9)));
+    }
+
+    /// A journal written before TTLs were found again at replay (format 1,
+    /// with the TTL and where it was) is still replayed after an upgrade.
+    #[test]
+    fn a_format_1_record_reads_without_its_ttl_fields() {
+        let r = sample(6); // with a tenant and a keyspace
+        let mut b = Vec::new();
+        r.encode(&mut b);
+        // format, written_at, write_time, version, opcode, flags, then the
+        // cluster, table, tenant and keyspace strings.
+        let strings = [
+            &r.cluster,
+            &r.table,
+            r.tenant.as_ref().unwrap(),
+            r.keyspace.as_ref().unwrap(),
+        ];
+        let at = 1 + 8 + 8 + 1 + 1 + 1 + strings.iter().map(|s| 4 + s.len()).sum::<usize>();
+        let mut v1 = b[..at].to_vec();
+        v1[0] = 1;
+        v1[19] |= V1_HAS_TTL | V1_HAS_TTL_AT;
+        v1.extend_from_slice(&3600u32.to_be_bytes());
+        v1.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0, 0]);
+        v1.extend_from_slice(&b[at..]);
+        assert_eq!(Record::decode(&v1).unwrap(), r);
+        for cut in 0..v1.len() {
+            assert!(Record::decode(&v1[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

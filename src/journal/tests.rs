@@ -369,3 +369,38 @@ fn a_directory_that_cannot_be_made_is_a_clear_error() {
     assert!(err.to_string().contains("not-a-dir"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_whole_record_of_a_newer_format_is_refused_not_cut() {
+    let dir = tempdir();
+    let entries = journal_of_60(&dir);
+    let (file, offset, end) = entries.last().unwrap().clone();
+    let mut b = std::fs::read(&file).unwrap();
+    let (at, end) = (offset as usize, end as usize);
+    b[at + segment::ENTRY_HEADER + 8] = 9;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[at..at + 4]);
+    h.update(&b[at + segment::ENTRY_HEADER..end]);
+    b[at + 4..at + 8].copy_from_slice(&h.finalize().to_be_bytes());
+    std::fs::write(&file, &b).unwrap();
+    let err = Journal::open(opts(&dir, Durability::PageCache))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            JournalError::NewerFormat {
+                seq: 59,
+                format: 9,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("until the journal is empty"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b, "the journal was changed");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -143,6 +143,17 @@ async fn with_the_target_down_what_cannot_be_replayed_stays_synchronous() {
     );
     let by_table = "cutover_journal_pending_records{cluster=\"target\",table=\"ks.t\"}";
     assert_eq!(metric(&s, by_table).await, 2.0);
+    for (table, n) in [
+        ("ks.t", 1.0),
+        ("ks.counts", 1.0),
+        ("ks.lists", 1.0),
+        ("ks.events", 1.0),
+    ] {
+        let kept = format!(
+            "cutover_writes_kept_sync_by_table_total{{cluster=\"target\",table=\"{table}\"}}"
+        );
+        assert_eq!(metric(&s, &kept).await, n, "{kept}");
+    }
     s.target.node.set_down(false);
     let target = s.target.addr;
     wait_for("the replay of both writes", || async move {

@@ -186,24 +186,26 @@ impl BatchRequest {
         }
     }
 
-    /// A record's prepared statements (in order), write time and table.
-    pub(super) fn for_record(&self) -> (Vec<Statement>, Option<i64>, String) {
-        let table = self
-            .children
+    /// `keyspace.table` of the first table a child writes.
+    pub(super) fn table(&self) -> String {
+        self.children
             .iter()
             .find_map(|c| {
                 c.c.tables
                     .first()
                     .map(|t| super::request::table_name(t, c.keyspace.as_deref()))
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// A record's prepared statements (in order) and write time.
+    pub(super) fn for_record(&self) -> (Vec<Statement>, Option<i64>) {
         (
             self.entries
                 .iter()
                 .map(|e| super::request::statement_of(e))
                 .collect(),
             self.batch.timestamp,
-            table,
         )
     }
 

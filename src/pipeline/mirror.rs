@@ -87,24 +87,24 @@ pub(super) async fn write(
     let &[primary, secondary] = &route.clusters[..] else {
         return None;
     };
+    let name = &state.proxy.cluster(secondary).name;
     if let Err(why) = r.replayable(state, retry) {
-        slot.count_kept_sync(why);
+        slot.count_kept_sync(why, name, &r.table());
         return None;
     }
     let Some(journal) = slot.get() else {
         // Opened whenever async-secondary is put in force; not open only
         // if opening failed, which refused the change.
-        slot.count_kept_sync(KeptSync::JournalFull);
+        slot.count_kept_sync(KeptSync::JournalFull, name, &r.table());
         return None;
     };
-    let name = &state.proxy.cluster(secondary).name;
     let record = r.record(state, template, name, tenant);
     let appending = match journal.append(&record) {
         Ok(a) => {
             slot.note_appended();
             a
         }
-        Err(e) => return full(state, e),
+        Err(e) => return full(state, e, name, &record.table),
     };
     let seq = appending.seq;
     // The secondary's send, now and on its own: the client never waits for it.
@@ -177,12 +177,17 @@ pub(super) async fn write(
 
 /// A full (or failed) journal: served as in sync, or refused, per
 /// `journal.when_full`.
-fn full(state: &SessionState, e: JournalError) -> Option<Result<Frame, RequestError>> {
+fn full(
+    state: &SessionState,
+    e: JournalError,
+    cluster: &str,
+    table: &str,
+) -> Option<Result<Frame, RequestError>> {
     let slot = state.proxy.journal();
     slot.note_full(&e);
     match slot.when_full {
         WhenFull::Sync => {
-            slot.count_kept_sync(KeptSync::JournalFull);
+            slot.count_kept_sync(KeptSync::JournalFull, cluster, table);
             None
         }
         WhenFull::Refuse => {

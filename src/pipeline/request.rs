@@ -246,6 +246,19 @@ impl Request {
         replayable(state, &one.c, retry)
     }
 
+    /// `keyspace.table` of the (first) table this write names.
+    pub(super) fn table(&self) -> String {
+        match self {
+            Request::Batch(b) => b.table(),
+            Request::One(one) => one
+                .c
+                .tables
+                .first()
+                .map(|t| table_name(t, one.keyspace.as_deref()))
+                .unwrap_or_default(),
+        }
+    }
+
     /// The journal record of this write, for `cluster`: what replay sends.
     pub(super) fn record(
         &self,
@@ -255,18 +268,12 @@ impl Request {
         tenant: Option<&str>,
     ) -> Record {
         let v = state.version;
-        let (opcode, prepared, write_time, table) = match self {
+        let (opcode, prepared, write_time) = match self {
             Request::Batch(b) => {
-                let (prepared, write_time, table) = b.for_record();
-                (Opcode::Batch, prepared, write_time, table)
+                let (prepared, write_time) = b.for_record();
+                (Opcode::Batch, prepared, write_time)
             }
             Request::One(one) => {
-                let table = one
-                    .c
-                    .tables
-                    .first()
-                    .map(|t| table_name(t, one.keyspace.as_deref()))
-                    .unwrap_or_default();
                 // The body is decoded again only for a client's write time
                 // (the rewrite gave the proxy's).
                 let client_time = one.write_time.is_none()
@@ -279,13 +286,10 @@ impl Request {
                     .flatten();
                 let write_time = one.write_time.or_else(|| params.and_then(|p| p.timestamp));
                 match &one.form {
-                    Form::Query => (Opcode::Query, Vec::new(), write_time, table),
-                    Form::Execute(entry) => (
-                        Opcode::Execute,
-                        vec![statement_of(entry)],
-                        write_time,
-                        table,
-                    ),
+                    Form::Query => (Opcode::Query, Vec::new(), write_time),
+                    Form::Execute(entry) => {
+                        (Opcode::Execute, vec![statement_of(entry)], write_time)
+                    }
                 }
             }
         };
@@ -294,7 +298,7 @@ impl Request {
             write_time: write_time.unwrap_or(0),
             cluster: cluster.to_string(),
             tenant: tenant.map(str::to_string),
-            table,
+            table: self.table(),
             keyspace: state.keyspace(),
             version: v,
             opcode: opcode as u8,

@@ -50,6 +50,46 @@ impl KeptSync {
     }
 }
 
+/// Counts by cluster and `keyspace.table`, at most
+/// [`crate::journal::MAX_TABLES`] tables counted on their own (the rest as
+/// `other`).
+#[derive(Default)]
+struct ByTable(
+    parking_lot::Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>,
+);
+
+impl ByTable {
+    fn add(&self, cluster: &str, table: &str) {
+        let mut m = self.0.lock();
+        let tables: usize = m.values().map(|t| t.len()).sum();
+        if !m.contains_key(cluster) {
+            m.insert(cluster.to_string(), Default::default());
+        }
+        let of = m.get_mut(cluster).expect("inserted above");
+        match of.get_mut(table) {
+            Some(n) => *n += 1,
+            None if tables >= crate::journal::MAX_TABLES => {
+                *of.entry("other".into()).or_default() += 1
+            }
+            None => {
+                of.insert(table.to_string(), 1);
+            }
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!(*self.0.lock())
+    }
+
+    fn samples(&self, out: &mut Exposition, name: &str) {
+        for (cluster, tables) in self.0.lock().iter() {
+            for (table, n) in tables {
+                out.sample(name, &[("cluster", cluster), ("table", table)], *n as f64);
+            }
+        }
+    }
+}
+
 pub struct JournalSlot {
     opts: Options,
     replay: ReplayOptions,
@@ -63,6 +103,8 @@ pub struct JournalSlot {
     /// Async-secondary writes under way to a secondary, over the proxy.
     pub secondary_permits: Arc<tokio::sync::Semaphore>,
     kept_sync: [AtomicU64; 5],
+    /// The same writes by secondary cluster and table (bounded).
+    kept_sync_by_table: ByTable,
     /// Writes refused because the journal was full (`when_full = "refuse"`).
     pub refused_full: AtomicU64,
     /// Live secondary sends left to replay (no permit, the cluster down, or
@@ -71,7 +113,7 @@ pub struct JournalSlot {
     /// Appends are being refused (logged once when it starts).
     full: std::sync::atomic::AtomicBool,
     /// Live secondary sends that failed, by cluster and table (bounded).
-    mirror_failures: parking_lot::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    mirror_failures: ByTable,
 }
 
 impl JournalSlot {
@@ -109,6 +151,7 @@ impl JournalSlot {
                 j.max_secondary_in_flight as usize,
             )),
             kept_sync: Default::default(),
+            kept_sync_by_table: Default::default(),
             refused_full: AtomicU64::new(0),
             left_to_replay: AtomicU64::new(0),
             full: Default::default(),
@@ -206,20 +249,14 @@ impl JournalSlot {
 
     /// A live secondary send of a write to `table` failed.
     pub fn count_mirror_failure(&self, cluster: &str, table: &str) {
-        let mut m = self.mirror_failures.lock();
-        let key = if m.len() >= crate::journal::MAX_TABLES
-            && !m.contains_key(&(cluster.to_string(), table.to_string()))
-        {
-            (cluster.to_string(), "other".to_string())
-        } else {
-            (cluster.to_string(), table.to_string())
-        };
-        *m.entry(key).or_default() += 1;
+        self.mirror_failures.add(cluster, table);
     }
 
-    pub fn count_kept_sync(&self, why: KeptSync) {
+    /// A write to `table` whose secondary is `cluster` was served as in sync.
+    pub fn count_kept_sync(&self, why: KeptSync, cluster: &str, table: &str) {
         let i = KeptSync::ALL.iter().position(|k| *k == why).unwrap_or(0);
         self.kept_sync[i].fetch_add(1, Ordering::Relaxed);
+        self.kept_sync_by_table.add(cluster, table);
     }
 
     /// Closes the journal (everything appended is written and synced).
@@ -262,6 +299,8 @@ impl JournalSlot {
                     "seq": seq, "error": error, "cluster": r.cluster, "table": r.table, "tenant": r.tenant,
                 })).collect::<Vec<_>>()
             }).unwrap_or_default(),
+            "kept_sync_by_table": self.kept_sync_by_table.json(),
+            "mirror_failures_by_table": self.mirror_failures.json(),
             "kept_sync": KeptSync::ALL.iter().enumerate().map(|(i, k)| (k.label().to_string(), self.kept_sync[i].load(Ordering::Relaxed))).collect::<std::collections::BTreeMap<_, _>>(),
         })
     }
@@ -344,13 +383,15 @@ impl Collector for JournalSlot {
             "async-secondary writes whose live send to the secondary failed (left to replay), by cluster and keyspace.table",
             MetricType::Counter,
         );
-        for ((cluster, table), n) in self.mirror_failures.lock().iter() {
-            out.sample(
-                "cutover_journal_mirror_failures_total",
-                &[("cluster", cluster), ("table", table)],
-                *n as f64,
-            );
-        }
+        self.mirror_failures
+            .samples(out, "cutover_journal_mirror_failures_total");
+        out.family(
+            "cutover_writes_kept_sync_by_table_total",
+            "async-secondary writes served as in sync, by secondary cluster and keyspace.table",
+            MetricType::Counter,
+        );
+        self.kept_sync_by_table
+            .samples(out, "cutover_writes_kept_sync_by_table_total");
         gauge(
             out,
             "cutover_journal_pending_bytes",
@@ -428,5 +469,35 @@ impl Collector for JournalSlot {
             "Live secondary sends left to replay (no permit, cluster down, or failed)",
             self.left_to_replay.load(Ordering::Relaxed),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByTable;
+    use crate::journal::MAX_TABLES;
+
+    #[test]
+    fn counts_by_table_stop_growing_at_the_bound() {
+        let c = ByTable::default();
+        for i in 0..MAX_TABLES + 50 {
+            c.add(
+                if i % 2 == 0 { "target" } else { "origin" },
+                &format!("ks.t{i}"),
+            );
+        }
+        c.add("target", "ks.t0");
+        c.add("target", "ks.new");
+        let m = c.0.lock();
+        let counted: usize = m.values().map(|t| t.len()).sum();
+        assert_eq!(
+            counted,
+            MAX_TABLES + 2,
+            "the tables counted, and `other` per cluster"
+        );
+        assert_eq!(m["target"]["ks.t0"], 2);
+        let total: u64 = m.values().flat_map(|t| t.values()).sum();
+        assert_eq!(total, MAX_TABLES as u64 + 52, "nothing is lost");
+        assert_eq!(m["target"]["other"] + m["origin"]["other"], 51);
     }
 }

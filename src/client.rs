@@ -1,7 +1,7 @@
 //! A minimal CQL client on this crate's own codec, for tests, benchmarks and
 //! health probes: connect, handshake (v3–v5, optional compression and SASL
-//! PLAIN), and request/response by stream id. It is not a driver: no
-//! pooling, no retries, no topology.
+//! PLAIN), over TCP or TLS, and request/response by stream id. It is not
+//! a driver: no pooling, no retries, no topology.
 
 use std::net::SocketAddr;
 
@@ -28,12 +28,95 @@ pub enum ClientError {
     Server(ErrorFrame),
     #[error("connection closed by the server")]
     Closed,
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("unexpected response {0}")]
     Unexpected(String),
 }
 
+/// TLS towards a node: the configuration and the name its certificate
+/// must carry.
+#[derive(Clone)]
+pub struct TlsTo {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+/// A client's connection: TCP, or TLS over TCP.
+pub enum ClientStream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+macro_rules! each_stream {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            ClientStream::Tcp($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+            ClientStream::Tls($s) => {
+                let $s = std::pin::Pin::new(&mut **$s);
+                $e
+            }
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for ClientStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_stream!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for ClientStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        each_stream!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_stream!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_stream!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// A half of a `ClientStream`, to read or to write on its own task.
+pub type ReadHalf = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+pub type WriteHalf = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+impl ClientStream {
+    /// Its halves: TCP's without a lock between them, TLS's through one.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            ClientStream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            ClientStream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (Box::new(r), Box::new(w))
+            }
+        }
+    }
+}
+
 pub struct Client {
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<ClientStream, FrameCodec>,
     pub version: u8,
     next_stream: i16,
 }
@@ -41,8 +124,27 @@ pub struct Client {
 impl Client {
     /// Connects without a handshake (for tests that send raw frames).
     pub async fn connect_raw(addr: SocketAddr, version: u8) -> Result<Client, ClientError> {
+        Client::connect_raw_tls(addr, version, None).await
+    }
+
+    /// Connects (over TLS when `tls` is given) without a CQL handshake.
+    pub async fn connect_raw_tls(
+        addr: SocketAddr,
+        version: u8,
+        tls: Option<&TlsTo>,
+    ) -> Result<Client, ClientError> {
         let sock = TcpStream::connect(addr).await?;
         sock.set_nodelay(true)?;
+        let sock = match tls {
+            None => ClientStream::Tcp(sock),
+            Some(t) => {
+                let s = tokio_rustls::TlsConnector::from(t.config.clone())
+                    .connect(t.name.clone(), sock)
+                    .await
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+                ClientStream::Tls(Box::new(s))
+            }
+        };
         Ok(Client {
             framed: Framed::new(sock, FrameCodec::client()),
             version,
@@ -57,7 +159,18 @@ impl Client {
         compression: Option<Compression>,
         credentials: Option<(&str, &str)>,
     ) -> Result<Client, ClientError> {
-        let mut c = Client::connect_raw(addr, version).await?;
+        Client::connect_tls(addr, version, compression, credentials, None).await
+    }
+
+    /// `connect`, over TLS when `tls` is given.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        version: u8,
+        compression: Option<Compression>,
+        credentials: Option<(&str, &str)>,
+        tls: Option<&TlsTo>,
+    ) -> Result<Client, ClientError> {
+        let mut c = Client::connect_raw_tls(addr, version, tls).await?;
         let mut options = vec![("CQL_VERSION", "3.0.0"), ("DRIVER_NAME", "cutover-client")];
         if let Some(z) = compression {
             options.push(("COMPRESSION", z.name()));
@@ -106,13 +219,13 @@ impl Client {
         self.framed.codec_mut()
     }
 
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
+    pub fn socket_mut(&mut self) -> &mut ClientStream {
         self.framed.get_mut()
     }
 
     /// The socket, for a caller that takes over after the handshake (the
     /// load generator of the benchmarks). Only valid with nothing pending.
-    pub fn into_socket(self) -> TcpStream {
+    pub fn into_socket(self) -> ClientStream {
         self.framed.into_inner()
     }
 

@@ -59,5 +59,6 @@ pub mod protocol;
 pub mod proxy;
 pub mod routing;
 pub mod session;
+pub mod tls;
 pub mod topology;
 pub mod upstream;

@@ -149,6 +149,15 @@ enum Command {
         /// Protocol versions to speak, e.g. 3,4 (default: 3,4,5).
         #[arg(long, value_delimiter = ',', default_value = "3,4,5", value_parser = clap::value_parser!(u8).range(3..=5))]
         protocol_versions: Vec<u8>,
+        /// Speak TLS only, with this certificate chain (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Clients must present a certificate these CAs signed (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_client_ca: Option<std::path::PathBuf>,
     },
 }
 
@@ -466,11 +475,24 @@ async fn main() -> Result<()> {
             // Tests and scripts read these lines to find the ports.
             println!("cutover proxy listening on {}", running.addr);
             if let Some(a) = admin {
-                println!("admin listening on http://{a}");
+                let scheme = if running.proxy.admin_tls().is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                println!("admin listening on {scheme}://{a}");
+            }
+            if let Some(a) = running.plaintext_addr {
+                println!("cutover proxy plaintext listener on {a}");
+            }
+            if running.proxy.config().tls.is_some() {
+                tracing::info!(addr = %running.addr, mtls = running.proxy.config().tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()), "the client listener speaks TLS");
             }
             loop {
                 match wait_for_signal().await {
                     Signal::Hangup => {
+                        // Logged per section; the certificates in force stay on a problem.
+                        let _ = running.proxy.reload_tls("SIGHUP");
                         if let Err(problems) = running.proxy.routing().reload("SIGHUP").await {
                             tracing::error!(
                                 problems = ?cutover::config::messages(&problems),
@@ -632,8 +654,21 @@ async fn main() -> Result<()> {
             max_frame_bytes,
             cluster_name,
             protocol_versions,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
         } => {
             let mut cfg = NodeConfig::new(listen);
+            if let (Some(cert_file), Some(key_file)) = (tls_cert, tls_key) {
+                let t = cutover::tls::ListenerTls {
+                    cert_file,
+                    key_file,
+                    client_ca_file: tls_client_ca,
+                    plaintext_listen: None,
+                };
+                cfg.tls =
+                    Some(cutover::tls::server_config(&t).map_err(|e| anyhow::anyhow!("{e}"))?);
+            }
             cfg.users = users.iter().map(|u| parse_user(u)).collect::<Result<_>>()?;
             cfg.control = control;
             cfg.codec.max_frame = max_frame_bytes;

@@ -10,7 +10,7 @@ use cutover::frame::{crc24, Frame, Opcode};
 use cutover::node::{self, NodeConfig, RunningNode};
 use cutover::protocol::response::ResultBody;
 use cutover::protocol::{ErrorCode, ErrorFrame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// What a test talks to: a node, or the proxy in front of two nodes. Every
@@ -119,7 +119,7 @@ async fn text_with_a_multi_byte_character_beside_a_symbol_is_a_syntax_error(t: T
 }
 
 /// Reads one v3-v5 frame with the old framing, or None on EOF.
-async fn read_frame(s: &mut TcpStream) -> Option<(u8, i16, u8, Bytes)> {
+async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u8, i16, u8, Bytes)> {
     let mut h = [0u8; 9];
     tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h))
         .await
@@ -136,7 +136,7 @@ async fn read_frame(s: &mut TcpStream) -> Option<(u8, i16, u8, Bytes)> {
     ))
 }
 
-async fn assert_closed(s: &mut TcpStream) {
+async fn assert_closed<S: AsyncRead + Unpin>(s: &mut S) {
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
         .await

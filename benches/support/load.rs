@@ -51,7 +51,7 @@ pub async fn create_schema(node: SocketAddr) {
 /// One connection, handshake and PREPARE done, with every request body
 /// encoded ahead so the generator spends little CPU per request.
 struct Conn {
-    socket: tokio::net::TcpStream,
+    socket: cutover::client::ClientStream,
     bodies: Vec<Bytes>,
 }
 

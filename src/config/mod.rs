@@ -72,6 +72,9 @@ pub enum ClusterRole {
 #[serde(default)]
 pub struct Limits {
     pub max_client_connections: u32,
+    /// Client connections from one source address at once (0: no limit
+    /// beside `max_client_connections`).
+    pub max_client_connections_per_source: u32,
     pub max_in_flight_per_connection: u32,
     pub max_frame_bytes: ByteSize,
     pub max_frame_bytes_before_auth: ByteSize,
@@ -101,6 +104,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_client_connections: 10_000,
+            max_client_connections_per_source: 0,
             max_in_flight_per_connection: 2048,
             max_frame_bytes: ByteSize(crate::frame::DEFAULT_MAX_FRAME as u64),
             max_frame_bytes_before_auth: ByteSize(crate::frame::DEFAULT_MAX_FRAME_PRE_AUTH as u64),
@@ -126,6 +130,9 @@ pub struct Topology {
     /// The admin API of each instance, in the order of `instances`: where
     /// `?fleet=true` changes reach the others.
     pub admin_instances: Vec<SocketAddr>,
+    /// With `tls.plaintext_listen`: each instance's plaintext listener, in
+    /// the order of `instances`, as clients of that listener see them.
+    pub plaintext_instances: Vec<SocketAddr>,
     pub tokens_per_instance: u32,
     pub datacenter: String,
     pub rack: String,
@@ -137,6 +144,7 @@ impl Default for Topology {
             instances: Vec::new(),
             index: 0,
             admin_instances: Vec::new(),
+            plaintext_instances: Vec::new(),
             tokens_per_instance: 8,
             datacenter: "dc1".into(),
             rack: "rack1".into(),
@@ -156,6 +164,8 @@ pub struct ClusterConfig {
     pub connect_timeout: ConfigDuration,
     pub request_timeout: ConfigDuration,
     pub heartbeat_interval: ConfigDuration,
+    /// TLS towards this cluster when present.
+    pub tls: Option<crate::tls::ClusterTls>,
 }
 
 impl Default for ClusterConfig {
@@ -168,6 +178,7 @@ impl Default for ClusterConfig {
             connect_timeout: ConfigDuration(std::time::Duration::from_secs(5)),
             request_timeout: ConfigDuration(std::time::Duration::from_secs(10)),
             heartbeat_interval: ConfigDuration(std::time::Duration::from_secs(30)),
+            tls: None,
         }
     }
 }
@@ -482,7 +493,11 @@ impl Default for LogConfig {
 #[serde(default)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// TLS on the client listener (`listen`) when present.
+    pub tls: Option<crate::tls::ListenerTls>,
     pub admin: Option<SocketAddr>,
+    /// The admin API over TLS when present.
+    pub admin_tls: Option<crate::tls::ListenerTls>,
     /// Bearer token for the admin API; required when `admin` is not a
     /// loopback address.
     pub admin_token: Option<String>,
@@ -512,7 +527,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:9042".parse().expect("literal address"),
+            tls: None,
             admin: Some("127.0.0.1:9180".parse().expect("literal address")),
+            admin_tls: None,
             admin_token: None,
             ddl: DdlMode::default(),
             worker_threads: 0,
@@ -562,6 +579,18 @@ impl Config {
         }
         c.route.file = Some(route_file);
         c.journal.dir = beside(c.journal.dir.clone());
+        if let Some(dir) = path.parent() {
+            for t in [&mut c.tls, &mut c.admin_tls].into_iter().flatten() {
+                t.relative_to(dir);
+            }
+            for t in c.clusters.values_mut().filter_map(|c| c.tls.as_mut()) {
+                t.relative_to(dir);
+            }
+        }
+        let problems = c.tls_problems();
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
+        }
         if let Some(file) = c.tenants.directory_file.clone() {
             let file = beside(file);
             c.tenants.file_entries = read_directory(&file).map_err(ConfigErrors)?;

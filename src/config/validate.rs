@@ -267,6 +267,82 @@ impl Config {
         if self.shutdown.grace_period.0.is_zero() {
             p.push("`shutdown.grace_period` must be longer than 0".into());
         }
+        p.extend(self.tls_shape_problems());
+        p
+    }
+
+    /// The TLS sections' settings that do not fit together.
+    fn tls_shape_problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let t = &self.topology;
+        match self.tls.as_ref().and_then(|t| t.plaintext_listen) {
+            Some(plain) => {
+                if plain == self.listen {
+                    p.push(format!("`tls.plaintext_listen` is {plain}, the same as `listen`: the plaintext listener needs an address of its own").into());
+                }
+                if t.instances.len() > 1 && t.plaintext_instances.len() != t.instances.len() {
+                    p.push(format!(
+                        "`topology.plaintext_instances` lists {} address(es) but `topology.instances` lists {}: with `tls.plaintext_listen`, list each instance's plaintext listener in the same order, so that a plaintext client is never sent to a TLS port",
+                        t.plaintext_instances.len(),
+                        t.instances.len()
+                    ).into());
+                }
+            }
+            None => {
+                if !t.plaintext_instances.is_empty() {
+                    p.push("`topology.plaintext_instances` is set but `tls.plaintext_listen` is not: there is no plaintext listener".into());
+                }
+            }
+        }
+        if self
+            .admin_tls
+            .as_ref()
+            .is_some_and(|a| a.plaintext_listen.is_some())
+        {
+            p.push("`admin_tls.plaintext_listen` is not a setting: the admin API has one listener (`admin`)".into());
+        }
+        if self.admin_tls.is_some() && self.admin.is_none() {
+            p.push(
+                "`admin_tls` is set but `admin` is not: there is no admin API to serve over TLS"
+                    .into(),
+            );
+        }
+        for (name, c) in &self.clusters {
+            let Some(t) = &c.tls else { continue };
+            if t.cert_file.is_some() != t.key_file.is_some() {
+                p.push(format!("`clusters.{name}.tls.cert_file` and `clusters.{name}.tls.key_file` go together: set both for a client certificate, or neither").into());
+            }
+            if t.insecure_skip_verify && (t.ca_file.is_some() || t.server_name.is_some()) {
+                p.push(format!("`clusters.{name}.tls.insecure_skip_verify = true` verifies nothing, so `ca_file` and `server_name` would not be used: remove one or the other").into());
+            }
+            if let Some(n) = &t.server_name {
+                if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() {
+                    p.push(format!("`clusters.{name}.tls.server_name` \"{n}\" is not a DNS name or an IP address").into());
+                }
+            }
+        }
+        p
+    }
+
+    /// What reading the TLS sections' certificate and key files finds
+    /// wrong (paths already relative to the config file's folder).
+    pub fn tls_problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for (key, t) in [("tls", &self.tls), ("admin_tls", &self.admin_tls)] {
+            if let Some(t) = t {
+                if let Err(e) = crate::tls::server_config(t) {
+                    p.push(Problem::at(key, format!("`{key}`: {e}")));
+                }
+            }
+        }
+        for (name, c) in &self.clusters {
+            if let Some(t) = &c.tls {
+                if let Err(e) = crate::tls::client_config(t) {
+                    let key = format!("clusters.{name}.tls");
+                    p.push(Problem::at(key.clone(), format!("`{key}`: {e}")));
+                }
+            }
+        }
         p
     }
 }

@@ -114,6 +114,7 @@ impl Sender {
             connect_timeout: cfg.connect_timeout.0,
             heartbeat_interval: Some(cfg.heartbeat_interval.0),
             frame_timeout: cfg.request_timeout.0,
+            tls: cluster.tls.clone(),
             ..ConnectOptions::default()
         };
         let mut last = format!("the {} cluster has no node to connect to", cluster.name);

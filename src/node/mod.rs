@@ -66,6 +66,9 @@ pub struct NodeConfig {
     pub codec: CodecConfig,
     /// The protocol versions this node speaks (a subset of 3, 4, 5).
     pub protocol_versions: Vec<u8>,
+    /// Clients must speak TLS (with a certificate, when the configuration
+    /// verifies them).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl NodeConfig {
@@ -80,6 +83,7 @@ impl NodeConfig {
             release_version: "4.1.3".into(),
             codec: CodecConfig::default(),
             protocol_versions: vec![3, 4, 5],
+            tls: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -101,10 +101,36 @@ async fn accept_loop(
                 let shutdown = shutdown.clone();
                 let conn_tasks = tasks.clone();
                 tasks.spawn(async move {
+                    let _ = sock.set_nodelay(true);
                     let id = node.next_connection_id();
-                    Connection::new(node.clone(), sock, peer, id, shutdown, conn_tasks)
-                        .run()
-                        .await;
+                    match node.config.tls.clone() {
+                        None => {
+                            Connection::new(node.clone(), sock, peer, id, shutdown, conn_tasks)
+                                .run()
+                                .await
+                        }
+                        Some(tls) => {
+                            let accept = tokio_rustls::TlsAcceptor::from(tls).accept(sock);
+                            match tokio::time::timeout(Duration::from_secs(10), accept).await {
+                                Ok(Ok(sock)) => {
+                                    Connection::new(
+                                        node.clone(),
+                                        sock,
+                                        peer,
+                                        id,
+                                        shutdown,
+                                        conn_tasks,
+                                    )
+                                    .run()
+                                    .await
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "node: a TLS handshake failed")
+                                }
+                                Err(_) => tracing::debug!(%peer, "node: no TLS handshake within 10 s"),
+                            }
+                        }
+                    }
                     node.stats.connections.lock().remove(&id);
                 });
             }
@@ -126,9 +152,13 @@ enum Phase {
     Ready,
 }
 
-struct Connection {
+/// What a node connection runs over: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+struct Connection<S: Io> {
     node: Arc<Node>,
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<S, FrameCodec>,
     peer: SocketAddr,
     id: u64,
     phase: Phase,
@@ -146,16 +176,15 @@ fn error_body(e: &ErrorFrame) -> Bytes {
     e.encode()
 }
 
-impl Connection {
+impl<S: Io> Connection<S> {
     fn new(
         node: Arc<Node>,
-        sock: TcpStream,
+        sock: S,
         peer: SocketAddr,
         id: u64,
         shutdown: CancellationToken,
         tasks: TaskTracker,
-    ) -> Connection {
-        let _ = sock.set_nodelay(true);
+    ) -> Connection<S> {
         let codec = FrameCodec::new(node.config.codec);
         let (deferred_tx, deferred_rx) = mpsc::unbounded_channel();
         Connection {

@@ -164,7 +164,7 @@ async fn rewrite_system(
         }
     };
     let mut local = Vec::new();
-    if table != SystemTable::Local && state.proxy.topology().instances.len() > 1 {
+    if table != SystemTable::Local && state.topology().instances.len() > 1 {
         let q = Query {
             text: "SELECT release_version, schema_version, cluster_name, partitioner FROM system.local WHERE key = 'local'"
                 .into(),
@@ -193,7 +193,7 @@ async fn rewrite_system(
             }
         }
     }
-    let body = state.proxy.topology().rewrite(table, &rows, &local);
+    let body = state.topology().rewrite(table, &rows, &local);
     Ok(Frame { body, ..answer })
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -129,40 +129,51 @@ impl FrontDoor {
         .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Tells a client past `max_client_connections` why it is refused: an
-    /// OVERLOADED error on the stream (and in the version) of its first
-    /// frame, then the close. Drivers take OVERLOADED as "try another node".
+    /// Tells a client the proxy has no room for why it is refused (an
+    /// OVERLOADED error, which drivers take as "try another node"), then
+    /// closes; over TLS when `tls` is given. None when too many refusals
+    /// are under way already: the caller just closes.
     pub fn refuse(
         &self,
-        mut sock: TcpStream,
-        limit: u32,
+        sock: TcpStream,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        message: String,
     ) -> Option<impl std::future::Future<Output = ()>> {
         let permit = self.refusing.clone().try_acquire_owned().ok()?;
         Some(async move {
-            let mut header = [0u8; 9];
-            let read = tokio::time::timeout(REFUSAL_WAIT, sock.read_exact(&mut header)).await;
-            let (version, stream) = match read {
-                Ok(Ok(_)) if SUPPORTED_VERSIONS.contains(&(header[0] & 0x7f)) => {
-                    (header[0] & 0x7f, i16::from_be_bytes([header[2], header[3]]))
+            let e = ErrorFrame::new(ErrorCode::OVERLOADED, message);
+            match tls {
+                None => answer_and_close(sock, e).await,
+                Some(config) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(config).accept(sock);
+                    if let Ok(Ok(sock)) = tokio::time::timeout(REFUSAL_WAIT, accept).await {
+                        answer_and_close(sock, e).await;
+                    }
                 }
-                _ => (4, 0),
-            };
-            let e = ErrorFrame::new(
-                ErrorCode::OVERLOADED,
-                format!(
-                    "cutover: this proxy already serves {limit} client connections (limits.max_client_connections); try another node"
-                ),
-            );
-            let mut out = bytes::BytesMut::new();
-            Frame::response(version, stream, Opcode::Error, e.encode()).write_plain(&mut out);
-            let _ = tokio::time::timeout(REFUSAL_WAIT, async {
-                let _ = sock.write_all(&out).await;
-                let _ = sock.shutdown().await;
-            })
-            .await;
+            }
             drop(permit);
         })
     }
+}
+
+/// Answers the first frame a client sends (within a second) with `e`, on
+/// its stream and in its version, then closes.
+pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, e: ErrorFrame) {
+    let mut header = [0u8; 9];
+    let read = tokio::time::timeout(REFUSAL_WAIT, sock.read_exact(&mut header)).await;
+    let (version, stream) = match read {
+        Ok(Ok(_)) if SUPPORTED_VERSIONS.contains(&(header[0] & 0x7f)) => {
+            (header[0] & 0x7f, i16::from_be_bytes([header[2], header[3]]))
+        }
+        _ => (4, 0),
+    };
+    let mut out = bytes::BytesMut::new();
+    Frame::response(version, stream, Opcode::Error, e.encode()).write_plain(&mut out);
+    let _ = tokio::time::timeout(REFUSAL_WAIT, async {
+        let _ = sock.write_all(&out).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
 }
 
 impl Collector for FrontDoor {

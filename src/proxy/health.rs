@@ -66,6 +66,25 @@ pub struct ProxyGauges(pub Weak<Proxy>);
 impl Collector for ProxyGauges {
     fn collect(&self, out: &mut Exposition) {
         let Some(p) = self.0.upgrade() else { return };
+        for (name, help, n) in [
+            (
+                "cutover_client_tls_handshake_failures_total",
+                "Client connections whose TLS handshake failed or did not finish within limits.handshake_timeout (no certificate under mTLS, an untrusted one, no common version)",
+                &p.tls_counts.handshake_failures,
+            ),
+            (
+                "cutover_client_plaintext_on_tls_total",
+                "Clients that spoke plain CQL to the TLS port (answered with a protocol error saying so)",
+                &p.tls_counts.plaintext_on_tls,
+            ),
+        ] {
+            out.family(name, help, MetricType::Counter);
+            out.sample(
+                name,
+                &[],
+                n.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
+        }
         let usage: Vec<_> = p
             .clusters
             .iter()

@@ -9,6 +9,7 @@
 pub mod front_door;
 mod health;
 pub mod journal;
+mod listener;
 mod shared;
 mod workers;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use health::Readiness;
+pub use listener::Face;
 pub use shared::{Proxy, ProxyError};
 
 use crate::config::Config;
@@ -34,6 +36,8 @@ use crate::upstream::{control, resolve};
 /// A running proxy instance.
 pub struct RunningProxy {
     pub addr: SocketAddr,
+    /// The plaintext listener beside a TLS one (`tls.plaintext_listen`).
+    pub plaintext_addr: Option<SocketAddr>,
     pub proxy: Arc<Proxy>,
     /// Stops accepting and reading new requests.
     stop_accepting: CancellationToken,
@@ -136,16 +140,20 @@ pub async fn start_from(
         crate::config::ClusterRole::Origin => &default_shard.origin,
         crate::config::ClusterRole::Target => &default_shard.target,
     });
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ProxyError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ProxyError::Listen {
-        addr: config.listen,
-        source,
-    })?;
+    let bind = |addr: SocketAddr| async move {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Listen { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| ProxyError::Listen { addr, source })?;
+        Ok::<_, ProxyError>((l, bound))
+    };
+    let (listener, addr) = bind(config.listen).await?;
+    let plaintext = match config.tls.as_ref().and_then(|t| t.plaintext_listen) {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
     let mut topology = config.topology.clone();
     // No instances listed means this one alone; a listen port of 0 is only
     // known now.
@@ -155,6 +163,14 @@ pub async fn start_from(
         topology.instances = vec![addr];
         topology.index = 0;
     }
+    let topology_view = TopologyView::from_config(&topology);
+    let plaintext_topology = plaintext.as_ref().map(|(_, a)| {
+        if topology.plaintext_instances.is_empty() {
+            topology_view.at(&[*a])
+        } else {
+            topology_view.at(&topology.plaintext_instances)
+        }
+    });
     let longest_request_timeout = clusters
         .iter()
         .map(|c| c.config.request_timeout.0)
@@ -174,6 +190,12 @@ pub async fn start_from(
         }),
         None => None,
     };
+    // The directory table's cluster's TLS too, when no shard names it.
+    let extra = table_cluster
+        .as_ref()
+        .filter(|t| !clusters.iter().any(|c| Arc::ptr_eq(c, t)))
+        .and_then(|t| t.tls.clone());
+    let tls = tls_sections(&config, &clusters, extra)?;
     let close_all = CancellationToken::new();
     let journal = Arc::new(journal::JournalSlot::new(
         &config,
@@ -190,7 +212,11 @@ pub async fn start_from(
             },
             config.limits.max_shadow_reads_in_flight as usize,
         ),
-        topology: TopologyView::from_config(&topology),
+        topology: topology_view,
+        plaintext_topology,
+        tls: tls.set.clone(),
+        admin_tls: tls.admin.clone(),
+        tls_counts: Default::default(),
         routing,
         front_door: Arc::new(front_door::FrontDoor::new(&config.limits)),
         config,
@@ -228,20 +254,40 @@ pub async fn start_from(
         )
         .await;
     }
+    tasks.spawn(tls.set.clone().watch(stop_accepting.clone()));
     let workers = workers::Workers::start(proxy.config().worker_threads as usize, tasks.clone())
         .map_err(ProxyError::Workers)?;
     tracing::debug!(
         threads = workers.len(),
         "client connections are served on worker threads"
     );
-    tasks.spawn(accept_loop(
-        proxy.clone(),
-        listener,
-        workers,
-        stop_accepting.clone(),
-        close_all.clone(),
-        tasks.clone(),
-    ));
+    let workers = Arc::new(workers);
+    let admission = Arc::new(listener::Admission::new(&proxy.config().limits));
+    let plaintext_addr = plaintext.as_ref().map(|(_, a)| *a);
+    let mut listeners = vec![listener::Listener {
+        tcp: listener,
+        tls: tls.listener.clone(),
+        face: Face::Main,
+    }];
+    if let Some((l, _)) = plaintext {
+        listeners.push(listener::Listener {
+            tcp: l,
+            tls: None,
+            face: Face::Plaintext,
+        });
+    }
+    for l in listeners {
+        tasks.spawn(listener::accept_loop(
+            proxy.clone(),
+            l,
+            admission.clone(),
+            workers.clone(),
+            stop_accepting.clone(),
+            close_all.clone(),
+            tasks.clone(),
+        ));
+    }
+    drop(workers);
     // Control connections stop with accepting, so a drain waits only for
     // requests.
     for id in (0..proxy.clusters().len()).map(ClusterId) {
@@ -261,6 +307,7 @@ pub async fn start_from(
     .await;
     Ok(RunningProxy {
         addr,
+        plaintext_addr,
         proxy,
         stop_accepting,
         close_all,
@@ -281,78 +328,46 @@ async fn merge_metrics(metrics: Arc<Metrics>, stop: CancellationToken) {
     }
 }
 
-async fn accept_loop(
-    proxy: Arc<Proxy>,
-    listener: TcpListener,
-    workers: workers::Workers,
-    stop_accepting: CancellationToken,
-    close_all: CancellationToken,
-    tasks: TaskTracker,
-) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(
-        proxy.config().limits.max_client_connections as usize,
-    ));
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = tokio::select! {
-            _ = stop_accepting.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((sock, peer)) => {
-                backoff = Duration::from_millis(5);
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    proxy
-                        .metrics()
-                        .client_connections_refused
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    // Debug, not warn: a flood of connections must not become a flood
-                    // of log lines (cutover_client_connections_refused_total counts).
-                    tracing::debug!(%peer, "refusing a client: max_client_connections reached");
-                    let max = proxy.config().limits.max_client_connections;
-                    if let Some(answer) = proxy.front_door().refuse(sock, max) {
-                        tasks.spawn(answer);
-                    }
-                    continue;
-                };
-                let _ = sock.set_nodelay(true);
-                let sock = match sock.into_std() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "cannot hand a client connection to a worker");
-                        continue;
-                    }
-                };
-                let (proxy, stop_accepting, close_all, tasks) = (
-                    proxy.clone(),
-                    stop_accepting.clone(),
-                    close_all.clone(),
-                    tasks.clone(),
-                );
-                workers.hand(workers::Job {
-                    sock,
-                    peer,
-                    serve: Box::new(move |sock, peer| {
-                        let session = crate::session::ClientSession::new(
-                            proxy,
-                            sock,
-                            peer,
-                            stop_accepting,
-                            close_all,
-                            tasks,
-                        );
-                        Box::pin(async move {
-                            session.run().await;
-                            drop(permit);
-                        })
-                    }),
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed; backing off");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
+/// The TLS configurations read from files: the listener's, the admin
+/// API's, and each cluster's (already made with the clusters).
+struct TlsSections {
+    listener: Option<Arc<crate::tls::Reloading<rustls::ServerConfig>>>,
+    admin: Option<Arc<crate::tls::Reloading<rustls::ServerConfig>>>,
+    set: Arc<crate::tls::TlsSet>,
+}
+
+fn tls_sections(
+    config: &Config,
+    clusters: &[Arc<crate::upstream::Cluster>],
+    extra: Option<Arc<crate::tls::UpstreamTls>>,
+) -> Result<TlsSections, ProxyError> {
+    let server = |what: &str, t: &Option<crate::tls::ListenerTls>| {
+        t.as_ref()
+            .map(|t| {
+                let owned = t.clone();
+                crate::tls::Reloading::new(what, t.files(), move || {
+                    crate::tls::server_config(&owned)
+                })
+                .map(Arc::new)
+                .map_err(|reason| ProxyError::Tls {
+                    section: what.to_string(),
+                    reason,
+                })
+            })
+            .transpose()
+    };
+    let listener = server("tls", &config.tls)?;
+    let admin = server("admin_tls", &config.admin_tls)?;
+    let mut sections: Vec<Arc<dyn crate::tls::Reload>> = Vec::new();
+    sections.extend(listener.clone().map(|l| l as Arc<dyn crate::tls::Reload>));
+    sections.extend(admin.clone().map(|l| l as Arc<dyn crate::tls::Reload>));
+    for c in clusters {
+        sections.extend(c.tls.clone().map(|t| t as Arc<dyn crate::tls::Reload>));
     }
+    sections.extend(extra.map(|t| t as Arc<dyn crate::tls::Reload>));
+    Ok(TlsSections {
+        listener,
+        admin,
+        set: Arc::new(crate::tls::TlsSet { sections }),
+    })
 }

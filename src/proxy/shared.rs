@@ -27,6 +27,8 @@ pub enum ProxyError {
     Workers(std::io::Error),
     #[error("cannot open the journal (journal.dir): {0}")]
     Journal(String),
+    #[error("{section}: {reason}")]
+    Tls { section: String, reason: String },
 }
 
 /// State shared by every session of one proxy instance, as a few handles:
@@ -43,6 +45,8 @@ pub struct Proxy {
     pub(super) routing: Arc<Routing>,
     pub(super) statements: Statements,
     pub(super) topology: TopologyView,
+    /// The instances as plaintext clients see them, beside a TLS `listen`.
+    pub(super) plaintext_topology: Option<TopologyView>,
     pub(super) metrics: Arc<Metrics>,
     /// False once a drain has begun (readiness turns 503).
     pub(super) accepting: std::sync::atomic::AtomicBool,
@@ -51,6 +55,11 @@ pub struct Proxy {
     pub(super) front_door: Arc<front_door::FrontDoor>,
     /// The journal of async-secondary writes (opened when first needed).
     pub(super) journal: Arc<super::journal::JournalSlot>,
+    /// Every TLS configuration read from files, for reloads.
+    pub(super) tls: Arc<crate::tls::TlsSet>,
+    /// The admin API's TLS (`admin_tls`).
+    pub(super) admin_tls: Option<Arc<crate::tls::Reloading<rustls::ServerConfig>>>,
+    pub(super) tls_counts: super::listener::TlsCounts,
 }
 
 impl Proxy {
@@ -104,6 +113,35 @@ impl Proxy {
     /// The proxy instances as drivers see them.
     pub fn topology(&self) -> &TopologyView {
         &self.topology
+    }
+
+    /// The proxy instances as clients of listener `face` see them.
+    pub fn topology_for(&self, face: super::Face) -> &TopologyView {
+        match (face, &self.plaintext_topology) {
+            (super::Face::Plaintext, Some(t)) => t,
+            _ => &self.topology,
+        }
+    }
+
+    /// Reads every TLS certificate and key file again (SIGHUP,
+    /// `POST /v1/reload`); the problems, the configurations in force kept
+    /// for those.
+    pub fn reload_tls(&self, by: &str) -> Vec<String> {
+        self.tls.reload(by)
+    }
+
+    /// The TLS sections read from files (`tls`, `clusters.origin.tls` ...).
+    pub fn tls_sections(&self) -> Vec<String> {
+        self.tls
+            .sections
+            .iter()
+            .map(|s| s.what().to_string())
+            .collect()
+    }
+
+    /// The admin API's TLS configuration, when `admin_tls` is set.
+    pub fn admin_tls(&self) -> Option<&Arc<crate::tls::Reloading<rustls::ServerConfig>>> {
+        self.admin_tls.as_ref()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -955,9 +955,14 @@ impl PolicyStore {
             }
         };
         differs("listen", new.listen != old.listen);
+        // The files' contents are read again on every reload; other paths
+        // or settings wait for a restart.
+        differs("tls", new.tls != old.tls);
         differs(
             "admin",
-            new.admin != old.admin || new.admin_token != old.admin_token,
+            new.admin != old.admin
+                || new.admin_token != old.admin_token
+                || new.admin_tls != old.admin_tls,
         );
         differs("ddl", new.ddl != old.ddl);
         differs("worker_threads", new.worker_threads != old.worker_threads);

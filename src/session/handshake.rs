@@ -67,6 +67,7 @@ impl<S: crate::upstream::Stream> ClientSession<S> {
         let state = Arc::new(SessionState {
             proxy: self.proxy.clone(),
             version: self.version,
+            face: self.face,
             keyspace: Mutex::new(None),
             startup: options
                 .into_iter()

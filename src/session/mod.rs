@@ -39,7 +39,7 @@ use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opco
 use crate::metrics::{OpClass, Outcome};
 use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::proxy::front_door::REQUEST_OVERHEAD_BYTES;
-use crate::proxy::Proxy;
+use crate::proxy::{Face, Proxy};
 
 /// A request read while the connection was at its in-flight limit, waiting
 /// its turn.
@@ -60,6 +60,8 @@ pub struct ClientSession<S: Stream = TcpStream> {
     proxy: Arc<Proxy>,
     framed: Framed<S, FrameCodec>,
     peer: SocketAddr,
+    /// The listener it came through.
+    face: Face,
     stop_accepting: CancellationToken,
     close_all: CancellationToken,
     tasks: TaskTracker,
@@ -86,6 +88,7 @@ impl<S: Stream> ClientSession<S> {
         proxy: Arc<Proxy>,
         sock: S,
         peer: SocketAddr,
+        face: Face,
         stop_accepting: CancellationToken,
         close_all: CancellationToken,
         tasks: TaskTracker,
@@ -105,6 +108,7 @@ impl<S: Stream> ClientSession<S> {
             proxy,
             framed,
             peer,
+            face,
             stop_accepting,
             close_all,
             tasks,

@@ -31,6 +31,8 @@ pub struct Stamp {
 pub struct SessionState {
     pub proxy: Arc<Proxy>,
     pub version: u8,
+    /// The listener the client came through.
+    pub face: crate::proxy::Face,
     pub(super) keyspace: Mutex<Option<String>>,
     pub(super) startup: Vec<(String, String)>,
     pub(super) upstreams: Mutex<HashMap<ClusterId, Arc<UpstreamConn>>>,
@@ -44,6 +46,11 @@ pub struct SessionState {
 }
 
 impl SessionState {
+    /// The proxy instances as this client sees them (its listener's ports).
+    pub fn topology(&self) -> &crate::topology::TopologyView {
+        self.proxy.topology_for(self.face)
+    }
+
     pub fn keyspace(&self) -> Option<String> {
         self.keyspace.lock().clone()
     }
@@ -109,6 +116,7 @@ impl SessionState {
             max_in_flight: self.proxy.config().limits.max_in_flight_per_connection as usize,
             heartbeat_interval: Some(cfg.heartbeat_interval.0),
             frame_timeout: cfg.request_timeout.0,
+            tls: cluster.tls.clone(),
         };
         let mut last = None;
         for node in cluster.candidates() {

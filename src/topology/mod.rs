@@ -97,6 +97,23 @@ impl TopologyView {
         }
     }
 
+    /// The same instances (host ids, tokens) reached at `addrs`, in order:
+    /// what the clients of a second listener see.
+    pub fn at(&self, addrs: &[SocketAddr]) -> TopologyView {
+        TopologyView {
+            instances: self
+                .instances
+                .iter()
+                .zip(addrs)
+                .map(|(i, a)| Instance {
+                    addr: *a,
+                    ..i.clone()
+                })
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     pub fn local(&self) -> &Instance {
         &self.instances[self.index]
     }
@@ -208,6 +225,7 @@ mod tests {
             datacenter: "dc1".into(),
             rack: "r1".into(),
             admin_instances: Vec::new(),
+            plaintext_instances: Vec::new(),
         })
     }
 

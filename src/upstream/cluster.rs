@@ -13,13 +13,18 @@ use super::health::{ClusterHealth, ConnectionList};
 use crate::config::ClusterConfig;
 use crate::metrics::{ClusterMetrics, Metrics};
 
-/// A contact point that does not resolve.
+/// A contact point that does not resolve, or TLS towards the cluster that
+/// cannot be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cluster {cluster}: cannot resolve contact point {contact_point}: {reason}")]
-pub struct ResolveError {
-    pub cluster: String,
-    pub contact_point: String,
-    pub reason: String,
+pub enum ResolveError {
+    #[error("cluster {cluster}: cannot resolve contact point {contact_point}: {reason}")]
+    ContactPoint {
+        cluster: String,
+        contact_point: String,
+        reason: String,
+    },
+    #[error("cluster {cluster}: clusters.{cluster}.tls: {reason}")]
+    Tls { cluster: String, reason: String },
 }
 
 /// One cluster as the proxy reaches it.
@@ -28,6 +33,8 @@ pub struct Cluster {
     /// Resolved contact points.
     pub nodes: Vec<SocketAddr>,
     pub config: ClusterConfig,
+    /// TLS towards the cluster (`clusters.NAME.tls`).
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     /// Nodes that recently refused a connection, avoided until the time set.
     avoid_until: parking_lot::Mutex<std::collections::HashMap<SocketAddr, tokio::time::Instant>>,
     /// Spreads sessions over the nodes.
@@ -130,22 +137,35 @@ pub async fn resolve(
     metrics: &Metrics,
 ) -> Result<Cluster, ResolveError> {
     let mut nodes = Vec::new();
+    let mut named = Vec::new();
     for cp in &c.contact_points {
-        let mut addrs = tokio::net::lookup_host(cp.as_str())
-            .await
-            .map_err(|e| ResolveError {
-                cluster: name.into(),
-                contact_point: cp.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut addrs =
+            tokio::net::lookup_host(cp.as_str())
+                .await
+                .map_err(|e| ResolveError::ContactPoint {
+                    cluster: name.into(),
+                    contact_point: cp.clone(),
+                    reason: e.to_string(),
+                })?;
         if let Some(a) = addrs.next() {
             nodes.push(a);
+            named.push((cp.clone(), a));
         }
     }
+    let tls = match &c.tls {
+        Some(t) => Some(Arc::new(
+            crate::tls::UpstreamTls::new(name, t, &named).map_err(|reason| ResolveError::Tls {
+                cluster: name.into(),
+                reason,
+            })?,
+        )),
+        None => None,
+    };
     Ok(Cluster {
         name: name.into(),
         nodes,
         config: c.clone(),
+        tls,
         avoid_until: Default::default(),
         next: Default::default(),
         discovered: Default::default(),

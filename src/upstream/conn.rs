@@ -51,6 +51,12 @@ pub enum UpstreamError {
         addr: SocketAddr,
         source: FrameError,
     },
+    #[error("TLS with {addr} (verifying the name {name}) failed: {reason}")]
+    Tls {
+        addr: SocketAddr,
+        name: String,
+        reason: String,
+    },
 }
 
 impl UpstreamError {
@@ -63,6 +69,7 @@ impl UpstreamError {
                 | UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::Handshake { .. }
                 | UpstreamError::NoCredentials { .. }
+                | UpstreamError::Tls { .. }
                 | UpstreamError::Busy { .. }
                 | UpstreamError::Replaced { .. }
         )
@@ -70,7 +77,7 @@ impl UpstreamError {
 }
 
 /// How to open a connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub version: u8,
     pub compression: Option<Compression>,
@@ -89,6 +96,26 @@ pub struct ConnectOptions {
     /// connection is closed: after a half-sent answer nothing else on it
     /// can be read.
     pub frame_timeout: Duration,
+    /// TLS towards the node (the cluster's `tls`), when set.
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
+}
+
+/// The password is never shown.
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("version", &self.version)
+            .field("compression", &self.compression)
+            .field("startup", &self.startup)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("keyspace", &self.keyspace)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("frame_timeout", &self.frame_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for ConnectOptions {
@@ -103,6 +130,7 @@ impl Default for ConnectOptions {
             max_in_flight: 2048,
             frame_timeout: Duration::from_secs(10),
             heartbeat_interval: None,
+            tls: None,
         }
     }
 }
@@ -273,7 +301,23 @@ impl UpstreamConn {
             .await
             .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = sock.set_nodelay(true);
-        UpstreamConn::over(sock, addr, opts).await
+        match &opts.tls {
+            None => UpstreamConn::over(sock, addr, opts).await,
+            Some(tls) => {
+                let name = tls.name_for(addr);
+                let tls_err = |reason: String| UpstreamError::Tls {
+                    addr,
+                    name: name.to_str().into_owned(),
+                    reason,
+                };
+                let connector = tokio_rustls::TlsConnector::from(tls.config.current());
+                let sock = connector
+                    .connect(name.clone(), sock)
+                    .await
+                    .map_err(|e| tls_err(e.to_string()))?;
+                UpstreamConn::over(sock, addr, opts).await
+            }
+        }
     }
 
     /// The handshake, then requests, over `sock`, already connected to the

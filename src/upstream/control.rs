@@ -174,6 +174,7 @@ async fn watch(
         // must show within seconds, not at the sessions' heartbeat pace.
         heartbeat_interval: Some(cluster.config.heartbeat_interval.0.min(CONTROL_HEARTBEAT)),
         frame_timeout: cluster.config.request_timeout.0,
+        tls: cluster.tls.clone(),
         ..Default::default()
     };
     let mut backoff = Duration::from_millis(100);

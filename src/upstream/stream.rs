@@ -37,7 +37,11 @@ macro_rules! split_generically {
     )*};
 }
 
-split_generically!(tokio::io::DuplexStream);
+split_generically!(
+    tokio::io::DuplexStream,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>
+);
 
 #[cfg(test)]
 mod tests {
@@ -85,6 +89,7 @@ mod tests {
             max_in_flight: 8,
             heartbeat_interval: None,
             frame_timeout: Duration::from_secs(5),
+            tls: None,
         };
         let addr = "127.0.0.1:9042".parse().unwrap();
         let conn = UpstreamConn::over(ours, addr, &opts).await.unwrap();

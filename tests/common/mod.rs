@@ -13,6 +13,7 @@ use scylla::statement::unprepared::Statement;
 use scylla::value::Counter;
 use scylla::{DeserializeValue, SerializeValue};
 
+pub mod certs;
 pub mod hostile;
 mod shards;
 #[allow(unused_imports)]
@@ -65,6 +66,17 @@ where
 /// (to check the number of pages), when known.
 pub async fn workload(
     addr: std::net::SocketAddr,
+    executes: Option<&dyn Fn() -> u64>,
+    s: &Session,
+    ks: &str,
+) {
+    workload_over(addr, None, executes, s, ks).await
+}
+
+/// `workload`, with `addr` reached over TLS when `tls` is given.
+pub async fn workload_over(
+    addr: std::net::SocketAddr,
+    tls: Option<&cutover::client::TlsTo>,
     executes: Option<&dyn Fn() -> u64>,
     s: &Session,
     ks: &str,
@@ -349,7 +361,7 @@ pub async fn workload(
     }
 
     // A schema change made on another connection reaches the driver as an event.
-    let mut other = Client::connect(addr, 4, Some(OurCompression::Lz4), None)
+    let mut other = Client::connect_tls(addr, 4, Some(OurCompression::Lz4), None, tls)
         .await
         .unwrap();
     other

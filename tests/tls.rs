@@ -1,0 +1,483 @@
+//! TLS on every leg: real drivers (the Rust `scylla` driver with rustls, and
+//! cutover's own client at v5 with LZ4) through a TLS proxy to embedded
+//! nodes that require TLS; mTLS; an upstream whose certificate names
+//! another host; certificates replaced on disk; the plaintext listener
+//! beside the TLS one; the per-source connection limit.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cutover::client::{Client, ClientError};
+use cutover::config::Config;
+use cutover::frame::Compression;
+use cutover::node::{self, NodeConfig, RunningNode};
+use cutover::protocol::response::ResultBody;
+use scylla::client::session_builder::SessionBuilder;
+
+mod common;
+use common::certs::{Issued, Pki};
+use common::{wait_for, workload_over};
+
+/// A node that speaks TLS only, with `issued` as its certificate.
+async fn tls_node(pki: &Pki, issued: &Issued, client_ca: Option<&Path>) -> RunningNode {
+    let mut c = NodeConfig::new("127.0.0.1:0".parse().unwrap());
+    c.control = Some("127.0.0.1:0".parse().unwrap());
+    c.tls = Some(pki.server_config(issued, client_ca));
+    node::start(c).await.unwrap()
+}
+
+/// Writes `toml` as a config file beside the certificates and loads it
+/// (paths in it are relative to that folder).
+fn load(pki: &Pki, toml: &str) -> (Config, std::path::PathBuf) {
+    let file = pki.dir.join("cutover.toml");
+    std::fs::write(&file, toml).unwrap();
+    let cfg = Config::load(&file, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    (cfg, file)
+}
+
+/// The clusters of a config: origin and target at `localhost:PORT` (the
+/// name their certificates carry), over TLS with the test CA.
+fn clusters_toml(origin: &RunningNode, target: &RunningNode, extra: &str) -> String {
+    format!(
+        "[clusters.origin]\ncontact_points = [\"localhost:{}\"]\n[clusters.origin.tls]\nca_file = \"ca.pem\"\n{extra}\n\
+         [clusters.target]\ncontact_points = [\"localhost:{}\"]\n[clusters.target.tls]\nca_file = \"ca.pem\"\n{extra}\n",
+        origin.addr.port(),
+        target.addr.port()
+    )
+}
+
+struct Tls {
+    pki: Pki,
+    origin: RunningNode,
+    target: RunningNode,
+    proxy: cutover::proxy::RunningProxy,
+}
+
+/// Two TLS nodes and a TLS proxy in front of them; `listener` is put in
+/// the `[tls]` section.
+async fn setup(listener: &str) -> Tls {
+    setup_with(|_| {}, listener).await
+}
+
+/// `setup`, with `prepare` run on the certificates' folder first.
+async fn setup_with(prepare: impl FnOnce(&Pki), listener: &str) -> Tls {
+    let pki = Pki::new("tls");
+    prepare(&pki);
+    let node_cert = pki.issue("node", &["localhost", "127.0.0.1"]);
+    pki.issue("proxy", &["localhost", "127.0.0.1"]);
+    let origin = tls_node(&pki, &node_cert, None).await;
+    let target = tls_node(&pki, &node_cert, None).await;
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert_file = \"proxy.pem\"\nkey_file = \"proxy-key.pem\"\n{listener}\n{}",
+        clusters_toml(&origin, &target, "")
+    );
+    let (cfg, file) = load(&pki, &toml);
+    let proxy = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
+    Tls {
+        pki,
+        origin,
+        target,
+        proxy,
+    }
+}
+
+impl Tls {
+    async fn stop(self) {
+        self.proxy.stop().await;
+        self.origin.shutdown().await;
+        self.target.shutdown().await;
+    }
+}
+
+fn count(answer: &ResultBody, _version: u8) -> i64 {
+    match answer {
+        ResultBody::Rows(r) => {
+            i64::from_be_bytes(r.rows[0][0].as_ref().unwrap()[..].try_into().unwrap())
+        }
+        other => panic!("not rows: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scylla_driver_works_over_tls_through_the_proxy_to_tls_nodes() {
+    let t = setup("").await;
+    let to_proxy = t.pki.to("127.0.0.1", None);
+    for (ks, compression) in [
+        ("tls_plain", None),
+        ("tls_lz4", Some(scylla::frame::Compression::Lz4)),
+    ] {
+        let s = SessionBuilder::new()
+            .known_node_addr(t.proxy.addr)
+            .compression(compression)
+            .tls_context(Some(t.pki.client_config(None)))
+            .cluster_metadata_refresh_interval(Duration::from_millis(200))
+            .build()
+            .await
+            .expect("the scylla driver connects to the proxy over TLS");
+        workload_over(t.proxy.addr, Some(&to_proxy), None, &s, ks).await;
+        s.query_unpaged(format!("CREATE TABLE {ks}.seen (k int PRIMARY KEY)"), ())
+            .await
+            .unwrap();
+        for k in 0..20 {
+            s.query_unpaged(format!("INSERT INTO {ks}.seen (k) VALUES ({k})"), ())
+                .await
+                .unwrap();
+        }
+        // Both nodes, over TLS themselves, got every write.
+        for node in [&t.origin, &t.target] {
+            let mut c =
+                Client::connect_tls(node.addr, 4, None, None, Some(&t.pki.to("localhost", None)))
+                    .await
+                    .unwrap();
+            let a = c
+                .query(&format!("SELECT count(*) FROM {ks}.seen"))
+                .await
+                .unwrap();
+            assert_eq!(count(&a, 4), 20, "{ks} on {}", node.addr);
+        }
+    }
+    t.stop().await;
+}
+
+/// v5 framing starts after READY, inside TLS: a v5 client with LZ4 and a
+/// v4 client with LZ4 both work through the TLS proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_with_lz4_and_v4_with_lz4_run_inside_tls() {
+    let t = setup("").await;
+    let to = t.pki.to("127.0.0.1", None);
+    for version in [5u8, 4] {
+        let mut c = Client::connect_tls(
+            t.proxy.addr,
+            version,
+            Some(Compression::Lz4),
+            None,
+            Some(&to),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        c.query("CREATE KEYSPACE IF NOT EXISTS v WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+            .await
+            .unwrap();
+        c.query("CREATE TABLE IF NOT EXISTS v.t (k int PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+        // Large enough to be worth compressing, and more than one v5 segment.
+        let big = "x".repeat(200_000);
+        for k in 0..10 {
+            c.query(&format!(
+                "INSERT INTO v.t (k, v) VALUES ({}, '{big}')",
+                k + version as i32 * 100
+            ))
+            .await
+            .unwrap();
+        }
+        let a = c.query("SELECT count(*) FROM v.t").await.unwrap();
+        assert_eq!(
+            count(&a, version),
+            if version == 5 { 10 } else { 20 },
+            "v{version}"
+        );
+    }
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_cql_client_on_the_tls_port_is_told_to_use_tls() {
+    let t = setup("").await;
+    let e = Client::connect(t.proxy.addr, 4, None, None)
+        .await
+        .err()
+        .expect("a plaintext client is refused");
+    match e {
+        ClientError::Server(f) => assert!(f.message.contains("speaks TLS only"), "{}", f.message),
+        other => panic!("not a CQL error: {other}"),
+    }
+    // A TLS client is still served.
+    Client::connect_tls(
+        t.proxy.addr,
+        4,
+        None,
+        None,
+        Some(&t.pki.to("127.0.0.1", None)),
+    )
+    .await
+    .unwrap();
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_mtls_only_a_client_with_a_certificate_the_ca_signed_is_served() {
+    let clients = Pki::new("clients");
+    let t = setup_with(
+        |pki| {
+            std::fs::copy(clients.ca_file(), pki.dir.join("clients-ca.pem")).unwrap();
+        },
+        "client_ca_file = \"clients-ca.pem\"",
+    )
+    .await;
+    let with_cert = clients.issue("app", &["app.example"]);
+    let stranger_ca = Pki::new("stranger");
+    let stranger = stranger_ca.issue("app", &["app.example"]);
+    // Presenting no certificate, or one another CA signed: refused, and
+    // the error says why.
+    for (who, client) in [("no certificate", None), ("another CA's", Some(&stranger))] {
+        let tls = cutover::client::TlsTo {
+            config: match client {
+                None => t.pki.client_config(None),
+                Some(c) => client_config_trusting(&t.pki, c),
+            },
+            name: rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+        };
+        let e = match Client::connect_tls(t.proxy.addr, 4, None, None, Some(&tls)).await {
+            Ok(_) => panic!("{who}: a client was served without a valid certificate"),
+            Err(e) => e.to_string(),
+        };
+        // CertificateRequired, UnknownCA: the TLS alert names the reason.
+        assert!(
+            ["certificaterequired", "unknownca"]
+                .iter()
+                .any(|why| e.to_lowercase().contains(why)),
+            "{who}: the error does not say why: {e}"
+        );
+    }
+    let mut ok = Client::connect_tls(
+        t.proxy.addr,
+        4,
+        None,
+        None,
+        Some(&cutover::client::TlsTo {
+            config: client_config_trusting(&t.pki, &with_cert),
+            name: rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+        }),
+    )
+    .await
+    .expect("a client with a certificate the clients' CA signed is served");
+    ok.query("SELECT release_version FROM system.local")
+        .await
+        .unwrap();
+    t.stop().await;
+}
+
+/// A client configuration trusting `server`'s CA and presenting `client`.
+fn client_config_trusting(server: &Pki, client: &Issued) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in cutover::tls::read_certs(&server.ca_file()).unwrap() {
+        roots.add(c).unwrap();
+    }
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(cutover::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                cutover::tls::read_certs(&client.cert).unwrap(),
+                cutover::tls::read_key(&client.key).unwrap(),
+            )
+            .unwrap(),
+    )
+}
+
+/// A cluster whose certificate names another host is refused, and
+/// readiness says why; one that does match keeps working beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_whose_certificate_names_another_host_is_refused_and_readiness_says_why() {
+    let pki = Pki::new("mismatch");
+    let good = pki.issue("good", &["localhost"]);
+    let wrong = pki.issue("wrong", &["db.elsewhere.example"]);
+    let origin = tls_node(&pki, &good, None).await;
+    let target = tls_node(&pki, &wrong, None).await;
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n{}",
+        clusters_toml(&origin, &target, "")
+    );
+    let (cfg, file) = load(&pki, &toml);
+    let proxy = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
+    let (admin, stop_admin) = common::serve_admin(&proxy, None, None).await;
+    wait_for("readiness to show the target's TLS failure", || async {
+        let (status, body) = common::http(admin, "GET", "/health/ready", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let target = &v["clusters"]["target"];
+        status == 200
+            && v["clusters"]["origin"]["status"] == "up"
+            && target["status"] == "down"
+            && target["error"].as_str().is_some_and(|e| {
+                e.contains("TLS") && e.contains("localhost") && e.contains("not valid for name")
+            })
+    })
+    .await;
+    // A write through the proxy fails naming the target; the origin has it
+    // not (dual-write fails the write, as in sync).
+    let mut c = Client::connect(proxy.addr, 4, None, None).await.unwrap();
+    let e = c
+        .query("CREATE KEYSPACE m WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        .await
+        .err()
+        .expect("the target cannot be reached");
+    assert!(e.to_string().contains("target"), "{e}");
+    stop_admin.cancel();
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}
+
+/// The serial number of the certificate `addr` presents to a new TLS
+/// connection.
+async fn served_certificate(addr: std::net::SocketAddr, pki: &Pki) -> Vec<u8> {
+    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let s = tokio_rustls::TlsConnector::from(pki.client_config(None))
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            sock,
+        )
+        .await
+        .unwrap();
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// A certificate replaced on disk reaches new connections once its file
+/// changes; connections already open keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_is_served_to_new_connections_and_old_ones_keep_working() {
+    let t = setup("").await;
+    let before = served_certificate(t.proxy.addr, &t.pki).await;
+    let to = t.pki.to("127.0.0.1", None);
+    let mut open = Client::connect_tls(t.proxy.addr, 4, None, None, Some(&to))
+        .await
+        .unwrap();
+    t.pki.issue("proxy", &["localhost", "127.0.0.1"]);
+    let after = cutover::tls::read_certs(&t.pki.dir.join("proxy.pem")).unwrap()[0].to_vec();
+    assert_ne!(before, after);
+    let addr = t.proxy.addr;
+    let pki = &t.pki;
+    wait_for("new connections to get the new certificate", || {
+        let after = after.clone();
+        async move { served_certificate(addr, pki).await == after }
+    })
+    .await;
+    open.query("SELECT release_version FROM system.local")
+        .await
+        .expect("a connection opened before the change keeps working");
+    // A broken file is refused: the certificate in force stays.
+    std::fs::write(t.pki.dir.join("proxy.pem"), "not a certificate").unwrap();
+    assert_eq!(t.proxy.proxy.reload_tls("the test").len(), 1);
+    assert_eq!(served_certificate(addr, pki).await, after);
+    t.stop().await;
+}
+
+/// With a plaintext listener beside the TLS one, each client sees in
+/// `system.local` and `system.peers_v2` the ports of the listener it came
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listener_shows_its_own_ports_in_system_local_and_peers() {
+    let pki = Pki::new("faces");
+    let node_cert = pki.issue("node", &["localhost", "127.0.0.1"]);
+    pki.issue("proxy", &["127.0.0.1"]);
+    let origin = tls_node(&pki, &node_cert, None).await;
+    let target = tls_node(&pki, &node_cert, None).await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (tls_port, plain_port) = (free(), free());
+    let toml = format!(
+        "listen = \"{tls_port}\"\n[tls]\ncert_file = \"proxy.pem\"\nkey_file = \"proxy-key.pem\"\nplaintext_listen = \"{plain_port}\"\n\
+         [topology]\ninstances = [\"{tls_port}\", \"127.0.0.2:7142\"]\nplaintext_instances = [\"{plain_port}\", \"127.0.0.2:7042\"]\nindex = 0\n{}",
+        clusters_toml(&origin, &target, "")
+    );
+    let (cfg, file) = load(&pki, &toml);
+    let proxy = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
+    assert_eq!(proxy.plaintext_addr, Some(plain_port));
+    let mut tls = Client::connect_tls(tls_port, 4, None, None, Some(&pki.to("127.0.0.1", None)))
+        .await
+        .unwrap();
+    let mut plain = Client::connect(plain_port, 4, None, None).await.unwrap();
+    for (c, local, peer) in [
+        (&mut tls, tls_port.port(), 7142),
+        (&mut plain, plain_port.port(), 7042),
+    ] {
+        let l = c.query("SELECT rpc_port FROM system.local").await.unwrap();
+        assert_eq!(int_of(&l), local as i32, "system.local");
+        let p = c
+            .query("SELECT native_port FROM system.peers_v2")
+            .await
+            .unwrap();
+        assert_eq!(int_of(&p), peer, "system.peers_v2");
+    }
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}
+
+fn int_of(answer: &ResultBody) -> i32 {
+    match answer {
+        ResultBody::Rows(r) => {
+            i32::from_be_bytes(r.rows[0][0].as_ref().unwrap()[..].try_into().unwrap())
+        }
+        other => panic!("not rows: {other:?}"),
+    }
+}
+
+/// `limits.max_client_connections_per_source`: the connection past it is
+/// refused with an error naming the setting; another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_per_source_limit_are_refused_with_a_clear_error() {
+    let origin = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let target = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let mut cfg = Config::quick_start(
+        &origin.addr.to_string(),
+        &target.addr.to_string(),
+        "0.0.0.0:0".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    cfg.limits.max_client_connections_per_source = 2;
+    let proxy = cutover::proxy::start(cfg).await.unwrap();
+    let at = std::net::SocketAddr::from(([127, 0, 0, 1], proxy.addr.port()));
+    let a = Client::connect(at, 4, None, None).await.unwrap();
+    let b = Client::connect(at, 4, None, None).await.unwrap();
+    let e = Client::connect(at, 4, None, None)
+        .await
+        .err()
+        .expect("a third connection from 127.0.0.1 is refused");
+    assert!(
+        e.to_string()
+            .contains("limits.max_client_connections_per_source"),
+        "{e}"
+    );
+    // From another address on the loopback: served (READY to its STARTUP).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = sock.connect(at).await.unwrap();
+        let startup = cutover::protocol::request::build_startup(&[("CQL_VERSION", "3.0.0")]);
+        let mut out = bytes::BytesMut::new();
+        cutover::frame::Frame::request(4, 0, cutover::frame::Opcode::Startup, startup)
+            .write_plain(&mut out);
+        other.write_all(&out).await.unwrap();
+        let mut header = [0u8; 9];
+        other.read_exact(&mut header).await.unwrap();
+        assert_eq!(
+            header[4],
+            cutover::frame::Opcode::Ready as u8,
+            "127.0.0.2 is served"
+        );
+    }
+    // A closed connection gives its place back.
+    drop(a);
+    wait_for(
+        "the place of a closed connection to be given back",
+        || async { Client::connect(at, 4, None, None).await.is_ok() },
+    )
+    .await;
+    drop(b);
+    proxy.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}

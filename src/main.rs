@@ -456,7 +456,10 @@ async fn main() -> Result<()> {
                 }
             };
             let grace = cfg.shutdown.grace_period.0;
-            let (admin, token) = (cfg.admin, cfg.admin_token.clone());
+            let (admin, token) = (
+                cfg.admin,
+                cfg.admin_token.as_ref().map(|t| t.expose().to_string()),
+            );
             let running = cutover::proxy::start_from(cfg, config_file).await?;
             let stop_admin = tokio_util::sync::CancellationToken::new();
             let admin = match admin {

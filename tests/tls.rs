@@ -479,3 +479,215 @@ async fn connections_past_the_per_source_limit_are_refused_with_a_clear_error() 
     origin.shutdown().await;
     target.shutdown().await;
 }
+
+/// The proxy binary on `config`, its stdout and stderr written to files
+/// beside it; `addr` once it listens.
+struct Spawned {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
+}
+
+async fn spawn_proxy(config: &Path) -> Spawned {
+    let out = config.with_extension("stdout");
+    let err = config.with_extension("stderr");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut addr = None;
+    wait_for("the proxy to print its address", || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        addr = text
+            .lines()
+            .find_map(|l| l.strip_prefix("cutover proxy listening on "))
+            .map(|a| a.trim().parse().unwrap());
+        std::future::ready(addr.is_some())
+    })
+    .await;
+    Spawned {
+        child,
+        addr: addr.unwrap(),
+        out,
+        err,
+    }
+}
+
+impl Spawned {
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-s", sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Stops it (SIGINT) and returns everything it printed.
+    async fn stop(mut self) -> String {
+        self.signal("INT");
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        std::fs::read_to_string(&self.out).unwrap() + &std::fs::read_to_string(&self.err).unwrap()
+    }
+}
+
+/// SIGHUP reads the certificate files again, also when the watcher cannot
+/// tell they changed (same size, same modification time): new connections
+/// get the new certificate, an open one keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_certificates_again() {
+    let pki = Pki::new("sighup");
+    let node_cert = pki.issue("node", &["localhost", "127.0.0.1"]);
+    let origin = tls_node(&pki, &node_cert, None).await;
+    let target = tls_node(&pki, &node_cert, None).await;
+    let proxy_cert = pki.issue("proxy", &["127.0.0.1"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[tls]\ncert_file = \"proxy.pem\"\nkey_file = \"proxy-key.pem\"\n{}",
+        clusters_toml(&origin, &target, "")
+    );
+    let file = pki.dir.join("cutover.toml");
+    std::fs::write(&file, toml).unwrap();
+    let p = spawn_proxy(&file).await;
+    let before = served_certificate(p.addr, &pki).await;
+    let mut open = Client::connect_tls(p.addr, 4, None, None, Some(&pki.to("127.0.0.1", None)))
+        .await
+        .unwrap();
+    // A new certificate and key of the very same sizes, written with the
+    // old modification times: only SIGHUP can tell the proxy.
+    let (old_cert, old_key) = (
+        std::fs::read_to_string(&proxy_cert.cert).unwrap(),
+        std::fs::read_to_string(&proxy_cert.key).unwrap(),
+    );
+    let (cert, key) = (0..500)
+        .map(|_| pki.make("proxy", &["127.0.0.1"]))
+        .find(|(c, k)| c.len() == old_cert.len() && k.len() == old_key.len())
+        .expect("a certificate of the same size");
+    for (path, text) in [(&proxy_cert.cert, cert), (&proxy_cert.key, key)] {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+    let after = cutover::tls::read_certs(&proxy_cert.cert).unwrap()[0].to_vec();
+    assert_ne!(before, after);
+    p.signal("HUP");
+    let addr = p.addr;
+    let pki_ref = &pki;
+    wait_for("SIGHUP to put the new certificate in force", || {
+        let after = after.clone();
+        async move { served_certificate(addr, pki_ref).await == after }
+    })
+    .await;
+    open.query("SELECT release_version FROM system.local")
+        .await
+        .expect("a connection opened before SIGHUP keeps working");
+    let printed = p.stop().await;
+    assert!(
+        printed.contains("TLS certificates and keys read again"),
+        "{printed}"
+    );
+    origin.shutdown().await;
+    target.shutdown().await;
+}
+
+/// At trace level, through a TLS start-up, a login, a failed login and an
+/// authorized admin request, nothing the proxy prints holds a password, the
+/// admin token or a line of a private key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_level_run_shows_no_secret() {
+    let pki = Pki::new("secrets");
+    let node_cert = pki.issue("node", &["localhost", "127.0.0.1"]);
+    let proxy_cert = pki.issue("proxy", &["127.0.0.1"]);
+    let (client_pw, cluster_pw, wrong_pw, token) = (
+        "Cl1ent-Pa55word",
+        "Clu5ter-Pa55word",
+        "Wr0ng-Pa55word",
+        "Adm1n-T0ken-Value",
+    );
+    let node = |users: Vec<(String, String)>| {
+        let mut c = NodeConfig::new("127.0.0.1:0".parse().unwrap());
+        c.tls = Some(pki.server_config(&node_cert, None));
+        c.users = users;
+        node::start(c)
+    };
+    let origin = node(vec![("app".into(), client_pw.into())]).await.unwrap();
+    let target = node(vec![("proxy".into(), cluster_pw.into())])
+        .await
+        .unwrap();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nadmin_token = \"{token}\"\n\
+         [log]\nfilter = \"trace\"\n[tls]\ncert_file = \"proxy.pem\"\nkey_file = \"proxy-key.pem\"\n{}",
+        clusters_toml(&origin, &target, "").replace(
+            "[clusters.target.tls]",
+            &format!("username = \"proxy\"\npassword = \"{cluster_pw}\"\n[clusters.target.tls]")
+        )
+    );
+    let file = pki.dir.join("cutover.toml");
+    std::fs::write(&file, toml).unwrap();
+    let p = spawn_proxy(&file).await;
+    let to = pki.to("127.0.0.1", None);
+    let mut c = Client::connect_tls(p.addr, 4, None, Some(("app", client_pw)), Some(&to))
+        .await
+        .expect("the client's login, checked by the origin");
+    c.query(
+        "CREATE KEYSPACE s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    )
+    .await
+    .expect("a schema change reaches the target with the proxy's own login");
+    assert!(
+        Client::connect_tls(p.addr, 4, None, Some(("app", wrong_pw)), Some(&to))
+            .await
+            .is_err(),
+        "a wrong password is refused"
+    );
+    let admin: std::net::SocketAddr = {
+        let out = std::fs::read_to_string(&p.out).unwrap();
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("admin listening on http://"))
+            .unwrap();
+        line.trim().parse().unwrap()
+    };
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+        s.write_all(format!("GET /v1/policy HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    drop(c);
+    let printed = p.stop().await;
+    assert!(
+        printed.matches("TRACE").count() > 20,
+        "the run did not log at trace level: {} bytes",
+        printed.len()
+    );
+    for secret in [client_pw, cluster_pw, wrong_pw, token] {
+        assert!(
+            !printed.contains(secret),
+            "`{secret}` is in the proxy's output"
+        );
+    }
+    let key = std::fs::read_to_string(&proxy_cert.key).unwrap();
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !printed.contains(line),
+            "a line of the private key is in the proxy's output"
+        );
+    }
+    origin.shutdown().await;
+    target.shutdown().await;
+}

@@ -26,6 +26,29 @@ pub use route_file::{
 };
 pub use units::{parse_duration, parse_size, ByteSize, ConfigDuration};
 
+/// A password or token: read from the config (or `CUTOVER_*`) as a string,
+/// never shown by `Debug` (so never in a log line at any level).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for where it is used (a login, a comparison).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
 /// Every problem found in a config, each a sentence a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", messages(.0).join("\n  - "))]
@@ -160,7 +183,7 @@ pub struct ClusterConfig {
     /// Client traffic goes to this data center's nodes (all nodes when unset).
     pub local_datacenter: Option<String>,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub connect_timeout: ConfigDuration,
     pub request_timeout: ConfigDuration,
     pub heartbeat_interval: ConfigDuration,
@@ -500,7 +523,7 @@ pub struct Config {
     pub admin_tls: Option<crate::tls::ListenerTls>,
     /// Bearer token for the admin API; required when `admin` is not a
     /// loopback address.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     pub ddl: DdlMode,
     /// Threads client connections are served on, each a single-threaded
     /// runtime owning its connections; 0: one per core.

@@ -126,7 +126,7 @@ fn environment_overrides_every_level() {
         ["10.0.0.1:9042", "10.0.0.2:9042"]
     );
     assert_eq!(
-        c.clusters["origin"].password.as_deref(),
+        c.clusters["origin"].password.as_ref().map(|p| p.expose()),
         Some("0123"),
         "digits stay a string"
     );

@@ -189,7 +189,12 @@ impl Config {
             ));
         }
         if let Some(a) = self.admin {
-            if !a.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
+            if !a.ip().is_loopback()
+                && self
+                    .admin_token
+                    .as_ref()
+                    .is_none_or(|t| t.expose().is_empty())
+            {
                 p.push(format!("`admin` is {a}, not a loopback address: set `admin_token` (or CUTOVER_ADMIN_TOKEN) so the admin API requires it").into());
             }
         }

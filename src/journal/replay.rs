@@ -106,10 +106,15 @@ impl Sender {
         let cfg = &cluster.config;
         let opts = ConnectOptions {
             version,
-            credentials: cfg
-                .username
-                .clone()
-                .map(|u| (u, cfg.password.clone().unwrap_or_default())),
+            credentials: cfg.username.clone().map(|u| {
+                (
+                    u,
+                    cfg.password
+                        .as_ref()
+                        .map(|p| p.expose().to_string())
+                        .unwrap_or_default(),
+                )
+            }),
             keyspace,
             connect_timeout: cfg.connect_timeout.0,
             heartbeat_interval: Some(cfg.heartbeat_interval.0),

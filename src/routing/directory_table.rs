@@ -192,10 +192,15 @@ async fn poll(
 
 async fn connect(cluster: &Cluster) -> Result<Client, String> {
     let cfg = &cluster.config;
-    let credentials = cfg
-        .username
-        .as_deref()
-        .map(|u| (u, cfg.password.as_deref().unwrap_or_default()));
+    let credentials = cfg.username.as_deref().map(|u| {
+        (
+            u,
+            cfg.password
+                .as_ref()
+                .map(|p| p.expose())
+                .unwrap_or_default(),
+        )
+    });
     let mut last = String::from("no node to connect to");
     for node in cluster.candidates() {
         match tokio::time::timeout(

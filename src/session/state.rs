@@ -107,9 +107,15 @@ impl SessionState {
             credentials: if id == self.proxy.auth_cluster() {
                 self.client_credentials.lock().clone()
             } else {
-                cfg.username
-                    .clone()
-                    .map(|u| (u, cfg.password.clone().unwrap_or_default()))
+                cfg.username.clone().map(|u| {
+                    (
+                        u,
+                        cfg.password
+                            .as_ref()
+                            .map(|p| p.expose().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
             },
             keyspace: self.keyspace(),
             connect_timeout: cfg.connect_timeout.0,

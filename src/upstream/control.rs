@@ -150,10 +150,15 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let cfg = &cluster.config;
-    let credentials = cfg
-        .username
-        .clone()
-        .map(|u| (u, cfg.password.clone().unwrap_or_default()));
+    let credentials = cfg.username.clone().map(|u| {
+        (
+            u,
+            cfg.password
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default(),
+        )
+    });
     watch(cluster, index, schema, credentials, stop).await;
     cluster.first_round_over();
 }

@@ -238,10 +238,11 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// Whether `first`, a client's first byte, starts a CQL frame (a request's
-/// version byte) rather than a TLS record (0x16, a handshake).
+/// Whether `first`, a client's first byte, cannot start a TLS handshake
+/// (a record of type 0x16): a plain CQL client (whatever version byte it
+/// tries, DSE's included), or something else that is not TLS.
 fn is_cql(first: u8) -> bool {
-    crate::frame::SUPPORTED_VERSIONS.contains(&first) || (1..=2).contains(&first)
+    first != 0x16
 }
 
 /// The TLS handshake with a client, within `limits.handshake_timeout`. A

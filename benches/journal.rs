@@ -251,6 +251,7 @@ fn main() {
         ] {
             let (m, (before, after)) = rt.block_on(load::run(
                 p.addr,
+                None,
                 Workload::Insert,
                 Mode::Closed { depth: 32 },
                 2,

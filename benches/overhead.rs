@@ -5,9 +5,11 @@
 //!
 //! Every process is separate and on loopback: two embedded nodes, a minimal
 //! TCP byte relay (this binary re-run as `relay`), cutover in `origin-only`
-//! (passthrough) and cutover in `dual-write`. One load generator on
-//! cutover's own codec (benches/support/load.rs) drives four scenarios the
-//! same way: direct (client → node), relay, passthrough, dual-write.
+//! (passthrough), the same over TLS from the client (tls-passthrough: the
+//! client leg is TLS 1.3, the node leg plain) and cutover in `dual-write`.
+//! One load generator on cutover's own codec (benches/support/load.rs)
+//! drives five scenarios the same way: direct (client → node), relay,
+//! passthrough, tls-passthrough, dual-write.
 //!
 //! Workloads: prepared INSERT of a ~100-byte row and prepared SELECT by
 //! key, closed loop at 64 in flight (throughput); then INSERT open loop at
@@ -46,6 +48,8 @@ struct Scenario<'a> {
     hop: Option<&'a Process>,
     /// The nodes this scenario's requests reach.
     nodes: Vec<&'a Process>,
+    /// The client leg is TLS.
+    tls: Option<cutover::client::TlsTo>,
 }
 
 #[derive(Clone)]
@@ -97,6 +101,9 @@ fn main() {
         load::create_schema(target.addr).await;
     });
     let passthrough = Process::proxy(origin.addr, target.addr, "origin-only");
+    let (tls_section, to_proxy) = bench_certificates();
+    let tls_passthrough =
+        Process::proxy_with(origin.addr, target.addr, "origin-only", "", &tls_section);
     let dual = Process::proxy(origin.addr, target.addr, "dual-write");
     let scenarios = [
         Scenario {
@@ -104,24 +111,35 @@ fn main() {
             addr: origin.addr,
             hop: None,
             nodes: vec![&origin],
+            tls: None,
         },
         Scenario {
             name: "relay",
             addr: relay.addr,
             hop: Some(&relay),
             nodes: vec![&origin],
+            tls: None,
         },
         Scenario {
             name: "passthrough",
             addr: passthrough.addr,
             hop: Some(&passthrough),
             nodes: vec![&origin],
+            tls: None,
+        },
+        Scenario {
+            name: "tls-passthrough",
+            addr: tls_passthrough.addr,
+            hop: Some(&tls_passthrough),
+            nodes: vec![&origin],
+            tls: Some(to_proxy),
         },
         Scenario {
             name: "dual-write",
             addr: dual.addr,
             hop: Some(&dual),
             nodes: vec![&origin, &target],
+            tls: None,
         },
     ];
     println!(
@@ -290,6 +308,7 @@ fn measure(
     };
     let (m, (before, after)) = rt.block_on(load::run(
         sc.addr,
+        sc.tls.as_ref(),
         workload,
         mode,
         CONNS,
@@ -327,7 +346,7 @@ fn measure(
 fn print_table(title: &str, rows: &[Row]) {
     println!("\n{title}");
     println!(
-        "  {:<12} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}",
+        "  {:<15} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}",
         "scenario",
         "ops/s",
         "errors",
@@ -346,7 +365,7 @@ fn print_table(title: &str, rows: &[Row]) {
     for r in rows {
         let l = r.latency;
         println!(
-            "  {:<12} {:>9.0} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9.2} {:>8} {:>9}",
+            "  {:<15} {:>9.0} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9.2} {:>8} {:>9}",
             r.scenario,
             r.ops_per_sec,
             r.errors,
@@ -402,7 +421,15 @@ fn goals(results: &[(String, Vec<Row>)], rss_with_idle_kib: u64, idle: usize) ->
     };
     for (title, rows) in &results[..2] {
         let w = title.split(',').next().unwrap();
-        let (relay, pass, dual) = (&rows[1], &rows[2], &rows[3]);
+        let (relay, pass, tls, dual) = (&rows[1], &rows[2], &rows[3], &rows[4]);
+        if let (Some(p), Some(t)) = (pass.hop_cpu_us, tls.hop_cpu_us) {
+            goal(
+                format!("{w}: tls-passthrough CPU/request ÷ passthrough's"),
+                t / p,
+                2.0,
+                "×",
+            );
+        }
         if let (Some(r), Some(p), Some(d)) = (relay.hop_cpu_us, pass.hop_cpu_us, dual.hop_cpu_us) {
             goal(
                 format!("{w}: passthrough CPU/request ÷ relay's (project: 1.5×)"),
@@ -448,6 +475,43 @@ fn goals(results: &[(String, Vec<Row>)], rss_with_idle_kib: u64, idle: usize) ->
 }
 
 /// The floor for any proxy hop: bytes copied both ways, nothing parsed.
+/// A CA and a certificate for 127.0.0.1, made for this run: the proxy's
+/// `[tls]` section, and what the load generator trusts.
+fn bench_certificates() -> (String, cutover::client::TlsTo) {
+    let dir = std::env::temp_dir().join(format!("cutover-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let (cert_file, key_file) = (dir.join("proxy.pem"), dir.join("proxy-key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(cutover::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (
+        format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert_file.display(),
+            key_file.display()
+        ),
+        cutover::client::TlsTo {
+            config: std::sync::Arc::new(config),
+            name: rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+        },
+    )
+}
+
 fn relay(target: SocketAddr) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -55,8 +55,8 @@ struct Conn {
     bodies: Vec<Bytes>,
 }
 
-async fn open(addr: SocketAddr, workload: Workload) -> Conn {
-    let mut c = Client::connect(addr, 4, None, None).await.unwrap();
+async fn open(addr: SocketAddr, workload: Workload, tls: Option<&cutover::client::TlsTo>) -> Conn {
+    let mut c = Client::connect_tls(addr, 4, None, None, tls).await.unwrap();
     let text = match workload {
         Workload::Insert => "INSERT INTO bench.kv (k, v) VALUES (?, ?)",
         Workload::Select => "SELECT v FROM bench.kv WHERE k = ?",
@@ -96,10 +96,13 @@ impl Measured {
     }
 }
 
-/// Runs `workload` against `addr` over `conns` connections: `warmup`, then
+/// Runs `workload` against `addr` (over TLS when `tls` is given) over
+/// `conns` connections: `warmup`, then
 /// the measured `window`, during which `during` is awaited (to sample CPU).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<F, Fut>(
     addr: SocketAddr,
+    tls: Option<&cutover::client::TlsTo>,
     workload: Workload,
     mode: Mode,
     conns: usize,
@@ -113,7 +116,7 @@ where
 {
     let mut opened = Vec::new();
     for _ in 0..conns {
-        opened.push(open(addr, workload).await);
+        opened.push(open(addr, workload, tls).await);
     }
     let start = Instant::now();
     let measure_from = start + warmup;

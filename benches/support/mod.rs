@@ -80,23 +80,37 @@ impl Process {
         route: &str,
         extra: &str,
     ) -> Process {
+        Process::proxy_limited(origin, target, phase, route, extra, 5000)
+    }
+
+    /// As `proxy_with`, serving at most `max_clients` client connections.
+    pub fn proxy_limited(
+        origin: SocketAddr,
+        target: SocketAddr,
+        phase: &str,
+        route: &str,
+        extra: &str,
+        max_clients: usize,
+    ) -> Process {
         let dir = std::env::temp_dir().join(format!("cutover-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let custom = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            (route, extra).hash(&mut h);
+            (route, extra, max_clients).hash(&mut h);
             h.finish()
         };
-        let cfg = dir.join(if route.is_empty() && extra.is_empty() {
-            format!("{phase}.toml")
-        } else {
-            format!("{phase}-{custom:x}.toml")
-        });
+        let cfg = dir.join(
+            if route.is_empty() && extra.is_empty() && max_clients == 5000 {
+                format!("{phase}.toml")
+            } else {
+                format!("{phase}-{custom:x}.toml")
+            },
+        );
         std::fs::write(
             &cfg,
             format!(
-                "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[limits]\nmax_client_connections = 5000\n\
+                "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[limits]\nmax_client_connections = {max_clients}\n\
                  [clusters.origin]\ncontact_points = [\"{origin}\"]\n[clusters.target]\ncontact_points = [\"{target}\"]\n\
                  [route]\nphase = \"{phase}\"\n{route}\n{extra}\n"
             ),

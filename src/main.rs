@@ -60,6 +60,8 @@ enum Command {
         /// Bearer token (default: $CUTOVER_ADMIN_TOKEN).
         #[arg(long)]
         token: Option<String>,
+        #[command(flatten)]
+        tls: AdminTlsArgs,
         #[command(subcommand)]
         action: TenantAction,
     },
@@ -72,6 +74,8 @@ enum Command {
         /// Bearer token (default: $CUTOVER_ADMIN_TOKEN).
         #[arg(long)]
         token: Option<String>,
+        #[command(flatten)]
+        tls: AdminTlsArgs,
         #[command(subcommand)]
         action: PolicyAction,
     },
@@ -161,6 +165,45 @@ enum Command {
     },
 }
 
+/// HTTPS towards an admin API served with `[admin_tls]`.
+#[derive(clap::Args, Clone, Default)]
+struct AdminTlsArgs {
+    /// Speak HTTPS to the admin API, trusting these CAs (PEM); its
+    /// certificate must name the admin address's IP.
+    #[arg(long, value_name = "FILE")]
+    admin_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM), when the admin API verifies clients.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "admin_key",
+        requires = "admin_ca"
+    )]
+    admin_cert: Option<std::path::PathBuf>,
+    /// The key of --admin-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "admin_cert")]
+    admin_key: Option<std::path::PathBuf>,
+}
+
+impl AdminTlsArgs {
+    fn to(&self, admin: SocketAddr) -> Result<Option<cutover::client::TlsTo>> {
+        let Some(ca) = &self.admin_ca else {
+            return Ok(None);
+        };
+        let config = cutover::tls::client_config(&cutover::tls::ClusterTls {
+            ca_file: Some(ca.clone()),
+            cert_file: self.admin_cert.clone(),
+            key_file: self.admin_key.clone(),
+            ..Default::default()
+        })
+        .map_err(|e| anyhow::anyhow!("--admin-ca: {e}"))?;
+        Ok(Some(cutover::client::TlsTo {
+            config,
+            name: rustls::pki_types::ServerName::IpAddress(admin.ip().into()),
+        }))
+    }
+}
+
 #[derive(Subcommand)]
 enum PolicyAction {
     /// The policy in force and where each field of the route comes from.
@@ -225,7 +268,7 @@ enum TenantAction {
 
 /// `cutover tenants ...`: one admin API call; its JSON answer on stdout,
 /// its errors on stderr with exit status 1.
-async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction) -> Result<()> {
+async fn tenants(admin: Admin, action: TenantAction) -> Result<()> {
     let fleet = |f: bool| if f { "?fleet=true" } else { "" };
     let (method, path, body) = match action {
         TenantAction::List => ("GET", "/v1/tenants".to_string(), None),
@@ -266,11 +309,11 @@ async fn tenants(admin: SocketAddr, token: Option<String>, action: TenantAction)
             ("DELETE", format!("/v1/tenants/{tenant}{}", fleet(f)), None)
         }
     };
-    admin_call(admin, token, method, &path, body).await
+    admin_call(&admin, method, &path, body).await
 }
 
 /// `cutover policy ...`: one admin API call, as `tenants`.
-async fn policy(admin: SocketAddr, token: Option<String>, action: PolicyAction) -> Result<()> {
+async fn policy(admin: Admin, action: PolicyAction) -> Result<()> {
     let (method, path, body) = match action {
         PolicyAction::Show => ("GET", "/v1/policy".to_string(), None),
         PolicyAction::Set {
@@ -313,25 +356,36 @@ async fn policy(admin: SocketAddr, token: Option<String>, action: PolicyAction) 
             )
         }
     };
-    admin_call(admin, token, method, &path, body).await
+    admin_call(&admin, method, &path, body).await
 }
 
 /// One admin API call: its JSON answer on stdout, or its errors on stderr
 /// with exit status 1.
-async fn admin_call(
-    admin: SocketAddr,
+/// Where the admin CLI commands send their call.
+struct Admin {
+    addr: SocketAddr,
     token: Option<String>,
-    method: &str,
-    path: &str,
-    body: Option<String>,
-) -> Result<()> {
-    let token = token.or_else(|| std::env::var("CUTOVER_ADMIN_TOKEN").ok());
+    tls: Option<cutover::client::TlsTo>,
+}
+
+impl Admin {
+    fn new(addr: SocketAddr, token: Option<String>, tls: &AdminTlsArgs) -> Result<Admin> {
+        Ok(Admin {
+            addr,
+            token: token.or_else(|| std::env::var("CUTOVER_ADMIN_TOKEN").ok()),
+            tls: tls.to(addr)?,
+        })
+    }
+}
+
+async fn admin_call(admin: &Admin, method: &str, path: &str, body: Option<String>) -> Result<()> {
     let (status, answer) = cutover::admin::client::request(
-        admin,
+        admin.addr,
+        admin.tls.as_ref(),
         method,
         path,
         body.as_deref(),
-        token.as_deref(),
+        admin.token.as_deref(),
         std::time::Duration::from_secs(120),
     )
     .await
@@ -518,13 +572,15 @@ async fn main() -> Result<()> {
         Command::Tenants {
             admin,
             token,
+            tls,
             action,
-        } => tenants(admin, token, action).await?,
+        } => tenants(Admin::new(admin, token, &tls)?, action).await?,
         Command::Policy {
             admin,
             token,
+            tls,
             action,
-        } => policy(admin, token, action).await?,
+        } => policy(Admin::new(admin, token, &tls)?, action).await?,
         Command::Replay {
             journal,
             config,
@@ -668,6 +724,7 @@ async fn main() -> Result<()> {
                     key_file,
                     client_ca_file: tls_client_ca,
                     plaintext_listen: None,
+                    ca_file: None,
                 };
                 cfg.tls =
                     Some(cutover::tls::server_config(&t).map_err(|e| anyhow::anyhow!("{e}"))?);

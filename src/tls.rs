@@ -36,6 +36,9 @@ pub struct ListenerTls {
     /// A second client listener without TLS (`[tls]` only), so that
     /// applications move to TLS one at a time.
     pub plaintext_listen: Option<SocketAddr>,
+    /// `[admin_tls]` only: the CAs the other instances' admin certificates
+    /// chain to, for `?fleet=true` calls (the system's roots when unset).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// TLS towards one cluster (`[clusters.NAME.tls]`).
@@ -67,9 +70,25 @@ impl ListenerTls {
         for p in [&mut self.cert_file, &mut self.key_file] {
             *p = beside(dir, p);
         }
-        if let Some(p) = &mut self.client_ca_file {
+        for p in [&mut self.client_ca_file, &mut self.ca_file]
+            .into_iter()
+            .flatten()
+        {
             *p = beside(dir, p);
         }
+    }
+
+    /// How this instance reaches the other instances' admin APIs (they
+    /// share its `[admin_tls]`): trusting `ca_file`, and presenting its own
+    /// certificate when they verify clients (`client_ca_file`).
+    pub fn peer_config(&self) -> Result<Arc<ClientConfig>, String> {
+        client_config(&ClusterTls {
+            ca_file: self.ca_file.clone(),
+            server_name: None,
+            cert_file: self.client_ca_file.as_ref().map(|_| self.cert_file.clone()),
+            key_file: self.client_ca_file.as_ref().map(|_| self.key_file.clone()),
+            insecure_skip_verify: false,
+        })
     }
 }
 

@@ -691,3 +691,122 @@ async fn a_trace_level_run_shows_no_secret() {
     origin.shutdown().await;
     target.shutdown().await;
 }
+
+/// `[admin_tls]`: the admin API answers HTTPS (and not plain HTTP), the CLI
+/// reaches it with `--admin-ca`, and a `?fleet=true` change reaches the
+/// other instance over TLS too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_over_tls_serves_the_cli_and_the_fleet() {
+    let pki = Pki::new("admin");
+    pki.issue("admin", &["127.0.0.1"]);
+    let origin = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let target = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (cql, admin) = ([free(), free()], [free(), free()]);
+    let mut proxies = Vec::new();
+    let mut stops = Vec::new();
+    for i in 0..2 {
+        let toml = format!(
+            "listen = \"{}\"\nadmin = \"{}\"\n[admin_tls]\ncert_file = \"admin.pem\"\nkey_file = \"admin-key.pem\"\nca_file = \"ca.pem\"\n\
+             [topology]\ninstances = [\"{}\", \"{}\"]\nadmin_instances = [\"{}\", \"{}\"]\nindex = {i}\n\
+             [clusters.origin]\ncontact_points = [\"{}\"]\n[clusters.target]\ncontact_points = [\"{}\"]\n",
+            cql[i], admin[i], cql[0], cql[1], admin[0], admin[1], origin.addr, target.addr
+        );
+        let file = pki.dir.join(format!("cutover-{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let cfg = Config::load(&file, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let p = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        cutover::admin::serve(
+            p.proxy.clone(),
+            cutover::admin::AdminOptions {
+                addr: admin[i],
+                token: None,
+                set_log_filter: None,
+            },
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        proxies.push(p);
+        stops.push(stop);
+    }
+    let call = |i: usize, method: &'static str, path: &'static str, body: Option<&'static str>| {
+        let tls = pki.to("127.0.0.1", None);
+        let addr = admin[i];
+        async move {
+            cutover::admin::client::request(
+                addr,
+                Some(&tls),
+                method,
+                path,
+                body,
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+        }
+    };
+    let (status, _) = call(0, "GET", "/health/live", None).await.unwrap();
+    assert_eq!(status, 200, "HTTPS is served");
+    assert!(
+        !matches!(
+            cutover::admin::client::request(
+                admin[0],
+                None,
+                "GET",
+                "/health/live",
+                None,
+                None,
+                Duration::from_secs(5)
+            )
+            .await,
+            Ok((200, _))
+        ),
+        "plain HTTP is not served on an HTTPS admin port"
+    );
+    // The CLI, trusting the CA.
+    let (ok, out, err) = common::cutover_cli(vec![
+        "policy".into(),
+        "--admin".into(),
+        admin[1].to_string(),
+        "--admin-ca".into(),
+        pki.ca_file().display().to_string(),
+        "show".into(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("\"version\""), "{out}");
+    // A fleet change from instance 0 reaches instance 1 over TLS.
+    let (status, body) = call(
+        0,
+        "PUT",
+        "/v1/policy?fleet=true",
+        Some(r#"{"route": {"phase": "shadow-reads"}}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        proxies[1].proxy.policy().route.phase,
+        cutover::config::Phase::ShadowReads,
+        "the other instance took the change"
+    );
+    for s in stops {
+        s.cancel();
+    }
+    for p in proxies {
+        p.stop().await;
+    }
+    origin.shutdown().await;
+    target.shutdown().await;
+}

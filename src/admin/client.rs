@@ -1,15 +1,20 @@
 //! A minimal HTTP/1.1 client for the admin API: what `?fleet=true` uses to
 //! reach the other instances and what `cutover tenants` uses to reach one.
-//! Loopback or a private network, JSON bodies, one request per connection.
+//! Loopback or a private network, JSON bodies, one request per connection,
+//! over TLS when the admin API speaks it (`[admin_tls]`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Sends one request; the status code and the body.
+use crate::client::TlsTo;
+
+/// Sends one request (over TLS when `tls` is given); the status code and
+/// the body.
 pub async fn request(
     addr: SocketAddr,
+    tls: Option<&TlsTo>,
     method: &str,
     path: &str,
     body: Option<&str>,
@@ -17,9 +22,34 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<(u16, String), String> {
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
+        let s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
+        match tls {
+            None => exchange(s, addr, method, path, body, token).await,
+            Some(t) => {
+                let s = tokio_rustls::TlsConnector::from(t.config.clone())
+                    .connect(t.name.clone(), s)
+                    .await
+                    .map_err(|e| format!("TLS with the admin API at {addr}: {e}"))?;
+                exchange(s, addr, method, path, body, token).await
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("the admin API at {addr} did not answer within {timeout:?}"))?
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
+    {
         let body = body.unwrap_or("");
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -36,10 +66,7 @@ pub async fn request(
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         parse(&raw).ok_or_else(|| format!("{addr} answered something that is not HTTP"))
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("the admin API at {addr} did not answer within {timeout:?}"))?
+    }
 }
 
 fn parse(raw: &[u8]) -> Option<(u16, String)> {

@@ -570,9 +570,22 @@ async fn on_the_fleet(
         .map(|(_, addr)| {
             let (path, body) = (path.to_string(), body.clone());
             let token = s.token.clone();
+            // Over TLS when this instance's admin API speaks it (the others
+            // share its `[admin_tls]`), verifying each one's IP address.
+            let tls = s.proxy.config().admin_tls.as_ref().map(|t| {
+                t.peer_config().map(|config| crate::client::TlsTo {
+                    config,
+                    name: rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+                })
+            });
             async move {
+                let tls = match tls.transpose() {
+                    Ok(t) => t,
+                    Err(e) => return (*addr, Err(format!("admin_tls: {e}"))),
+                };
                 let r = client::request(
                     *addr,
+                    tls.as_ref(),
                     method,
                     &path,
                     body.as_deref(),

@@ -306,6 +306,9 @@ impl Config {
         {
             p.push("`admin_tls.plaintext_listen` is not a setting: the admin API has one listener (`admin`)".into());
         }
+        if self.tls.as_ref().is_some_and(|t| t.ca_file.is_some()) {
+            p.push("`tls.ca_file` is not a setting of the client listener: `tls.client_ca_file` names the CAs clients' certificates chain to".into());
+        }
         if self.admin_tls.is_some() && self.admin.is_none() {
             p.push(
                 "`admin_tls` is set but `admin` is not: there is no admin API to serve over TLS"

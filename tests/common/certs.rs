@@ -116,6 +116,7 @@ impl Pki {
             key_file: issued.key.clone(),
             client_ca_file: client_ca.map(Path::to_path_buf),
             plaintext_listen: None,
+            ca_file: None,
         })
         .unwrap()
     }

@@ -700,6 +700,53 @@ async fn main() -> Result<()> {
                 for d in &m.dropped {
                     println!("  {d}");
                 }
+                if let Some(t) = &c.tls {
+                    println!(
+                        "  TLS on {} (certificate {}{}){}",
+                        c.listen,
+                        t.cert_file.display(),
+                        t.client_ca_file
+                            .as_ref()
+                            .map(|ca| format!(
+                                "; clients must present a certificate {} signed",
+                                ca.display()
+                            ))
+                            .unwrap_or_default(),
+                        t.plaintext_listen
+                            .map(|a| format!("; plaintext listener {a}"))
+                            .unwrap_or_default()
+                    );
+                }
+                if let (Some(a), Some(t)) = (c.admin, &c.admin_tls) {
+                    println!(
+                        "  admin API over HTTPS on {a} (certificate {})",
+                        t.cert_file.display()
+                    );
+                }
+                for (name, cl) in &c.clusters {
+                    let Some(t) = &cl.tls else { continue };
+                    let verifying = if t.insecure_skip_verify {
+                        "verifying NOTHING (insecure_skip_verify)".to_string()
+                    } else {
+                        format!(
+                            "verifying {} against {}",
+                            t.server_name.clone().unwrap_or_else(|| {
+                                "each contact point's host (a discovered node's IP)".into()
+                            }),
+                            t.ca_file
+                                .as_ref()
+                                .map(|f| f.display().to_string())
+                                .unwrap_or_else(|| "the system's CAs".into())
+                        )
+                    };
+                    println!(
+                        "  clusters.{name}: TLS, {verifying}{}",
+                        t.cert_file
+                            .as_ref()
+                            .map(|f| format!(", client certificate {}", f.display()))
+                            .unwrap_or_default()
+                    );
+                }
             }
             Err(e) => {
                 eprintln!("{}: {e}", file.display());

@@ -810,3 +810,57 @@ async fn the_admin_api_over_tls_serves_the_cli_and_the_fleet() {
     origin.shutdown().await;
     target.shutdown().await;
 }
+
+/// The running proxy logs a cluster whose certificate names another host
+/// (once), and check-config shows the TLS set-up or names the file it
+/// cannot use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_mismatch_is_logged_and_check_config_shows_tls() {
+    let pki = Pki::new("logged");
+    let good = pki.issue("good", &["localhost"]);
+    let wrong = pki.issue("wrong", &["db.elsewhere.example"]);
+    pki.issue("proxy", &["127.0.0.1"]);
+    let origin = tls_node(&pki, &good, None).await;
+    let target = tls_node(&pki, &wrong, None).await;
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[tls]\ncert_file = \"proxy.pem\"\nkey_file = \"proxy-key.pem\"\n{}",
+        clusters_toml(&origin, &target, "")
+    );
+    let file = pki.dir.join("cutover.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let (ok, out, err) =
+        common::cutover_cli(vec!["check-config".into(), file.display().to_string()]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("TLS on 127.0.0.1:0 (certificate "), "{out}");
+    assert!(
+        out.contains("clusters.target: TLS, verifying each contact point's host"),
+        "{out}"
+    );
+    let p = spawn_proxy(&file).await;
+    let err_file = p.err.clone();
+    wait_for("the log line naming the target's certificate", || {
+        let log = std::fs::read_to_string(&err_file).unwrap_or_default();
+        std::future::ready(log.lines().any(|l| {
+            l.contains("no node of the cluster answers")
+                && l.contains("target")
+                && l.contains("not valid for name")
+        }))
+    })
+    .await;
+    p.stop().await;
+    // A key file that holds no key: check-config names it.
+    std::fs::write(
+        pki.dir.join("proxy-key.pem"),
+        "-----BEGIN CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (ok, out, err) =
+        common::cutover_cli(vec!["check-config".into(), file.display().to_string()]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("proxy-key.pem") && err.contains("no private key"),
+        "{err}"
+    );
+    origin.shutdown().await;
+    target.shutdown().await;
+}

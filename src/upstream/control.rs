@@ -216,7 +216,9 @@ async fn watch(
         }
         let Some(conn) = conn else {
             if let Some(e) = last_error {
-                if cluster.health.is_up() {
+                // Once when it goes down (or is down from the start), not
+                // at every retry.
+                if !cluster.health.is_down() {
                     tracing::warn!(cluster = %cluster.name, error = %e, "no node of the cluster answers");
                 }
                 cluster.health.set_down(format!("no node answers: {e}"));

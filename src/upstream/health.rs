@@ -62,6 +62,11 @@ impl ClusterHealth {
         self.state.lock().up == Some(true)
     }
 
+    /// Known down (not merely not tried yet).
+    pub fn is_down(&self) -> bool {
+        self.state.lock().up == Some(false)
+    }
+
     pub fn report(&self, name: &str, roles: Vec<String>, primary: bool) -> ClusterReport {
         let s = self.state.lock().clone();
         ClusterReport {

@@ -848,12 +848,9 @@ async fn a_name_mismatch_is_logged_and_check_config_shows_tls() {
     })
     .await;
     p.stop().await;
-    // A key file that holds no key: check-config names it.
-    std::fs::write(
-        pki.dir.join("proxy-key.pem"),
-        "-----BEGIN CERTIFICATE-----\n",
-    )
-    .unwrap();
+    // The certificate given as the key too (a usual slip): check-config
+    // names the file and what is wrong with it.
+    std::fs::copy(pki.dir.join("proxy.pem"), pki.dir.join("proxy-key.pem")).unwrap();
     let (ok, out, err) =
         common::cutover_cli(vec!["check-config".into(), file.display().to_string()]).await;
     assert!(!ok, "{out}");

@@ -355,10 +355,27 @@ async fn a_replaced_certificate_is_served_to_new_connections_and_old_ones_keep_w
     open.query("SELECT release_version FROM system.local")
         .await
         .expect("a connection opened before the change keeps working");
-    // A broken file is refused: the certificate in force stays.
+    // A broken file is refused by POST /v1/reload, which says so (the
+    // config naming it is refused too, as check-config would); the
+    // certificate in force stays.
     std::fs::write(t.pki.dir.join("proxy.pem"), "not a certificate").unwrap();
-    assert_eq!(t.proxy.proxy.reload_tls("the test").len(), 1);
+    let (admin, stop_admin) = common::serve_admin(&t.proxy, None, None).await;
+    let (status, body) = common::http(admin, "POST", "/v1/reload", None).await;
+    assert_eq!(status, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["errors"].to_string().contains("proxy.pem")
+            && v["tls_reloaded"].to_string().contains("tls"),
+        "{body}"
+    );
     assert_eq!(served_certificate(addr, pki).await, after);
+    // Mended, POST /v1/reload puts the mended one in force at once.
+    t.pki.issue("proxy", &["localhost", "127.0.0.1"]);
+    let mended = cutover::tls::read_certs(&t.pki.dir.join("proxy.pem")).unwrap()[0].to_vec();
+    let (status, body) = common::http(admin, "POST", "/v1/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_certificate(addr, pki).await, mended);
+    stop_admin.cancel();
     t.stop().await;
 }
 

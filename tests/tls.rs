@@ -878,3 +878,89 @@ async fn a_name_mismatch_is_logged_and_check_config_shows_tls() {
     origin.shutdown().await;
     target.shutdown().await;
 }
+
+/// A cluster that verifies its clients gets the proxy's client certificate
+/// (`clusters.NAME.tls.cert_file`/`key_file`); `insecure_skip_verify`
+/// reaches a node whose certificate names another host, and warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_verifies_clients_gets_the_proxys_certificate() {
+    let pki = Pki::new("cluster-mtls");
+    let node_cert = pki.issue("node", &["localhost"]);
+    let elsewhere = pki.issue("elsewhere", &["db.elsewhere.example"]);
+    pki.issue("proxy-client", &["proxy.example"]);
+    // The origin requires a client certificate the test CA signed.
+    let origin = tls_node(&pki, &node_cert, Some(&pki.ca_file())).await;
+    let target = tls_node(&pki, &elsewhere, None).await;
+    let start = |origin_extra: &str| {
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\n[clusters.origin]\ncontact_points = [\"localhost:{}\"]\n[clusters.origin.tls]\nca_file = \"ca.pem\"\n{origin_extra}\n\
+             [clusters.target]\ncontact_points = [\"localhost:{}\"]\n[clusters.target.tls]\ninsecure_skip_verify = true\n",
+            origin.addr.port(),
+            target.addr.port()
+        );
+        load(&pki, &toml)
+    };
+    // Without its certificate the origin refuses the proxy.
+    let (cfg, file) = start("");
+    let p = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
+    let refused = match Client::connect(p.addr, 4, None, None).await {
+        Err(e) => e.to_string(),
+        Ok(mut c) => match c.query("SELECT release_version FROM system.local").await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("the origin took a proxy without a client certificate"),
+        },
+    };
+    assert!(
+        refused.contains("origin") && refused.contains("CertificateRequired"),
+        "{refused}"
+    );
+    p.stop().await;
+    // With it, both clusters answer: a write lands on the origin (verified,
+    // with the client certificate) and on the target (not verified).
+    let (cfg, file) =
+        start("cert_file = \"proxy-client.pem\"\nkey_file = \"proxy-client-key.pem\"");
+    let p = cutover::proxy::start_from(cfg, Some(file)).await.unwrap();
+    let mut c = Client::connect(p.addr, 4, None, None).await.unwrap();
+    c.query(
+        "CREATE KEYSPACE c WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    )
+    .await
+    .unwrap();
+    c.query("CREATE TABLE c.t (k int PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query("INSERT INTO c.t (k) VALUES (1)").await.unwrap();
+    let a = c.query("SELECT count(*) FROM c.t").await.unwrap();
+    assert_eq!(count(&a, 4), 1);
+    let with_cert = cutover::client::TlsTo {
+        config: client_config_trusting(
+            &pki,
+            &Issued {
+                cert: pki.dir.join("proxy-client.pem"),
+                key: pki.dir.join("proxy-client-key.pem"),
+            },
+        ),
+        name: rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    };
+    let mut direct = Client::connect_tls(origin.addr, 4, None, None, Some(&with_cert))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&direct.query("SELECT count(*) FROM c.t").await.unwrap(), 4),
+        1
+    );
+    let to_target = cutover::client::TlsTo {
+        config: pki.client_config(None),
+        name: rustls::pki_types::ServerName::try_from("db.elsewhere.example").unwrap(),
+    };
+    let mut direct = Client::connect_tls(target.addr, 4, None, None, Some(&to_target))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&direct.query("SELECT count(*) FROM c.t").await.unwrap(), 4),
+        1
+    );
+    p.stop().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}

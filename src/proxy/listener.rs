@@ -201,33 +201,19 @@ pub(super) async fn accept_loop(
             peer,
             serve: Box::new(move |sock, peer| {
                 Box::pin(async move {
+                    let start = Start {
+                        proxy,
+                        peer,
+                        face,
+                        stop_accepting,
+                        close_all,
+                        tasks,
+                    };
                     match tls {
-                        None => {
-                            crate::session::ClientSession::new(
-                                proxy,
-                                sock,
-                                peer,
-                                face,
-                                stop_accepting,
-                                close_all,
-                                tasks,
-                            )
-                            .run()
-                            .await
-                        }
+                        None => start.serve(sock).await,
                         Some(config) => {
-                            if let Some(sock) = start_tls(&proxy, sock, peer, config).await {
-                                crate::session::ClientSession::new(
-                                    proxy,
-                                    sock,
-                                    peer,
-                                    face,
-                                    stop_accepting,
-                                    close_all,
-                                    tasks,
-                                )
-                                .run()
-                                .await
+                            if let Some(sock) = start_tls(&start.proxy, sock, peer, config).await {
+                                start.serve(sock).await
                             }
                         }
                     }
@@ -235,6 +221,32 @@ pub(super) async fn accept_loop(
                 })
             }),
         });
+    }
+}
+
+/// What a session needs beside its stream.
+struct Start {
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    face: Face,
+    stop_accepting: CancellationToken,
+    close_all: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Start {
+    async fn serve<S: crate::upstream::Stream>(self, sock: S) {
+        crate::session::ClientSession::new(
+            self.proxy,
+            sock,
+            self.peer,
+            self.face,
+            self.stop_accepting,
+            self.close_all,
+            self.tasks,
+        )
+        .run()
+        .await
     }
 }
 

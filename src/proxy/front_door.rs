@@ -176,6 +176,33 @@ pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, e:
     .await;
 }
 
+/// Client TLS starts that failed, and plaintext clients on a TLS port.
+#[derive(Default)]
+pub struct TlsCounts {
+    pub handshake_failures: AtomicU64,
+    pub plaintext_on_tls: AtomicU64,
+    /// When a failure was last logged (ms since the proxy's epoch): at most
+    /// one line a second, so that a scan cannot flood the log.
+    last_logged: AtomicU64,
+}
+
+impl TlsCounts {
+    pub fn log_failure(&self, peer: std::net::SocketAddr, error: &str) {
+        let now = crate::journal::unix_ms();
+        let last = self.last_logged.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .last_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%peer, error, "a client's TLS handshake failed (cutover_client_tls_handshake_failures_total counts them all)");
+        } else {
+            tracing::debug!(%peer, error, "a client's TLS handshake failed");
+        }
+    }
+}
+
 impl Collector for FrontDoor {
     fn collect(&self, out: &mut Exposition) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;

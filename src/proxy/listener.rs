@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,16 +22,7 @@ use tokio_util::task::TaskTracker;
 use super::{front_door, workers, Proxy};
 use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::tls::Reloading;
-
-/// Which listener a client came through: what it is shown in
-/// `system.local` / `system.peers` follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Face {
-    /// `listen`.
-    Main,
-    /// `tls.plaintext_listen`, beside a TLS `listen`.
-    Plaintext,
-}
+pub use crate::topology::Face;
 
 /// One bound listener.
 pub struct Listener {
@@ -108,33 +99,6 @@ impl Admission {
             _total: total,
             source: Some((ip, self.per_source.clone())),
         })
-    }
-}
-
-/// Client TLS starts that failed, and plaintext clients on a TLS port.
-#[derive(Default)]
-pub struct TlsCounts {
-    pub handshake_failures: AtomicU64,
-    pub plaintext_on_tls: AtomicU64,
-    /// When a failure was last logged (ms since the proxy's epoch): at most
-    /// one line a second, so that a scan cannot flood the log.
-    last_logged: AtomicU64,
-}
-
-impl TlsCounts {
-    fn log_failure(&self, peer: SocketAddr, error: &str) {
-        let now = crate::journal::unix_ms();
-        let last = self.last_logged.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1000
-            && self
-                .last_logged
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(%peer, error, "a client's TLS handshake failed (cutover_client_tls_handshake_failures_total counts them all)");
-        } else {
-            tracing::debug!(%peer, error, "a client's TLS handshake failed");
-        }
     }
 }
 

@@ -59,7 +59,7 @@ pub struct Proxy {
     pub(super) tls: Arc<crate::tls::TlsSet>,
     /// The admin API's TLS (`admin_tls`).
     pub(super) admin_tls: Option<Arc<crate::tls::Reloading<rustls::ServerConfig>>>,
-    pub(super) tls_counts: super::listener::TlsCounts,
+    pub(super) tls_counts: super::front_door::TlsCounts,
 }
 
 impl Proxy {
@@ -116,9 +116,9 @@ impl Proxy {
     }
 
     /// The proxy instances as clients of listener `face` see them.
-    pub fn topology_for(&self, face: super::Face) -> &TopologyView {
+    pub fn topology_for(&self, face: crate::topology::Face) -> &TopologyView {
         match (face, &self.plaintext_topology) {
-            (super::Face::Plaintext, Some(t)) => t,
+            (crate::topology::Face::Plaintext, Some(t)) => t,
             _ => &self.topology,
         }
     }

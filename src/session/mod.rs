@@ -39,7 +39,8 @@ use crate::frame::{CodecConfig, Compression, Frame, FrameCodec, FrameError, Opco
 use crate::metrics::{OpClass, Outcome};
 use crate::protocol::{ErrorCode, ErrorFrame};
 use crate::proxy::front_door::REQUEST_OVERHEAD_BYTES;
-use crate::proxy::{Face, Proxy};
+use crate::proxy::Proxy;
+use crate::topology::Face;
 
 /// A request read while the connection was at its in-flight limit, waiting
 /// its turn.

@@ -32,7 +32,7 @@ pub struct SessionState {
     pub proxy: Arc<Proxy>,
     pub version: u8,
     /// The listener the client came through.
-    pub face: crate::proxy::Face,
+    pub face: crate::topology::Face,
     pub(super) keyspace: Mutex<Option<String>>,
     pub(super) startup: Vec<(String, String)>,
     pub(super) upstreams: Mutex<HashMap<ClusterId, Arc<UpstreamConn>>>,

@@ -16,6 +16,16 @@ use crate::config;
 use crate::protocol::response::{self, Rows, RowsMetadata};
 use crate::protocol::ColumnType;
 
+/// Which listener a client came through: what it is shown in
+/// `system.local` / `system.peers` follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    /// `listen`.
+    Main,
+    /// `tls.plaintext_listen`, beside a TLS `listen`.
+    Plaintext,
+}
+
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub addr: SocketAddr,

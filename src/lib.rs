@@ -60,5 +60,6 @@ pub mod proxy;
 pub mod routing;
 pub mod session;
 pub mod tls;
+pub mod token;
 pub mod topology;
 pub mod upstream;

@@ -59,6 +59,9 @@ pub struct Relation {
     pub column: String,
     pub op: Op,
     pub value: RelValue,
+    /// `token(a, b) > ?`: the partition key columns named (and `column`
+    /// empty).
+    pub token: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +69,8 @@ pub enum Selector {
     Column(String),
     WriteTime(String),
     Ttl(String),
+    /// `token(a, b)`: the partition key's token.
+    Token(Vec<String>),
     Count,
 }
 

@@ -480,7 +480,7 @@ impl Planned {
                 "IN on the clustering key columns is not supported with conditional updates",
             ));
         }
-        let part = table.data.partitions.get(pk);
+        let part = table.data.partitions.get(&table.schema.keyed(pk.clone()));
         let row: Option<&Row> = match (part, target) {
             (Some(p), Target::Row(ck)) => p.rows.get(ck).filter(|r| r.is_live(p.deleted_at, now)),
             _ => None,
@@ -557,10 +557,11 @@ impl Planned {
             expires,
         };
         for (pk, target) in &self.targets {
+            let keyed = table.schema.keyed(pk.clone());
             let part = table
                 .data
                 .partitions
-                .entry(pk.clone())
+                .entry(keyed)
                 .or_insert_with(Partition::default);
             let pdel = part.deleted_at;
             match (&self.change, target) {

@@ -360,10 +360,36 @@ impl Parser {
         Ok(op)
     }
 
+    /// `(a, b)` after `token`: the columns named.
+    fn column_list(&mut self) -> R<Vec<String>> {
+        self.sym("(")?;
+        let mut cols = vec![self.ident()?];
+        while self.eat_sym(",") {
+            cols.push(self.ident()?);
+        }
+        self.sym(")")?;
+        Ok(cols)
+    }
+
     fn relation(&mut self) -> R<Relation> {
-        if self.is_kw("token") || self.is_sym("(") {
+        if self.is_kw("token") && self.peek_at(1) == Some(&Token::Sym("(")) {
+            self.i += 1;
+            let cols = self.column_list()?;
+            let op = self.op()?;
+            if !matches!(op, Op::Eq | Op::Lt | Op::Le | Op::Gt | Op::Ge) {
+                return Err(SyntaxError("token() takes =, <, <=, > or >=".into()));
+            }
+            let value = RelValue::One(self.term()?);
+            return Ok(Relation {
+                column: String::new(),
+                op,
+                value,
+                token: Some(cols),
+            });
+        }
+        if self.is_sym("(") {
             return Err(SyntaxError(
-                "token() and multi-column relations are not supported by the embedded node".into(),
+                "multi-column relations are not supported by the embedded node".into(),
             ));
         }
         let column = self.ident()?;
@@ -384,7 +410,12 @@ impl Parser {
         } else {
             RelValue::One(self.term()?)
         };
-        Ok(Relation { column, op, value })
+        Ok(Relation {
+            column,
+            op,
+            value,
+            token: None,
+        })
     }
 
     fn relations(&mut self) -> R<Vec<Relation>> {
@@ -435,6 +466,10 @@ impl Parser {
         if let Some(Token::Ident(w)) = self.peek().cloned() {
             if self.peek_at(1) == Some(&Token::Sym("(")) {
                 self.i += 2;
+                if w == "token" {
+                    self.i -= 1;
+                    return Ok(Selector::Token(self.column_list()?));
+                }
                 let s = match w.as_str() {
                     "writetime" => Selector::WriteTime(self.ident()?),
                     "ttl" => Selector::Ttl(self.ident()?),

@@ -92,6 +92,13 @@ impl Walker<'_> {
     }
 
     fn relation(&mut self, r: &Relation) -> Result<(), NodeError> {
+        if r.token.is_some() {
+            // Cassandra names a token() bound value `partition key token`.
+            if let RelValue::One(t) = &r.value {
+                self.term(t, "partition key token", &ColumnType::Bigint);
+            }
+            return Ok(());
+        }
         let typ = self.column_type(&r.column)?;
         let elem = match (r.op, &typ) {
             (Op::Contains, ColumnType::List(e) | ColumnType::Set(e)) => (**e).clone(),

@@ -91,6 +91,25 @@ impl TableSchema {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// The Murmur3 token of partition key `pk` (its values in partition
+    /// key order), as Cassandra computes it from their serialized bytes.
+    pub fn token(&self, pk: &[super::value::Value]) -> i64 {
+        let parts: Vec<Vec<u8>> = pk
+            .iter()
+            .zip(&self.partition_key)
+            .map(|(v, &i)| super::value::to_bytes(v, &self.columns[i].typ))
+            .collect();
+        crate::token::of_parts(parts.iter().map(Vec::as_slice))
+    }
+
+    /// `pk` with its token, as the table's partitions are keyed.
+    pub fn keyed(&self, pk: super::store::PartitionKey) -> super::store::Keyed {
+        super::store::Keyed {
+            token: self.token(&pk),
+            key: pk,
+        }
+    }
+
     pub fn is_counter_table(&self) -> bool {
         self.columns.iter().any(|c| c.typ == ColumnType::Counter)
     }

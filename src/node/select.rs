@@ -34,6 +34,11 @@ pub fn resolve_one(
     r: &Relation,
     binds: &Binds<'_>,
 ) -> Result<Restriction, NodeError> {
+    if r.token.is_some() {
+        return Err(NodeError::invalid(
+            "token() restrictions are only supported in a SELECT's WHERE clause",
+        ));
+    }
     let col = schema
         .column_index(&r.column)
         .ok_or_else(|| NodeError::invalid(format!("Undefined column name {}", r.column)))?;
@@ -201,6 +206,58 @@ enum Out {
     Column(usize),
     WriteTime(usize),
     Ttl(usize),
+    Token,
+}
+
+/// `token(cols)` must name the partition key, in order.
+fn check_token_columns(schema: &TableSchema, cols: &[String]) -> Result<(), NodeError> {
+    let pk: Vec<&str> = schema
+        .partition_key
+        .iter()
+        .map(|&i| schema.columns[i].name.as_str())
+        .collect();
+    if cols.iter().map(String::as_str).eq(pk.iter().copied()) {
+        Ok(())
+    } else {
+        Err(NodeError::invalid(format!(
+            "The token function arguments must be in the partition key order: {}",
+            pk.join(", ")
+        )))
+    }
+}
+
+/// The tokens `token(...)` restrictions leave, lowest and highest
+/// (inclusive); None when they leave none.
+fn token_bounds(
+    schema: &TableSchema,
+    rels: &[&Relation],
+    binds: &Binds<'_>,
+) -> Result<Option<(i64, i64)>, NodeError> {
+    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+    for r in rels {
+        check_token_columns(schema, r.token.as_deref().unwrap_or_default())?;
+        let RelValue::One(term) = &r.value else {
+            return Err(NodeError::invalid("token() takes one value"));
+        };
+        let t = match eval(term, &ColumnType::Bigint, binds)? {
+            Bound::Value(Value::Int(t)) => t,
+            _ => return Err(NodeError::invalid("Invalid null value for token()")),
+        };
+        let (l, h) = match r.op {
+            Op::Eq => (Some(t), Some(t)),
+            Op::Gt => (t.checked_add(1), Some(i64::MAX)),
+            Op::Ge => (Some(t), Some(i64::MAX)),
+            Op::Lt => (Some(i64::MIN), t.checked_sub(1)),
+            Op::Le => (Some(i64::MIN), Some(t)),
+            _ => return Err(NodeError::invalid("token() takes =, <, <=, > or >=")),
+        };
+        let (Some(l), Some(h)) = (l, h) else {
+            return Ok(None);
+        };
+        lo = lo.max(l);
+        hi = hi.min(h);
+    }
+    Ok((lo <= hi).then_some((lo, hi)))
 }
 
 /// The result columns of a selection (also the PREPARED result metadata).
@@ -276,6 +333,16 @@ fn projection(
                     },
                 ));
             }
+            Selector::Token(cols) => {
+                check_token_columns(schema, cols)?;
+                outs.push(Out::Token);
+                specs.push(spec(
+                    alias
+                        .clone()
+                        .unwrap_or_else(|| format!("system.token({})", cols.join(", "))),
+                    ColumnType::Bigint,
+                ));
+            }
             Selector::Count => {
                 count = true;
                 specs.push(spec(
@@ -297,7 +364,17 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
     let ks = keyspace_of(&s.table, ctx.keyspace)?;
     let table = db.table(ks, &s.table.name)?;
     let schema = &*table.schema;
-    let rs = resolve(schema, &s.relations, &ctx.binds)?;
+    let (token_rels, rels): (Vec<&Relation>, Vec<&Relation>) =
+        s.relations.iter().partition(|r| r.token.is_some());
+    let rs = rels
+        .iter()
+        .map(|r| resolve_one(schema, r, &ctx.binds))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tokens = if token_rels.is_empty() {
+        Some((i64::MIN, i64::MAX))
+    } else {
+        token_bounds(schema, &token_rels, &ctx.binds)?
+    };
     let (outs, specs, count) = projection(schema, s)?;
     let now = now_secs();
 
@@ -400,13 +477,39 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
     let mut hits: Vec<Hit<'_>> = Vec::new();
     let mut total: u64 = 0;
     let partitions: Box<dyn Iterator<Item = (&Vec<Value>, &Partition)>> = match &keys {
-        Some(ks) => Box::new(
-            ks.iter()
-                .filter_map(|k| table.data.partitions.get_key_value(k)),
-        ),
-        None => Box::new(table.data.partitions.iter()),
+        Some(ks) => Box::new(ks.iter().filter_map(|k| {
+            table
+                .data
+                .partitions
+                .get_key_value(&table.schema.keyed(k.clone()))
+                .map(|(k, p)| (&k.key, p))
+        })),
+        None => match tokens {
+            Some((lo, hi)) => Box::new(
+                table
+                    .data
+                    .partitions
+                    .range(
+                        super::store::Keyed {
+                            token: lo,
+                            key: Vec::new(),
+                        }..,
+                    )
+                    .take_while(move |(k, _)| k.token <= hi)
+                    .map(|(k, p)| (&k.key, p)),
+            ),
+            None => Box::new(std::iter::empty()),
+        },
+    };
+    // A pinned partition outside the token restriction is not selected.
+    let in_tokens = |pk: &Vec<Value>| {
+        token_rels.is_empty()
+            || tokens.is_some_and(|(lo, hi)| (lo..=hi).contains(&schema.token(pk)))
     };
     'outer: for (pk, part) in partitions {
+        if !in_tokens(pk) {
+            continue;
+        }
         if !pk_filter.iter().all(|r| {
             let ColumnKind::PartitionKey(p) = schema.columns[r.col].kind else {
                 return true;
@@ -521,6 +624,14 @@ pub fn select(db: &Db, s: &Select, ctx: &SelectCtx<'_>) -> Result<Bytes, NodeErr
                 Out::Ttl(i) => cell_of(schema, *i, h, now)
                     .and_then(|c| c.expires)
                     .map(|e| encode(&Value::Int((e - now).max(0)), &ColumnType::Int, &mut buf)),
+                Out::Token => {
+                    encode(
+                        &Value::Int(schema.token(h.pk)),
+                        &ColumnType::Bigint,
+                        &mut buf,
+                    );
+                    Some(())
+                }
             };
             put_cell(&mut body, present.map(|_| buf.as_slice()));
         }

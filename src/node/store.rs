@@ -1,8 +1,9 @@
 //! In-memory table data with last-write-wins cells, TTLs and tombstones.
 //!
-//! A table is a map of partitions (ordered by partition key), each with its
-//! static row and its clustered rows (ordered by clustering key, honouring
-//! DESC columns). Cells carry their write timestamp; a write only wins over a
+//! A table is a map of partitions ordered by token (Murmur3, as Cassandra
+//! orders them; then by key, for the rare tokens two keys share), each
+//! with its static row and its clustered rows (ordered by clustering key,
+//! honouring DESC columns). Cells carry their write timestamp; a write only wins over a
 //! cell or tombstone with a lower timestamp, as in Cassandra.
 
 use std::cmp::Ordering;
@@ -41,6 +42,13 @@ impl PartialOrd for KeyPart {
 
 pub type ClusteringKey = Vec<KeyPart>;
 pub type PartitionKey = Vec<Value>;
+
+/// A partition key with its token: the order partitions are kept in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Keyed {
+    pub token: i64,
+    pub key: PartitionKey,
+}
 
 /// Timestamps are microseconds; i64::MIN means "never deleted".
 pub const NO_DELETION: i64 = i64::MIN;
@@ -199,7 +207,7 @@ impl Partition {
 
 #[derive(Debug, Clone, Default)]
 pub struct TableData {
-    pub partitions: BTreeMap<PartitionKey, Partition>,
+    pub partitions: BTreeMap<Keyed, Partition>,
 }
 
 pub fn now_secs() -> i64 {

@@ -80,7 +80,7 @@ impl Db {
         let part = t
             .data
             .partitions
-            .entry(pk)
+            .entry(schema.keyed(pk))
             .or_insert_with(Partition::default);
         let row = if ck.is_empty() && schema.clustering.is_empty() {
             part.rows.entry(Vec::new()).or_default()

@@ -267,7 +267,7 @@ fn encode_element(v: Option<&Value>, t: &ColumnType, out: &mut Vec<u8>) {
     }
 }
 
-#[cfg(test)]
+/// A value's serialized bytes (what a driver sends for it).
 pub fn to_bytes(v: &Value, t: &ColumnType) -> Vec<u8> {
     let mut out = Vec::new();
     encode(v, t, &mut out);

@@ -294,14 +294,18 @@ impl Node {
         skip_metadata: bool,
     ) -> Result<Outcome, NodeError> {
         let ks = st.keyspace.as_deref();
-        let binds = Binds {
-            values: &params.values,
+        // Named values go to the markers of the same name (a `?` marker is
+        // named after its column), as Cassandra matches them.
+        let by_name;
+        let values: &[RawValue] = match &params.names {
+            None => &params.values,
+            Some(names) => {
+                let meta = prepare::metadata(&self.db.read(), parsed, ks)?;
+                by_name = values_by_name(&meta.binds, names, &params.values)?;
+                &by_name
+            }
         };
-        if params.names.is_some() {
-            return Err(NodeError::invalid(
-                "Named bind values are not supported by the embedded node",
-            ));
-        }
+        let binds = Binds { values };
         let void = || Ok(Outcome::Body(response::void()));
         match &parsed.statement {
             Statement::Select(s) => {
@@ -559,4 +563,24 @@ impl Node {
         self.next_conn
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// `values`, sent with `names`, in the order of the statement's markers.
+fn values_by_name(
+    binds: &[crate::protocol::response::ColumnSpec],
+    names: &[String],
+    values: &[RawValue],
+) -> Result<Vec<RawValue>, NodeError> {
+    binds
+        .iter()
+        .map(|b| {
+            names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(&b.name))
+                .and_then(|i| values.get(i).cloned())
+                .ok_or_else(|| {
+                    NodeError::invalid(format!("Missing value for named bind variable {}", b.name))
+                })
+        })
+        .collect()
 }

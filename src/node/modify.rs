@@ -623,16 +623,16 @@ impl Planned {
                                     }
                                 };
                                 // A counter keeps no TTL; its cell takes the new total.
-                                let cell = if c.typ == ColumnType::Counter {
-                                    Cell {
+                                if c.typ == ColumnType::Counter {
+                                    let total = Cell {
                                         value: new,
                                         ts: self.ts,
                                         expires: None,
-                                    }
+                                    };
+                                    row.write_counter(c.slot, total, pdel);
                                 } else {
-                                    cell(empty_to_none(new))
-                                };
-                                row.write(c.slot, cell, pdel);
+                                    row.write(c.slot, cell(empty_to_none(new)), pdel);
+                                }
                             }
                         }
                         Change::Delete(cols) => {

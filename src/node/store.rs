@@ -148,6 +148,19 @@ impl Row {
         }
     }
 
+    /// A counter's new total: counters add up, they are not settled by
+    /// write time, so it replaces the cell whatever its timestamp (two
+    /// updates in one batch share one), unless a deletion shadows it.
+    pub fn write_counter(&mut self, slot: usize, cell: Cell, outer_deleted_at: i64) {
+        if cell.ts <= self.deleted_at.max(outer_deleted_at) {
+            return;
+        }
+        if self.cells.len() <= slot {
+            self.cells.resize(slot + 1, None);
+        }
+        self.cells[slot] = Some(cell);
+    }
+
     pub fn mark(&mut self, l: Liveness) {
         match self.marker {
             Some(m) if m.ts > l.ts => {}

@@ -136,6 +136,36 @@ async fn tokens_order_and_ranges_are_cassandras() {
     assert_eq!(seen.len(), 1000, "each row in exactly one range");
     assert_eq!(seen.iter().copied().collect::<BTreeSet<_>>().len(), 1000);
 
+    // system.size_estimates: the node's ranges, each with the partitions
+    // whose tokens fall in it, 1,000 in all.
+    let estimates: Vec<(String, String, i64, i64)> = s
+        .query_unpaged(
+            "SELECT range_start, range_end, partitions_count, mean_partition_size FROM system.size_estimates WHERE keyspace_name = 'tk' AND table_name = 'one'",
+            (),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows::<(String, String, i64, i64)>()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(estimates.len() > 1, "{estimates:?}");
+    let mut counted = 0;
+    for (start, end, n, size) in &estimates {
+        let (start, end): (i64, i64) = (start.parse().unwrap(), end.parse().unwrap());
+        let last = if end == i64::MIN { i64::MAX } else { end };
+        let here = rows
+            .iter()
+            .filter(|(t, _)| *t > start && *t <= last)
+            .count() as i64;
+        assert_eq!(*n, here, "partitions in ({start}, {end}]");
+        assert!(*n == 0 || *size > 0);
+        counted += n;
+    }
+    assert_eq!(counted, 1000, "the ranges cover the ring once");
+
     // token(k) = t finds that partition; a range that excludes a pinned
     // partition leaves it out; token() on the wrong columns is refused.
     let (t, k) = rows[500];

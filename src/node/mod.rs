@@ -309,6 +309,10 @@ impl Node {
         let void = || Ok(Outcome::Body(response::void()));
         match &parsed.statement {
             Statement::Select(s) => {
+                let table_ks = s.table.keyspace.as_deref().or(ks);
+                if table_ks == Some("system") && s.table.name == "size_estimates" {
+                    self.db.write().refresh_size_estimates();
+                }
                 let ctx = SelectCtx {
                     keyspace: ks,
                     binds,

@@ -26,6 +26,7 @@ pub(super) const SYSTEM_TABLES: &[&str] = &[
     "CREATE TABLE system.local (key text PRIMARY KEY, bootstrapped text, broadcast_address inet, broadcast_port int, cluster_name text, cql_version text, data_center text, gossip_generation int, host_id uuid, listen_address inet, listen_port int, native_protocol_version text, partitioner text, rack text, release_version text, rpc_address inet, rpc_port int, schema_version uuid, tokens set<text>, truncated_at map<uuid, blob>)",
     "CREATE TABLE system.peers (peer inet PRIMARY KEY, data_center text, host_id uuid, preferred_ip inet, rack text, release_version text, rpc_address inet, schema_version uuid, tokens set<text>)",
     "CREATE TABLE system.peers_v2 (peer inet, peer_port int, data_center text, host_id uuid, native_address inet, native_port int, preferred_ip inet, preferred_port int, rack text, release_version text, schema_version uuid, tokens set<text>, PRIMARY KEY ((peer), peer_port))",
+    "CREATE TABLE system.size_estimates (keyspace_name text, table_name text, range_start text, range_end text, mean_partition_size bigint, partitions_count bigint, PRIMARY KEY ((keyspace_name), table_name, range_start, range_end))",
     "CREATE TABLE system_schema.keyspaces (keyspace_name text PRIMARY KEY, durable_writes boolean, replication frozen<map<text, text>>)",
     "CREATE TABLE system_schema.tables (keyspace_name text, table_name text, additional_write_policy text, bloom_filter_fp_chance double, caching frozen<map<text, text>>, cdc boolean, comment text, compaction frozen<map<text, text>>, compression frozen<map<text, text>>, crc_check_chance double, dclocal_read_repair_chance double, default_time_to_live int, extensions frozen<map<text, blob>>, flags frozen<set<text>>, gc_grace_seconds int, id uuid, max_index_interval int, memtable_flush_period_in_ms int, min_index_interval int, read_repair text, read_repair_chance double, speculative_retry text, PRIMARY KEY (keyspace_name, table_name))",
     "CREATE TABLE system_schema.columns (keyspace_name text, table_name text, column_name text, clustering_order text, column_name_bytes blob, kind text, position int, type text, PRIMARY KEY (keyspace_name, table_name, column_name))",
@@ -107,6 +108,94 @@ impl Db {
     }
 
     /// Replaces the peers this node reports.
+    /// `system.size_estimates` as this node's data stands: one row per user
+    /// table and local range (the ranges between this node's tokens, the
+    /// one that wraps split at the ring's minimum, as Cassandra records
+    /// them), with the partitions in that range and a mean partition size
+    /// estimated from its cells (16 bytes a cell, plus the key). Cassandra
+    /// refreshes these every few minutes; the node refreshes them whenever
+    /// they are read.
+    pub fn refresh_size_estimates(&mut self) {
+        let mut tokens: Vec<i64> = self
+            .identity
+            .tokens
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        // (start, end]: each range ends at one of the tokens; the wrapping
+        // one is (last, MIN] and (MIN, first].
+        let mut ranges: Vec<(i64, i64)> = tokens.windows(2).map(|w| (w[0], w[1])).collect();
+        match (tokens.first(), tokens.last()) {
+            (Some(&first), Some(&last)) => {
+                ranges.push((last, i64::MIN));
+                ranges.push((i64::MIN, first));
+            }
+            _ => ranges.push((i64::MIN, i64::MIN)),
+        }
+        let mut rows = Vec::new();
+        for ((ks, name), t) in &self.tables {
+            if super::schema::is_system_keyspace(ks) {
+                continue;
+            }
+            for &(start, end) in &ranges {
+                // An end of MIN is the ring's end (MAX); no partition has MIN.
+                let last = if end == i64::MIN { i64::MAX } else { end };
+                let (mut partitions, mut bytes) = (0i64, 0i64);
+                for (k, p) in t
+                    .data
+                    .partitions
+                    .range(
+                        super::store::Keyed {
+                            token: start,
+                            key: Vec::new(),
+                        }..,
+                    )
+                    .skip_while(|(k, _)| k.token == start)
+                    .take_while(|(k, _)| k.token <= last)
+                {
+                    partitions += 1;
+                    let cells: usize = p
+                        .rows
+                        .values()
+                        .map(|r| r.cells.iter().flatten().count())
+                        .sum::<usize>()
+                        + p.statics.cells.iter().flatten().count();
+                    bytes += 16 * (cells as i64 + k.key.len() as i64);
+                }
+                rows.push((ks.clone(), name.clone(), start, end, partitions, bytes));
+            }
+        }
+        if let Some(t) = self
+            .tables
+            .get_mut(&("system".to_string(), "size_estimates".to_string()))
+        {
+            t.data = TableData::default();
+        }
+        for (ks, name, start, end, partitions, bytes) in rows {
+            self.put(
+                "system",
+                "size_estimates",
+                vec![
+                    ("keyspace_name", Some(text(&ks))),
+                    ("table_name", Some(text(&name))),
+                    ("range_start", Some(text(&start.to_string()))),
+                    ("range_end", Some(text(&end.to_string()))),
+                    (
+                        "mean_partition_size",
+                        Some(Value::Int(if partitions > 0 {
+                            bytes / partitions
+                        } else {
+                            0
+                        })),
+                    ),
+                    ("partitions_count", Some(Value::Int(partitions))),
+                ],
+            );
+        }
+    }
+
     pub fn set_peers(&mut self, peers: Vec<PeerInfo>) {
         self.identity.peers = peers;
         self.refresh_system_tables();

@@ -57,6 +57,7 @@ pub mod node;
 pub mod pipeline;
 pub mod protocol;
 pub mod proxy;
+pub mod ranges;
 pub mod routing;
 pub mod session;
 pub mod tls;

@@ -11,6 +11,9 @@ use futures::TryStreamExt;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::unprepared::Statement;
 
+mod common;
+use common::Rows;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_order_and_ranges_are_cassandras() {
     let n = node::start(NodeConfig::new("127.0.0.1:0".parse().unwrap()))
@@ -79,12 +82,7 @@ async fn tokens_order_and_ranges_are_cassandras() {
         .query_unpaged("SELECT token(a, b), a, b FROM tk.two", ())
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows::<(i64, String, i32)>()
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .rows_vec::<(i64, String, i32)>();
     assert_eq!(two.len(), 1000);
     for (token, a, b) in &two {
         let theirs = insert_two
@@ -116,12 +114,7 @@ async fn tokens_order_and_ranges_are_cassandras() {
             .execute_unpaged(&range, (w[0], w[1]))
             .await
             .unwrap()
-            .into_rows_result()
-            .unwrap()
-            .rows::<(i32,)>()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+            .rows_vec::<(i32,)>();
         for (k,) in &part {
             let t = insert.calculate_token(&(k, "")).unwrap().unwrap().value();
             assert!(
@@ -145,12 +138,7 @@ async fn tokens_order_and_ranges_are_cassandras() {
         )
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows::<(String, String, i64, i64)>()
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .rows_vec::<(String, String, i64, i64)>();
     assert!(estimates.len() > 1, "{estimates:?}");
     let mut counted = 0;
     for (start, end, n, size) in &estimates {
@@ -173,12 +161,7 @@ async fn tokens_order_and_ranges_are_cassandras() {
         .query_unpaged(format!("SELECT k FROM tk.one WHERE token(k) = {t}"), ())
         .await
         .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows::<(i32,)>()
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .rows_vec::<(i32,)>();
     assert_eq!(one, vec![(k,)]);
     let none = s
         .query_unpaged(

@@ -881,7 +881,7 @@ async fn a_name_mismatch_is_logged_and_check_config_shows_tls() {
 
 /// A cluster that verifies its clients gets the proxy's client certificate
 /// (`clusters.NAME.tls.cert_file`/`key_file`); `insecure_skip_verify`
-/// reaches a node whose certificate names another host, and warns.
+/// reaches a node whose certificate names another host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_verifies_clients_gets_the_proxys_certificate() {
     let pki = Pki::new("cluster-mtls");

@@ -2,8 +2,12 @@
 //! with every cell's write time and remaining TTL kept, for moving a tenant
 //! between shards (read-only first, so nothing changes under the copy).
 //!
-//! Each table is read in pages with `WRITETIME` and `TTL` of every regular
-//! and static column, and each row is written back with one INSERT per
+//! Each table is read by token range (`src/ranges.rs`: from the source's
+//! `system.size_estimates`, else even splits), several ranges at once on
+//! workers with connections of their own, each range in pages with
+//! `WRITETIME` and `TTL` of every regular and static column; a finished
+//! range goes to the checkpoint file, so a stopped copy resumes. Each row
+//! is written back with one INSERT per
 //! group of cells that share a write time and TTL (`USING TIMESTAMP ? AND
 //! TTL ?`), values bound as the bytes the source returned: no value is
 //! decoded, so every type copies as it is. What cannot be kept is said in
@@ -12,8 +16,10 @@
 //! cell are written at the time of the copy; counter tables are skipped;
 //! tombstones are not copied.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -23,6 +29,7 @@ use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
+use crate::ranges::{even, from_estimates, Checkpoint, Estimate, Range, RING};
 
 /// What to copy, from where, to where.
 #[derive(Debug, Clone)]
@@ -38,7 +45,40 @@ pub struct CopyOptions {
     /// value). Tables without the column in their partition key are
     /// skipped.
     pub tenant: Option<(String, String)>,
+    /// Token ranges copied at once, each worker on connections of its own.
+    pub concurrency: usize,
+    /// Ranges per table when the source has no `system.size_estimates`
+    /// for it (else about `PARTITIONS_PER_RANGE` partitions a range).
+    pub splits: usize,
+    /// The file of finished ranges: a copy started again on it skips them.
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Rows read per second at most (0: no limit).
+    pub rate: u64,
+    /// Draw a progress bar (ranges, rows, rate, ETA) on stderr.
+    pub progress: bool,
 }
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            from: ([127, 0, 0, 1], 9042).into(),
+            to: Vec::new(),
+            keyspace: String::new(),
+            tables: Vec::new(),
+            credentials: None,
+            page_size: 1000,
+            tenant: None,
+            concurrency: 8,
+            splits: 64,
+            checkpoint: None,
+            rate: 0,
+            progress: false,
+        }
+    }
+}
+
+/// A range of about this many partitions, when the source estimates them.
+const PARTITIONS_PER_RANGE: u64 = 10_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TableReport {
@@ -46,6 +86,10 @@ pub struct TableReport {
     pub rows: u64,
     /// INSERTs written to each destination.
     pub inserts: u64,
+    /// Token ranges copied by this run, and ranges a checkpoint said an
+    /// earlier run had finished (not copied again).
+    pub ranges: u64,
+    pub ranges_already_done: u64,
     /// Why the table was skipped, or what of it could not be kept exactly.
     pub notes: Vec<String>,
 }
@@ -248,8 +292,59 @@ fn tenant_restriction(
     )))
 }
 
-/// Copies the keyspace's tables; the report says what was copied and what
-/// could not be kept exactly. Stops at the first failed read or write.
+/// What copying one table needs, shared by the workers.
+struct TablePlan {
+    name: String,
+    /// `"ks"."table"`.
+    full: String,
+    /// `SELECT <columns, WRITETIME and TTL of each cell> FROM <full>`.
+    select: String,
+    /// A tenant's ` WHERE ...`: the table is read whole, not by range.
+    restriction: Option<String>,
+    /// `token("a", "b")` of its partition key.
+    token: String,
+    keys: Vec<Column>,
+    cells: Vec<Column>,
+}
+
+/// Counts of one table, added to by every worker.
+#[derive(Default)]
+struct Counts {
+    rows: AtomicU64,
+    inserts: AtomicU64,
+    untimed: AtomicU64,
+    ranges: AtomicU64,
+}
+
+/// Rows read per second at most, over every worker.
+struct Pace {
+    started: std::time::Instant,
+    rate: u64,
+    rows: AtomicU64,
+}
+
+impl Pace {
+    /// Counts `n` rows read; waits while the reads are ahead of the rate.
+    async fn read(&self, n: u64) {
+        let total = self.rows.fetch_add(n, Ordering::Relaxed) + n;
+        if self.rate == 0 {
+            return;
+        }
+        let due = std::time::Duration::from_secs_f64(total as f64 / self.rate as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A table's share of the work: one token range (None: the whole table,
+/// for a tenant's rows).
+type Job = (usize, Option<Range>);
+
+/// Copies the keyspace's tables by token range, `concurrency` ranges at a
+/// time; the report says what was copied and what could not be kept
+/// exactly. Stops at the first failed read or write: the ranges finished
+/// before it are in the checkpoint, and a copy started again skips them.
 pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
     if o.to.is_empty() {
         return Err("no destination: give at least one --to".into());
@@ -270,46 +365,245 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
             ));
         }
     }
-    let mut destinations = Vec::new();
+    // Every destination answers before any work starts.
     for addr in &o.to {
-        destinations.push(Destination {
-            addr: *addr,
-            client: connect(*addr, o).await?,
-            prepared: HashMap::new(),
-        });
+        connect(*addr, o).await?;
     }
+    let checkpoint = match &o.checkpoint {
+        Some(path) => Some(
+            Checkpoint::open(path)
+                .map_err(|e| format!("cannot read the checkpoint {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut report = CopyReport {
         keyspace: o.keyspace.clone(),
         tables: Vec::new(),
     };
+    let mut plans = Vec::new();
+    let mut jobs: VecDeque<Job> = VecDeque::new();
     for (name, columns) in &tables {
         if !o.tables.is_empty() && !o.tables.contains(name) {
             continue;
         }
-        let r = copy_table(o, &mut source, &mut destinations, name, columns).await?;
+        let mut r = TableReport {
+            table: name.to_string(),
+            ..Default::default()
+        };
+        let Some(plan) = plan_table(o, name, columns, &mut r)? else {
+            report.tables.push(r);
+            continue;
+        };
+        let ranges: Vec<Option<Range>> = if plan.restriction.is_some() {
+            vec![None]
+        } else {
+            table_ranges(&mut source, o, name)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect()
+        };
+        let key = format!("{}.{name}", o.keyspace);
+        for range in ranges {
+            if checkpoint
+                .as_ref()
+                .is_some_and(|c| c.is_done(&key, range.unwrap_or(RING)))
+            {
+                r.ranges_already_done += 1;
+            } else {
+                jobs.push_back((plans.len(), range));
+            }
+        }
         report.tables.push(r);
+        plans.push(plan);
+    }
+    let counts: Arc<Vec<Counts>> = Arc::new(plans.iter().map(|_| Counts::default()).collect());
+    let bar = if o.progress {
+        let b = indicatif::ProgressBar::new(jobs.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ranges  ETA {eta}  {msg}",
+            )
+            .expect("a valid template"),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let shared = Arc::new(Shared {
+        o: o.clone(),
+        plans,
+        jobs: parking_lot::Mutex::new(jobs),
+        counts: counts.clone(),
+        checkpoint: checkpoint.map(parking_lot::Mutex::new),
+        pace: Pace {
+            started: std::time::Instant::now(),
+            rate: o.rate,
+            rows: AtomicU64::new(0),
+        },
+        stop: AtomicBool::new(false),
+        bar: bar.clone(),
+    });
+    let workers: Vec<_> = (0..o.concurrency.max(1))
+        .map(|_| tokio::spawn(worker(shared.clone())))
+        .collect();
+    let mut first_error = None;
+    for w in workers {
+        let r = w
+            .await
+            .unwrap_or_else(|e| Err(format!("a copy worker failed: {e}")));
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let mut i = 0;
+    for r in report.tables.iter_mut() {
+        if r.notes.iter().any(|n| n.starts_with("skipped")) {
+            continue;
+        }
+        let c = &counts[i];
+        i += 1;
+        r.rows = c.rows.load(Ordering::Relaxed);
+        r.inserts = c.inserts.load(Ordering::Relaxed);
+        r.ranges = c.ranges.load(Ordering::Relaxed);
+        let untimed = c.untimed.load(Ordering::Relaxed);
+        if untimed > 0 {
+            r.notes.push(format!(
+                "{untimed} row(s) with no regular cell were written at the time of the copy (a primary key has no WRITETIME)"
+            ));
+        }
     }
     Ok(report)
 }
 
-async fn copy_table(
-    o: &CopyOptions,
+/// What the workers share.
+struct Shared {
+    o: CopyOptions,
+    plans: Vec<TablePlan>,
+    jobs: parking_lot::Mutex<VecDeque<Job>>,
+    counts: Arc<Vec<Counts>>,
+    checkpoint: Option<parking_lot::Mutex<Checkpoint>>,
+    pace: Pace,
+    /// Set by the first failure: the others stop after their range.
+    stop: AtomicBool,
+    bar: indicatif::ProgressBar,
+}
+
+/// One worker: its own connections, ranges taken from the queue until it
+/// is empty or another worker failed.
+async fn worker(s: Arc<Shared>) -> Result<(), String> {
+    let run = async {
+        let mut source = connect(s.o.from, &s.o).await?;
+        let mut destinations = Vec::new();
+        for addr in &s.o.to {
+            destinations.push(Destination {
+                addr: *addr,
+                client: connect(*addr, &s.o).await?,
+                prepared: HashMap::new(),
+            });
+        }
+        loop {
+            if s.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let Some((t, range)) = s.jobs.lock().pop_front() else {
+                return Ok(());
+            };
+            let plan = &s.plans[t];
+            copy_range(
+                &s,
+                plan,
+                &s.counts[t],
+                range,
+                &mut source,
+                &mut destinations,
+            )
+            .await?;
+            if let Some(c) = &s.checkpoint {
+                let key = format!("{}.{}", s.o.keyspace, plan.name);
+                c.lock()
+                    .mark(&key, range.unwrap_or(RING))
+                    .map_err(|e| format!("cannot write the checkpoint: {e}"))?;
+            }
+            s.counts[t].ranges.fetch_add(1, Ordering::Relaxed);
+            s.bar.inc(1);
+            let rows: u64 = s
+                .counts
+                .iter()
+                .map(|c| c.rows.load(Ordering::Relaxed))
+                .sum();
+            s.bar.set_message(format!(
+                "{rows} rows  {:.0} rows/s",
+                rows as f64 / s.pace.started.elapsed().as_secs_f64().max(0.001)
+            ));
+        }
+    };
+    let r: Result<(), String> = run.await;
+    if r.is_err() {
+        s.stop.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
+/// The token ranges to read `table` in: about `PARTITIONS_PER_RANGE`
+/// partitions each from the source's `system.size_estimates`, else
+/// `splits` even ranges.
+async fn table_ranges(
     source: &mut Client,
-    destinations: &mut [Destination],
+    o: &CopyOptions,
+    table: &str,
+) -> Result<Vec<Range>, String> {
+    let q = format!(
+        "SELECT range_start, range_end, partitions_count FROM system.size_estimates WHERE keyspace_name = '{}' AND table_name = '{}'",
+        o.keyspace.replace('\'', "''"),
+        table.replace('\'', "''")
+    );
+    let estimates = match source.query(&q).await {
+        Ok(ResultBody::Rows(rows)) => rows
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let int = |b: &Option<Bytes>| {
+                    b.as_ref()
+                        .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+                        .map(i64::from_be_bytes)
+                };
+                Some(Estimate {
+                    start: text(cell(&rows, row, "range_start")).parse().ok()?,
+                    end: text(cell(&rows, row, "range_end")).parse().ok()?,
+                    partitions: int(cell(&rows, row, "partitions_count"))?.max(0) as u64,
+                })
+            })
+            .collect::<Vec<_>>(),
+        // A cluster without the table (or that refuses it): even splits.
+        _ => Vec::new(),
+    };
+    Ok(if estimates.is_empty() {
+        even(o.splits.max(1))
+    } else {
+        from_estimates(&estimates, PARTITIONS_PER_RANGE, o.splits.max(1))
+    })
+}
+
+/// How `name` is read and written, or None (and why, in `r`) when it is
+/// skipped.
+fn plan_table(
+    o: &CopyOptions,
     name: &str,
     columns: &[Column],
-) -> Result<TableReport, String> {
+    r: &mut TableReport,
+) -> Result<Option<TablePlan>, String> {
     let full = format!("{}.{}", quote(&o.keyspace), quote(name));
-    let mut r = TableReport {
-        table: name.to_string(),
-        ..Default::default()
-    };
     if columns.iter().any(|c| c.typ == "counter") {
         r.notes.push("skipped: counter tables cannot be written with INSERT; copy them with their own tool (e.g. by adding each count)".into());
-        return Ok(r);
+        return Ok(None);
     }
-    let keys: Vec<&Column> = columns.iter().filter(|c| c.is_key()).collect();
-    let cells: Vec<&Column> = columns.iter().filter(|c| !c.is_key()).collect();
+    let keys: Vec<Column> = columns.iter().filter(|c| c.is_key()).cloned().collect();
+    let cells: Vec<Column> = columns.iter().filter(|c| !c.is_key()).cloned().collect();
     let mut selectors: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
     for c in cells.iter().filter(|c| !c.multi_cell()) {
         selectors.push(format!("WRITETIME({})", quote(&c.name)));
@@ -318,24 +612,67 @@ async fn copy_table(
     if cells.iter().any(|c| c.multi_cell()) {
         r.notes.push("non-frozen collections have no WRITETIME: they take their row's newest write time and no TTL".into());
     }
-    let mut select = format!("SELECT {} FROM {full}", selectors.join(", "));
-    if let Some((column, value)) = &o.tenant {
-        match tenant_restriction(columns, column, value)? {
-            Some(restriction) => select.push_str(&restriction),
+    let restriction = match &o.tenant {
+        Some((column, value)) => match tenant_restriction(columns, column, value)? {
+            Some(restriction) => Some(restriction),
             None => {
                 r.notes.push(format!("skipped: {column} is not in its partition key, so its rows are not one tenant's (a shared table)"));
-                return Ok(r);
+                return Ok(None);
             }
-        }
-    }
+        },
+        None => None,
+    };
+    let token = format!(
+        "token({})",
+        keys.iter()
+            .filter(|k| k.kind == "partition_key")
+            .map(|k| quote(&k.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Some(TablePlan {
+        name: name.to_string(),
+        select: format!("SELECT {} FROM {full}", selectors.join(", ")),
+        full,
+        restriction,
+        token,
+        keys,
+        cells,
+    }))
+}
+
+/// Copies one range of one table (or, with a tenant's restriction, the
+/// tenant's rows of it), page by page.
+async fn copy_range(
+    s: &Shared,
+    plan: &TablePlan,
+    counts: &Counts,
+    range: Option<Range>,
+    source: &mut Client,
+    destinations: &mut [Destination],
+) -> Result<(), String> {
+    let o = &s.o;
+    let full = &plan.full;
+    let (select, values) = match (range, &plan.restriction) {
+        (Some(r), _) => (
+            format!("{} WHERE {t} > ? AND {t} <= ?", plan.select, t = plan.token),
+            vec![bigint(r.start), bigint(r.end)],
+        ),
+        (None, restriction) => (
+            format!("{}{}", plan.select, restriction.as_deref().unwrap_or("")),
+            Vec::new(),
+        ),
+    };
+    let keys: Vec<&Column> = plan.keys.iter().collect();
+    let cells: Vec<&Column> = plan.cells.iter().collect();
     let mut paging_state = None;
-    let mut untimed_rows = 0u64;
     // The write time of collections in rows without another cell.
     let copied_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
-    // Partitions whose static cells were written (they repeat on every row).
+    // Partitions whose static cells were written (they repeat on every
+    // row; a partition lies in one range).
     let mut statics_done: std::collections::HashSet<Vec<Option<Bytes>>> = Default::default();
     loop {
         let page = source
@@ -345,6 +682,7 @@ async fn copy_table(
                     consistency: consistency::ONE,
                     page_size: Some(o.page_size),
                     paging_state: paging_state.take(),
+                    values: values.clone(),
                     ..Default::default()
                 },
             )
@@ -353,8 +691,9 @@ async fn copy_table(
         let ResultBody::Rows(rows) = page else {
             return Err(format!("reading {full}: the source answered without rows"));
         };
+        s.pace.read(rows.rows.len() as u64).await;
         for row in &rows.rows {
-            r.rows += 1;
+            counts.rows.fetch_add(1, Ordering::Relaxed);
             let groups = group_cells(&rows, row, &cells, copied_at);
             let partition: Vec<Option<Bytes>> = keys
                 .iter()
@@ -379,14 +718,12 @@ async fn copy_table(
                 names.extend(group.iter().map(|c| c.name.clone()));
                 let mut values: Vec<RawValue> =
                     names.iter().map(|n| raw(cell(&rows, row, n))).collect();
-                values.push(RawValue::Bytes(Bytes::copy_from_slice(
-                    &timestamp.to_be_bytes(),
-                )));
+                values.push(bigint(timestamp));
                 values.push(RawValue::Bytes(Bytes::copy_from_slice(&ttl.to_be_bytes())));
                 for d in destinations.iter_mut() {
-                    d.insert(&full, names.clone(), true, values.clone()).await?;
+                    d.insert(full, names.clone(), true, values.clone()).await?;
                 }
-                r.inserts += 1;
+                counts.inserts.fetch_add(1, Ordering::Relaxed);
             }
             let whole_key = keys.iter().all(|k| cell(&rows, row, &k.name).is_some());
             let no_regular = cells
@@ -395,28 +732,25 @@ async fn copy_table(
                 .all(|c| cell(&rows, row, &c.name).is_none());
             if whole_key && no_regular {
                 // Only the primary key: its write time cannot be read.
-                untimed_rows += 1;
+                counts.untimed.fetch_add(1, Ordering::Relaxed);
                 let names: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();
                 let values: Vec<RawValue> =
                     names.iter().map(|n| raw(cell(&rows, row, n))).collect();
                 for d in destinations.iter_mut() {
-                    d.insert(&full, names.clone(), false, values.clone())
-                        .await?;
+                    d.insert(full, names.clone(), false, values.clone()).await?;
                 }
-                r.inserts += 1;
+                counts.inserts.fetch_add(1, Ordering::Relaxed);
             }
         }
         match rows.metadata.paging_state {
             Some(p) => paging_state = Some(p),
-            None => break,
+            None => return Ok(()),
         }
     }
-    if untimed_rows > 0 {
-        r.notes.push(format!(
-            "{untimed_rows} row(s) with no regular cell were written at the time of the copy (a primary key has no WRITETIME)"
-        ));
-    }
-    Ok(r)
+}
+
+fn bigint(n: i64) -> RawValue {
+    RawValue::Bytes(Bytes::copy_from_slice(&n.to_be_bytes()))
 }
 
 fn raw(b: &Option<Bytes>) -> RawValue {

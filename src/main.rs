@@ -104,6 +104,20 @@ enum Command {
         /// in their partition key are skipped.
         #[arg(long, value_name = "COLUMN=VALUE")]
         tenant: Option<String>,
+        /// Token ranges copied at once, each on connections of its own.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Ranges per table when the source has no system.size_estimates
+        /// for it (else about 10,000 partitions a range).
+        #[arg(long, default_value_t = 64)]
+        splits: usize,
+        /// A file of finished ranges: a copy started again on it copies
+        /// only what is left.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// Rows read per second at most (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Send a journal's pending async-secondary writes (no proxy may be
     /// running on it): to a config's clusters, or to one node.
@@ -638,6 +652,10 @@ async fn main() -> Result<()> {
             user,
             page_size,
             tenant,
+            concurrency,
+            splits,
+            checkpoint,
+            rate,
         } => {
             let started = std::time::Instant::now();
             let tenant = match tenant.as_deref().map(|t| t.split_once('=')) {
@@ -655,6 +673,11 @@ async fn main() -> Result<()> {
                 credentials: user.as_deref().map(parse_user).transpose()?,
                 page_size,
                 tenant,
+                concurrency,
+                splits,
+                checkpoint,
+                rate,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             match cutover::copy::copy(&o).await {
                 Ok(r) => {

@@ -76,6 +76,7 @@ async fn cells_keep_their_write_times_and_ttls() {
         credentials: None,
         page_size: 100,
         tenant: None,
+        ..CopyOptions::default()
     })
     .await
     .unwrap();
@@ -127,6 +128,7 @@ async fn cells_keep_their_write_times_and_ttls() {
         credentials: None,
         page_size: 100,
         tenant: None,
+        ..CopyOptions::default()
     })
     .await
     .unwrap_err();
@@ -168,6 +170,7 @@ async fn one_tenant_of_shared_tables_is_copied() {
         credentials: None,
         page_size: 100,
         tenant: Some(("tenant_id".into(), tenant.into())),
+        ..CopyOptions::default()
     };
     let report = copy(&options("wayne")).await.unwrap();
     let by_table = |t: &str| report.tables.iter().find(|r| r.table == t).unwrap();
@@ -198,4 +201,105 @@ async fn one_tenant_of_shared_tables_is_copied() {
         1
     );
     assert_eq!(rows(to.addr, "SELECT id FROM app.orders").await.len(), 2);
+}
+
+/// A copy stopped half-way (its target went down) and started again on
+/// its checkpoint copies only the ranges left, and the target then holds
+/// every row with its write time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_copy_resumes_from_its_checkpoint() {
+    let (from, to) = two_nodes().await;
+    for node in [from.addr, to.addr] {
+        let mut c = Client::connect(node, 4, None, None).await.unwrap();
+        c.query("CREATE KEYSPACE big WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+            .await
+            .unwrap();
+        c.query("CREATE TABLE big.t (k int PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+    }
+    let mut c = Client::connect(from.addr, 4, None, None).await.unwrap();
+    for k in 0..2000 {
+        c.query(&format!(
+            "INSERT INTO big.t (k, v) VALUES ({k}, 'v{k}') USING TIMESTAMP {}",
+            1_000_000 + k
+        ))
+        .await
+        .unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("cutover-copy-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let checkpoint = dir.join("checkpoint.jsonl");
+    let _ = std::fs::remove_file(&checkpoint);
+    let options = CopyOptions {
+        from: from.addr,
+        to: vec![to.addr],
+        keyspace: "big".into(),
+        page_size: 100,
+        concurrency: 2,
+        splits: 64,
+        checkpoint: Some(checkpoint.clone()),
+        ..CopyOptions::default()
+    };
+    // The first run, slowed to 2,000 rows/s, loses its target part of the
+    // way through (its ranges come from the node's system.size_estimates).
+    let first = tokio::spawn({
+        let o = CopyOptions {
+            rate: 2000,
+            ..options.clone()
+        };
+        async move { copy(&o).await }
+    });
+    let lines = || {
+        std::fs::read_to_string(&checkpoint)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    };
+    common::wait_for("some ranges to finish", || std::future::ready(lines() >= 4)).await;
+    to.node.set_down(true);
+    let e = first
+        .await
+        .unwrap()
+        .expect_err("the copy stops when its target is gone");
+    assert!(e.contains(&to.addr.to_string()), "{e}");
+    let done = lines();
+    to.node.set_down(false);
+    let second = copy(&options).await.unwrap();
+    let t = &second.tables[0];
+    let total = (t.ranges + t.ranges_already_done) as usize;
+    assert!(
+        (4..total).contains(&done),
+        "{done} of {total} ranges finished"
+    );
+    assert_eq!(t.ranges_already_done as usize, done, "{second:?}");
+    assert_eq!(
+        t.ranges as usize,
+        total - done,
+        "only the ranges left are copied"
+    );
+    assert!(
+        t.rows < 2000,
+        "finished ranges were not read again: {} rows",
+        t.rows
+    );
+    // The target holds every row with the origin's write time.
+    let on = |node| async move {
+        let mut r = rows(node, "SELECT k, v, WRITETIME(v) FROM big.t").await;
+        r.sort();
+        r
+    };
+    let (a, b) = (on(from.addr).await, on(to.addr).await);
+    assert_eq!(a.len(), 2000);
+    assert_eq!(
+        a, b,
+        "the target has what the origin has, write times included"
+    );
+    // A third run finds nothing left.
+    let third = copy(&options).await.unwrap();
+    assert_eq!((third.tables[0].ranges, third.tables[0].rows), (0, 0));
+    std::fs::remove_dir_all(dir).unwrap();
+    from.shutdown().await;
+    to.shutdown().await;
 }

@@ -29,7 +29,7 @@ use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
-use crate::ranges::{even, from_estimates, Checkpoint, Estimate, Range, RING};
+use crate::ranges::{even, from_estimates, share, Checkpoint, Estimate, Range, RING};
 
 /// What to copy, from where, to where.
 #[derive(Debug, Clone)]
@@ -56,6 +56,9 @@ pub struct CopyOptions {
     pub rate: u64,
     /// Draw a progress bar (ranges, rows, rate, ETA) on stderr.
     pub progress: bool,
+    /// `--split K/N`: only share K of N of the ranges, for N processes that
+    /// together copy everything (each with its own checkpoint).
+    pub split: Option<(usize, usize)>,
 }
 
 impl Default for CopyOptions {
@@ -73,6 +76,7 @@ impl Default for CopyOptions {
             checkpoint: None,
             rate: 0,
             progress: false,
+            split: None,
         }
     }
 }
@@ -394,14 +398,27 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
             report.tables.push(r);
             continue;
         };
-        let ranges: Vec<Option<Range>> = if plan.restriction.is_some() {
-            vec![None]
-        } else {
-            table_ranges(&mut source, o, name)
+        let ranges: Vec<Option<Range>> = match (&plan.restriction, o.split) {
+            (Some(_), None) => vec![None],
+            // A tenant's rows are one query: share 1 takes it.
+            (Some(_), Some((k, _))) => {
+                if k == 1 {
+                    vec![None]
+                } else {
+                    Vec::new()
+                }
+            }
+            // Shares must agree on the ranges whatever each process saw, so
+            // they are even splits, not estimates that change with the data.
+            (None, Some((k, n))) => share(&even(o.splits.max(n)), k, n)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            (None, None) => table_ranges(&mut source, o, name)
                 .await?
                 .into_iter()
                 .map(Some)
-                .collect()
+                .collect(),
         };
         let key = format!("{}.{name}", o.keyspace);
         for range in ranges {

@@ -118,6 +118,10 @@ enum Command {
         /// Rows read per second at most (0: no limit).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Copy only share K of N (e.g. 2/3): N processes, each with its own
+        /// --checkpoint, together copy every range once (even splits).
+        #[arg(long, value_name = "K/N", value_parser = parse_split)]
+        split: Option<(usize, usize)>,
     },
     /// Send a journal's pending async-secondary writes (no proxy may be
     /// running on it): to a config's clusters, or to one node.
@@ -177,6 +181,25 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_client_ca: Option<std::path::PathBuf>,
     },
+}
+
+/// `K/N` with 1 ≤ K ≤ N.
+fn parse_split(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected K/N, e.g. 2/3"))?;
+    let (k, n): (usize, usize) = (
+        k.trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: K is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: N is not a number"))?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(format!("{s:?}: K/N needs 1 ≤ K ≤ N"));
+    }
+    Ok((k, n))
 }
 
 /// HTTPS towards an admin API served with `[admin_tls]`.
@@ -656,6 +679,7 @@ async fn main() -> Result<()> {
             splits,
             checkpoint,
             rate,
+            split,
         } => {
             let started = std::time::Instant::now();
             let tenant = match tenant.as_deref().map(|t| t.split_once('=')) {
@@ -678,6 +702,7 @@ async fn main() -> Result<()> {
                 checkpoint,
                 rate,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                split,
             };
             match cutover::copy::copy(&o).await {
                 Ok(r) => {

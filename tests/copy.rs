@@ -303,3 +303,66 @@ async fn a_stopped_copy_resumes_from_its_checkpoint() {
     from.shutdown().await;
     to.shutdown().await;
 }
+
+/// `--split K/N`: three copies, each with its own checkpoint, together copy
+/// every range exactly once, and the target then holds every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shares_cover_every_range_once() {
+    let (from, to) = two_nodes().await;
+    for node in [from.addr, to.addr] {
+        let mut c = Client::connect(node, 4, None, None).await.unwrap();
+        c.query("CREATE KEYSPACE sh WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+            .await
+            .unwrap();
+        c.query("CREATE TABLE sh.t (k int PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+    }
+    let mut c = Client::connect(from.addr, 4, None, None).await.unwrap();
+    for k in 0..600 {
+        c.query(&format!("INSERT INTO sh.t (k, v) VALUES ({k}, 'v{k}')"))
+            .await
+            .unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("cutover-copy-shares-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ranges = Vec::new();
+    let mut rows = 0;
+    for k in 1..=3 {
+        let checkpoint = dir.join(format!("share-{k}.jsonl"));
+        let _ = std::fs::remove_file(&checkpoint);
+        let r = copy(&CopyOptions {
+            from: from.addr,
+            to: vec![to.addr],
+            keyspace: "sh".into(),
+            splits: 30,
+            split: Some((k, 3)),
+            checkpoint: Some(checkpoint.clone()),
+            ..CopyOptions::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.tables[0].ranges, 10, "share {k}/3 of 30 ranges");
+        rows += r.tables[0].rows;
+        for line in std::fs::read_to_string(&checkpoint).unwrap().lines() {
+            if !line.is_empty() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                ranges.push((v["start"].as_i64().unwrap(), v["end"].as_i64().unwrap()));
+            }
+        }
+    }
+    assert_eq!(rows, 600, "each row read by one share");
+    ranges.sort();
+    assert_eq!(ranges.len(), 30);
+    assert_eq!(ranges.first().unwrap().0, i64::MIN);
+    assert_eq!(ranges.last().unwrap().1, i64::MAX);
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 == w[1].0),
+        "the shares' ranges are adjacent, none twice, none missing"
+    );
+    let count = |node| async move { self::rows(node, "SELECT k FROM sh.t").await.len() };
+    assert_eq!(count(to.addr).await, 600);
+    std::fs::remove_dir_all(dir).unwrap();
+    from.shutdown().await;
+    to.shutdown().await;
+}

@@ -299,6 +299,8 @@ fn tenant_restriction(
 /// What copying one table needs, shared by the workers.
 struct TablePlan {
     name: String,
+    /// Its entry in the report.
+    report: usize,
     /// `"ks"."table"`.
     full: String,
     /// `SELECT <columns, WRITETIME and TTL of each cell> FROM <full>`.
@@ -394,7 +396,7 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
             table: name.to_string(),
             ..Default::default()
         };
-        let Some(plan) = plan_table(o, name, columns, &mut r)? else {
+        let Some(plan) = plan_table(o, name, columns, report.tables.len(), &mut r)? else {
             report.tables.push(r);
             continue;
         };
@@ -477,13 +479,8 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    let mut i = 0;
-    for r in report.tables.iter_mut() {
-        if r.notes.iter().any(|n| n.starts_with("skipped")) {
-            continue;
-        }
-        let c = &counts[i];
-        i += 1;
+    for (plan, c) in shared.plans.iter().zip(counts.iter()) {
+        let r = &mut report.tables[plan.report];
         r.rows = c.rows.load(Ordering::Relaxed);
         r.inserts = c.inserts.load(Ordering::Relaxed);
         r.ranges = c.ranges.load(Ordering::Relaxed);
@@ -612,6 +609,7 @@ fn plan_table(
     o: &CopyOptions,
     name: &str,
     columns: &[Column],
+    report: usize,
     r: &mut TableReport,
 ) -> Result<Option<TablePlan>, String> {
     let full = format!("{}.{}", quote(&o.keyspace), quote(name));
@@ -649,6 +647,7 @@ fn plan_table(
     );
     Ok(Some(TablePlan {
         name: name.to_string(),
+        report,
         select: format!("SELECT {} FROM {full}", selectors.join(", ")),
         full,
         restriction,

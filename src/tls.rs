@@ -423,7 +423,6 @@ fn host_of(contact_point: &str) -> &str {
 }
 
 /// Every reloadable TLS configuration of a proxy.
-#[derive(Default)]
 pub struct TlsSet {
     pub sections: Vec<Arc<dyn Reload>>,
 }

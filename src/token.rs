@@ -8,9 +8,6 @@
 //! as *signed* bytes. `i64::MIN` is not a token (it is the ring's minimum,
 //! outside every range), so a hash of `i64::MIN` becomes `i64::MAX`.
 
-/// The smallest token value; no partition has it.
-pub const MIN_TOKEN: i64 = i64::MIN;
-
 const C1: u64 = 0x87c3_7b91_1142_53d5;
 const C2: u64 = 0x4cf5_ad43_2745_937f;
 

@@ -24,22 +24,25 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
-use crate::ranges::{even, from_estimates, share, Checkpoint, Estimate, Range, RING};
+use crate::ranges::{even, share, Checkpoint, Range, RING};
+use crate::scan::{
+    bigint, cell, failed, quote, raw, schema, table_ranges, tenant_restriction, Column, Endpoint,
+    Pace,
+};
 
 /// What to copy, from where, to where.
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
-    pub from: SocketAddr,
-    pub to: Vec<SocketAddr>,
+    pub from: Endpoint,
+    pub to: Vec<Endpoint>,
     pub keyspace: String,
     /// Tables to copy; empty: every table of the keyspace.
     pub tables: Vec<String>,
-    pub credentials: Option<(String, String)>,
     pub page_size: i32,
     /// Only one tenant's rows, for tenants keyed by a column: (column,
     /// value). Tables without the column in their partition key are
@@ -64,11 +67,10 @@ pub struct CopyOptions {
 impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
-            from: ([127, 0, 0, 1], 9042).into(),
+            from: SocketAddr::from(([127, 0, 0, 1], 9042)).into(),
             to: Vec::new(),
             keyspace: String::new(),
             tables: Vec::new(),
-            credentials: None,
             page_size: 1000,
             tenant: None,
             concurrency: 8,
@@ -80,9 +82,6 @@ impl Default for CopyOptions {
         }
     }
 }
-
-/// A range of about this many partitions, when the source estimates them.
-const PARTITIONS_PER_RANGE: u64 = 10_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TableReport {
@@ -102,107 +101,6 @@ pub struct TableReport {
 pub struct CopyReport {
     pub keyspace: String,
     pub tables: Vec<TableReport>,
-}
-
-/// A column as `system_schema.columns` describes it.
-#[derive(Debug, Clone)]
-struct Column {
-    name: String,
-    kind: String,
-    position: i32,
-    typ: String,
-}
-
-impl Column {
-    fn is_key(&self) -> bool {
-        self.kind == "partition_key" || self.kind == "clustering"
-    }
-
-    /// A non-frozen collection: no WRITETIME/TTL selector for it.
-    fn multi_cell(&self) -> bool {
-        ["list<", "set<", "map<"]
-            .iter()
-            .any(|p| self.typ.starts_with(p))
-    }
-}
-
-/// A CQL identifier, quoted so that any name works.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn text(b: &Option<Bytes>) -> String {
-    b.as_ref()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default()
-}
-
-fn cell<'a>(rows: &Rows, row: &'a [Option<Bytes>], name: &str) -> &'a Option<Bytes> {
-    static NONE: Option<Bytes> = None;
-    rows.metadata
-        .columns
-        .iter()
-        .position(|c| c.name == name)
-        .and_then(|i| row.get(i))
-        .unwrap_or(&NONE)
-}
-
-fn failed(what: &str, e: ClientError) -> String {
-    format!("{what}: {e}")
-}
-
-async fn connect(addr: SocketAddr, o: &CopyOptions) -> Result<Client, String> {
-    let creds = o
-        .credentials
-        .as_ref()
-        .map(|(u, p)| (u.as_str(), p.as_str()));
-    Client::connect(addr, 4, None, creds)
-        .await
-        .map_err(|e| failed(&format!("cannot connect to {addr}"), e))
-}
-
-/// The keyspace's tables and their columns, keys first in key order.
-async fn schema(c: &mut Client, keyspace: &str) -> Result<BTreeMap<String, Vec<Column>>, String> {
-    let q = format!(
-        "SELECT table_name, column_name, kind, position, type FROM system_schema.columns WHERE keyspace_name = '{}'",
-        keyspace.replace('\'', "''")
-    );
-    let ResultBody::Rows(rows) = c
-        .query(&q)
-        .await
-        .map_err(|e| failed("cannot read the source's schema", e))?
-    else {
-        return Err("the source answered its schema query without rows".into());
-    };
-    let mut tables: BTreeMap<String, Vec<Column>> = BTreeMap::new();
-    for row in &rows.rows {
-        let position = cell(&rows, row, "position")
-            .as_ref()
-            .and_then(|b| <[u8; 4]>::try_from(&b[..]).ok())
-            .map(i32::from_be_bytes)
-            .unwrap_or(-1);
-        tables
-            .entry(text(cell(&rows, row, "table_name")))
-            .or_default()
-            .push(Column {
-                name: text(cell(&rows, row, "column_name")),
-                kind: text(cell(&rows, row, "kind")),
-                position,
-                typ: text(cell(&rows, row, "type")),
-            });
-    }
-    let rank = |k: &str| match k {
-        "partition_key" => 0,
-        "clustering" => 1,
-        "static" => 2,
-        _ => 3,
-    };
-    for cols in tables.values_mut() {
-        cols.sort_by(|a, b| {
-            (rank(&a.kind), a.position, &a.name).cmp(&(rank(&b.kind), b.position, &b.name))
-        });
-    }
-    Ok(tables)
 }
 
 /// One destination: its connection and the INSERTs prepared on it, by the
@@ -249,53 +147,6 @@ impl Destination {
     }
 }
 
-/// ` WHERE column = value` for a table partitioned by the tenant column
-/// (with ALLOW FILTERING when the partition key has other columns too); None
-/// for a table without it in its partition key.
-fn tenant_restriction(
-    columns: &[Column],
-    column: &str,
-    value: &str,
-) -> Result<Option<String>, String> {
-    let partition: Vec<&Column> = columns
-        .iter()
-        .filter(|c| c.kind == "partition_key")
-        .collect();
-    let Some(c) = partition.iter().find(|c| c.name == column) else {
-        return Ok(None);
-    };
-    let literal = match c.typ.as_str() {
-        "text" | "varchar" | "ascii" => format!("'{}'", value.replace('\'', "''")),
-        "int" | "bigint" | "smallint" | "tinyint" | "varint"
-            if value.parse::<i128>().is_ok() =>
-        {
-            value.to_string()
-        }
-        "uuid" | "timeuuid"
-            if value.len() == 36
-                && value
-                    .chars()
-                    .all(|ch| ch.is_ascii_hexdigit() || ch == '-') =>
-        {
-            value.to_string()
-        }
-        other => {
-            return Err(format!(
-                "--tenant {column}={value}: the column is {other}, and \"{value}\" is not a value of it the copy can write (text, an integer or a UUID)"
-            ))
-        }
-    };
-    let filtering = if partition.len() > 1 {
-        " ALLOW FILTERING"
-    } else {
-        ""
-    };
-    Ok(Some(format!(
-        " WHERE {} = {literal}{filtering}",
-        quote(column)
-    )))
-}
-
 /// What copying one table needs, shared by the workers.
 struct TablePlan {
     name: String,
@@ -322,27 +173,6 @@ struct Counts {
     ranges: AtomicU64,
 }
 
-/// Rows read per second at most, over every worker.
-struct Pace {
-    started: std::time::Instant,
-    rate: u64,
-    rows: AtomicU64,
-}
-
-impl Pace {
-    /// Counts `n` rows read; waits while the reads are ahead of the rate.
-    async fn read(&self, n: u64) {
-        let total = self.rows.fetch_add(n, Ordering::Relaxed) + n;
-        if self.rate == 0 {
-            return;
-        }
-        let due = std::time::Duration::from_secs_f64(total as f64 / self.rate as f64);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
 /// A table's share of the work: one token range (None: the whole table,
 /// for a tenant's rows).
 type Job = (usize, Option<Range>);
@@ -355,25 +185,25 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
     if o.to.is_empty() {
         return Err("no destination: give at least one --to".into());
     }
-    let mut source = connect(o.from, o).await?;
+    let mut source = o.from.connect().await?;
     let tables = schema(&mut source, &o.keyspace).await?;
     if tables.is_empty() {
         return Err(format!(
             "keyspace {} has no tables on {} (or does not exist there)",
-            o.keyspace, o.from
+            o.keyspace, o.from.addr
         ));
     }
     for t in &o.tables {
         if !tables.contains_key(t) {
             return Err(format!(
                 "table {}.{t} does not exist on {}",
-                o.keyspace, o.from
+                o.keyspace, o.from.addr
             ));
         }
     }
     // Every destination answers before any work starts.
-    for addr in &o.to {
-        connect(*addr, o).await?;
+    for to in &o.to {
+        to.connect().await?;
     }
     let checkpoint = match &o.checkpoint {
         Some(path) => Some(
@@ -416,7 +246,7 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
                 .into_iter()
                 .map(Some)
                 .collect(),
-            (None, None) => table_ranges(&mut source, o, name)
+            (None, None) => table_ranges(&mut source, &o.keyspace, name, o.splits)
                 .await?
                 .into_iter()
                 .map(Some)
@@ -455,11 +285,7 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
         jobs: parking_lot::Mutex::new(jobs),
         counts: counts.clone(),
         checkpoint: checkpoint.map(parking_lot::Mutex::new),
-        pace: Pace {
-            started: std::time::Instant::now(),
-            rate: o.rate,
-            rows: AtomicU64::new(0),
-        },
+        pace: Pace::new(o.rate),
         stop: AtomicBool::new(false),
         bar: bar.clone(),
     });
@@ -511,12 +337,12 @@ struct Shared {
 /// is empty or another worker failed.
 async fn worker(s: Arc<Shared>) -> Result<(), String> {
     let run = async {
-        let mut source = connect(s.o.from, &s.o).await?;
+        let mut source = s.o.from.connect().await?;
         let mut destinations = Vec::new();
-        for addr in &s.o.to {
+        for to in &s.o.to {
             destinations.push(Destination {
-                addr: *addr,
-                client: connect(*addr, &s.o).await?,
+                addr: to.addr,
+                client: to.connect().await?,
                 prepared: HashMap::new(),
             });
         }
@@ -550,10 +376,8 @@ async fn worker(s: Arc<Shared>) -> Result<(), String> {
                 .iter()
                 .map(|c| c.rows.load(Ordering::Relaxed))
                 .sum();
-            s.bar.set_message(format!(
-                "{rows} rows  {:.0} rows/s",
-                rows as f64 / s.pace.started.elapsed().as_secs_f64().max(0.001)
-            ));
+            s.bar
+                .set_message(format!("{rows} rows  {:.0} rows/s", s.pace.per_second()));
         }
     };
     let r: Result<(), String> = run.await;
@@ -561,46 +385,6 @@ async fn worker(s: Arc<Shared>) -> Result<(), String> {
         s.stop.store(true, Ordering::Relaxed);
     }
     r
-}
-
-/// The token ranges to read `table` in: about `PARTITIONS_PER_RANGE`
-/// partitions each from the source's `system.size_estimates`, else
-/// `splits` even ranges.
-async fn table_ranges(
-    source: &mut Client,
-    o: &CopyOptions,
-    table: &str,
-) -> Result<Vec<Range>, String> {
-    let q = format!(
-        "SELECT range_start, range_end, partitions_count FROM system.size_estimates WHERE keyspace_name = '{}' AND table_name = '{}'",
-        o.keyspace.replace('\'', "''"),
-        table.replace('\'', "''")
-    );
-    let estimates = match source.query(&q).await {
-        Ok(ResultBody::Rows(rows)) => rows
-            .rows
-            .iter()
-            .filter_map(|row| {
-                let int = |b: &Option<Bytes>| {
-                    b.as_ref()
-                        .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
-                        .map(i64::from_be_bytes)
-                };
-                Some(Estimate {
-                    start: text(cell(&rows, row, "range_start")).parse().ok()?,
-                    end: text(cell(&rows, row, "range_end")).parse().ok()?,
-                    partitions: int(cell(&rows, row, "partitions_count"))?.max(0) as u64,
-                })
-            })
-            .collect::<Vec<_>>(),
-        // A cluster without the table (or that refuses it): even splits.
-        _ => Vec::new(),
-    };
-    Ok(if estimates.is_empty() {
-        even(o.splits.max(1))
-    } else {
-        from_estimates(&estimates, PARTITIONS_PER_RANGE, o.splits.max(1))
-    })
 }
 
 /// How `name` is read and written, or None (and why, in `r`) when it is
@@ -703,7 +487,7 @@ async fn copy_range(
                 },
             )
             .await
-            .map_err(|e| failed(&format!("reading {full} from {}", o.from), e))?;
+            .map_err(|e| failed(&format!("reading {full} from {}", o.from.addr), e))?;
         let ResultBody::Rows(rows) = page else {
             return Err(format!("reading {full}: the source answered without rows"));
         };
@@ -762,17 +546,6 @@ async fn copy_range(
             Some(p) => paging_state = Some(p),
             None => return Ok(()),
         }
-    }
-}
-
-fn bigint(n: i64) -> RawValue {
-    RawValue::Bytes(Bytes::copy_from_slice(&n.to_be_bytes()))
-}
-
-fn raw(b: &Option<Bytes>) -> RawValue {
-    match b {
-        Some(b) => RawValue::Bytes(b.clone()),
-        None => RawValue::Null,
     }
 }
 

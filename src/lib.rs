@@ -59,6 +59,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod ranges;
 pub mod routing;
+pub mod scan;
 pub mod session;
 pub mod tls;
 pub mod token;

@@ -82,20 +82,20 @@ enum Command {
     /// Copy a keyspace's tables between clusters, keeping every cell's write
     /// time and TTL (a tenant moving to another shard, made read-only first).
     Copy {
-        /// A node of the cluster to read from.
+        #[command(flatten)]
+        reach: ReachArgs,
+        /// The cluster to read from: host:port of a node, or a cluster's
+        /// name in --config.
         #[arg(long)]
-        from: SocketAddr,
-        /// A node of each cluster to write to (repeat the flag).
+        from: String,
+        /// Each cluster to write to (repeat the flag), as --from.
         #[arg(long, required = true)]
-        to: Vec<SocketAddr>,
+        to: Vec<String>,
         #[arg(long)]
         keyspace: String,
         /// Only these tables (repeat the flag; default: every table).
         #[arg(long = "table")]
         tables: Vec<String>,
-        /// Login for every cluster, as USER:PASSWORD.
-        #[arg(long, value_name = "USER:PASSWORD")]
-        user: Option<String>,
         /// Rows read per page.
         #[arg(long, default_value_t = 1000)]
         page_size: i32,
@@ -200,6 +200,76 @@ fn parse_split(s: &str) -> Result<(usize, usize), String> {
         return Err(format!("{s:?}: K/N needs 1 ≤ K ≤ N"));
     }
     Ok((k, n))
+}
+
+/// How `copy` and `validate` reach clusters: a proxy config's clusters by
+/// name, or host:port with these login and TLS flags.
+#[derive(clap::Args, Clone, Default)]
+struct ReachArgs {
+    /// A proxy config: --from and --to may name its clusters, reached with
+    /// their credentials and TLS.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Login for clusters given as host:port, as USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    user: Option<String>,
+    /// TLS towards clusters given as host:port, trusting these CAs (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the nodes' certificates must carry (default: the address).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
+    /// A client certificate (PEM), for clusters that verify clients.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "tls_ca")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+impl ReachArgs {
+    fn reach(&self) -> Result<cutover::scan::Reach> {
+        let config = match &self.config {
+            Some(path) => Some(
+                Config::load(path, std::env::vars())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(cutover::scan::Reach {
+            config,
+            credentials: self.user.as_deref().map(parse_user).transpose()?,
+            tls: self.tls_ca.as_ref().map(|ca| cutover::tls::ClusterTls {
+                ca_file: Some(ca.clone()),
+                server_name: self.tls_server_name.clone(),
+                cert_file: self.tls_cert.clone(),
+                key_file: self.tls_key.clone(),
+                insecure_skip_verify: false,
+            }),
+        })
+    }
+
+    async fn endpoints(
+        &self,
+        from: &str,
+        to: &[String],
+    ) -> Result<(cutover::scan::Endpoint, Vec<cutover::scan::Endpoint>)> {
+        let reach = self.reach()?;
+        let from = reach
+            .endpoint(from)
+            .await
+            .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+        let mut tos = Vec::new();
+        for t in to {
+            tos.push(
+                reach
+                    .endpoint(t)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+            );
+        }
+        Ok((from, tos))
+    }
 }
 
 /// HTTPS towards an admin API served with `[admin_tls]`.
@@ -668,11 +738,11 @@ async fn main() -> Result<()> {
             }
         }
         Command::Copy {
+            reach,
             from,
             to,
             keyspace,
             tables,
-            user,
             page_size,
             tenant,
             concurrency,
@@ -689,12 +759,12 @@ async fn main() -> Result<()> {
                     anyhow::bail!("--tenant takes COLUMN=VALUE, e.g. --tenant tenant_id=wayne")
                 }
             };
+            let (from, to) = reach.endpoints(&from, &to).await?;
             let o = cutover::copy::CopyOptions {
                 from,
                 to,
                 keyspace,
                 tables,
-                credentials: user.as_deref().map(parse_user).transpose()?,
                 page_size,
                 tenant,
                 concurrency,

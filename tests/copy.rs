@@ -69,11 +69,10 @@ async fn cells_keep_their_write_times_and_ttls() {
         .unwrap();
     }
     let report = copy(&CopyOptions {
-        from: from.addr,
-        to: vec![to.addr],
+        from: from.addr.into(),
+        to: vec![to.addr.into()],
         keyspace: "t_wayne".into(),
         tables: Vec::new(),
-        credentials: None,
         page_size: 100,
         tenant: None,
         ..CopyOptions::default()
@@ -121,11 +120,10 @@ async fn cells_keep_their_write_times_and_ttls() {
 
     // A keyspace the source lacks is a clear error.
     let e = copy(&CopyOptions {
-        from: from.addr,
-        to: vec![to.addr],
+        from: from.addr.into(),
+        to: vec![to.addr.into()],
         keyspace: "t_nobody".into(),
         tables: Vec::new(),
-        credentials: None,
         page_size: 100,
         tenant: None,
         ..CopyOptions::default()
@@ -163,11 +161,10 @@ async fn one_tenant_of_shared_tables_is_copied() {
         c.query(q).await.unwrap();
     }
     let options = |tenant: &str| CopyOptions {
-        from: from.addr,
-        to: vec![to.addr],
+        from: from.addr.into(),
+        to: vec![to.addr.into()],
         keyspace: "app".into(),
         tables: Vec::new(),
-        credentials: None,
         page_size: 100,
         tenant: Some(("tenant_id".into(), tenant.into())),
         ..CopyOptions::default()
@@ -232,8 +229,8 @@ async fn a_stopped_copy_resumes_from_its_checkpoint() {
     let checkpoint = dir.join("checkpoint.jsonl");
     let _ = std::fs::remove_file(&checkpoint);
     let options = CopyOptions {
-        from: from.addr,
-        to: vec![to.addr],
+        from: from.addr.into(),
+        to: vec![to.addr.into()],
         keyspace: "big".into(),
         page_size: 100,
         concurrency: 2,
@@ -332,8 +329,8 @@ async fn three_shares_cover_every_range_once() {
         let checkpoint = dir.join(format!("share-{k}.jsonl"));
         let _ = std::fs::remove_file(&checkpoint);
         let r = copy(&CopyOptions {
-            from: from.addr,
-            to: vec![to.addr],
+            from: from.addr.into(),
+            to: vec![to.addr.into()],
             keyspace: "sh".into(),
             splits: 30,
             split: Some((k, 3)),

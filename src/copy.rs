@@ -31,8 +31,8 @@ use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
 use crate::ranges::{even, share, Checkpoint, Range, RING};
 use crate::scan::{
-    bigint, cell, failed, quote, raw, schema, table_ranges, tenant_restriction, Column, Endpoint,
-    Pace,
+    bigint, cell, default_ttls, failed, quote, raw, schema, table_ranges, tenant_restriction,
+    Column, Endpoint, Pace,
 };
 
 /// What to copy, from where, to where.
@@ -202,8 +202,11 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
         }
     }
     // Every destination answers before any work starts.
+    let origin_ttls = default_ttls(&mut source, &o.keyspace).await?;
+    let mut destination_ttls = Vec::new();
     for to in &o.to {
-        to.connect().await?;
+        let mut c = to.connect().await?;
+        destination_ttls.push((to.addr, default_ttls(&mut c, &o.keyspace).await?));
     }
     let checkpoint = match &o.checkpoint {
         Some(path) => Some(
@@ -226,6 +229,21 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
             table: name.to_string(),
             ..Default::default()
         };
+        let origin_ttl = origin_ttls.get(name).copied().unwrap_or(0);
+        for (addr, ttls) in &destination_ttls {
+            match ttls.get(name) {
+                None => {
+                    return Err(format!(
+                        "table {}.{name} does not exist on {addr}: create it there first (cqlsh DESCRIBE TABLE on the origin gives its CREATE)",
+                        o.keyspace
+                    ))
+                }
+                Some(&ttl) if ttl != origin_ttl => r.notes.push(format!(
+                    "default_time_to_live is {origin_ttl} s on the origin and {ttl} s on {addr}: every cell keeps the TTL it has left on the origin, but later writes there expire differently"
+                )),
+                Some(_) => {}
+            }
+        }
         let Some(plan) = plan_table(o, name, columns, report.tables.len(), &mut r)? else {
             report.tables.push(r);
             continue;

@@ -65,3 +65,4 @@ pub mod tls;
 pub mod token;
 pub mod topology;
 pub mod upstream;
+pub mod validate;

@@ -19,6 +19,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: a variant's size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run two embedded in-memory nodes (origin and target) with the proxy in front; print how to connect.
@@ -122,6 +124,88 @@ enum Command {
         /// --checkpoint, together copy every range once (even splits).
         #[arg(long, value_name = "K/N", value_parser = parse_split)]
         split: Option<(usize, usize)>,
+    },
+    /// Compare a keyspace's tables on two clusters row by row (missing,
+    /// extra, differing cells); with --repair, mend the target. Exit status
+    /// 1 while differences remain, 2 when the comparison failed.
+    Validate {
+        #[command(flatten)]
+        reach: ReachArgs,
+        /// The cluster that holds the truth (host:port, or a cluster of
+        /// --config).
+        #[arg(long, required_unless_present = "merge")]
+        from: Option<String>,
+        /// The cluster compared with it.
+        #[arg(long, required_unless_present = "merge")]
+        to: Option<String>,
+        #[arg(long, required_unless_present = "merge")]
+        keyspace: Option<String>,
+        /// Only these tables (repeat the flag; default: every table).
+        #[arg(long = "table")]
+        tables: Vec<String>,
+        /// Only this tenant's rows (COLUMN=VALUE), as for copy.
+        #[arg(long, value_name = "COLUMN=VALUE")]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        page_size: i32,
+        /// Token ranges compared at once, each on connections of its own.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 64)]
+        splits: usize,
+        /// A file of finished ranges and what they held: a run started
+        /// again on it compares only what is left.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// Rows read per second at most, both clusters together (0: none).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Compare only share K of N of the ranges (even splits).
+        #[arg(long, value_name = "K/N", value_parser = parse_split)]
+        split: Option<(usize, usize)>,
+        /// Write times this far apart (milliseconds) are the same.
+        #[arg(long, default_value_t = 0.0, value_name = "MS")]
+        writetime_tolerance_ms: f64,
+        /// Remaining TTLs this far apart (seconds) are the same.
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        ttl_tolerance: i64,
+        /// float and double values this close are the same.
+        #[arg(long, default_value_t = 0.0)]
+        float_epsilon: f64,
+        /// A column not compared (repeat the flag).
+        #[arg(long = "ignore-column", value_name = "NAME")]
+        ignore_columns: Vec<String>,
+        /// How long after a difference is seen both sides are read again.
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        recheck_after_ms: u64,
+        /// Write what the target lacks or holds older, with the origin's
+        /// write times and TTLs (never over a newer cell).
+        #[arg(long)]
+        repair: bool,
+        /// Also delete rows only the target holds (see the README first).
+        #[arg(long, requires = "repair")]
+        delete_extra: bool,
+        /// Compare only the ranges a former report found differing.
+        #[arg(long, value_name = "REPORT")]
+        ranges_from: Option<std::path::PathBuf>,
+        /// Write the report as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<std::path::PathBuf>,
+        /// Keys of each kind of difference shown per table.
+        #[arg(long, default_value_t = 10)]
+        samples: usize,
+        /// A proxy's admin address: its journal is checked first, and a
+        /// backlog of writes not yet on the target is named.
+        #[arg(long, value_name = "ADDR")]
+        proxy_admin: Option<SocketAddr>,
+        /// Bearer token for --proxy-admin (default: $CUTOVER_ADMIN_TOKEN).
+        #[arg(long)]
+        admin_token: Option<String>,
+        #[command(flatten)]
+        admin_tls: AdminTlsArgs,
+        /// Join these reports of --split shares into one (nothing is read).
+        #[arg(long, value_name = "REPORT", num_args = 1.., conflicts_with_all = ["from", "to", "repair", "ranges_from"])]
+        merge: Vec<std::path::PathBuf>,
     },
     /// Send a journal's pending async-secondary writes (no proxy may be
     /// running on it): to a config's clusters, or to one node.
@@ -509,6 +593,68 @@ async fn admin_call(admin: &Admin, method: &str, path: &str, body: Option<String
     }
 }
 
+fn parse_tenant(t: Option<&str>) -> Result<Option<(String, String)>> {
+    match t.map(|t| t.split_once('=')) {
+        None => Ok(None),
+        Some(Some((c, v))) if !c.is_empty() => Ok(Some((c.to_string(), v.to_string()))),
+        Some(_) => bail!("--tenant takes COLUMN=VALUE, e.g. --tenant tenant_id=wayne"),
+    }
+}
+
+fn read_report(path: &std::path::Path) -> Result<cutover::validate::ValidateReport> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a report of cutover validate --report: {e}",
+            path.display()
+        )
+    })
+}
+
+/// What a proxy's journal says about writes not yet on a cluster, as
+/// warnings (and why it could not be asked).
+async fn journal_backlog(admin: &Admin) -> Vec<String> {
+    let answer = cutover::admin::client::request(
+        admin.addr,
+        admin.tls.as_ref(),
+        "GET",
+        "/v1/journal",
+        None,
+        admin.token.as_deref(),
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let v = match answer {
+        Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        Ok((status, body)) => {
+            return vec![format!(
+                "the journal of the proxy at {} could not be checked: HTTP {status} {body}",
+                admin.addr
+            )]
+        }
+        Err(e) => {
+            return vec![format!(
+                "the journal of the proxy at {} could not be checked: {e}",
+                admin.addr
+            )]
+        }
+    };
+    let pending = v["pending_records"].as_u64().unwrap_or(0);
+    if pending == 0 {
+        return Vec::new();
+    }
+    let by: Vec<String> = v["pending_by_cluster"]
+        .as_object()
+        .map(|m| m.iter().map(|(c, n)| format!("{c}: {n}")).collect())
+        .unwrap_or_default();
+    vec![format!(
+        "the proxy at {} still holds {pending} write(s) in its journal not yet applied ({}): differences on those clusters are expected until they are replayed",
+        admin.addr,
+        by.join(", ")
+    )]
+}
+
 fn parse_user(s: &str) -> Result<(String, String)> {
     match s.split_once(':') {
         Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
@@ -688,6 +834,122 @@ async fn main() -> Result<()> {
             tls,
             action,
         } => policy(Admin::new(admin, token, &tls)?, action).await?,
+        Command::Validate {
+            reach,
+            from,
+            to,
+            keyspace,
+            tables,
+            tenant,
+            page_size,
+            concurrency,
+            splits,
+            checkpoint,
+            rate,
+            split,
+            writetime_tolerance_ms,
+            ttl_tolerance,
+            float_epsilon,
+            ignore_columns,
+            recheck_after_ms,
+            repair,
+            delete_extra,
+            ranges_from,
+            report,
+            samples,
+            proxy_admin,
+            admin_token,
+            admin_tls,
+            merge,
+        } => {
+            use cutover::validate::{Tolerance, ValidateOptions, ValidateReport};
+            let write = |r: &ValidateReport| -> Result<()> {
+                if let Some(path) = &report {
+                    std::fs::write(path, serde_json::to_string_pretty(r)? + "\n")
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                }
+                print!("{}", r.human());
+                Ok(())
+            };
+            if !merge.is_empty() {
+                let mut reports = Vec::new();
+                for path in &merge {
+                    reports.push(read_report(path)?);
+                }
+                let r = ValidateReport::merge(&reports, samples).map_err(|e| anyhow::anyhow!(e))?;
+                write(&r)?;
+                std::process::exit(if r.remaining() > 0 { 1 } else { 0 });
+            }
+            let started = std::time::Instant::now();
+            let (from, to) = reach
+                .endpoints(
+                    from.as_deref().unwrap_or_default(),
+                    &[to.unwrap_or_default()],
+                )
+                .await?;
+            let only = match &ranges_from {
+                Some(path) => {
+                    let r = read_report(path)?;
+                    Some(
+                        r.tables
+                            .into_iter()
+                            .filter(|t| !t.differing_ranges.is_empty())
+                            .map(|t| (t.table, t.differing_ranges))
+                            .collect(),
+                    )
+                }
+                None => None,
+            };
+            let mut warnings = Vec::new();
+            if let Some(addr) = proxy_admin {
+                let admin = Admin::new(addr, admin_token, &admin_tls)?;
+                warnings.extend(journal_backlog(&admin).await);
+            }
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            let o = ValidateOptions {
+                from,
+                to: to.into_iter().next().expect("one --to"),
+                keyspace: keyspace.unwrap_or_default(),
+                tables,
+                tenant: parse_tenant(tenant.as_deref())?,
+                page_size,
+                concurrency,
+                splits,
+                checkpoint,
+                rate,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                split,
+                tolerance: Tolerance {
+                    writetime_us: (writetime_tolerance_ms * 1000.0) as i64,
+                    ttl_s: ttl_tolerance,
+                    float_epsilon,
+                    ignore: ignore_columns,
+                },
+                recheck_after: std::time::Duration::from_millis(recheck_after_ms),
+                repair,
+                delete_extra,
+                only,
+                samples,
+            };
+            match cutover::validate::validate(&o, warnings).await {
+                Ok(r) => {
+                    write(&r)?;
+                    let rows: u64 = r.tables.iter().map(|t| t.found.rows_compared).sum();
+                    eprintln!(
+                        "compared {rows} row(s) of {} table(s) in {:.1} s",
+                        r.tables.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                    std::process::exit(if r.remaining() > 0 { 1 } else { 0 });
+                }
+                Err(e) => {
+                    eprintln!("validate failed: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
         Command::Replay {
             journal,
             config,
@@ -752,13 +1014,7 @@ async fn main() -> Result<()> {
             split,
         } => {
             let started = std::time::Instant::now();
-            let tenant = match tenant.as_deref().map(|t| t.split_once('=')) {
-                None => None,
-                Some(Some((c, v))) if !c.is_empty() => Some((c.to_string(), v.to_string())),
-                Some(_) => {
-                    anyhow::bail!("--tenant takes COLUMN=VALUE, e.g. --tenant tenant_id=wayne")
-                }
-            };
+            let tenant = parse_tenant(tenant.as_deref())?;
             let (from, to) = reach.endpoints(&from, &to).await?;
             let o = cutover::copy::CopyOptions {
                 from,

@@ -7,7 +7,7 @@
 //! `(MIN, MAX]` (no partition has the token `i64::MIN`), and a range is
 //! scanned with `WHERE token(pk) > start AND token(pk) <= end`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -120,12 +120,16 @@ pub fn share(ranges: &[Range], k: usize, n: usize) -> Vec<Range> {
         .collect()
 }
 
-/// One finished range of one table, as the checkpoint file holds it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// One finished range of one table, as the checkpoint file holds it, with
+/// what the scan found there (`validate` keeps its counts, so a resumed
+/// run reports the whole table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Done {
     pub table: String,
     pub start: i64,
     pub end: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 /// A file of finished ranges, one JSON line each, appended (and synced)
@@ -133,7 +137,7 @@ pub struct Done {
 /// ignored, so that range is scanned again.
 pub struct Checkpoint {
     path: PathBuf,
-    done: BTreeSet<Done>,
+    done: BTreeMap<(String, Range), Option<serde_json::Value>>,
 }
 
 impl Checkpoint {
@@ -142,8 +146,15 @@ impl Checkpoint {
             Ok(text) => text
                 .lines()
                 .filter_map(|l| serde_json::from_str::<Done>(l).ok())
+                .map(|d| {
+                    let r = Range {
+                        start: d.start,
+                        end: d.end,
+                    };
+                    ((d.table, r), d.result)
+                })
                 .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
         };
         Ok(Checkpoint {
@@ -153,11 +164,12 @@ impl Checkpoint {
     }
 
     pub fn is_done(&self, table: &str, r: Range) -> bool {
-        self.done.contains(&Done {
-            table: table.to_string(),
-            start: r.start,
-            end: r.end,
-        })
+        self.done.contains_key(&(table.to_string(), r))
+    }
+
+    /// What the scan that finished `r` of `table` found, if it said.
+    pub fn result(&self, table: &str, r: Range) -> Option<&serde_json::Value> {
+        self.done.get(&(table.to_string(), r))?.as_ref()
     }
 
     /// Ranges finished so far.
@@ -171,14 +183,25 @@ impl Checkpoint {
 
     /// Records `r` of `table` as finished, durably, before it returns.
     pub fn mark(&mut self, table: &str, r: Range) -> std::io::Result<()> {
+        self.mark_with(table, r, None)
+    }
+
+    /// `mark`, keeping what the scan of the range found.
+    pub fn mark_with(
+        &mut self,
+        table: &str,
+        r: Range,
+        result: Option<serde_json::Value>,
+    ) -> std::io::Result<()> {
+        if self.is_done(table, r) {
+            return Ok(());
+        }
         let d = Done {
             table: table.to_string(),
             start: r.start,
             end: r.end,
+            result,
         };
-        if self.done.contains(&d) {
-            return Ok(());
-        }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -190,7 +213,7 @@ impl Checkpoint {
         line.push('\n');
         f.write_all(line.as_bytes())?;
         f.sync_data()?;
-        self.done.insert(d);
+        self.done.insert((d.table, r), d.result);
         Ok(())
     }
 }

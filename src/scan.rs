@@ -378,3 +378,30 @@ async fn resolve(spec: &str) -> Result<SocketAddr, String> {
         .next()
         .ok_or_else(|| format!("{spec} resolves to no address"))
 }
+
+/// Each table's `default_time_to_live` (seconds; 0: none).
+pub async fn default_ttls(c: &mut Client, keyspace: &str) -> Result<BTreeMap<String, i64>, String> {
+    let q = format!(
+        "SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = '{}'",
+        keyspace.replace('\'', "''")
+    );
+    let ResultBody::Rows(rows) = c
+        .query(&q)
+        .await
+        .map_err(|e| failed("cannot read the tables' options", e))?
+    else {
+        return Err("the tables' options came without rows".into());
+    };
+    Ok(rows
+        .rows
+        .iter()
+        .map(|row| {
+            let ttl = cell(&rows, row, "default_time_to_live")
+                .as_ref()
+                .and_then(|b| <[u8; 4]>::try_from(&b[..]).ok())
+                .map(i32::from_be_bytes)
+                .unwrap_or(0);
+            (text(cell(&rows, row, "table_name")), ttl as i64)
+        })
+        .collect())
+}

@@ -296,6 +296,24 @@ async fn a_stopped_copy_resumes_from_its_checkpoint() {
     // A third run finds nothing left.
     let third = copy(&options).await.unwrap();
     assert_eq!((third.tables[0].ranges, third.tables[0].rows), (0, 0));
+    // And the target validates clean.
+    let v = cutover::validate::validate(
+        &cutover::validate::ValidateOptions {
+            from: from.addr.into(),
+            to: to.addr.into(),
+            keyspace: "big".into(),
+            ..Default::default()
+        },
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (v.tables[0].found.rows_compared, v.differences()),
+        (2000, 0),
+        "{}",
+        v.human()
+    );
     std::fs::remove_dir_all(dir).unwrap();
     from.shutdown().await;
     to.shutdown().await;
@@ -360,6 +378,60 @@ async fn three_shares_cover_every_range_once() {
     let count = |node| async move { self::rows(node, "SELECT k FROM sh.t").await.len() };
     assert_eq!(count(to.addr).await, 600);
     std::fs::remove_dir_all(dir).unwrap();
+    from.shutdown().await;
+    to.shutdown().await;
+}
+
+/// A table's `default_time_to_live`: cells written under it keep what is
+/// left of it on the target; a destination whose default differs is named
+/// in the report, and one without the table stops the copy before it
+/// starts.
+#[tokio::test]
+async fn default_time_to_live_is_kept_and_a_differing_one_named() {
+    let (from, to) = two_nodes().await;
+    let mut c = Client::connect(from.addr, 4, None, None).await.unwrap();
+    let mut d = Client::connect(to.addr, 4, None, None).await.unwrap();
+    let ks = "CREATE KEYSPACE ttl WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}";
+    c.query(ks).await.unwrap();
+    d.query(ks).await.unwrap();
+    c.query("CREATE TABLE ttl.t (k int PRIMARY KEY, v text) WITH default_time_to_live = 3600")
+        .await
+        .unwrap();
+    let options = CopyOptions {
+        from: from.addr.into(),
+        to: vec![to.addr.into()],
+        keyspace: "ttl".into(),
+        ..CopyOptions::default()
+    };
+    let e = copy(&options).await.expect_err("no table on the target");
+    assert!(e.contains("ttl.t does not exist on"), "{e}");
+    d.query("CREATE TABLE ttl.t (k int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    c.query("INSERT INTO ttl.t (k, v) VALUES (1, 'a')")
+        .await
+        .unwrap();
+    c.query("INSERT INTO ttl.t (k, v) VALUES (2, 'b') USING TTL 0")
+        .await
+        .unwrap();
+    let r = copy(&options).await.unwrap();
+    assert!(
+        r.tables[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("default_time_to_live is 3600 s on the origin and 0 s")),
+        "{r:?}"
+    );
+    let got = rows(to.addr, "SELECT k, TTL(v) FROM ttl.t").await;
+    let ttl_of = |k: &str| {
+        got.iter()
+            .find(|r| r[0].as_deref() == Some(k))
+            .unwrap_or_else(|| panic!("{got:?}"))[1]
+            .clone()
+    };
+    let left: i64 = ttl_of("1").expect("a TTL").parse().unwrap();
+    assert!((3590..=3600).contains(&left), "{left}");
+    assert_eq!(ttl_of("2"), None, "an explicit TTL 0 stays without TTL");
     from.shutdown().await;
     to.shutdown().await;
 }

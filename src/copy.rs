@@ -25,6 +25,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::client::Client;
+use crate::frame::{Frame, Opcode};
 use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
@@ -108,10 +109,19 @@ pub struct CopyReport {
 struct Destination {
     addr: SocketAddr,
     client: Client,
-    prepared: HashMap<Vec<String>, Prepared>,
+    /// The INSERTs prepared, by the columns they write and whether they
+    /// carry a write time and TTL.
+    prepared: HashMap<(Vec<String>, bool), Prepared>,
+    /// EXECUTE bodies not sent yet: a page's rows go out pipelined.
+    queued: Vec<Bytes>,
 }
 
+/// INSERTs in flight at once on one destination connection.
+const WRITE_WINDOW: usize = 256;
+
 impl Destination {
+    /// Queues one INSERT of `columns` (prepared on first use); `flush`
+    /// sends what is queued.
     async fn insert(
         &mut self,
         table: &str,
@@ -119,9 +129,10 @@ impl Destination {
         timed: bool,
         values: Vec<RawValue>,
     ) -> Result<(), String> {
-        if !self.prepared.contains_key(&columns) {
-            let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-            let marks = vec!["?"; columns.len()].join(", ");
+        let key = (columns, timed);
+        if !self.prepared.contains_key(&key) {
+            let names: Vec<String> = key.0.iter().map(|c| quote(c)).collect();
+            let marks = vec!["?"; names.len()].join(", ");
             let using = if timed {
                 " USING TIMESTAMP ? AND TTL ?"
             } else {
@@ -136,13 +147,33 @@ impl Destination {
                 .prepare(&q)
                 .await
                 .map_err(|e| failed(&format!("{}: cannot prepare {q}", self.addr), e))?;
-            self.prepared.insert(columns.clone(), p);
+            self.prepared.insert(key.clone(), p);
         }
-        let p = &self.prepared[&columns];
-        self.client
-            .execute(p, values)
-            .await
-            .map_err(|e| failed(&format!("{}: an INSERT into {table} failed", self.addr), e))?;
+        let body = self.client.execute_body(&self.prepared[&key], values);
+        self.queued.push(body);
+        Ok(())
+    }
+
+    /// Sends the queued INSERTs, `WRITE_WINDOW` in flight, and waits for
+    /// every answer; the first refused one fails the copy.
+    async fn flush(&mut self, table: &str) -> Result<(), String> {
+        let bodies = std::mem::take(&mut self.queued);
+        let (mut next, mut in_flight) = (0, 0);
+        let version = self.client.version;
+        let what = |e| failed(&format!("{}: an INSERT into {table} failed", self.addr), e);
+        while next < bodies.len() || in_flight > 0 {
+            while in_flight < WRITE_WINDOW && next < bodies.len() {
+                let stream = self.client.stream();
+                let f = Frame::request(version, stream, Opcode::Execute, bodies[next].clone());
+                self.client.feed(f).await.map_err(what)?;
+                next += 1;
+                in_flight += 1;
+            }
+            self.client.flush().await.map_err(what)?;
+            let answer = self.client.recv().await.map_err(what)?;
+            in_flight -= 1;
+            self.client.result(answer).map_err(what)?;
+        }
         Ok(())
     }
 }
@@ -362,6 +393,7 @@ async fn worker(s: Arc<Shared>) -> Result<(), String> {
                 addr: to.addr,
                 client: to.connect().await?,
                 prepared: HashMap::new(),
+                queued: Vec::new(),
             });
         }
         loop {
@@ -559,6 +591,9 @@ async fn copy_range(
                 }
                 counts.inserts.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        for d in destinations.iter_mut() {
+            d.flush(full).await?;
         }
         match rows.metadata.paging_state {
             Some(p) => paging_state = Some(p),

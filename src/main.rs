@@ -124,6 +124,10 @@ enum Command {
         /// --checkpoint, together copy every range once (even splits).
         #[arg(long, value_name = "K/N", value_parser = parse_split)]
         split: Option<(usize, usize)>,
+        /// --split by a 0-based index I of N (share I+1), such as a
+        /// Kubernetes Indexed Job's $(JOB_COMPLETION_INDEX).
+        #[arg(long, value_name = "I/N", value_parser = parse_split_index, conflicts_with = "split")]
+        split_index: Option<(usize, usize)>,
     },
     /// Compare a keyspace's tables on two clusters row by row (missing,
     /// extra, differing cells); with --repair, mend the target. Exit status
@@ -163,6 +167,10 @@ enum Command {
         /// Compare only share K of N of the ranges (even splits).
         #[arg(long, value_name = "K/N", value_parser = parse_split)]
         split: Option<(usize, usize)>,
+        /// --split by a 0-based index I of N (share I+1), such as a
+        /// Kubernetes Indexed Job's $(JOB_COMPLETION_INDEX).
+        #[arg(long, value_name = "I/N", value_parser = parse_split_index, conflicts_with = "split")]
+        split_index: Option<(usize, usize)>,
         /// Write times this far apart (milliseconds) are the same.
         #[arg(long, default_value_t = 0.0, value_name = "MS")]
         writetime_tolerance_ms: f64,
@@ -196,8 +204,8 @@ enum Command {
         samples: usize,
         /// A proxy's admin address: its journal is checked first, and a
         /// backlog of writes not yet on the target is named.
-        #[arg(long, value_name = "ADDR")]
-        proxy_admin: Option<SocketAddr>,
+        #[arg(long, value_name = "HOST:PORT")]
+        proxy_admin: Option<String>,
         /// Bearer token for --proxy-admin (default: $CUTOVER_ADMIN_TOKEN).
         #[arg(long)]
         admin_token: Option<String>,
@@ -268,6 +276,24 @@ enum Command {
 }
 
 /// `K/N` with 1 ≤ K ≤ N.
+fn parse_split_index(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected I/N, e.g. 0/3"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: I is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: N is not a number"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("{s:?}: I/N needs 0 ≤ I < N"));
+    }
+    Ok((i + 1, n))
+}
+
 fn parse_split(s: &str) -> Result<(usize, usize), String> {
     let (k, n) = s
         .split_once('/')
@@ -847,6 +873,7 @@ async fn main() -> Result<()> {
             checkpoint,
             rate,
             split,
+            split_index,
             writetime_tolerance_ms,
             ttl_tolerance,
             float_epsilon,
@@ -881,6 +908,7 @@ async fn main() -> Result<()> {
                 std::process::exit(if r.remaining() > 0 { 1 } else { 0 });
             }
             let started = std::time::Instant::now();
+            let split = split.or(split_index);
             let (from, to) = reach
                 .endpoints(
                     from.as_deref().unwrap_or_default(),
@@ -901,7 +929,14 @@ async fn main() -> Result<()> {
                 None => None,
             };
             let mut warnings = Vec::new();
-            if let Some(addr) = proxy_admin {
+            if let Some(spec) = proxy_admin {
+                let addr = tokio::net::lookup_host(spec.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--proxy-admin {spec}: not an address (HOST:PORT)")
+                    })?;
                 let admin = Admin::new(addr, admin_token, &admin_tls)?;
                 warnings.extend(journal_backlog(&admin).await);
             }
@@ -1012,9 +1047,11 @@ async fn main() -> Result<()> {
             checkpoint,
             rate,
             split,
+            split_index,
         } => {
             let started = std::time::Instant::now();
             let tenant = parse_tenant(tenant.as_deref())?;
+            let split = split.or(split_index);
             let (from, to) = reach.endpoints(&from, &to).await?;
             let o = cutover::copy::CopyOptions {
                 from,

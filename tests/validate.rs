@@ -415,7 +415,13 @@ async fn the_command_reports_reruns_differing_ranges_and_merges_shares() {
     let mut shares = Vec::new();
     for k in 1..=3 {
         let f = file(&format!("share{k}.json"));
-        cutover_cli(base(&["--split", &format!("{k}/3"), "--report", &f])).await;
+        // The last share as a Kubernetes Indexed Job names it: 0-based.
+        let split = if k < 3 {
+            ["--split".to_string(), format!("{k}/3")]
+        } else {
+            ["--split-index".to_string(), format!("{}/3", k - 1)]
+        };
+        cutover_cli(base(&[&split[0], &split[1], "--report", &f])).await;
         shares.push(f);
     }
     let reports: Vec<ValidateReport> = shares

@@ -234,7 +234,9 @@ async fn every_planted_difference_is_found_and_repair_leaves_none() {
     to.shutdown().await;
 }
 
-/// A cell newer on the target is reported and left as it is by repair.
+/// A cell newer on the target is reported and left as it is by repair,
+/// and a row the target deleted after the origin wrote it is reported as
+/// not repaired (the write is checked by reading it back).
 #[tokio::test]
 async fn repair_never_writes_over_a_newer_cell() {
     let (from, to) = two_nodes().await;
@@ -246,7 +248,13 @@ async fn repair_never_writes_over_a_newer_cell() {
     run(&mut t, items(10, &[])).await;
     run(
         &mut t,
-        ["UPDATE shop.items USING TIMESTAMP 9000000 SET v = 'newer' WHERE k = 3".to_string()],
+        [
+            "UPDATE shop.items USING TIMESTAMP 9000000 SET v = 'newer' WHERE k = 3",
+            // Deleted on the target after the origin wrote it: the
+            // tombstone wins over the origin's write times.
+            "DELETE FROM shop.items USING TIMESTAMP 9000000 WHERE k = 4",
+        ]
+        .map(String::from),
     )
     .await;
     let r = validate(
@@ -260,11 +268,35 @@ async fn repair_never_writes_over_a_newer_cell() {
     .unwrap();
     let items = table(&r, "items");
     assert_eq!(
-        (items.found.differing, items.found.repaired),
-        (1, 0),
+        (
+            items.found.differing,
+            items.found.missing,
+            items.found.repaired
+        ),
+        (1, 1, 0),
         "{r:#?}"
     );
-    assert_eq!(r.remaining(), 1);
+    assert_eq!(r.remaining(), 2);
+    let why = |k: &str| {
+        items
+            .found
+            .samples
+            .iter()
+            .find(|s| s.key == k)
+            .unwrap()
+            .detail
+            .join("; ")
+    };
+    assert!(
+        why("k=3").contains("not repaired: the target's cell is newer"),
+        "{}",
+        why("k=3")
+    );
+    assert!(
+        why("k=4").contains("holds a newer deletion"),
+        "{}",
+        why("k=4")
+    );
     let ResultBody::Rows(rows) = t
         .query("SELECT v FROM shop.items WHERE k = 3")
         .await

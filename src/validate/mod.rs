@@ -361,9 +361,9 @@ pub async fn validate(
             ));
         }
         let left = found.remaining();
-        if o.repair && left > 0 && found.repaired + found.deleted > 0 {
+        if o.repair && left > 0 {
             t.notes.push(format!(
-                "{left} difference(s) not repaired (a newer cell on the target, a counter, or an extra row)"
+                "{left} difference(s) not repaired: the samples say why for each"
             ));
         }
     }
@@ -544,6 +544,34 @@ async fn compare_range(
             Kind::Extra => found.extra += 1,
             Kind::Differing => found.differing += 1,
         }
+        let mut detail = detail;
+        match (kind, &a, &b) {
+            _ if plan.counter && o.repair => {
+                detail.push("not repaired: a counter can only be added to".into())
+            }
+            (Kind::Extra, None, Some(y)) if o.delete_extra => {
+                delete_extra(plan, &key, y, target).await?;
+                found.deleted += 1;
+            }
+            (Kind::Missing | Kind::Differing, Some(x), y) if o.repair => {
+                match repair(plan, &key, x, y.as_ref(), target).await? {
+                    Some(why) => detail.push(format!("not repaired: {why}")),
+                    // Written: read back, since a deletion newer than the
+                    // origin's cells (a tombstone cannot be read) wins
+                    // over the origin's write times.
+                    None => match read_key(plan, &key, target).await? {
+                        Some(now) if plan.compare(&o.tolerance, x, &now).is_empty() => {
+                            found.repaired += 1
+                        }
+                        _ => detail.push(
+                            "not repaired: written with the origin's write times, the target still differs — it holds a newer deletion of these cells"
+                                .into(),
+                        ),
+                    },
+                }
+            }
+            _ => {}
+        }
         if found
             .samples
             .iter()
@@ -554,23 +582,8 @@ async fn compare_range(
             found.samples.push(Sample {
                 kind: kind.name().into(),
                 key: plan.render_key(&key),
-                detail: detail.clone(),
+                detail,
             });
-        }
-        if plan.counter {
-            continue;
-        }
-        match (kind, &a, &b) {
-            (Kind::Extra, None, Some(y)) if o.delete_extra => {
-                delete_extra(plan, &key, y, target).await?;
-                found.deleted += 1;
-            }
-            (Kind::Missing | Kind::Differing, Some(x), y)
-                if o.repair && repair(plan, &key, x, y.as_ref(), target).await? =>
-            {
-                found.repaired += 1;
-            }
-            _ => {}
         }
     }
     Ok(found)

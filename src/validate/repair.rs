@@ -65,15 +65,15 @@ pub(super) fn key_where(plan: &Plan, key: &Key) -> (String, Vec<RawValue>) {
 
 /// Writes the origin's cells the target lacks or holds older, with the
 /// origin's write times and TTLs; deletes, at the target cell's own write
-/// time, a cell the origin lacks. False when nothing could be written (the
-/// target's cells are all newer).
+/// time, a cell the origin lacks. Why not, when a cell could not be
+/// written (the target's is newer) or there was nothing to write.
 pub(super) async fn repair(
     plan: &Plan,
     key: &Key,
     origin: &Entry,
     target: Option<&Entry>,
     side: &mut Side,
-) -> Result<bool, String> {
+) -> Result<Option<String>, String> {
     let empty = Cell::default();
     let newest = origin.iter().filter_map(|c| c.writetime).max();
     // (write time, TTL) -> the columns written together.
@@ -121,7 +121,7 @@ pub(super) async fn repair(
             vec!["?"; key_names.len()].join(", ")
         );
         side.execute(&q, key.2.iter().map(raw).collect()).await?;
-        return Ok(true);
+        return Ok(None);
     }
     for ((wt, ttl), cols) in groups {
         let mut names = key_names.clone();
@@ -152,7 +152,11 @@ pub(super) async fn repair(
         side.execute(&q, values).await?;
         wrote = true;
     }
-    Ok(wrote && !newer_on_target)
+    Ok(match (wrote, newer_on_target) {
+        (_, true) => Some("the target's cell is newer (repair never writes over it)".into()),
+        (false, false) => Some("nothing to write".into()),
+        (true, false) => None,
+    })
 }
 
 /// Deletes a row (or a partition's static cells) only the target holds,

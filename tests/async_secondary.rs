@@ -436,3 +436,51 @@ async fn a_replayed_ttl_is_what_remains_of_it_and_an_expired_write_is_dropped() 
     s.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `cutover validate --proxy-admin`: with writes the target refused held
+/// in the proxy's journal, validate names the backlog before it reports the
+/// rows the target lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_the_journal_backlog() {
+    let (dir, s, mut c) = started("validate").await;
+    *s.target.node.faults.error.lock() = Some(cutover::node::faults::ErrorRule {
+        error: cutover::node::faults::InjectedError::WriteTimeout,
+        share: 1.0,
+        opcode: None,
+        keyspace: Some("ks".into()),
+    });
+    for k in 0..5 {
+        c.query(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, 'v')"))
+            .await
+            .unwrap();
+    }
+    wait_for("5 journaled writes", || async { pending(&s).await >= 5 }).await;
+    let (ok, out, err) = common::cutover_cli(
+        [
+            "validate",
+            "--from",
+            &s.origin.addr.to_string(),
+            "--to",
+            &s.target.addr.to_string(),
+            "--keyspace",
+            "ks",
+            "--proxy-admin",
+            &s.admin.to_string(),
+            "--recheck-after-ms",
+            "10",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains("warning: the proxy at")
+            && out.contains("in its journal not yet applied (target: 5)"),
+        "{out}"
+    );
+    assert!(out.contains("t: 5 rows compared, 5 missing"), "{out}");
+    s.target.node.faults.clear();
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

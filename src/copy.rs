@@ -30,10 +30,10 @@ use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
-use crate::ranges::{even, share, Checkpoint, Range, RING};
+use crate::ranges::{Checkpoint, Range, RING};
 use crate::scan::{
-    bigint, cell, default_ttls, failed, quote, raw, schema, table_ranges, tenant_restriction,
-    Column, Endpoint, Pace,
+    bigint, cell, default_ttls, failed, progress_bar, quote, ranges_for, raw, run_workers,
+    tables_of, tenant_restriction, Column, Endpoint, Pace,
 };
 
 /// What to copy, from where, to where.
@@ -217,21 +217,7 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
         return Err("no destination: give at least one --to".into());
     }
     let mut source = o.from.connect().await?;
-    let tables = schema(&mut source, &o.keyspace).await?;
-    if tables.is_empty() {
-        return Err(format!(
-            "keyspace {} has no tables on {} (or does not exist there)",
-            o.keyspace, o.from.addr
-        ));
-    }
-    for t in &o.tables {
-        if !tables.contains_key(t) {
-            return Err(format!(
-                "table {}.{t} does not exist on {}",
-                o.keyspace, o.from.addr
-            ));
-        }
-    }
+    let tables = tables_of(&mut source, o.from.addr, &o.keyspace, &o.tables).await?;
     // Every destination answers before any work starts.
     let origin_ttls = default_ttls(&mut source, &o.keyspace).await?;
     let mut destination_ttls = Vec::new();
@@ -279,28 +265,15 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
             report.tables.push(r);
             continue;
         };
-        let ranges: Vec<Option<Range>> = match (&plan.restriction, o.split) {
-            (Some(_), None) => vec![None],
-            // A tenant's rows are one query: share 1 takes it.
-            (Some(_), Some((k, _))) => {
-                if k == 1 {
-                    vec![None]
-                } else {
-                    Vec::new()
-                }
-            }
-            // Shares must agree on the ranges whatever each process saw, so
-            // they are even splits, not estimates that change with the data.
-            (None, Some((k, n))) => share(&even(o.splits.max(n)), k, n)
-                .into_iter()
-                .map(Some)
-                .collect(),
-            (None, None) => table_ranges(&mut source, &o.keyspace, name, o.splits)
-                .await?
-                .into_iter()
-                .map(Some)
-                .collect(),
-        };
+        let ranges = ranges_for(
+            &mut source,
+            &o.keyspace,
+            name,
+            o.splits,
+            o.split,
+            plan.restriction.is_some(),
+        )
+        .await?;
         let key = format!("{}.{name}", o.keyspace);
         for range in ranges {
             if checkpoint
@@ -316,18 +289,7 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
         plans.push(plan);
     }
     let counts: Arc<Vec<Counts>> = Arc::new(plans.iter().map(|_| Counts::default()).collect());
-    let bar = if o.progress {
-        let b = indicatif::ProgressBar::new(jobs.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ranges  ETA {eta}  {msg}",
-            )
-            .expect("a valid template"),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(o.progress, jobs.len() as u64);
     let shared = Arc::new(Shared {
         o: o.clone(),
         plans,
@@ -338,22 +300,9 @@ pub async fn copy(o: &CopyOptions) -> Result<CopyReport, String> {
         stop: AtomicBool::new(false),
         bar: bar.clone(),
     });
-    let workers: Vec<_> = (0..o.concurrency.max(1))
-        .map(|_| tokio::spawn(worker(shared.clone())))
-        .collect();
-    let mut first_error = None;
-    for w in workers {
-        let r = w
-            .await
-            .unwrap_or_else(|e| Err(format!("a copy worker failed: {e}")));
-        if let Err(e) = r {
-            first_error.get_or_insert(e);
-        }
-    }
+    let r = run_workers(o.concurrency, "copy", || worker(shared.clone())).await;
     bar.finish_and_clear();
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    r?;
     for (plan, c) in shared.plans.iter().zip(counts.iter()) {
         let r = &mut report.tables[plan.report];
         r.rows = c.rows.load(Ordering::Relaxed);

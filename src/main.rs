@@ -95,39 +95,8 @@ enum Command {
         to: Vec<String>,
         #[arg(long)]
         keyspace: String,
-        /// Only these tables (repeat the flag; default: every table).
-        #[arg(long = "table")]
-        tables: Vec<String>,
-        /// Rows read per page.
-        #[arg(long, default_value_t = 1000)]
-        page_size: i32,
-        /// Only this tenant's rows, for tenants keyed by a column
-        /// (COLUMN=VALUE, e.g. tenant_id=wayne); tables without the column
-        /// in their partition key are skipped.
-        #[arg(long, value_name = "COLUMN=VALUE")]
-        tenant: Option<String>,
-        /// Token ranges copied at once, each on connections of its own.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Ranges per table when the source has no system.size_estimates
-        /// for it (else about 10,000 partitions a range).
-        #[arg(long, default_value_t = 64)]
-        splits: usize,
-        /// A file of finished ranges: a copy started again on it copies
-        /// only what is left.
-        #[arg(long, value_name = "FILE")]
-        checkpoint: Option<std::path::PathBuf>,
-        /// Rows read per second at most (0: no limit).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        /// Copy only share K of N (e.g. 2/3): N processes, each with its own
-        /// --checkpoint, together copy every range once (even splits).
-        #[arg(long, value_name = "K/N", value_parser = parse_split)]
-        split: Option<(usize, usize)>,
-        /// --split by a 0-based index I of N (share I+1), such as a
-        /// Kubernetes Indexed Job's $(JOB_COMPLETION_INDEX).
-        #[arg(long, value_name = "I/N", value_parser = parse_split_index, conflicts_with = "split")]
-        split_index: Option<(usize, usize)>,
+        #[command(flatten)]
+        scan: ScanArgs,
     },
     /// Compare a keyspace's tables on two clusters row by row (missing,
     /// extra, differing cells); with --repair, mend the target. Exit status
@@ -144,33 +113,8 @@ enum Command {
         to: Option<String>,
         #[arg(long, required_unless_present = "merge")]
         keyspace: Option<String>,
-        /// Only these tables (repeat the flag; default: every table).
-        #[arg(long = "table")]
-        tables: Vec<String>,
-        /// Only this tenant's rows (COLUMN=VALUE), as for copy.
-        #[arg(long, value_name = "COLUMN=VALUE")]
-        tenant: Option<String>,
-        #[arg(long, default_value_t = 1000)]
-        page_size: i32,
-        /// Token ranges compared at once, each on connections of its own.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 64)]
-        splits: usize,
-        /// A file of finished ranges and what they held: a run started
-        /// again on it compares only what is left.
-        #[arg(long, value_name = "FILE")]
-        checkpoint: Option<std::path::PathBuf>,
-        /// Rows read per second at most, both clusters together (0: none).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        /// Compare only share K of N of the ranges (even splits).
-        #[arg(long, value_name = "K/N", value_parser = parse_split)]
-        split: Option<(usize, usize)>,
-        /// --split by a 0-based index I of N (share I+1), such as a
-        /// Kubernetes Indexed Job's $(JOB_COMPLETION_INDEX).
-        #[arg(long, value_name = "I/N", value_parser = parse_split_index, conflicts_with = "split")]
-        split_index: Option<(usize, usize)>,
+        #[command(flatten)]
+        scan: ScanArgs,
         /// Write times this far apart (milliseconds) are the same.
         #[arg(long, default_value_t = 0.0, value_name = "MS")]
         writetime_tolerance_ms: f64,
@@ -276,40 +220,81 @@ enum Command {
 }
 
 /// `K/N` with 1 ≤ K ≤ N.
-fn parse_split_index(s: &str) -> Result<(usize, usize), String> {
-    let (i, n) = s
+/// `A/B` as two numbers, named `a` and `b` in errors.
+fn numbers_over(s: &str, a: &str, b: &str) -> Result<(usize, usize), String> {
+    let (x, y) = s
         .split_once('/')
-        .ok_or_else(|| format!("{s:?}: expected I/N, e.g. 0/3"))?;
-    let (i, n): (usize, usize) = (
-        i.trim()
-            .parse()
-            .map_err(|_| format!("{s:?}: I is not a number"))?,
-        n.trim()
-            .parse()
-            .map_err(|_| format!("{s:?}: N is not a number"))?,
-    );
+        .ok_or_else(|| format!("{s:?}: expected {a}/{b}"))?;
+    let number = |v: &str, name: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?}: {name} is not a number"))
+    };
+    Ok((number(x, a)?, number(y, b)?))
+}
+
+fn parse_split_index(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = numbers_over(s, "I", "N")?;
     if n == 0 || i >= n {
-        return Err(format!("{s:?}: I/N needs 0 ≤ I < N"));
+        return Err(format!("{s:?}: I/N needs 0 ≤ I < N, e.g. 0/3"));
     }
     Ok((i + 1, n))
 }
 
 fn parse_split(s: &str) -> Result<(usize, usize), String> {
-    let (k, n) = s
-        .split_once('/')
-        .ok_or_else(|| format!("{s:?}: expected K/N, e.g. 2/3"))?;
-    let (k, n): (usize, usize) = (
-        k.trim()
-            .parse()
-            .map_err(|_| format!("{s:?}: K is not a number"))?,
-        n.trim()
-            .parse()
-            .map_err(|_| format!("{s:?}: N is not a number"))?,
-    );
+    let (k, n) = numbers_over(s, "K", "N")?;
     if k == 0 || n == 0 || k > n {
-        return Err(format!("{s:?}: K/N needs 1 ≤ K ≤ N"));
+        return Err(format!("{s:?}: K/N needs 1 ≤ K ≤ N, e.g. 2/3"));
     }
     Ok((k, n))
+}
+
+/// Which rows `copy` and `validate` scan, and how.
+#[derive(clap::Args, Clone)]
+struct ScanArgs {
+    /// Only these tables (repeat the flag; default: every table).
+    #[arg(long = "table")]
+    tables: Vec<String>,
+    /// Only this tenant's rows, for tenants keyed by a column
+    /// (COLUMN=VALUE, e.g. tenant_id=wayne); tables without the column in
+    /// their partition key are skipped.
+    #[arg(long, value_name = "COLUMN=VALUE")]
+    tenant: Option<String>,
+    /// Rows read per page.
+    #[arg(long, default_value_t = 1000)]
+    page_size: i32,
+    /// Token ranges scanned at once, each on connections of its own.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Ranges per table when the source has no system.size_estimates for
+    /// it (else about 10,000 partitions a range), and for --split.
+    #[arg(long, default_value_t = 64)]
+    splits: usize,
+    /// A file of finished ranges (and, for validate, what they held): a run
+    /// started again on it scans only what is left.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<std::path::PathBuf>,
+    /// Rows read per second at most, over every cluster read (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Only share K of N (e.g. 2/3): N processes, each with its own
+    /// --checkpoint, together cover every range once (even splits).
+    #[arg(long, value_name = "K/N", value_parser = parse_split)]
+    split: Option<(usize, usize)>,
+    /// --split by a 0-based index I of N (share I+1), such as a Kubernetes
+    /// Indexed Job's $(JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "I/N", value_parser = parse_split_index, conflicts_with = "split")]
+    split_index: Option<(usize, usize)>,
+}
+
+impl ScanArgs {
+    fn tenant(&self) -> Result<Option<(String, String)>> {
+        parse_tenant(self.tenant.as_deref())
+    }
+
+    fn split(&self) -> Option<(usize, usize)> {
+        self.split.or(self.split_index)
+    }
 }
 
 /// How `copy` and `validate` reach clusters: a proxy config's clusters by
@@ -865,15 +850,7 @@ async fn main() -> Result<()> {
             from,
             to,
             keyspace,
-            tables,
-            tenant,
-            page_size,
-            concurrency,
-            splits,
-            checkpoint,
-            rate,
-            split,
-            split_index,
+            scan,
             writetime_tolerance_ms,
             ttl_tolerance,
             float_epsilon,
@@ -908,7 +885,6 @@ async fn main() -> Result<()> {
                 std::process::exit(if r.remaining() > 0 { 1 } else { 0 });
             }
             let started = std::time::Instant::now();
-            let split = split.or(split_index);
             let (from, to) = reach
                 .endpoints(
                     from.as_deref().unwrap_or_default(),
@@ -947,15 +923,15 @@ async fn main() -> Result<()> {
                 from,
                 to: to.into_iter().next().expect("one --to"),
                 keyspace: keyspace.unwrap_or_default(),
-                tables,
-                tenant: parse_tenant(tenant.as_deref())?,
-                page_size,
-                concurrency,
-                splits,
-                checkpoint,
-                rate,
+                tenant: scan.tenant()?,
+                split: scan.split(),
+                tables: scan.tables,
+                page_size: scan.page_size,
+                concurrency: scan.concurrency,
+                splits: scan.splits,
+                checkpoint: scan.checkpoint,
+                rate: scan.rate,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                split,
                 tolerance: Tolerance {
                     writetime_us: (writetime_tolerance_ms * 1000.0) as i64,
                     ttl_s: ttl_tolerance,
@@ -1039,33 +1015,23 @@ async fn main() -> Result<()> {
             from,
             to,
             keyspace,
-            tables,
-            page_size,
-            tenant,
-            concurrency,
-            splits,
-            checkpoint,
-            rate,
-            split,
-            split_index,
+            scan,
         } => {
             let started = std::time::Instant::now();
-            let tenant = parse_tenant(tenant.as_deref())?;
-            let split = split.or(split_index);
             let (from, to) = reach.endpoints(&from, &to).await?;
             let o = cutover::copy::CopyOptions {
                 from,
                 to,
                 keyspace,
-                tables,
-                page_size,
-                tenant,
-                concurrency,
-                splits,
-                checkpoint,
-                rate,
+                tenant: scan.tenant()?,
+                split: scan.split(),
+                tables: scan.tables,
+                page_size: scan.page_size,
+                concurrency: scan.concurrency,
+                splits: scan.splits,
+                checkpoint: scan.checkpoint,
+                rate: scan.rate,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                split,
             };
             match cutover::copy::copy(&o).await {
                 Ok(r) => {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::client::{Client, ClientError, TlsTo};
 use crate::protocol::reader::RawValue;
 use crate::protocol::response::{ResultBody, Rows};
-use crate::ranges::{even, from_estimates, Estimate, Range};
+use crate::ranges::{even, from_estimates, share, Estimate, Range};
 
 /// One node of a cluster and how to log in to it.
 #[derive(Clone)]
@@ -404,4 +404,93 @@ pub async fn default_ttls(c: &mut Client, keyspace: &str) -> Result<BTreeMap<Str
             (text(cell(&rows, row, "table_name")), ttl as i64)
         })
         .collect())
+}
+
+/// The keyspace's tables on `source`, refused when there are none or a
+/// table asked for (`wanted`) is not among them.
+pub async fn tables_of(
+    source: &mut Client,
+    at: SocketAddr,
+    keyspace: &str,
+    wanted: &[String],
+) -> Result<BTreeMap<String, Vec<Column>>, String> {
+    let tables = schema(source, keyspace).await?;
+    if tables.is_empty() {
+        return Err(format!(
+            "keyspace {keyspace} has no tables on {at} (or does not exist there)"
+        ));
+    }
+    if let Some(t) = wanted.iter().find(|t| !tables.contains_key(*t)) {
+        return Err(format!("table {keyspace}.{t} does not exist on {at}"));
+    }
+    Ok(tables)
+}
+
+/// The ranges one process scans a table in: the whole table as one piece
+/// (None) when it is read by a tenant's restriction (`whole`; share 1 of
+/// `split` takes it), share K of N of even splits with `split`, else
+/// ranges from the source's estimates.
+pub async fn ranges_for(
+    source: &mut Client,
+    keyspace: &str,
+    table: &str,
+    splits: usize,
+    split: Option<(usize, usize)>,
+    whole: bool,
+) -> Result<Vec<Option<Range>>, String> {
+    Ok(match (whole, split) {
+        (true, None) => vec![None],
+        (true, Some((k, _))) => {
+            if k == 1 {
+                vec![None]
+            } else {
+                Vec::new()
+            }
+        }
+        // Shares must agree on the ranges whatever each process saw, so
+        // they are even splits, not estimates that change with the data.
+        (false, Some((k, n))) => share(&even(splits.max(n)), k, n)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        (false, None) => table_ranges(source, keyspace, table, splits)
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect(),
+    })
+}
+
+/// A progress bar of `ranges` on stderr (hidden when not `shown`).
+pub fn progress_bar(shown: bool, ranges: u64) -> indicatif::ProgressBar {
+    if !shown {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(ranges);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ranges  ETA {eta}  {msg}",
+        )
+        .expect("a valid template"),
+    );
+    b
+}
+
+/// Runs `n` workers made by `worker` and waits for all; the first error.
+pub async fn run_workers<F, Fut>(n: usize, what: &str, worker: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let workers: Vec<_> = (0..n.max(1)).map(|_| tokio::spawn(worker())).collect();
+    let mut first_error = None;
+    for w in workers {
+        let r = w
+            .await
+            .unwrap_or_else(|e| Err(format!("a {what} worker failed: {e}")));
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }

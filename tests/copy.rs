@@ -247,13 +247,7 @@ async fn a_stopped_copy_resumes_from_its_checkpoint() {
         };
         async move { copy(&o).await }
     });
-    let lines = || {
-        std::fs::read_to_string(&checkpoint)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .count()
-    };
+    let lines = || common::ranges_done(&checkpoint);
     common::wait_for("some ranges to finish", || std::future::ready(lines() >= 4)).await;
     to.node.set_down(true);
     let e = first

@@ -9,6 +9,7 @@ mod common;
 
 use common::{cutover_cli, two_nodes, Setup};
 use cutover::client::Client;
+use cutover::node::RunningNode;
 use cutover::validate::{validate, Tolerance, ValidateOptions, ValidateReport};
 
 const SCHEMA: [&str; 3] = [
@@ -66,6 +67,27 @@ fn table<'r>(r: &'r ValidateReport, name: &str) -> &'r cutover::validate::TableD
     r.tables.iter().find(|t| t.table == name).unwrap()
 }
 
+/// Two nodes with the `SCHEMA`, and a connection to each.
+async fn shop() -> (RunningNode, RunningNode, Client, Client) {
+    let (from, to) = two_nodes().await;
+    let mut o = Client::connect(from.addr, 4, None, None).await.unwrap();
+    let mut t = Client::connect(to.addr, 4, None, None).await.unwrap();
+    run(&mut o, SCHEMA.map(String::from)).await;
+    run(&mut t, SCHEMA.map(String::from)).await;
+    (from, to, o, t)
+}
+
+/// What the sample of `key` says differs.
+fn detail_of(t: &cutover::validate::TableDiff, key: &str) -> String {
+    t.found
+        .samples
+        .iter()
+        .find(|s| s.key == key)
+        .unwrap_or_else(|| panic!("no sample of {key}: {t:#?}"))
+        .detail
+        .join("; ")
+}
+
 fn keys(t: &cutover::validate::TableDiff, kind: &str) -> Vec<String> {
     let mut k: Vec<String> = t
         .found
@@ -80,11 +102,7 @@ fn keys(t: &cutover::validate::TableDiff, kind: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_planted_difference_is_found_and_repair_leaves_none() {
-    let (from, to) = two_nodes().await;
-    let mut o = Client::connect(from.addr, 4, None, None).await.unwrap();
-    let mut t = Client::connect(to.addr, 4, None, None).await.unwrap();
-    run(&mut o, SCHEMA.map(String::from)).await;
-    run(&mut t, SCHEMA.map(String::from)).await;
+    let (from, to, mut o, mut t) = shop().await;
     // 10,000 rows on the origin; the target lacks three of them.
     run(&mut o, items(10_000, &[])).await;
     run(&mut t, items(10_000, &[17, 4242, 9999])).await;
@@ -138,16 +156,7 @@ async fn every_planted_difference_is_found_and_repair_leaves_none() {
     assert_eq!(keys(items, "missing"), ["k=17", "k=4242", "k=9999"]);
     assert_eq!(keys(items, "extra"), ["k=20000", "k=20001"]);
     assert_eq!(keys(items, "differing"), ["k=100", "k=200", "k=300"]);
-    let detail = |k: &str| {
-        items
-            .found
-            .samples
-            .iter()
-            .find(|s| s.key == k)
-            .unwrap()
-            .detail
-            .join("; ")
-    };
+    let detail = |k: &str| detail_of(items, k);
     assert!(
         detail("k=100").contains("v: 'changed' on the origin, 'v100' on the target"),
         "{}",
@@ -239,11 +248,7 @@ async fn every_planted_difference_is_found_and_repair_leaves_none() {
 /// not repaired (the write is checked by reading it back).
 #[tokio::test]
 async fn repair_never_writes_over_a_newer_cell() {
-    let (from, to) = two_nodes().await;
-    let mut o = Client::connect(from.addr, 4, None, None).await.unwrap();
-    let mut t = Client::connect(to.addr, 4, None, None).await.unwrap();
-    run(&mut o, SCHEMA.map(String::from)).await;
-    run(&mut t, SCHEMA.map(String::from)).await;
+    let (from, to, mut o, mut t) = shop().await;
     run(&mut o, items(10, &[])).await;
     run(&mut t, items(10, &[])).await;
     run(
@@ -277,16 +282,7 @@ async fn repair_never_writes_over_a_newer_cell() {
         "{r:#?}"
     );
     assert_eq!(r.remaining(), 2);
-    let why = |k: &str| {
-        items
-            .found
-            .samples
-            .iter()
-            .find(|s| s.key == k)
-            .unwrap()
-            .detail
-            .join("; ")
-    };
+    let why = |k: &str| detail_of(items, k);
     assert!(
         why("k=3").contains("not repaired: the target's cell is newer"),
         "{}",
@@ -383,11 +379,7 @@ async fn no_differences_are_reported_while_dual_writes_run() {
 /// `--split` shares cover every range once and `--merge` joins them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_reports_reruns_differing_ranges_and_merges_shares() {
-    let (from, to) = two_nodes().await;
-    let mut o = Client::connect(from.addr, 4, None, None).await.unwrap();
-    let mut t = Client::connect(to.addr, 4, None, None).await.unwrap();
-    run(&mut o, SCHEMA.map(String::from)).await;
-    run(&mut t, SCHEMA.map(String::from)).await;
+    let (from, to, mut o, mut t) = shop().await;
     run(&mut o, items(1000, &[])).await;
     run(&mut t, items(1000, &[5, 6])).await;
     let dir = std::env::temp_dir().join(format!("cutover-validate-{}", std::process::id()));
@@ -490,11 +482,7 @@ async fn the_command_reports_reruns_differing_ranges_and_merges_shares() {
 /// counts the whole table, the differences of finished ranges included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_validate_resumes_and_reports_the_whole_table() {
-    let (from, to) = two_nodes().await;
-    let mut o = Client::connect(from.addr, 4, None, None).await.unwrap();
-    let mut t = Client::connect(to.addr, 4, None, None).await.unwrap();
-    run(&mut o, SCHEMA.map(String::from)).await;
-    run(&mut t, SCHEMA.map(String::from)).await;
+    let (from, to, mut o, mut t) = shop().await;
     run(&mut o, items(2000, &[])).await;
     let skip: Vec<i32> = (0..2000).step_by(100).collect();
     run(&mut t, items(2000, &skip)).await;
@@ -517,13 +505,7 @@ async fn a_stopped_validate_resumes_and_reports_the_whole_table() {
         };
         async move { validate(&o, Vec::new()).await }
     });
-    let lines = || {
-        std::fs::read_to_string(&checkpoint)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .count()
-    };
+    let lines = || common::ranges_done(&checkpoint);
     common::wait_for("some ranges to finish", || std::future::ready(lines() >= 4)).await;
     to.node.set_down(true);
     let e = first.await.unwrap().expect_err("the target went down");

@@ -30,6 +30,7 @@
 //! `--delete-extra`, at the newest write time read in them (a row holding
 //! only its key: at the time of the re-read).
 
+mod options;
 mod plan;
 mod repair;
 mod report;
@@ -38,7 +39,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -47,80 +48,13 @@ use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
-use crate::ranges::{even, share, Checkpoint, Range, RING};
-use crate::scan::{bigint, failed, schema, table_ranges, Endpoint, Pace};
+use crate::ranges::{Checkpoint, Range, RING};
+use crate::scan::{bigint, failed, progress_bar, ranges_for, run_workers, schema, tables_of, Pace};
 
+pub use options::{Tolerance, ValidateOptions};
 use plan::{Entry, Key, Kind, Plan};
 use repair::{delete_extra, read_key, repair};
 pub use report::{Found, Sample, TableDiff, ValidateReport};
-
-/// How far two cells may drift and still be the same.
-#[derive(Debug, Clone, Default)]
-pub struct Tolerance {
-    /// Write times differing by at most this many microseconds are equal.
-    pub writetime_us: i64,
-    /// Remaining TTLs differing by at most this many seconds are equal
-    /// (the two reads are not at the same instant).
-    pub ttl_s: i64,
-    /// `float` and `double` values within this of each other are equal.
-    pub float_epsilon: f64,
-    /// Columns not compared at all.
-    pub ignore: Vec<String>,
-}
-
-/// What to compare, where, and what to do about differences.
-#[derive(Debug, Clone)]
-pub struct ValidateOptions {
-    pub from: Endpoint,
-    pub to: Endpoint,
-    pub keyspace: String,
-    /// Tables to compare; empty: every table of the keyspace.
-    pub tables: Vec<String>,
-    /// Only one tenant's rows, for tenants keyed by a column.
-    pub tenant: Option<(String, String)>,
-    pub page_size: i32,
-    pub concurrency: usize,
-    pub splits: usize,
-    pub checkpoint: Option<std::path::PathBuf>,
-    /// Rows read per second at most, both sides together (0: no limit).
-    pub rate: u64,
-    pub progress: bool,
-    pub split: Option<(usize, usize)>,
-    pub tolerance: Tolerance,
-    /// How long after a difference is first seen it is read again.
-    pub recheck_after: Duration,
-    pub repair: bool,
-    pub delete_extra: bool,
-    /// Only these ranges of each table (`--ranges-from REPORT`).
-    pub only: Option<BTreeMap<String, Vec<Range>>>,
-    /// Keys of each kind of difference kept per table in the report.
-    pub samples: usize,
-}
-
-impl Default for ValidateOptions {
-    fn default() -> Self {
-        ValidateOptions {
-            from: SocketAddr::from(([127, 0, 0, 1], 9042)).into(),
-            to: SocketAddr::from(([127, 0, 0, 1], 9043)).into(),
-            keyspace: String::new(),
-            tables: Vec::new(),
-            tenant: None,
-            page_size: 1000,
-            concurrency: 8,
-            splits: 64,
-            checkpoint: None,
-            rate: 0,
-            progress: false,
-            split: None,
-            tolerance: Tolerance::default(),
-            recheck_after: Duration::from_millis(500),
-            repair: false,
-            delete_extra: false,
-            only: None,
-            samples: 10,
-        }
-    }
-}
 
 /// One side's connection and the statements prepared on it.
 struct Side {
@@ -202,21 +136,7 @@ pub async fn validate(
     warnings: Vec<String>,
 ) -> Result<ValidateReport, String> {
     let mut source = o.from.connect().await?;
-    let tables = schema(&mut source, &o.keyspace).await?;
-    if tables.is_empty() {
-        return Err(format!(
-            "keyspace {} has no tables on {} (or does not exist there)",
-            o.keyspace, o.from.addr
-        ));
-    }
-    for t in &o.tables {
-        if !tables.contains_key(t) {
-            return Err(format!(
-                "table {}.{t} does not exist on {}",
-                o.keyspace, o.from.addr
-            ));
-        }
-    }
+    let tables = tables_of(&mut source, o.from.addr, &o.keyspace, &o.tables).await?;
     let mut target = o.to.connect().await?;
     let target_tables = schema(&mut target, &o.keyspace).await?;
     let mut checkpoint = match &o.checkpoint {
@@ -262,25 +182,19 @@ pub async fn validate(
             report.tables.push(t);
             continue;
         };
-        let ranges: Vec<Option<Range>> = match (&plan.restriction, o.split, &o.only) {
-            (_, _, Some(only)) => only[name].iter().copied().map(Some).collect(),
-            (Some(_), None, _) => vec![None],
-            (Some(_), Some((k, _)), _) => {
-                if k == 1 {
-                    vec![None]
-                } else {
-                    Vec::new()
-                }
-            }
-            (None, Some((k, n)), _) => share(&even(o.splits.max(n)), k, n)
-                .into_iter()
-                .map(Some)
-                .collect(),
-            (None, None, _) => table_ranges(&mut source, &o.keyspace, name, o.splits)
+        let ranges = match &o.only {
+            Some(only) => only[name].iter().copied().map(Some).collect(),
+            None => {
+                ranges_for(
+                    &mut source,
+                    &o.keyspace,
+                    name,
+                    o.splits,
+                    o.split,
+                    plan.restriction.is_some(),
+                )
                 .await?
-                .into_iter()
-                .map(Some)
-                .collect(),
+            }
         };
         let key = format!("{}.{name}", o.keyspace);
         for range in ranges {
@@ -304,18 +218,7 @@ pub async fn validate(
         report.tables.push(t);
         plans.push(plan);
     }
-    let bar = if o.progress {
-        let b = indicatif::ProgressBar::new(jobs.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ranges  ETA {eta}  {msg}",
-            )
-            .expect("a valid template"),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(o.progress, jobs.len() as u64);
     let shared = Arc::new(Shared {
         o: o.clone(),
         found: parking_lot::Mutex::new(plans.iter().map(|_| Default::default()).collect()),
@@ -327,22 +230,9 @@ pub async fn validate(
         stop: AtomicBool::new(false),
         bar: bar.clone(),
     });
-    let workers: Vec<_> = (0..o.concurrency.max(1))
-        .map(|_| tokio::spawn(worker(shared.clone())))
-        .collect();
-    let mut first_error = None;
-    for w in workers {
-        let r = w
-            .await
-            .unwrap_or_else(|e| Err(format!("a validate worker failed: {e}")));
-        if let Err(e) = r {
-            first_error.get_or_insert(e);
-        }
-    }
+    let r = run_workers(o.concurrency, "validate", || worker(shared.clone())).await;
     bar.finish_and_clear();
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    r?;
     for (plan, (found, differing, ranges)) in shared.plans.iter().zip(shared.found.lock().iter()) {
         let t = &mut report.tables[plan.report];
         t.found.add(found, o.samples);

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::{Tolerance, ValidateOptions};
+use super::options::{Tolerance, ValidateOptions};
 use crate::scan::{quote, tenant_restriction, Column};
 
 /// Where a cell's value, write time and TTL are in a scanned row.

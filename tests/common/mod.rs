@@ -463,6 +463,15 @@ pub async fn serve_admin(
     (addr, stop)
 }
 
+/// Ranges a `copy`/`validate` checkpoint file records as finished.
+pub fn ranges_done(checkpoint: &std::path::Path) -> usize {
+    std::fs::read_to_string(checkpoint)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count()
+}
+
 /// Does `node`, asked directly, have row `k` in `table` (`ks.t`)?
 pub async fn node_has_row(node: std::net::SocketAddr, table: &str, k: i32) -> bool {
     let mut c = Client::connect(node, 4, None, None).await.unwrap();

@@ -118,6 +118,8 @@ impl ClientStream {
 pub struct Client {
     framed: Framed<ClientStream, FrameCodec>,
     pub version: u8,
+    /// The consistency of `query` and `execute` (ONE unless set).
+    pub consistency: u16,
     next_stream: i16,
 }
 
@@ -148,6 +150,7 @@ impl Client {
         Ok(Client {
             framed: Framed::new(sock, FrameCodec::client()),
             version,
+            consistency: consistency::ONE,
             next_stream: 0,
         })
     }
@@ -277,7 +280,7 @@ impl Client {
         self.query_with(
             text,
             QueryParams {
-                consistency: consistency::ONE,
+                consistency: self.consistency,
                 ..Default::default()
             },
         )
@@ -326,7 +329,7 @@ impl Client {
             id: p.id.clone(),
             result_metadata_id: p.result_metadata_id.clone(),
             params: QueryParams {
-                consistency: consistency::ONE,
+                consistency: self.consistency,
                 values,
                 ..Default::default()
             },

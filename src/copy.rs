@@ -26,7 +26,6 @@ use serde::Serialize;
 
 use crate::client::Client;
 use crate::frame::{Frame, Opcode};
-use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
@@ -478,7 +477,7 @@ async fn copy_range(
             .query_with(
                 &select,
                 QueryParams {
-                    consistency: consistency::ONE,
+                    consistency: source.consistency,
                     page_size: Some(o.page_size),
                     paging_state: paging_state.take(),
                     values: values.clone(),

@@ -320,6 +320,10 @@ struct ReachArgs {
     /// The key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// The consistency of every read and write: one, quorum, local_quorum,
+    /// all, ... (a replica behind at ONE would show as a difference).
+    #[arg(long, default_value = "local_quorum", value_parser = cutover::scan::consistency_named)]
+    consistency: u16,
 }
 
 impl ReachArgs {
@@ -332,6 +336,7 @@ impl ReachArgs {
             None => None,
         };
         Ok(cutover::scan::Reach {
+            consistency: self.consistency,
             config,
             credentials: self.user.as_deref().map(parse_user).transpose()?,
             tls: self.tls_ca.as_ref().map(|ca| cutover::tls::ClusterTls {

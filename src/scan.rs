@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::client::{Client, ClientError, TlsTo};
+use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::response::{ResultBody, Rows};
 use crate::ranges::{even, from_estimates, share, Estimate, Range};
@@ -22,6 +23,8 @@ pub struct Endpoint {
     /// TLS, and the name the node's certificate must carry (its IP address
     /// when None).
     pub tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
+    /// The consistency of every read and write on it.
+    pub consistency: u16,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for Endpoint {
             .field("addr", &self.addr)
             .field("user", &self.credentials.as_ref().map(|c| &c.0))
             .field("tls", &self.tls.is_some())
+            .field("consistency", &self.consistency)
             .finish()
     }
 }
@@ -40,6 +44,7 @@ impl From<SocketAddr> for Endpoint {
             addr,
             credentials: None,
             tls: None,
+            consistency: consistency::LOCAL_QUORUM,
         }
     }
 }
@@ -58,9 +63,11 @@ impl Endpoint {
                 .and_then(|n| rustls::pki_types::ServerName::try_from(n.clone()).ok())
                 .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(self.addr.ip().into())),
         });
-        Client::connect_tls(self.addr, 4, None, creds, tls.as_ref())
+        let mut c = Client::connect_tls(self.addr, 4, None, creds, tls.as_ref())
             .await
-            .map_err(|e| failed(&format!("cannot connect to {}", self.addr), e))
+            .map_err(|e| failed(&format!("cannot connect to {}", self.addr), e))?;
+        c.consistency = self.consistency;
+        Ok(c)
     }
 }
 
@@ -298,11 +305,12 @@ pub fn raw(b: &Option<Bytes>) -> RawValue {
 /// line: by `host:port` with the login and TLS of the flags, or by a
 /// cluster's name in a proxy config (`--config`), with its first contact
 /// point, credentials and `[clusters.NAME.tls]`.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Reach {
     pub config: Option<crate::config::Config>,
     pub credentials: Option<(String, String)>,
     pub tls: Option<crate::tls::ClusterTls>,
+    pub consistency: u16,
 }
 
 impl Reach {
@@ -338,6 +346,7 @@ impl Reach {
                 addr,
                 credentials,
                 tls,
+                consistency: self.consistency,
             });
         }
         let addr = resolve(spec).await.map_err(|e| match &self.config {
@@ -358,8 +367,28 @@ impl Reach {
             addr,
             credentials: self.credentials.clone(),
             tls,
+            consistency: self.consistency,
         })
     }
+}
+
+/// A consistency level by its CQL name (`local_quorum`, `ONE`, ...).
+pub fn consistency_named(name: &str) -> Result<u16, String> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "one" => consistency::ONE,
+        "local_one" => consistency::LOCAL_ONE,
+        "quorum" => consistency::QUORUM,
+        "local_quorum" => consistency::LOCAL_QUORUM,
+        "all" => 0x0005,
+        "each_quorum" => 0x0007,
+        "two" => 0x0002,
+        "three" => 0x0003,
+        _ => {
+            return Err(format!(
+                "{name:?} is not a consistency level: one, two, three, quorum, all, local_quorum, each_quorum, local_one"
+            ))
+        }
+    })
 }
 
 /// `host:port` to its first address.
@@ -493,4 +522,37 @@ where
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_levels_by_their_cql_names() {
+        assert_eq!(
+            consistency_named("LOCAL_QUORUM"),
+            Ok(consistency::LOCAL_QUORUM)
+        );
+        assert_eq!(consistency_named("one"), Ok(consistency::ONE));
+        assert_eq!(consistency_named("all"), Ok(0x0005));
+        let e = consistency_named("serial").unwrap_err();
+        assert!(e.contains("not a consistency level"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_by_address_carries_the_flags_login_and_consistency() {
+        let reach = Reach {
+            config: None,
+            credentials: Some(("app".into(), "pw".into())),
+            tls: None,
+            consistency: consistency::QUORUM,
+        };
+        let e = reach.endpoint("127.0.0.1:9042").await.unwrap();
+        assert_eq!(e.addr, "127.0.0.1:9042".parse().unwrap());
+        assert_eq!(e.consistency, consistency::QUORUM);
+        assert_eq!(e.credentials.as_ref().unwrap().0, "app");
+        let e = reach.endpoint("nope").await.unwrap_err();
+        assert!(e.contains("neither host:port nor a cluster"), "{e}");
+    }
 }

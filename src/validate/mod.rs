@@ -44,7 +44,6 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::client::Client;
-use crate::protocol::consistency;
 use crate::protocol::reader::RawValue;
 use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
@@ -99,7 +98,7 @@ impl Side {
             .query_with(
                 q,
                 QueryParams {
-                    consistency: consistency::ONE,
+                    consistency: self.client.consistency,
                     page_size: Some(page_size),
                     paging_state,
                     values,

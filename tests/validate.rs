@@ -647,3 +647,34 @@ async fn copy_and_validate_take_logins_and_tls_from_a_config() {
     from.shutdown().await;
     to.shutdown().await;
 }
+
+/// A range where thousands of rows differ is settled in batches as the
+/// scan goes (memory stays bounded): every one is still counted, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_differences_in_one_range_are_all_counted() {
+    let (from, to, mut o, _t) = shop().await;
+    run(&mut o, items(2500, &[])).await;
+    let r = validate(
+        &ValidateOptions {
+            tables: vec!["items".into()],
+            // One range: the whole ring.
+            split: Some((1, 1)),
+            splits: 1,
+            ..options(from.addr, to.addr)
+        },
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let items = &r.tables[0];
+    assert_eq!(items.ranges, 1);
+    assert_eq!(
+        (items.found.rows_compared, items.found.missing),
+        (2500, 2500),
+        "{}",
+        r.human()
+    );
+    assert_eq!(items.found.samples.len(), 10, "samples stay at --samples");
+    from.shutdown().await;
+    to.shutdown().await;
+}

@@ -403,11 +403,55 @@ async fn compare_range(
             first_seen.get_or_insert_with(Instant::now);
             differences.push((key, kind));
         }
+        // Memory stays bounded however much differs: a batch is settled
+        // before the scan goes on.
+        if differences.len() >= SETTLE_BATCH {
+            let seen = first_seen.take().unwrap_or_else(Instant::now);
+            settle(
+                s,
+                plan,
+                std::mem::take(&mut differences),
+                seen,
+                origin,
+                target,
+                &mut found,
+            )
+            .await?;
+        }
     }
     if let Some(seen) = first_seen {
-        if let Some(wait) = o.recheck_after.checked_sub(seen.elapsed()) {
-            tokio::time::sleep(wait).await;
-        }
+        settle(
+            s,
+            plan,
+            std::mem::take(&mut differences),
+            seen,
+            origin,
+            target,
+            &mut found,
+        )
+        .await?;
+    }
+    Ok(found)
+}
+
+/// Differences found by the scans held before they are read again.
+const SETTLE_BATCH: usize = 1000;
+
+/// Reads each difference again on both sides, once `recheck_after` has
+/// passed since the first was seen; counts what remains (and mends it,
+/// with `--repair`) and what settled.
+async fn settle(
+    s: &Shared,
+    plan: &Plan,
+    differences: Vec<(Key, Kind)>,
+    seen: Instant,
+    origin: &mut Side,
+    target: &mut Side,
+    found: &mut Found,
+) -> Result<(), String> {
+    let o = &s.o;
+    if let Some(wait) = o.recheck_after.checked_sub(seen.elapsed()) {
+        tokio::time::sleep(wait).await;
     }
     for (key, _) in differences {
         let a = read_key(plan, &key, origin).await?;
@@ -475,5 +519,5 @@ async fn compare_range(
             });
         }
     }
-    Ok(found)
+    Ok(())
 }

@@ -1041,11 +1041,28 @@ async fn main() -> Result<()> {
             match cutover::copy::copy(&o).await {
                 Ok(r) => {
                     println!("{}", serde_json::to_string_pretty(&r)?);
+                    for t in &r.tables {
+                        eprintln!(
+                            "  {}: {} row(s), {} range(s){}",
+                            t.table,
+                            t.rows,
+                            t.ranges,
+                            if t.ranges_already_done > 0 {
+                                format!(" ({} done before)", t.ranges_already_done)
+                            } else {
+                                String::new()
+                            }
+                        );
+                        for n in &t.notes {
+                            eprintln!("    note: {n}");
+                        }
+                    }
+                    let secs = started.elapsed().as_secs_f64();
+                    let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
                     eprintln!(
-                        "copied {} row(s) of {} table(s) in {:.1} s",
-                        r.tables.iter().map(|t| t.rows).sum::<u64>(),
+                        "copied {rows} row(s) of {} table(s) in {secs:.1} s ({:.0} rows/s)",
                         r.tables.len(),
-                        started.elapsed().as_secs_f64()
+                        rows as f64 / secs.max(0.001)
                     );
                 }
                 Err(e) => {

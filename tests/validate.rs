@@ -585,11 +585,11 @@ async fn copy_and_validate_take_logins_and_tls_from_a_config() {
     let mut copy_args = vec!["copy", "--keyspace", "shop"];
     copy_args.extend(by_name);
     let out = cli(&copy_args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{summary}");
+    // The summary: per table, then the total and its rate.
+    assert!(summary.contains("  items: 300 row(s)"), "{summary}");
+    assert!(summary.contains("copied 300 row(s) of 2 table(s) in"), "{summary}");
     let mut validate_args = vec!["validate", "--keyspace", "shop"];
     validate_args.extend(by_name);
     let out = cli(&validate_args);

@@ -701,7 +701,12 @@ fn init_logging(format: LogFormat, filter: &str) -> SetLogFilter {
     let registry = tracing_subscriber::registry().with(layer);
     match format {
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colours on a terminal only: not in a file or a journal.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
             .init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))

@@ -589,7 +589,10 @@ async fn copy_and_validate_take_logins_and_tls_from_a_config() {
     assert!(out.status.success(), "{summary}");
     // The summary: per table, then the total and its rate.
     assert!(summary.contains("  items: 300 row(s)"), "{summary}");
-    assert!(summary.contains("copied 300 row(s) of 2 table(s) in"), "{summary}");
+    assert!(
+        summary.contains("copied 300 row(s) of 2 table(s) in"),
+        "{summary}"
+    );
     let mut validate_args = vec!["validate", "--keyspace", "shop"];
     validate_args.extend(by_name);
     let out = cli(&validate_args);

@@ -262,7 +262,9 @@ async fn watch(
         loop {
             let found = discover(&conn, cluster.config.local_datacenter.as_deref()).await;
             if found.is_ok() {
-                if !cluster.health.is_up() {
+                if let Some(down) = cluster.health.down_for() {
+                    tracing::warn!(cluster = %cluster.name, node = %conn.addr(), down_seconds = down.as_secs(), "the cluster answers again");
+                } else if !cluster.health.is_up() {
                     tracing::info!(cluster = %cluster.name, node = %conn.addr(), "control connection up");
                 }
                 cluster.health.set_up(conn.addr());

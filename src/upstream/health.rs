@@ -67,6 +67,12 @@ impl ClusterHealth {
         self.state.lock().up == Some(false)
     }
 
+    /// How long it has been down, when it is.
+    pub fn down_for(&self) -> Option<std::time::Duration> {
+        let s = self.state.lock();
+        (s.up == Some(false)).then(|| s.since.elapsed().unwrap_or_default())
+    }
+
     pub fn report(&self, name: &str, roles: Vec<String>, primary: bool) -> ClusterReport {
         let s = self.state.lock().clone();
         ClusterReport {

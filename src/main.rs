@@ -742,8 +742,29 @@ async fn start_admin(
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() {
     let cli = Cli::parse();
+    // One-shot commands end quietly when what reads their output stops
+    // (`cutover check-config FILE | head -1`), as other Unix tools do; the
+    // proxy and the node keep Rust's default (a closed socket is an error,
+    // not a signal).
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Demo { .. } | Command::Node { .. }
+    ) {
+        // SAFETY: before any other thread writes; restores the default.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    // A user's error is one line, whatever RUST_BACKTRACE says.
+    if let Err(e) = run_command(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run_command(cli: Cli) -> Result<()> {
     let log_config = match &cli.command {
         Command::Run {
             config: Some(file), ..

@@ -126,3 +126,50 @@ fn demo_falls_back_to_free_ports_and_the_proxy_answers() {
     let _ = child.wait();
     assert!(answered);
 }
+
+/// `cutover check-config FILE | head -1`: when the reader has gone, the
+/// command ends quietly (by SIGPIPE, as other Unix tools do), not with a
+/// panic about a broken pipe.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = cutover()
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/cutover.example.toml"),
+        ])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{err}");
+}
+
+/// A user's mistake is one line, even with RUST_BACKTRACE=1 set.
+#[test]
+fn a_user_error_is_one_line_without_a_backtrace() {
+    let out = cutover()
+        .args([
+            "copy",
+            "--from",
+            "nope",
+            "--to",
+            "127.0.0.1:1",
+            "--keyspace",
+            "k",
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: --from: \"nope\" is neither host:port"),
+        "{err}"
+    );
+}

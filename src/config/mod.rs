@@ -634,13 +634,36 @@ impl Config {
             .map_err(|e| ConfigErrors(vec![format!("not valid TOML: {e}").into()]))?;
         let mut errors = env::apply_overrides(&mut value, vars);
         let mut unknown = Vec::new();
-        let parsed: Result<Config, _> =
-            serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+        // A key of the wrong type stops deserialization; it is taken out
+        // (its default applies) and the rest read again, so every such key
+        // is reported at once, not only the first.
+        let mut parsed: Result<Config, _>;
+        let mut wrong_types = Vec::new();
+        loop {
+            unknown.clear();
+            parsed =
+                serde_ignored::deserialize(value.clone(), |path| unknown.push(path.to_string()));
+            let Err(e) = &parsed else { break };
+            let message = e.to_string();
+            match key_of(&message) {
+                Some(key) if wrong_types.len() < 100 && remove_key(&mut value, &key) => {
+                    let what = message[..message.rfind("in `").unwrap_or(message.len())].trim();
+                    let hint = if what.contains("socket address") {
+                        " — an IP address and a port, such as 127.0.0.1:9142 or [::1]:9142 (a host name such as localhost is not accepted here)"
+                    } else {
+                        ""
+                    };
+                    wrong_types.push(Problem::at(key.clone(), format!("{key}: {what}{hint}")));
+                }
+                _ => break,
+            }
+        }
         errors.extend(
             unknown
                 .into_iter()
                 .map(|k| Problem::at(k.clone(), format!("unknown key `{k}`"))),
         );
+        errors.extend(wrong_types);
         match parsed {
             Ok(mut c) => {
                 c.fill_defaults();
@@ -710,3 +733,37 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// The key a deserialization error names (`... in `a.b.c``).
+fn key_of(message: &str) -> Option<String> {
+    let at = message.rfind("in `")?;
+    let rest = &message[at + 4..];
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// Takes the key at `path` (dotted) out of `value`; false when there is
+/// none.
+fn remove_key(value: &mut toml::Value, path: &str) -> bool {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    let mut v = value;
+    for p in parts {
+        v = match v {
+            toml::Value::Table(t) => match t.get_mut(p) {
+                Some(next) => next,
+                None => return false,
+            },
+            toml::Value::Array(a) => match p.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(next) => next,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match v {
+        toml::Value::Table(t) => t.remove(last).is_some(),
+        _ => false,
+    }
+}

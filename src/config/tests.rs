@@ -297,3 +297,31 @@ fn the_journal_section_is_read_and_checked() {
         assert!(keys.iter().any(|x| x == k), "{k} missing in {keys:?}: {e}");
     }
 }
+
+#[test]
+fn every_key_of_a_wrong_type_is_reported_at_once() {
+    let text = format!(
+        "listen = 5\nworker_threads = \"two\"\n{MINIMAL}\n[limits]\nmax_client_connections = \"many\"\n"
+    );
+    let e = parse(&text).unwrap_err();
+    let all = e.to_string();
+    for key in [
+        "listen:",
+        "worker_threads:",
+        "limits.max_client_connections:",
+    ] {
+        assert!(all.contains(key), "{key} in {all}");
+    }
+    assert_eq!(e.0.len(), 3, "{all}");
+}
+
+#[test]
+fn a_host_name_where_an_address_goes_says_what_to_write() {
+    let e = parse(&format!("listen = \"localhost:9142\"\n{MINIMAL}")).unwrap_err();
+    let all = e.to_string();
+    assert!(
+        all.contains("listen: invalid socket address syntax"),
+        "{all}"
+    );
+    assert!(all.contains("such as 127.0.0.1:9142"), "{all}");
+}

@@ -455,6 +455,10 @@ async fn validate_names_the_journal_backlog() {
             .unwrap();
     }
     wait_for("5 journaled writes", || async { pending(&s).await >= 5 }).await;
+    // The journal's report spells its durability as the config does.
+    let (_, body) = http(s.admin, "GET", "/v1/journal", None).await;
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["durability"], "fsync", "{body}");
     let (ok, out, err) = common::cutover_cli(
         [
             "validate",

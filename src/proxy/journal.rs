@@ -277,7 +277,12 @@ impl JournalSlot {
         serde_json::json!({
             "open": true,
             "dir": self.opts.dir,
-            "durability": format!("{:?}", self.opts.durability),
+            // As the config spells it.
+            "durability": match self.opts.durability {
+                Durability::Fsync => "fsync".to_string(),
+                Durability::GroupCommit(every) => format!("group-commit every {}", humantime::format_duration(every)),
+                Durability::PageCache => "page-cache".to_string(),
+            },
             "pending_records": s.pending_records,
             "pending_bytes": s.pending_bytes,
             "oldest_pending_age_seconds": oldest,

@@ -82,6 +82,17 @@ async fn a_tenant_turned_read_only_on_the_fleet_is_refused_everywhere() {
     // A mistake is refused with the reason; nothing changes.
     let (ok, _, err) = cli(admins[0], &["set", "wayne", "--status", "sleepy"]).await;
     assert!(!ok && err.contains("400"), "{err}");
+    // The field is named, and the spellings it takes.
+    assert!(err.contains("status: unknown variant `sleepy`"), "{err}");
+    assert!(
+        err.contains("read-only") && !err.contains(" at line "),
+        "{err}"
+    );
+    let (ok, _, err) = cli(admins[0], &["set", "wayne", "--phase", "bogus"]).await;
+    assert!(
+        !ok && err.contains("phase: unknown variant `bogus`"),
+        "{err}"
+    );
     let (ok, _, err) = cli(admins[0], &["set", "wayne"]).await;
     assert!(!ok && err.contains("--status"), "{err}");
 

@@ -117,6 +117,17 @@ async fn the_policy_changes_live_and_invalid_changes_are_refused() {
         admin,
         "PUT",
         "/v1/policy",
+        Some(r#"{"route": {"phase": "sideways"}}"#),
+    )
+    .await;
+    assert!(
+        body.contains("route.phase: unknown variant `sideways`"),
+        "the field is named: {body}"
+    );
+    let (_, body) = http(
+        admin,
+        "PUT",
+        "/v1/policy",
         Some(r#"{"route": {"write_mode": "async-secondary", "shard": "other"}}"#),
     )
     .await;

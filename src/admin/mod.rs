@@ -371,7 +371,7 @@ async fn put_policy(
     axum::extract::Query(q): axum::extract::Query<FleetQuery>,
     body: String,
 ) -> (StatusCode, Json<Value>) {
-    let patch = match serde_json::from_str::<crate::routing::PolicyPatch>(&body) {
+    let patch = match patch_of::<crate::routing::PolicyPatch>(&body) {
         Ok(p) => p,
         Err(e) => {
             return (
@@ -635,7 +635,7 @@ async fn put_tenant(
     axum::extract::Query(q): axum::extract::Query<FleetQuery>,
     body: String,
 ) -> (StatusCode, Json<Value>) {
-    let patch = match serde_json::from_str::<crate::routing::TenantPatch>(&body) {
+    let patch = match patch_of::<crate::routing::TenantPatch>(&body) {
         Ok(p) => p,
         Err(e) => {
             return (
@@ -763,6 +763,51 @@ async fn log_level(
             StatusCode::BAD_REQUEST,
             Json(json!({"errors": [format!("invalid filter {filter:?}: {e}")]})),
         ),
+    }
+}
+
+/// A JSON body read as `T`; when it does not fit, the error names the
+/// field that does not (`route.phase: unknown variant ...`), found by
+/// reading each field of the body alone.
+fn patch_of<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, String> {
+    let e = match serde_json::from_str::<T>(body) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    // serde_json's position says little to someone who typed a flag.
+    let text = e.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let Ok(whole) = serde_json::from_str::<Value>(body) else {
+        return Err(text);
+    };
+    let mut leaves = Vec::new();
+    leaves_of(&whole, &mut Vec::new(), &mut leaves);
+    for (path, value) in leaves {
+        let alone = path
+            .iter()
+            .rev()
+            .fold(value.clone(), |inner, key| json!({ key.as_str(): inner }));
+        if serde_json::from_value::<T>(alone).is_err() {
+            return Err(format!("{}: {text}", path.join(".")));
+        }
+    }
+    Err(text)
+}
+
+/// Every leaf of `v` (a value that is not an object) with its path.
+fn leaves_of(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, inner) in m {
+                path.push(k.clone());
+                leaves_of(inner, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push((path.clone(), v.clone())),
     }
 }
 

@@ -26,13 +26,14 @@ enum Command {
     /// Run two embedded in-memory nodes (origin and target) with the proxy in front; print how to connect.
     Demo {
         /// Origin node address (a free port is used if it is taken).
-        #[arg(long, default_value = "127.0.0.1:9042")]
+        #[arg(long, default_value = "127.0.0.1:9043")]
         origin: SocketAddr,
         /// Target node address (a free port is used if it is taken).
-        #[arg(long, default_value = "127.0.0.1:9043")]
-        target: SocketAddr,
-        /// Where the proxy listens (a free port is used if it is taken).
         #[arg(long, default_value = "127.0.0.1:9044")]
+        target: SocketAddr,
+        /// Where the proxy listens: Cassandra's own port, so a bare `cqlsh`
+        /// reaches it (a free port is used if it is taken).
+        #[arg(long, default_value = "127.0.0.1:9042")]
         listen: SocketAddr,
     },
     /// Run the proxy, from a config file or from quick-start flags.
@@ -1224,16 +1225,33 @@ async fn run_command(cli: Cli) -> Result<()> {
         } => {
             let o = start_preferring(origin, "origin").await?;
             let t = start_preferring(target, "target").await?;
-            let cfg = Config::quick_start(&o.addr.to_string(), &t.addr.to_string(), listen, None)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let proxy = match cutover::proxy::start(cfg.clone()).await {
+            // A config of its own in a fresh folder: tenants by keyspace
+            // (t_NAME is tenant NAME) with a directory file the admin API
+            // writes, and a route file for live flips.
+            let dir = std::env::temp_dir().join(format!("cutover-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let file = dir.join("cutover.toml");
+            let write_config = |listen: SocketAddr| {
+                std::fs::write(
+                    &file,
+                    format!(
+                        "listen = \"{listen}\"\n\
+                         [clusters.origin]\ncontact_points = [\"{}\"]\n\
+                         [clusters.target]\ncontact_points = [\"{}\"]\n\
+                         [tenants]\nkey = {{ keyspace = \"^t_(.*)$\" }}\ndirectory_file = \"directory.toml\"\n",
+                        o.addr, t.addr
+                    ),
+                )
+            };
+            write_config(listen)?;
+            std::fs::write(dir.join("directory.toml"), "")?;
+            let load = || Config::load(&file, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"));
+            let proxy = match cutover::proxy::start_from(load()?, Some(file.clone())).await {
                 Ok(p) => p,
                 Err(cutover::proxy::ProxyError::Listen { .. }) => {
-                    let mut cfg = cfg;
-                    cfg.listen = SocketAddr::new(listen.ip(), 0);
-                    cfg.topology.instances.clear();
                     eprintln!("{listen} is in use; the proxy takes a free port instead");
-                    cutover::proxy::start(cfg).await?
+                    write_config(SocketAddr::new(listen.ip(), 0))?;
+                    cutover::proxy::start_from(load()?, Some(file.clone())).await?
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -1282,12 +1300,19 @@ async fn run_command(cli: Cli) -> Result<()> {
             println!();
             println!("Writes through the proxy land on both nodes with the same write time;");
             println!("reads are answered by the origin. Any CQL driver works (v3, v4 or v5;");
-            println!("LZ4 or Snappy). Press Ctrl-C to stop.");
+            println!("LZ4 or Snappy). A keyspace t_NAME belongs to tenant NAME:");
+            println!("  cutover policy --admin {admin} set --phase target-primary   # reads move to the target");
+            println!("  cutover tenants --admin {admin} set acme --status read-only  # t_acme's writes refused");
+            println!(
+                "Config and directory: {}. Press Ctrl-C to stop.",
+                dir.display()
+            );
             wait_for_stop().await;
             stop_admin.cancel();
             proxy.stop().await;
             o.shutdown().await;
             t.shutdown().await;
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
     Ok(())

@@ -51,7 +51,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9042")]
         listen: SocketAddr,
         /// Admin API address (overrides `admin` in the config file; quick
-        /// start has none unless given).
+        /// start: 127.0.0.1:9180, or a free port when that is taken).
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
@@ -783,6 +783,13 @@ async fn run_command(cli: Cli) -> Result<()> {
             admin,
         } => {
             let config_file = config.clone();
+            // Quick start gets the admin API where a config's would be,
+            // or a free port when that one is taken.
+            let quick_admin = config.is_none() && admin.is_none();
+            let admin = match quick_admin {
+                true => Some(SocketAddr::from(([127, 0, 0, 1], 9180))),
+                false => admin,
+            };
             let cfg = match (config, origin, target) {
                 (Some(file), _, _) => Config::load(&file, std::env::vars())
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
@@ -814,7 +821,23 @@ async fn run_command(cli: Cli) -> Result<()> {
             let stop_admin = tokio_util::sync::CancellationToken::new();
             let admin = match admin {
                 Some(a) => {
-                    match start_admin(&running, a, token, set_log_filter, &stop_admin).await {
+                    let first = start_admin(
+                        &running,
+                        a,
+                        token.clone(),
+                        set_log_filter.clone(),
+                        &stop_admin,
+                    )
+                    .await;
+                    let started = match first {
+                        Err(e) if quick_admin => {
+                            tracing::warn!(error = %format!("{e:#}"), "the admin API takes a free port instead of 127.0.0.1:9180");
+                            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+                            start_admin(&running, any, token, set_log_filter, &stop_admin).await
+                        }
+                        other => other,
+                    };
+                    match started {
                         Ok(a) => Some(a),
                         Err(e) => {
                             eprintln!("{e:#}");

@@ -173,3 +173,38 @@ fn a_user_error_is_one_line_without_a_backtrace() {
         "{err}"
     );
 }
+
+/// `cutover run --origin --target` has its admin API without `--admin`:
+/// on 127.0.0.1:9180, or a free port when that is taken (here it is held).
+#[test]
+fn quick_start_has_an_admin_api() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let held = std::net::TcpListener::bind("127.0.0.1:9180");
+    let mut child = cutover()
+        .args(["run", "--origin", "127.0.0.1:1", "--target", "127.0.0.1:2"])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut admin = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("admin listening on http://") {
+            admin = Some(a.parse::<std::net::SocketAddr>().unwrap());
+            break;
+        }
+    }
+    let admin = admin.expect("the admin API's address is printed");
+    if held.is_ok() {
+        assert_ne!(admin.port(), 9180, "a free port, 9180 being held");
+    }
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

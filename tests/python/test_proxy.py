@@ -371,6 +371,7 @@ def test_losing_one_node_of_three_costs_at_most_the_requests_in_flight_on_it(tmp
     cfg.write_text(
         f"""
 listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
 [clusters.origin]
 contact_points = [{", ".join(f'"127.0.0.1:{n.port}"' for n in origins)}]
 request_timeout = "3s"

@@ -122,7 +122,10 @@ fn demo_falls_back_to_free_ports_and_the_proxy_answers() {
         .expect("the proxy answers system.local")
         .is_ok()
     });
-    let _ = child.kill();
+    // SIGTERM: the demo stops its nodes and removes its folder.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
     let _ = child.wait();
     assert!(answered);
 }

@@ -11,7 +11,7 @@ use cutover::node::{self, NodeConfig};
 #[derive(Parser)]
 #[command(
     name = "cutover",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUILD_COMMIT"), ")"),
     about = "A CQL migration proxy and its embedded test node"
 )]
 struct Cli {

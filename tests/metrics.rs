@@ -398,7 +398,24 @@ async fn a_token_guards_the_admin_api_and_the_log_filter_changes_live() {
     };
     let r = authed("GET", "/metrics", None).await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(r.contains("cutover_build_info"));
+    assert!(
+        r.contains("cutover_build_info{version=\"0.1.0\",commit=\""),
+        "{r}"
+    );
+    // The route in force, as the config spells it.
+    assert!(
+        r.contains(
+            "cutover_route_info{shard=\"default\",phase=\"dual-write\",write_mode=\"sync\"} 1"
+        ),
+        "{r}"
+    );
+    // Series a rate() needs are there before the first error.
+    for cluster in ["origin", "target"] {
+        let zero = format!(
+            "cutover_cluster_errors_total{{cluster=\"{cluster}\",code=\"unavailable\",source=\"proxy\"}} 0"
+        );
+        assert!(r.contains(&zero), "{zero} in {r}");
+    }
     let r = authed(
         "PUT",
         "/v1/log-level",
@@ -426,7 +443,14 @@ async fn listed_tenants_get_their_own_series() {
         c.tenants.key = cutover::config::TenantKey::Keyspace {
             keyspace: "^t_(.*)$".into(),
         };
-        c.metrics.tenants = vec!["wayne".into()];
+        c.metrics.tenants = vec!["wayne".into(), "pym".into()];
+        c.tenants.entries = vec![cutover::config::TenantEntry {
+            tenant: "pym".into(),
+            shard: None,
+            phase: Some(cutover::config::Phase::OriginOnly),
+            status: cutover::config::TenantStatus::ReadOnly,
+            write_mode: None,
+        }];
     })
     .await;
     let mut c = Client::connect(s.proxy.addr, 4, None, None).await.unwrap();
@@ -471,6 +495,15 @@ async fn listed_tenants_get_their_own_series() {
     assert!(
         !m.contains("tenant=\"stark\""),
         "unlisted tenants get no series"
+    );
+    // The route in force: wayne's (no entry) the default's, pym's its entry's.
+    assert!(
+        m.contains("cutover_tenant_route_info{tenant=\"wayne\",shard=\"default\",phase=\"dual-write\",status=\"read-write\",write_mode=\"sync\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("cutover_tenant_route_info{tenant=\"pym\",shard=\"default\",phase=\"origin-only\",status=\"read-only\",write_mode=\"sync\"} 1"),
+        "{m}"
     );
     s.stop().await;
 }

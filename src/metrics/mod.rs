@@ -425,8 +425,21 @@ impl Metrics {
             "Error answers per cluster, by CQL error code and source: the cluster's own ERROR (cluster) or the proxy's timeout or unreachable cluster (proxy)",
             MetricType::Counter,
         );
+        // The errors alerts and dashboards rate() are there at 0 from the
+        // start (a rate needs a series before the first error); the rest
+        // appear with their first error.
+        const AT_ZERO: [(&str, &str); 5] = [
+            ("cluster", "unavailable"),
+            ("cluster", "write_timeout"),
+            ("cluster", "read_timeout"),
+            ("cluster", "overloaded"),
+            ("proxy", "unavailable"),
+        ];
         for c in &self.clusters {
-            for (source, o, n) in c.errors().filter(|(_, _, n)| *n > 0) {
+            for (source, o, n) in c
+                .errors()
+                .filter(|(s, o, n)| *n > 0 || AT_ZERO.contains(&(*s, o.name())))
+            {
                 out.sample(
                     "cutover_cluster_errors_total",
                     &[("cluster", &c.name), ("code", o.name()), ("source", source)],
@@ -516,7 +529,10 @@ impl Metrics {
         );
         out.sample(
             "cutover_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", env!("BUILD_COMMIT")),
+            ],
             1.0,
         );
         let collectors = self.collectors.read().clone();

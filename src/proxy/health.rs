@@ -143,6 +143,59 @@ impl Collector for ProxyGauges {
             MetricType::Gauge,
         );
         out.sample("cutover_policy_version", &[], policy.version as f64);
+        // The route in force, by the config's spellings.
+        fn word<T: serde::Serialize>(v: &T) -> String {
+            crate::config::route_file_spelled(v)
+                .trim_matches('"')
+                .to_string()
+        }
+        out.family(
+            "cutover_route_info",
+            "The default route in force (value always 1): its shard, phase and write mode",
+            MetricType::Gauge,
+        );
+        let (phase, mode) = (word(&policy.route.phase), word(&policy.route.write_mode));
+        out.sample(
+            "cutover_route_info",
+            &[
+                ("shard", &policy.route.shard),
+                ("phase", &phase),
+                ("write_mode", &mode),
+            ],
+            1.0,
+        );
+        let listed = &p.config().metrics.tenants;
+        if !listed.is_empty() {
+            out.family(
+                "cutover_tenant_route_info",
+                "The route in force for each tenant of [metrics] tenants (value always 1): its shard, phase, status and write mode, its entry's or the default's",
+                MetricType::Gauge,
+            );
+        }
+        for tenant in listed {
+            let entry = policy.tenants.get(tenant);
+            let shard = entry
+                .and_then(|e| e.shard.clone())
+                .unwrap_or_else(|| policy.route.shard.clone());
+            let phase = word(&entry.and_then(|e| e.phase).unwrap_or(policy.route.phase));
+            let mode = word(
+                &entry
+                    .and_then(|e| e.write_mode)
+                    .unwrap_or(policy.route.write_mode),
+            );
+            let status = word(&entry.map(|e| e.status).unwrap_or_default());
+            out.sample(
+                "cutover_tenant_route_info",
+                &[
+                    ("tenant", tenant),
+                    ("shard", &shard),
+                    ("phase", &phase),
+                    ("status", &status),
+                    ("write_mode", &mode),
+                ],
+                1.0,
+            );
+        }
         for (name, help, v) in [
             (
                 "cutover_policy_changes_total",

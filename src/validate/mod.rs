@@ -351,7 +351,6 @@ async fn compare_range(
     let mut entries = Vec::new();
     loop {
         let side = match done {
-            [true, true] => break,
             [true, false] => 1,
             [false, true] => 0,
             _ if frontier[1] < frontier[0] => 1,
@@ -404,34 +403,17 @@ async fn compare_range(
             differences.push((key, kind));
         }
         // Memory stays bounded however much differs: a batch is settled
-        // before the scan goes on.
-        if differences.len() >= SETTLE_BATCH {
+        // before the scan goes on (and what is left, at the end).
+        let finished = done == [true, true];
+        if differences.len() >= SETTLE_BATCH || (finished && !differences.is_empty()) {
             let seen = first_seen.take().unwrap_or_else(Instant::now);
-            settle(
-                s,
-                plan,
-                std::mem::take(&mut differences),
-                seen,
-                origin,
-                target,
-                &mut found,
-            )
-            .await?;
+            let batch = std::mem::take(&mut differences);
+            settle(s, plan, batch, seen, origin, target, &mut found).await?;
+        }
+        if finished {
+            return Ok(found);
         }
     }
-    if let Some(seen) = first_seen {
-        settle(
-            s,
-            plan,
-            std::mem::take(&mut differences),
-            seen,
-            origin,
-            target,
-            &mut found,
-        )
-        .await?;
-    }
-    Ok(found)
 }
 
 /// Differences found by the scans held before they are read again.

@@ -507,3 +507,25 @@ async fn listed_tenants_get_their_own_series() {
     );
     s.stop().await;
 }
+
+/// The live page comes from the binary with nothing fetched from elsewhere,
+/// and without the token (it holds no data); the data it polls still needs
+/// the token.
+#[tokio::test]
+async fn the_live_page_is_served_whole_and_its_data_needs_the_token() {
+    let s = Setup::start(Some("s3cret"), None).await;
+    for path in ["/", "/dashboard"] {
+        let (status, body) = http(s.admin, "GET", path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.starts_with("<!doctype html>"), "{body}");
+        for id in ["latency", "legs", "rate", "errors"] {
+            assert!(body.contains(&format!("<canvas id=\"{id}\">")), "{id}");
+        }
+        for external in ["src=\"http", "href=\"http", "@import", "url(http"] {
+            assert!(!body.contains(external), "no external asset: {external}");
+        }
+    }
+    let (status, _) = http(s.admin, "GET", "/metrics", None).await;
+    assert_eq!(status, 401, "the data needs the token");
+    s.stop().await;
+}

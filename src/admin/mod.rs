@@ -64,6 +64,8 @@ pub async fn serve(
         set_log_filter: opts.set_log_filter,
     };
     let app = Router::new()
+        .route("/", get(dashboard))
+        .route("/dashboard", get(dashboard))
         .route("/metrics", get(metrics))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -202,7 +204,9 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = &s.token {
+    // The live page holds no data (it asks for it with the token).
+    let page = matches!(req.uri().path(), "/" | "/dashboard");
+    if let Some(token) = s.token.as_ref().filter(|_| !page) {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -217,6 +221,18 @@ async fn require_token(
         }
     }
     next.run(req).await
+}
+
+/// The live page: HTML and script served from the binary, no external
+/// assets; it polls this API every 2 s.
+async fn dashboard() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        include_str!("dashboard.html"),
+    )
 }
 
 async fn not_found() -> (StatusCode, Json<Value>) {

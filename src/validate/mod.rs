@@ -479,7 +479,7 @@ async fn settle(
                             found.repaired += 1
                         }
                         _ => detail.push(
-                            "not repaired: written with the origin's write times, the target still differs — it holds a newer deletion of these cells"
+                            "not repaired: written with the origin's write times, the target still differs — most likely it holds a newer deletion of these cells (a tombstone, which no read shows), or a newer write arrived meanwhile"
                                 .into(),
                         ),
                     },

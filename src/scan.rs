@@ -329,10 +329,11 @@ impl Reach {
             };
             let tls = match &c.tls {
                 Some(t) => {
-                    let host = cp.rsplit_once(':').map(|(h, _)| h).unwrap_or(cp);
+                    // As the proxy does: server_name, else the contact
+                    // point's host when it is a name (an IP: its address).
+                    let host = crate::tls::host_of(cp);
                     let name = t.server_name.clone().or_else(|| {
-                        let h = host.trim_start_matches('[').trim_end_matches(']');
-                        (h.parse::<std::net::IpAddr>().is_err()).then(|| h.to_string())
+                        (host.parse::<std::net::IpAddr>().is_err()).then(|| host.to_string())
                     });
                     Some((
                         crate::tls::client_config(t)

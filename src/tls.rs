@@ -414,7 +414,7 @@ impl UpstreamTls {
 }
 
 /// The host of `host:port` (`[v6]:port` too).
-fn host_of(contact_point: &str) -> &str {
+pub fn host_of(contact_point: &str) -> &str {
     let host = match contact_point.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => contact_point,

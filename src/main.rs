@@ -1319,7 +1319,7 @@ async fn run_command(cli: Cli) -> Result<()> {
                 t.addr.ip(),
                 t.addr.port()
             );
-            println!("  admin   http://{admin}/metrics   /health/ready   /v1/histograms");
+            println!("  admin   http://{admin}/  (the live page)   /metrics   /health/ready");
             println!();
             println!("Writes through the proxy land on both nodes with the same write time;");
             println!("reads are answered by the origin. Any CQL driver works (v3, v4 or v5;");

@@ -31,7 +31,7 @@ use crate::protocol::request::QueryParams;
 use crate::protocol::response::{Prepared, ResultBody, Rows};
 use crate::ranges::{Checkpoint, Range, RING};
 use crate::scan::{
-    bigint, cell, default_ttls, failed, progress_bar, quote, ranges_for, raw, run_workers,
+    bigint, cell, default_ttls, failed, int, progress_bar, quote, ranges_for, raw, run_workers,
     tables_of, tenant_restriction, Column, Endpoint, Pace,
 };
 
@@ -558,14 +558,6 @@ fn group_cells<'c>(
     cells: &[&'c Column],
     copied_at: i64,
 ) -> BTreeMap<(i64, i32), Vec<&'c Column>> {
-    let int = |b: &Option<Bytes>| -> Option<i64> {
-        let b = b.as_ref()?;
-        match b.len() {
-            8 => Some(i64::from_be_bytes(<[u8; 8]>::try_from(&b[..]).ok()?)),
-            4 => Some(i32::from_be_bytes(<[u8; 4]>::try_from(&b[..]).ok()?) as i64),
-            _ => None,
-        }
-    };
     let mut groups: BTreeMap<(i64, i32), Vec<&Column>> = BTreeMap::new();
     let mut newest = None;
     for c in cells.iter().filter(|c| !c.multi_cell()) {

@@ -104,6 +104,16 @@ pub fn text(b: &Option<Bytes>) -> String {
         .unwrap_or_default()
 }
 
+/// An `int` or `bigint` cell (a write time, a TTL, a token, a count).
+pub fn int(b: &Option<Bytes>) -> Option<i64> {
+    let b = b.as_ref()?;
+    match b.len() {
+        8 => Some(i64::from_be_bytes(<[u8; 8]>::try_from(&b[..]).ok()?)),
+        4 => Some(i32::from_be_bytes(<[u8; 4]>::try_from(&b[..]).ok()?) as i64),
+        _ => None,
+    }
+}
+
 pub fn cell<'a>(rows: &Rows, row: &'a [Option<Bytes>], name: &str) -> &'a Option<Bytes> {
     static NONE: Option<Bytes> = None;
     rows.metadata
@@ -136,11 +146,7 @@ pub async fn schema(
     };
     let mut tables: BTreeMap<String, Vec<Column>> = BTreeMap::new();
     for row in &rows.rows {
-        let position = cell(&rows, row, "position")
-            .as_ref()
-            .and_then(|b| <[u8; 4]>::try_from(&b[..]).ok())
-            .map(i32::from_be_bytes)
-            .unwrap_or(-1);
+        let position = int(cell(&rows, row, "position")).unwrap_or(-1) as i32;
         tables
             .entry(text(cell(&rows, row, "table_name")))
             .or_default()
@@ -268,11 +274,6 @@ pub async fn table_ranges(
             .rows
             .iter()
             .filter_map(|row| {
-                let int = |b: &Option<Bytes>| {
-                    b.as_ref()
-                        .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
-                        .map(i64::from_be_bytes)
-                };
                 Some(Estimate {
                     start: text(cell(&rows, row, "range_start")).parse().ok()?,
                     end: text(cell(&rows, row, "range_end")).parse().ok()?,
@@ -426,12 +427,8 @@ pub async fn default_ttls(c: &mut Client, keyspace: &str) -> Result<BTreeMap<Str
         .rows
         .iter()
         .map(|row| {
-            let ttl = cell(&rows, row, "default_time_to_live")
-                .as_ref()
-                .and_then(|b| <[u8; 4]>::try_from(&b[..]).ok())
-                .map(i32::from_be_bytes)
-                .unwrap_or(0);
-            (text(cell(&rows, row, "table_name")), ttl as i64)
+            let ttl = int(cell(&rows, row, "default_time_to_live")).unwrap_or(0);
+            (text(cell(&rows, row, "table_name")), ttl)
         })
         .collect())
 }

@@ -49,24 +49,22 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     body: Option<&str>,
     token: Option<&str>,
 ) -> Result<(u16, String), String> {
-    {
-        let body = body.unwrap_or("");
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        parse(&raw).ok_or_else(|| format!("{addr} answered something that is not HTTP"))
-    }
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    parse(&raw).ok_or_else(|| format!("{addr} answered something that is not HTTP"))
 }
 
 fn parse(raw: &[u8]) -> Option<(u16, String)> {

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::options::{Tolerance, ValidateOptions};
-use crate::scan::{quote, tenant_restriction, Column};
+use crate::scan::{int, quote, tenant_restriction, Column};
 
 /// Where a cell's value, write time and TTL are in a scanned row.
 #[derive(Debug, Clone)]
@@ -66,15 +66,6 @@ impl Kind {
             Kind::Extra => "extra",
             Kind::Differing => "differing",
         }
-    }
-}
-
-pub(super) fn int(b: &Option<Bytes>) -> Option<i64> {
-    let b = b.as_ref()?;
-    match b.len() {
-        8 => Some(i64::from_be_bytes(<[u8; 8]>::try_from(&b[..]).ok()?)),
-        4 => Some(i32::from_be_bytes(<[u8; 4]>::try_from(&b[..]).ok()?) as i64),
-        _ => None,
     }
 }
 
